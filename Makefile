@@ -1,0 +1,18 @@
+PYTHON ?= python3
+
+.PHONY: install test test-slow demo lint-rtl clean
+
+install:
+	$(PYTHON) -m pip install -e ".[dev]"
+
+test:
+	$(PYTHON) -m pytest -q
+
+test-slow:
+	$(PYTHON) -m pytest -q -m slow
+
+demo:
+	spikeforge demo --out runs/demo
+
+clean:
+	rm -rf build sim_build runs .pytest_cache .hypothesis

@@ -1,0 +1,56 @@
+"""The ``spikeforge`` command line.
+
+Every subcommand lives in its own module exposing ``register(subparsers)``, which adds an
+``argparse`` parser whose ``func`` default takes the parsed namespace and returns an exit
+code. Errors a user can cause (bad options, files, specs) are raised as ``ValueError``,
+``FileNotFoundError`` or :class:`CLIError` and printed as one line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+#: Modules under ``sim.commands`` that define subcommands, in help order.
+COMMAND_MODULES = ("train",)
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="spikeforge",
+        description="On-line learning SNN cores: float STBP, integer model, RTL, co-simulation.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"sim.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as error:
+        message = str(error) or type(error).__name__
+        print(f"spikeforge {args.command}: error: {message.splitlines()[0]}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"spikeforge {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
