@@ -14,5 +14,8 @@ test-slow:
 demo:
 	spikeforge demo --out runs/demo
 
+lint-rtl:
+	$(PYTHON) -m pytest -q tests/hw/test_export.py -k "lint or waiver"
+
 clean:
 	rm -rf build sim_build runs .pytest_cache .hypothesis

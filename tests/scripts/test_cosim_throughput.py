@@ -1,0 +1,36 @@
+"""scripts/cosim_throughput.py: the Markdown section update (no simulation)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "cosim_throughput.py"
+spec = importlib.util.spec_from_file_location("cosim_throughput", SCRIPT)
+script = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(script)
+
+
+def test_section_is_appended_then_replaced_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "results.md"
+    path.write_text("# Results\n\n## Accuracy\n\nA table.\n")
+    first = script.section(["verilator"], [("u", "k=1", "verilator", 10, 1234.4)], ["--cycles", "10"])
+    script.write_section(path, first)
+    text = path.read_text()
+    assert text.startswith("# Results\n\n## Accuracy\n\nA table.\n\n## Co-simulation throughput\n")
+    assert "Command: `python3 scripts/cosim_throughput.py --cycles 10`" in text
+    assert "| u | k=1 | verilator | 10 | 1,234 |" in text
+
+    path.write_text(text + "\n## Energy\n\nKept.\n")
+    second = script.section(["verilator"], [("u", "k=1", "verilator", 20, 99.0)], [])
+    script.write_section(path, second)
+    text = path.read_text()
+    assert text.count("## Co-simulation throughput") == 1
+    assert "| u | k=1 | verilator | 20 | 99 |" in text and "1,234" not in text
+    assert text.endswith("## Energy\n\nKept.\n") and "## Accuracy\n\nA table.\n" in text
+
+
+def test_new_file_gets_a_title(tmp_path: Path) -> None:
+    path = tmp_path / "docs" / "results.md"
+    script.write_section(path, script.section([], [], []))
+    assert path.read_text().startswith("# Results\n\n## Co-simulation throughput\n")
