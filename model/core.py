@@ -1,0 +1,1132 @@
+"""Event-driven model of the spikeforge core: the schedule the RTL implements.
+
+:class:`CoreModel` runs an :class:`~model.integer.IntegerNetwork` (FC layers, flat input)
+the way the core does (docs/architecture.md): ``P`` lanes, one memory row per
+presynaptic neuron, a fire scan per layer and time step that pushes spikes into the next
+layer's AER queue (finite depth, backpressure, no event ever dropped) while an integrate
+engine drains it, then a backward pass driven by event lists (neurons with ``h = 1`` for
+the eq. 15 dot products, presynaptic spikes for the dW rows) and the update every B
+samples. The arithmetic is the integer model's (:mod:`model.fixed` primitives applied in
+the core's event order), so the results equal :class:`~model.integer.IntegerNetwork`'s
+bit for bit; on top of them the model counts every event, memory access and cycle.
+
+Cycle counts follow closed recurrences over the per-word event counts
+(:func:`forward_stage_timing`, :func:`event_pass_timing`), written out in
+docs/architecture.md section 5. Every memory write can be recorded as a
+:class:`TraceRecord` (the co-simulation scoreboard's reference, section 6).
+
+Names: ``P`` (:attr:`CoreModel.lanes`) is the number of lanes, ``Q``
+(:attr:`CoreModel.queue_depth`) the capacity of each spike queue, ``n_l`` the neurons
+of layer ``l`` (0 = encoder) and ``w_l = ceil(n_l / P)`` its words.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from model import metrics
+from model.checks import check_int
+from model.fixed import (
+    LFSR,
+    ceil_log2,
+    fire_scan,
+    mux_dv,
+    reciprocal,
+    round_shift,
+    saturate,
+)
+from model.integer import IntegerNetwork, output_error
+from model.spec import NetworkSpec
+
+__all__ = [
+    "DV_HIDDEN_LATENCY",
+    "DV_OUTPUT_LATENCY",
+    "DW_LATENCY",
+    "MEMORIES",
+    "PHASES",
+    "QUEUE_LATENCY",
+    "CoreCounters",
+    "CoreModel",
+    "CoreResult",
+    "LayerCounters",
+    "PassTiming",
+    "PhaseCounters",
+    "StageTiming",
+    "TraceRecord",
+    "check_core_spec",
+    "divider_word_cycles",
+    "event_pass_timing",
+    "forward_stage_timing",
+    "read_trace",
+    "run_samples",
+    "write_trace",
+]
+
+#: Phases of one sample, in order (``backward`` and ``update`` only when learning).
+PHASES = ("clear", "forward", "readout", "backward", "update")
+
+#: Memories of each layer, in the order the trace lists same-cycle writes of one layer.
+MEMORIES = ("PIX", "V", "VTH", "R", "S", "H", "W", "DV", "DW", "DVTH")
+
+#: Cycles from a push into an empty spike queue to the cycle it is offered on ``pop``
+#: (``hw.queue.SpikeQueue``: SyncFIFOBuffered with a registered output).
+QUEUE_LATENCY = 2
+#: Output-layer dV: the lane write follows its event's cycle (R read latency).
+DV_OUTPUT_LATENCY = 1
+#: Hidden/encoder dV: the last partial product lands in the accumulator one cycle after the
+#: last read, the eq. 15 multiply and the lane write take the next cycle.
+DV_HIDDEN_LATENCY = 2
+#: dW row update: each word is written the cycle after its read.
+DW_LATENCY = 1
+
+
+def divider_word_cycles(k: int) -> int:
+    """Cycles a threshold word with a changed threshold takes in the update: ``K + 3``.
+
+    The per-lane :class:`hw.reciprocal.ReciprocalDivider` accepts the new threshold in the
+    word's data cycle ``a`` and offers ``R`` in cycle ``a + K + 2``, when the R word is
+    written and the next word's read is issued.
+    """
+    return check_int("k", k, minimum=1) + 3
+
+
+# Timing recurrences --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageTiming:
+    """Cycle timing of one forward stage (fire scan of layer l || integrate into l+1).
+
+    All cycles are relative to the stage's first cycle (the scan's first read).
+
+    Attributes
+    ----------
+    cycles : int
+        Stage length ``D = X + 1``, X the last cycle with a retire or a write.
+    retire : tuple of int
+        ``f_k``: the cycle word k of the scan retires (writes V, S, h; the next read issues).
+    push : tuple of int
+        ``p_e``: the cycle spike event e (in push order) is pushed into the queue.
+    pop : tuple of int
+        ``s_e``: the cycle the integrate engine pops event e and reads its first word.
+    stall_cycles : int
+        Cycles a spike waited for room in the queue (``sum_e p_e - ready_e``).
+    high_water : int
+        Largest queue occupancy during the stage (0 without a queue).
+    """
+
+    cycles: int
+    retire: tuple[int, ...]
+    push: tuple[int, ...]
+    pop: tuple[int, ...]
+    stall_cycles: int
+    high_water: int
+
+
+def forward_stage_timing(
+    word_events: Sequence[int], fanout_words: int | None, depth: int
+) -> StageTiming:
+    """The forward stage recurrence (docs/architecture.md section 5.2).
+
+    Parameters
+    ----------
+    word_events : sequence of int
+        Spikes in each word of the scanned layer, ``m_k``, k = 0..w_l-1 (0..P each).
+    fanout_words : int or None
+        ``c = ceil(n_{l+1} / P)``: cycles the integrate engine spends per event; ``None``
+        for the output layer (no queue: every word retires in one cycle).
+    depth : int
+        Queue capacity Q, 3 or more.
+
+    Returns
+    -------
+    StageTiming
+
+    Notes
+    -----
+    ``a_0 = 1``. Event e (1-based, in push order) is ready at ``a_k`` (first spike of word
+    k) or ``p_{e-1} + 1`` and pushed at ``p_e = max(ready_e, s_{e-Q} + 1)`` (the queue is
+    full until event e-Q has been popped); it is popped at
+    ``s_e = max(p_e + 2, s_{e-1} + c)``. Word k retires at ``f_k = a_k`` without spikes,
+    else at the push of its last spike; ``a_{k+1} = f_k + 1``.
+    ``X = max(f_last, s_E + c)`` and ``D = X + 1``.
+    """
+    depth = check_int("depth", depth, minimum=3)
+    c = None if fanout_words is None else check_int("fanout_words", fanout_words, minimum=1)
+    retire: list[int] = []
+    push: list[int] = []
+    pop: list[int] = []
+    stalls = 0
+    high_water = 0
+    popped = 0  # events popped at or before the current push cycle
+    ready = 1  # a_k
+    for count in word_events:
+        if c is None or count == 0:
+            retire.append(ready)
+            ready += 1
+            continue
+        for _ in range(count):
+            e = len(push)
+            cycle = ready if e < depth else max(ready, pop[e - depth] + 1)
+            stalls += cycle - ready
+            push.append(cycle)
+            pop.append(max(cycle + QUEUE_LATENCY, pop[-1] + c if pop else 0))
+            while pop[popped] <= cycle:
+                popped += 1
+            high_water = max(high_water, e + 1 - popped)
+            ready = cycle + 1
+        retire.append(push[-1])
+        ready = push[-1] + 1
+    last = retire[-1] if retire else 0
+    if pop:
+        last = max(last, pop[-1] + c)
+    return StageTiming(last + 1, tuple(retire), tuple(push), tuple(pop), stalls, high_water)
+
+
+@dataclass(frozen=True)
+class PassTiming:
+    """Cycle timing of one event-driven word pass (backward dV, dW, dVth; update).
+
+    Attributes
+    ----------
+    cycles : int
+        Pass length ``D = X + 1``.
+    data : tuple of int
+        ``a_k``: the cycle word k's read data is available (its events start then).
+    retire : tuple of int
+        ``f_k``: the cycle word k retires (the next word's read issues).
+    """
+
+    cycles: int
+    data: tuple[int, ...]
+    retire: tuple[int, ...]
+
+    def event_starts(self, word: int, events: int, cost: int) -> range:
+        """Start cycles of the ``events`` events of ``word`` (``a_k + j * cost``)."""
+        start = self.data[word]
+        return range(start, start + events * cost, cost)
+
+
+def event_pass_timing(word_events: Sequence[int], cost: int, latency: int) -> PassTiming:
+    """The word-pass recurrence (docs/architecture.md section 5.3).
+
+    Word k is read at ``f_{k-1}`` (``f_{-1} = 0``), its data arrive at ``a_k = f_{k-1} + 1``
+    and it retires at ``f_k = a_k + max(1, m_k * cost) - 1``; the last event of word k
+    writes its result at ``f_k + latency``. ``X = max(f_last, f_k* + latency)`` with k* the
+    last word with events, ``D = X + 1``.
+
+    Parameters
+    ----------
+    word_events : sequence of int
+        Events per word, ``m_k``.
+    cost : int
+        Cycles per event, 1 or more.
+    latency : int
+        Cycles from a word's retire to its last write, 0 or more.
+    """
+    cost = check_int("cost", cost, minimum=1)
+    latency = check_int("latency", latency, minimum=0)
+    counts = np.asarray(word_events, dtype=np.int64).reshape(-1)
+    if not counts.size:
+        return PassTiming(1, (), ())
+    duration = np.maximum(counts * cost, 1)
+    retire = np.cumsum(duration)
+    data = retire - duration + 1
+    last = int(retire[-1])
+    busy = np.flatnonzero(counts)
+    if busy.size:
+        last = max(last, int(retire[busy[-1]]) + latency)
+    return PassTiming(last + 1, tuple(data.tolist()), tuple(retire.tolist()))
+
+
+# Counters ------------------------------------------------------------------------------
+
+
+def _merge_counts(into: dict[str, int], other: dict[str, int]) -> None:
+    for name, count in other.items():
+        into[name] = into.get(name, 0) + count
+
+
+@dataclass
+class LayerCounters:
+    """Events, memory accesses and cycles of one layer in one phase.
+
+    Forward counters of layer l cover its fire scan and the integration of its spikes into
+    layer l+1 (the stage that also spends layer l's synaptic operations); backward
+    counters cover layer l's dV, its dW rows (layer l's weights) and its dVth; update
+    counters layer l's weights and thresholds.
+
+    Attributes
+    ----------
+    cycles : int
+        Cycles of the layer's stages/passes in this phase.
+    spikes : int
+        Spikes the layer emitted.
+    synaptic_ops : int
+        Forward synaptic operations: spikes x fan-out (``n_{l+1}``).
+    active_neuron_updates, idle_neuron_updates : int
+        Fire-scan neuron updates with / without input current in that step (encoder: a
+        nonzero pixel; layer l: at least one spike of layer l-1). ``neuron_updates`` is
+        their sum (``n_l`` per step).
+    window_events : int
+        Backward h = 1 events processed (one eq. 15 mux each).
+    dot_macs : int
+        Backward multiply-accumulates of the eq. 15 dot products (events x ``n_{l+1}``).
+    mux_ops : int
+        eq. 15 multiplies ``(acc * R) >> K`` (one per window event).
+    dw_rows, dw_adds : int
+        dW row updates (presynaptic spikes) and their element adds (rows x ``n_l``).
+    dvth_adds : int
+        dVth element adds (neurons that fired at t-1, t >= 2).
+    weight_updates, threshold_updates, reciprocals : int
+        Update phase: weights and thresholds rounded and applied, reciprocals recomputed.
+    stall_cycles : int
+        Cycles the fire scan waited for a full spike queue.
+    queue_high_water : int
+        Largest occupancy of the queue into layer l+1 (merged with ``max``).
+    words_read, words_written : dict of str to int
+        Memory words (P lanes each) read / written, by memory name (:data:`MEMORIES`).
+    """
+
+    cycles: int = 0
+    spikes: int = 0
+    synaptic_ops: int = 0
+    active_neuron_updates: int = 0
+    idle_neuron_updates: int = 0
+    window_events: int = 0
+    dot_macs: int = 0
+    mux_ops: int = 0
+    dw_rows: int = 0
+    dw_adds: int = 0
+    dvth_adds: int = 0
+    weight_updates: int = 0
+    threshold_updates: int = 0
+    reciprocals: int = 0
+    stall_cycles: int = 0
+    queue_high_water: int = 0
+    words_read: dict[str, int] = field(default_factory=dict)
+    words_written: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def neuron_updates(self) -> int:
+        """Fire-scan neuron (membrane) updates, active and idle."""
+        return self.active_neuron_updates + self.idle_neuron_updates
+
+    def read(self, memory: str, words: int) -> None:
+        """Count ``words`` reads of ``memory``."""
+        self.words_read[memory] = self.words_read.get(memory, 0) + int(words)
+
+    def write(self, memory: str, words: int) -> None:
+        """Count ``words`` writes of ``memory``."""
+        self.words_written[memory] = self.words_written.get(memory, 0) + int(words)
+
+    def merge(self, other: LayerCounters) -> None:
+        """Add ``other``'s counts (``queue_high_water``: the larger)."""
+        for item in fields(self):
+            name = item.name
+            if name in ("words_read", "words_written"):
+                _merge_counts(getattr(self, name), getattr(other, name))
+            elif name == "queue_high_water":
+                self.queue_high_water = max(self.queue_high_water, other.queue_high_water)
+            else:
+                setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready counts (``neuron_updates`` included)."""
+        data = {item.name: getattr(self, item.name) for item in fields(self)}
+        data["words_read"] = dict(sorted(self.words_read.items()))
+        data["words_written"] = dict(sorted(self.words_written.items()))
+        data["neuron_updates"] = self.neuron_updates
+        return data
+
+
+@dataclass
+class PhaseCounters:
+    """Counters of one phase: the phase's cycles and one :class:`LayerCounters` per layer.
+
+    ``cycles`` is the phase total; the layers' ``cycles`` add up to it except for the
+    parallel memory clears (``clear`` phase, start of ``backward``) and the readout, which
+    belong to no layer.
+    """
+
+    name: str
+    layers: list[LayerCounters]
+    cycles: int = 0
+
+    def merge(self, other: PhaseCounters) -> None:
+        """Add ``other`` (same phase and layer count)."""
+        if other.name != self.name or len(other.layers) != len(self.layers):
+            raise ValueError(f"phase: cannot merge {other.name!r} into {self.name!r}")
+        self.cycles += other.cycles
+        for mine, theirs in zip(self.layers, other.layers):
+            mine.merge(theirs)
+
+    def total(self) -> LayerCounters:
+        """The layers' counters added up (``queue_high_water``: the largest)."""
+        out = LayerCounters()
+        for layer in self.layers:
+            out.merge(layer)
+        out.cycles = self.cycles
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cycles": self.cycles, "layers": [layer.to_dict() for layer in self.layers]}
+
+
+@dataclass
+class CoreCounters:
+    """Counters of one or more samples, by phase (:data:`PHASES` order).
+
+    Attributes
+    ----------
+    phases : dict of str to PhaseCounters
+        The phases that ran.
+    samples : int
+        Samples merged into these counters.
+    """
+
+    phases: dict[str, PhaseCounters] = field(default_factory=dict)
+    samples: int = 0
+
+    def phase(self, name: str, layers: int) -> PhaseCounters:
+        """The counters of phase ``name``, created (with ``layers`` layers) when missing."""
+        if name not in self.phases:
+            self.phases[name] = PhaseCounters(name, [LayerCounters() for _ in range(layers)])
+        return self.phases[name]
+
+    @property
+    def cycles(self) -> int:
+        """All cycles of all phases."""
+        return sum(phase.cycles for phase in self.phases.values())
+
+    def cycles_by_phase(self) -> dict[str, int]:
+        """``{phase: cycles}`` in :data:`PHASES` order."""
+        return {name: self.phases[name].cycles for name in PHASES if name in self.phases}
+
+    def merge(self, other: CoreCounters) -> None:
+        """Add another sample's (or run's) counters."""
+        for name in PHASES:
+            if name in other.phases:
+                theirs = other.phases[name]
+                self.phase(name, len(theirs.layers)).merge(theirs)
+        self.samples += other.samples
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "samples": self.samples,
+            "cycles": self.cycles,
+            "phases": {name: self.phases[name].to_dict() for name in PHASES if name in self.phases},
+        }
+
+
+# Trace -----------------------------------------------------------------------------------
+
+
+class TraceRecord(NamedTuple):
+    """One memory write of the core (docs/architecture.md section 6).
+
+    Attributes
+    ----------
+    sample : int
+        Index of the :meth:`CoreModel.infer` / ``learn`` / ``flush`` call since the model
+        was built (0-based).
+    cycle : int
+        Cycle of the write, counted from the sample's first cycle (``clear``).
+    phase : str
+        One of :data:`PHASES`.
+    layer : int
+        Layer owning the memory (0 = encoder).
+    t : int
+        Time step 1..T, or 0 in ``clear`` and ``update``.
+    memory : str
+        One of :data:`MEMORIES`.
+    address : int
+        Word address (docs/architecture.md section 2).
+    mask : int
+        Lane-enable bits (bit j = lane j); padding lanes are never enabled.
+    data : tuple of int
+        The P lanes of the word after the write (padding lanes hold 0).
+    """
+
+    sample: int
+    cycle: int
+    phase: str
+    layer: int
+    t: int
+    memory: str
+    address: int
+    mask: int
+    data: tuple[int, ...]
+
+    def to_json(self) -> str:
+        """The record as one compact JSON object (a line of :func:`write_trace`)."""
+        return json.dumps(self._asdict(), separators=(",", ":"))
+
+    def sort_key(self) -> tuple[int, int, int]:
+        """Order of writes in one sample: cycle, then layer, then :data:`MEMORIES` order."""
+        return self.cycle, self.layer, MEMORIES.index(self.memory)
+
+
+def write_trace(records: Iterable[TraceRecord], path: str | os.PathLike[str]) -> int:
+    """Write records as JSON lines (one object per write, field names as :class:`TraceRecord`).
+
+    Returns
+    -------
+    int
+        Records written.
+    """
+    count = 0
+    with Path(path).open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(record.to_json() + "\n")
+            count += 1
+    return count
+
+
+def read_trace(path: str | os.PathLike[str]) -> list[TraceRecord]:
+    """Read a trace written by :func:`write_trace`.
+
+    Raises
+    ------
+    ValueError
+        When a line is not a trace record (naming the line).
+    """
+    records = []
+    with Path(path).open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                item = json.loads(line)
+                item["data"] = tuple(item["data"])
+                records.append(TraceRecord(**item))
+            except (json.JSONDecodeError, TypeError, KeyError) as error:
+                raise ValueError(f"{path}:{number}: not a trace record ({error})") from None
+    return records
+
+
+# Results ---------------------------------------------------------------------------------
+
+
+@dataclass
+class CoreResult:
+    """Outcome of :meth:`CoreModel.infer` or :meth:`CoreModel.learn` on one sample.
+
+    Attributes
+    ----------
+    prediction : int
+        Predicted class (readout rule of docs/numerics.md section 2.1).
+    counts : numpy.ndarray
+        Class spike counts ``n_c``, int64 (classes,).
+    last_membrane : numpy.ndarray
+        Output membranes at t = T after integration, before the reset, int64 (n_L,).
+    membranes : list of numpy.ndarray
+        Every layer's membrane after the last fire scan, int64 (n_l,), l = 0..L.
+    spikes, windows : list of numpy.ndarray
+        S and h bit-planes, bool (T, n_l), l = 0..L.
+    counters : CoreCounters
+        This sample's counters.
+    trace : list of TraceRecord
+        Memory writes in the core's order (empty unless tracing was asked for).
+    """
+
+    prediction: int
+    counts: np.ndarray
+    last_membrane: np.ndarray
+    membranes: list[np.ndarray]
+    spikes: list[np.ndarray]
+    windows: list[np.ndarray]
+    counters: CoreCounters
+    trace: list[TraceRecord]
+
+    @property
+    def cycles(self) -> dict[str, int]:
+        """Cycles per phase."""
+        return self.counters.cycles_by_phase()
+
+
+# The core --------------------------------------------------------------------------------
+
+
+class _Recorder:
+    """Collects trace records of one sample (a no-op when tracing is off)."""
+
+    def __init__(self, enabled: bool, sample: int, lanes: int) -> None:
+        self.enabled = enabled
+        self.sample = sample
+        self.lanes = lanes
+        self.records: list[TraceRecord] = []
+
+    def word(self, values: np.ndarray, word: int) -> tuple[int, ...]:
+        """Lanes of ``word`` of a per-neuron vector (padding lanes 0)."""
+        chunk = values[word * self.lanes : (word + 1) * self.lanes]
+        out = [int(x) for x in chunk]
+        return tuple(out + [0] * (self.lanes - len(out)))
+
+    def add(
+        self, cycle: int, phase: str, layer: int, t: int, memory: str, address: int, mask: int,
+        data: tuple[int, ...],
+    ) -> None:
+        self.records.append(
+            TraceRecord(self.sample, int(cycle), phase, layer, t, memory, int(address), int(mask), data)
+        )
+
+    def sorted(self) -> list[TraceRecord]:
+        return sorted(self.records, key=TraceRecord.sort_key)
+
+
+def _mask(bits: np.ndarray) -> int:
+    """Lane mask of a bool vector of at most P lanes (bit j = lane j)."""
+    return int(np.dot(np.asarray(bits, np.int64), 1 << np.arange(len(bits), dtype=np.int64)))
+
+
+def check_core_spec(spec: NetworkSpec) -> None:
+    """Raise ``ValueError`` naming ``arch`` unless the core can run ``spec`` (FC layers, flat input)."""
+    if not spec.is_fc_only:
+        raise ValueError(f"arch: the core runs FC layers on flat inputs only, not {spec.arch} (input {spec.input_shape})")
+
+
+class CoreModel:
+    """The core's event-driven model: integer results, counters, cycles and trace.
+
+    The model owns copies of the network's memories (weights, thresholds, reciprocals,
+    gradient accumulators, LFSR state, pending-sample counter); the network passed in is
+    not modified. :meth:`to_network` returns the current state as an
+    :class:`~model.integer.IntegerNetwork`.
+
+    Parameters
+    ----------
+    network : IntegerNetwork
+        FC network with a ``last`` or ``rate`` decoder (what the integer model runs).
+    lanes : int
+        P, parallel lanes (words of P values), 1 or more.
+    queue_depth : int
+        Q, capacity of each inter-layer spike queue in indices, 3 or more (the
+        ``hw.queue.SpikeQueue`` keeps its head in a register and Q - 1 indices in RAM).
+
+    Attributes
+    ----------
+    weights, thresholds, reciprocals, dw, dth : list of numpy.ndarray
+        The memories' contents in the integer model's shapes (``weights[l-1]`` is
+        ``(n_l, n_{l-1})``; the core stores its transpose, one row per presynaptic neuron).
+    pending : int
+        Samples accumulated since the last update.
+    lfsr : LFSR
+        The stochastic-rounding LFSR.
+    sizes, words : list of int
+        ``n_l`` and ``w_l`` of layers 0..L.
+    samples : int
+        Calls of :meth:`infer` / :meth:`learn` / :meth:`flush` so far; numbers the trace
+        records (may be set to continue another model's numbering).
+
+    Raises
+    ------
+    ValueError
+        For a network the core cannot run (naming ``arch``/``network``) or a bad ``lanes``
+        / ``queue_depth`` (naming it and the allowed range).
+    TypeError
+        When ``lanes`` or ``queue_depth`` is not an integer.
+    """
+
+    def __init__(self, network: IntegerNetwork, *, lanes: int, queue_depth: int) -> None:
+        if not isinstance(network, IntegerNetwork):
+            raise ValueError(f"network: expected an IntegerNetwork, got {type(network).__name__}")
+        spec = network.spec
+        check_core_spec(spec)
+        self.lanes = check_int("lanes", lanes, minimum=1)
+        self.queue_depth = check_int("queue_depth", queue_depth, minimum=3)
+        self.spec = spec
+        self.formats = network.formats
+        self.rule = network.rule
+        self.weights = [w.copy() for w in network.weights]
+        self.thresholds = [v.copy() for v in network.thresholds]
+        self.reciprocals = [r.copy() for r in network.reciprocals]
+        self.dw = [a.copy() for a in network.dw]
+        self.dth = [a.copy() for a in network.dth]
+        self.pending = network.pending
+        self.lfsr = LFSR(network.lfsr.state)
+        self.sizes = [spec.neurons(index) for index in range(spec.num_layers + 1)]
+        self.words = [math.ceil(n / self.lanes) for n in self.sizes]
+        self.samples = 0
+
+    # Geometry ----------------------------------------------------------------------------
+
+    @property
+    def can_learn(self) -> bool:
+        """True when the core can learn this network (reset-by-subtraction, eq. 14 surrogate)."""
+        return self.spec.reset == "subtract" and self.spec.surrogate == "scaled"
+
+    @property
+    def num_layers(self) -> int:
+        """L, layers after the encoder."""
+        return self.spec.num_layers
+
+    def word_counts(self, bits: np.ndarray) -> np.ndarray:
+        """Set bits per word of a per-neuron bool vector (``m_k``), int64 (w,)."""
+        padded = np.zeros(math.ceil(len(bits) / self.lanes) * self.lanes, np.int64)
+        padded[: len(bits)] = bits
+        return padded.reshape(-1, self.lanes).sum(axis=1)
+
+    def valid_mask(self, layer: int, word: int) -> int:
+        """Lane mask of the neurons that exist in ``word`` of ``layer``."""
+        lanes = min(self.lanes, self.sizes[layer] - word * self.lanes)
+        return (1 << lanes) - 1
+
+    def ideal_cycles(self, spikes: Sequence[np.ndarray]) -> int:
+        """The ideal forward bound: ``sum over events ceil(fan_out / P)`` plus the fire scans.
+
+        Parameters
+        ----------
+        spikes : sequence of numpy.ndarray
+            S bit-planes (T, n_l) of one inference, l = 0..L.
+        """
+        total = self.spec.timesteps * sum(self.words)
+        for index in range(self.num_layers):
+            total += int(np.sum(spikes[index])) * self.words[index + 1]
+        return total
+
+    def footprint_bits(self) -> int:
+        """Bits of the stored parameters: weights (w), thresholds (v-1), reciprocals (K+1)."""
+        f = self.formats
+        weights = sum(w.size for w in self.weights) * f.w
+        thresholds = sum(v.size for v in self.thresholds)
+        return weights + thresholds * (f.v - 1 + f.k + 1)
+
+    def word_bits(self, memory: str) -> int:
+        """Width in bits of one word of ``memory`` (P lanes of the memory's format)."""
+        f = self.formats
+        lane = {
+            "PIX": 8, "V": f.v, "VTH": f.v - 1, "R": f.k + 1, "S": 1, "H": 1,
+            "W": f.w, "DV": f.g, "DW": f.dw, "DVTH": f.dth,
+        }
+        if memory not in lane:
+            raise ValueError(f"memory: {memory!r} is not one of {', '.join(MEMORIES)}")
+        return lane[memory] * self.lanes
+
+    def index_bits(self, layer: int) -> int:
+        """Width of a neuron index of ``layer`` in its spike queue (at least 1)."""
+        return max(ceil_log2(self.sizes[layer]), 1)
+
+    def to_network(self) -> IntegerNetwork:
+        """The current state as an :class:`~model.integer.IntegerNetwork` (copies)."""
+        net = IntegerNetwork(
+            self.spec, self.formats, self.weights, self.thresholds, rule=self.rule,
+            lfsr_state=self.lfsr.state,
+        )
+        net.dw = [a.copy() for a in self.dw]
+        net.dth = [a.copy() for a in self.dth]
+        net.pending = self.pending
+        return net
+
+    def _check_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        array = np.asarray(pixels)
+        n0 = self.sizes[0]
+        if array.shape != (n0,) or not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(f"pixels: expected integers of shape ({n0},), got {array.dtype} {array.shape}")
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise ValueError(f"pixels: values {array.min()}..{array.max()} are outside 0..255")
+        return array.astype(np.int64)
+
+    # Public entry points -----------------------------------------------------------------
+
+    def infer(self, pixels: np.ndarray, *, trace: bool = False) -> CoreResult:
+        """Run one inference (clear, forward, readout) on u8 pixels of shape (n_0,).
+
+        Parameters
+        ----------
+        trace : bool
+            Record every memory write in :attr:`CoreResult.trace`.
+        """
+        p = self._check_pixels(pixels)
+        recorder = _Recorder(trace, self.samples, self.lanes)
+        self.samples += 1
+        counters = CoreCounters(samples=1)
+        result, _ = self._forward(p, counters, recorder)
+        result.trace = recorder.sorted()
+        return result
+
+    def learn(self, pixels: np.ndarray, label: int, *, trace: bool = False) -> CoreResult:
+        """One learning step: inference, backward, and the update when B samples are pending.
+
+        Parameters
+        ----------
+        label : int
+            Class 0..classes-1.
+        trace : bool
+            Record every memory write in :attr:`CoreResult.trace`.
+
+        Raises
+        ------
+        ValueError
+            For a network whose learning the core does not implement (reset or surrogate
+            other than ``subtract``/``scaled``), bad pixels or label.
+        """
+        spec = self.spec
+        if not self.can_learn:
+            raise ValueError(
+                "spec: learning uses the eq. 15 mux, which needs reset 'subtract' and surrogate "
+                f"'scaled' (got {spec.reset!r}, {spec.surrogate!r})"
+            )
+        p = self._check_pixels(pixels)
+        label = check_int("label", label, minimum=0, maximum=spec.classes - 1)
+        recorder = _Recorder(trace, self.samples, self.lanes)
+        self.samples += 1
+        counters = CoreCounters(samples=1)
+        result, cycle = self._forward(p, counters, recorder)
+        cycle = self._backward(result, label, counters, recorder, cycle)
+        self.pending += 1
+        if self.pending >= self.rule.batch:
+            self._update(counters, recorder, cycle)
+        result.trace = recorder.sorted()
+        return result
+
+    def flush(self, *, trace: bool = False) -> tuple[CoreCounters, list[TraceRecord]] | None:
+        """Apply a pending partial batch: its ``update`` counters and trace; ``None`` if none."""
+        if not self.pending:
+            return None
+        recorder = _Recorder(trace, self.samples, self.lanes)
+        self.samples += 1
+        counters = CoreCounters()
+        self._update(counters, recorder, 0)
+        return counters, recorder.sorted()
+
+    # Forward -------------------------------------------------------------------------------
+
+    def _forward(
+        self, p: np.ndarray, counters: CoreCounters, rec: _Recorder
+    ) -> tuple[CoreResult, int]:
+        spec, f = self.spec, self.formats
+        steps, layers, lanes = spec.timesteps, self.num_layers, self.lanes
+        sizes, words = self.sizes, self.words
+        count = layers + 1
+
+        # CLEAR: every membrane memory, all layers in parallel, one word per cycle.
+        clear = counters.phase("clear", count)
+        clear.cycles = max(words)
+        for index in range(count):
+            clear.layers[index].write("V", words[index])
+            if rec.enabled:
+                for k in range(words[index]):
+                    rec.add(k, "clear", index, 0, "V", k, self.valid_mask(index, k), (0,) * lanes)
+        cycle = clear.cycles
+
+        forward = counters.phase("forward", count)
+        v = [np.zeros(n, np.int64) for n in sizes]
+        spikes = [np.zeros((steps, n), bool) for n in sizes]
+        windows = [np.zeros((steps, n), bool) for n in sizes]
+        last = np.zeros(sizes[-1], np.int64)
+        for t in range(1, steps + 1):
+            for index in range(count):
+                c = forward.layers[index]
+                if index == 0:
+                    integrated = saturate(v[0] + p, f.v)
+                    active = int(np.count_nonzero(p))
+                    c.read("PIX", words[0])
+                else:
+                    integrated = v[index]
+                    active = sizes[index] if spikes[index - 1][t - 1].any() else 0
+                if t == steps and index == layers:
+                    last = integrated.copy()
+                after, fired, window = fire_scan(integrated, self.thresholds[index], reset=spec.reset)
+                events = np.flatnonzero(fired)
+                fanout = words[index + 1] if index < layers else None
+                timing = forward_stage_timing(self.word_counts(fired), fanout, self.queue_depth)
+                if index < layers:
+                    self._integrate(index + 1, v, events, timing, cycle, t, rec)
+                    c.synaptic_ops += len(events) * sizes[index + 1]
+                    c.read("W", len(events) * fanout)
+                    c.read("V", len(events) * fanout)
+                    c.write("V", len(events) * fanout)
+                v[index] = after
+                spikes[index][t - 1] = fired
+                windows[index][t - 1] = window
+                c.cycles += timing.cycles
+                c.spikes += len(events)
+                c.active_neuron_updates += active
+                c.idle_neuron_updates += sizes[index] - active
+                c.stall_cycles += timing.stall_cycles
+                c.queue_high_water = max(c.queue_high_water, timing.high_water)
+                c.read("V", words[index])
+                c.read("VTH", words[index])
+                for memory in ("V", "S", "H"):
+                    c.write(memory, words[index])
+                if rec.enabled:
+                    base = (t - 1) * words[index]
+                    for k, retire in enumerate(timing.retire):
+                        mask = self.valid_mask(index, k)
+                        at = cycle + retire
+                        rec.add(at, "forward", index, t, "V", k, mask, rec.word(after, k))
+                        rec.add(at, "forward", index, t, "S", base + k, mask, rec.word(fired, k))
+                        rec.add(at, "forward", index, t, "H", base + k, mask, rec.word(window, k))
+                cycle += timing.cycles
+        forward.cycles = sum(layer.cycles for layer in forward.layers)
+
+        # READOUT: one class per cycle (count, then class membrane, then lowest index).
+        counts = spikes[-1].sum(axis=0) if spec.decoder == "rate" else spikes[-1][-1].astype(np.int64)
+        counts = counts.reshape(spec.classes, spec.population).sum(axis=1).astype(np.int64)
+        prediction = int(metrics.predict(counts[None], last[None])[0])
+        counters.phase("readout", count).cycles = spec.classes
+        cycle += spec.classes
+        result = CoreResult(prediction, counts, last, v, spikes, windows, counters, [])
+        return result, cycle
+
+    def _integrate(
+        self, target: int, v: list[np.ndarray], events: np.ndarray, timing: StageTiming,
+        start: int, t: int, rec: _Recorder,
+    ) -> None:
+        """Add weight row i of each event (ascending) into layer ``target``, saturating."""
+        bits = self.formats.v
+        column = self.weights[target - 1]
+        state = v[target]
+        fanout = self.words[target]
+        for e, i in enumerate(events):
+            state = saturate(state + column[:, i], bits)
+            if rec.enabled:
+                for k in range(fanout):
+                    at = start + timing.pop[e] + k + 1
+                    rec.add(at, "forward", target, t, "V", k, self.valid_mask(target, k), rec.word(state, k))
+        v[target] = state
+
+    # Backward ------------------------------------------------------------------------------
+
+    def _layer_k(self, index: int) -> int:
+        return self.formats.encoder_k if index == 0 else self.formats.k
+
+    def _backward(
+        self, result: CoreResult, label: int, counters: CoreCounters, rec: _Recorder, cycle: int
+    ) -> int:
+        spec, f = self.spec, self.formats
+        steps, layers = spec.timesteps, self.num_layers
+        sizes, words = self.sizes, self.words
+        trainable = spec.threshold == "trainable"
+        first = 0 if trainable else 1
+        backward = counters.phase("backward", layers + 1)
+        error = output_error(result.counts[None], np.array([label]), spec)[0]
+        error_acc = np.repeat(error, spec.population) << f.error_shift
+        inject = range(1, steps + 1) if spec.decoder == "rate" else range(steps, steps + 1)
+
+        # Clear dV of every layer that takes part, in parallel.
+        clear_cycles = max(words[first:])
+        for index in range(first, layers + 1):
+            backward.layers[index].write("DV", words[index])
+            if rec.enabled:
+                for k in range(words[index]):
+                    rec.add(cycle + k, "backward", index, 0, "DV", k, self.valid_mask(index, k), (0,) * self.lanes)
+        cycle += clear_cycles
+        dv = [np.zeros(n, np.int64) for n in sizes]
+        for t in range(steps, 0, -1):
+            for index in range(layers, first - 1, -1):
+                if index == 0 and t == 1:
+                    continue  # the encoder's dV[1] feeds no accumulator
+                c = backward.layers[index]
+                cycle = self._dv_pass(index, t, dv, result, error_acc, t in inject, c, rec, cycle)
+                if index >= 1:
+                    cycle = self._dw_pass(index, t, dv, result, c, rec, cycle)
+                if trainable and t >= 2:
+                    cycle = self._dvth_pass(index, t, dv, result, c, rec, cycle)
+        backward.cycles = clear_cycles + sum(layer.cycles for layer in backward.layers)
+        return cycle
+
+    def _dv_pass(
+        self, index: int, t: int, dv: list[np.ndarray], result: CoreResult, error_acc: np.ndarray,
+        injected: bool, c: LayerCounters, rec: _Recorder, cycle: int,
+    ) -> int:
+        """eq. 15 for the neurons of ``index`` with h = 1 at step t (the others keep dV[t+1])."""
+        f, lanes, words = self.formats, self.lanes, self.words
+        window = result.windows[index][t - 1]
+        active = np.flatnonzero(window)
+        acc = np.zeros(self.sizes[index], np.int64)
+        if index == self.num_layers:
+            cost, latency = 1, DV_OUTPUT_LATENCY
+            if injected:
+                acc[active] = error_acc[active]
+        else:
+            cost, latency = words[index + 1], DV_HIDDEN_LATENCY
+            acc[active] = self.weights[index][:, active].T @ dv[index + 1]
+            c.dot_macs += len(active) * self.sizes[index + 1]
+            c.read("W", len(active) * cost)
+            c.read("DV", len(active) * cost)
+        previous = dv[index]
+        dv[index] = mux_dv(acc, self.reciprocals[index], self._layer_k(index), window, previous, f.g)
+        timing = event_pass_timing(self.word_counts(window), cost, latency)
+        c.cycles += timing.cycles
+        c.window_events += len(active)
+        c.mux_ops += len(active)
+        c.read("H", words[index])
+        c.read("R", len(active))
+        c.write("DV", len(active))
+        if rec.enabled:
+            state = previous.copy()
+            for k in range(words[index]):
+                lanes_k = active[(active >= k * lanes) & (active < (k + 1) * lanes)]
+                for x, i in zip(timing.event_starts(k, len(lanes_k), cost), lanes_k):
+                    state[i] = dv[index][i]
+                    at = cycle + x + cost - 1 + latency
+                    rec.add(at, "backward", index, t, "DV", k, 1 << int(i - k * lanes), rec.word(state, k))
+        return cycle + timing.cycles
+
+    def _dw_pass(
+        self, index: int, t: int, dv: list[np.ndarray], result: CoreResult, c: LayerCounters,
+        rec: _Recorder, cycle: int,
+    ) -> int:
+        """eq. 10: row i of dW^index += dV^index[t] for each spike i of layer index-1 at t."""
+        f, lanes, words = self.formats, self.lanes, self.words
+        fired = result.spikes[index - 1][t - 1]
+        rows = np.flatnonzero(fired)
+        acc = self.dw[index - 1]
+        acc[:, rows] = saturate(acc[:, rows] + dv[index][:, None], f.dw)
+        cost = words[index]
+        timing = event_pass_timing(self.word_counts(fired), cost, DW_LATENCY)
+        c.cycles += timing.cycles
+        c.dw_rows += len(rows)
+        c.dw_adds += len(rows) * self.sizes[index]
+        c.read("S", words[index - 1])
+        c.read("DW", len(rows) * cost)
+        c.read("DV", len(rows) * cost)
+        c.write("DW", len(rows) * cost)
+        if rec.enabled:
+            for k in range(words[index - 1]):
+                rows_k = rows[(rows >= k * lanes) & (rows < (k + 1) * lanes)]
+                for x, i in zip(timing.event_starts(k, len(rows_k), cost), rows_k):
+                    for word in range(cost):
+                        rec.add(
+                            cycle + x + word + DW_LATENCY, "backward", index, t, "DW", int(i) * cost + word,
+                            self.valid_mask(index, word), rec.word(acc[:, i], word),
+                        )
+        return cycle + timing.cycles
+
+    def _dvth_pass(
+        self, index: int, t: int, dv: list[np.ndarray], result: CoreResult, c: LayerCounters,
+        rec: _Recorder, cycle: int,
+    ) -> int:
+        """eq. 11: dVth -= dV[t] for the neurons that fired at t-1 (a plain word pass)."""
+        f, lanes, words = self.formats, self.lanes, self.words
+        fired = result.spikes[index][t - 2]
+        self.dth[index] = saturate(self.dth[index] - dv[index] * fired, f.dth)
+        per_word = self.word_counts(fired)
+        timing = event_pass_timing(np.zeros(words[index], np.int64), 1, 0)
+        c.cycles += timing.cycles
+        c.dvth_adds += int(per_word.sum())
+        for memory in ("DVTH", "DV", "S"):
+            c.read(memory, words[index])
+        c.write("DVTH", int(np.count_nonzero(per_word)))
+        if rec.enabled:
+            for k in np.flatnonzero(per_word):
+                mask = _mask(fired[k * lanes : (k + 1) * lanes])
+                rec.add(cycle + timing.retire[k], "backward", index, t, "DVTH", int(k), mask, rec.word(self.dth[index], k))
+        return cycle + timing.cycles
+
+    # Update ----------------------------------------------------------------------------------
+
+    def _draws(self, count: int) -> np.ndarray | None:
+        """LFSR states for ``count`` draws in order (stochastic rounding), else ``None``."""
+        return self.lfsr.states(count) if self.rule.rounding == "stochastic" else None
+
+    def _update(self, counters: CoreCounters, rec: _Recorder, cycle: int) -> int:
+        """Weights of layers 1..L, then thresholds of layers 0..L and their reciprocals."""
+        spec, f, rule = self.spec, self.formats, self.rule
+        lanes, words = self.lanes, self.words
+        update = counters.phase("update", self.num_layers + 1)
+        for index in range(1, self.num_layers + 1):
+            c = update.layers[index]
+            n_out, n_in = self.weights[index - 1].shape
+            draws = self._draws(n_in * n_out)
+            rows = self.dw[index - 1].T  # (n_in, n_out): memory rows
+            step = round_shift(rows, rule.shift_w, rule.rounding, None if draws is None else draws.reshape(n_in, n_out))
+            new = f.weight.saturate(self.weights[index - 1].T - step)
+            self.weights[index - 1] = np.ascontiguousarray(new.T)
+            self.dw[index - 1][...] = 0
+            fanout = words[index]
+            timing = event_pass_timing(np.zeros(n_in * fanout, np.int64), 1, 0)
+            c.cycles += timing.cycles
+            c.weight_updates += n_in * n_out
+            for memory in ("W", "DW"):
+                c.read(memory, n_in * fanout)
+                c.write(memory, n_in * fanout)
+            if rec.enabled:
+                zero = (0,) * lanes
+                for i in range(n_in):
+                    for k in range(fanout):
+                        address = i * fanout + k
+                        at = cycle + timing.retire[address]
+                        mask = self.valid_mask(index, k)
+                        rec.add(at, "update", index, 0, "W", address, mask, rec.word(new[i], k))
+                        rec.add(at, "update", index, 0, "DW", address, mask, zero)
+            cycle += timing.cycles
+        if spec.threshold == "trainable":
+            for index in range(self.num_layers + 1):
+                cycle = self._update_thresholds(index, update.layers[index], rec, cycle)
+        update.cycles = sum(layer.cycles for layer in update.layers)
+        self.pending = 0
+        return cycle
+
+    def _update_thresholds(self, index: int, c: LayerCounters, rec: _Recorder, cycle: int) -> int:
+        f, rule, lanes, words = self.formats, self.rule, self.lanes, self.words
+        shift = f.threshold_shift_encoder(rule.shift_th) if index == 0 else rule.shift_th
+        old = self.thresholds[index]
+        draws = self._draws(len(old))
+        new = np.clip(old - round_shift(self.dth[index], shift, rule.rounding, draws), 1, f.threshold_max)
+        changed = new != old
+        self.thresholds[index] = new
+        self.reciprocals[index] = np.where(changed, reciprocal(new, f.k), self.reciprocals[index])
+        self.dth[index][...] = 0
+        per_word = self.word_counts(changed)
+        timing = event_pass_timing(np.minimum(per_word, 1), divider_word_cycles(f.k), 0)
+        c.cycles += timing.cycles
+        c.threshold_updates += len(old)
+        c.reciprocals += int(changed.sum())
+        for memory in ("VTH", "DVTH"):
+            c.read(memory, words[index])
+            c.write(memory, words[index])
+        c.write("R", int(np.count_nonzero(per_word)))
+        if rec.enabled:
+            zero = (0,) * lanes
+            for k in range(words[index]):
+                mask = self.valid_mask(index, k)
+                at = cycle + timing.data[k]
+                rec.add(at, "update", index, 0, "VTH", k, mask, rec.word(new, k))
+                rec.add(at, "update", index, 0, "DVTH", k, mask, zero)
+                if per_word[k]:
+                    lanes_changed = _mask(changed[k * lanes : (k + 1) * lanes])
+                    rec.add(cycle + timing.retire[k], "update", index, 0, "R", k, lanes_changed, rec.word(self.reciprocals[index], k))
+        return cycle + timing.cycles
+
+
+def run_samples(
+    core: CoreModel,
+    pixels: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    trace: Callable[[list[TraceRecord]], None] | None = None,
+) -> tuple[CoreCounters, list[CoreResult]]:
+    """Infer (``labels`` None) or learn every sample in order; counters merged over samples.
+
+    Parameters
+    ----------
+    core : CoreModel
+    pixels : numpy.ndarray
+        u8 pixels (N, n_0).
+    labels : numpy.ndarray, optional
+        Labels (N,): learn instead of infer.
+    trace : callable, optional
+        Called with each sample's trace records (tracing is on when given).
+    """
+    totals = CoreCounters()
+    results = []
+    for n, sample in enumerate(np.asarray(pixels)):
+        if labels is None:
+            result = core.infer(sample, trace=trace is not None)
+        else:
+            result = core.learn(sample, int(labels[n]), trace=trace is not None)
+        totals.merge(result.counters)
+        if trace is not None:
+            trace(result.trace)
+        result.trace = []
+        results.append(result)
+    return totals, results

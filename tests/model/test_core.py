@@ -1,0 +1,430 @@
+"""The event-driven core model (model/core.py): bit-exact against the integer model, the
+cycle recurrences against hand-computed cases and a cycle-by-cycle queue simulation, the
+transaction trace against the core's state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from model.core import (
+    MEMORIES,
+    CoreModel,
+    event_pass_timing,
+    forward_stage_timing,
+    read_trace,
+    run_samples,
+    write_trace,
+)
+from model.fixed import ROUNDINGS, fire_scan, signed_range
+from model.integer import Formats, IntegerNetwork, LearningRule
+from model.metrics import spikes_per_layer, synaptic_ops_per_layer
+from model.spec import NetworkSpec
+from model.units import SpikeQueueInputs, spike_queue_reset, spike_queue_step
+
+LANES = (1, 2, 3, 4, 8)  # 3 divides none of most drawn layer sizes; 8 often exceeds them
+
+
+# Random networks -------------------------------------------------------------------------
+
+
+@st.composite
+def networks(draw: st.DrawFn, *, learnable: bool = False) -> tuple[IntegerNetwork, np.ndarray, np.ndarray]:
+    """A small random FC network (often saturating), u8 pixels and labels."""
+    n_in = draw(st.integers(1, 9))
+    hidden = draw(st.lists(st.integers(1, 11), min_size=0, max_size=2))
+    population = draw(st.integers(1, 3))
+    classes = draw(st.integers(1, 3))
+    reset = "subtract" if learnable else draw(st.sampled_from(["subtract", "zero"]))
+    threshold = draw(st.sampled_from(["trainable", "fixed"])) if reset == "subtract" else "fixed"
+    arch = "-".join([f"{n}FC" for n in hidden] + [f"{classes * population}FC"])
+    spec = NetworkSpec.parse(
+        arch, input_shape=(n_in,), timesteps=draw(st.integers(1, 5)), population=population,
+        decoder=draw(st.sampled_from(["last", "rate"])), reset=reset, threshold=threshold,
+    )
+    w = draw(st.integers(2, 9))
+    v = draw(st.integers(w, w + 6))  # narrow membranes saturate often
+    g = draw(st.integers(4, 12))
+    formats = Formats(
+        w=w, fw=draw(st.integers(0, w - 1)), v=v, g=g, gf=draw(st.integers(0, g - 1)),
+        dw=draw(st.integers(g, g + 3)), dth=draw(st.integers(g, g + 3)), k=draw(st.integers(8, 14)),
+    )
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    low, high = signed_range(w)
+    weights = [
+        rng.integers(low, high + 1, (spec.neurons(i), spec.neurons(i - 1)))
+        for i in range(1, spec.num_layers + 1)
+    ]
+    top = min(formats.threshold_max, draw(st.integers(1, 300)))
+    thresholds = [rng.integers(1, top + 1, spec.neurons(i)) for i in range(spec.num_layers + 1)]
+    rule = LearningRule(
+        shift_w=draw(st.integers(0, 6)), shift_th=draw(st.integers(0, 6)),
+        rounding=draw(st.sampled_from(ROUNDINGS)), batch=draw(st.integers(1, 3)),
+    )
+    net = IntegerNetwork(spec, formats, weights, thresholds, rule=rule, lfsr_state=draw(st.integers(1, 2**32 - 1)))
+    samples = draw(st.integers(1, 4))
+    pixels = rng.integers(0, 256, (samples, n_in), dtype=np.uint8)
+    if draw(st.booleans()):
+        pixels[rng.random(pixels.shape) < 0.5] = 0
+    return net, pixels, rng.integers(0, classes, samples)
+
+
+def _clone(net: IntegerNetwork) -> IntegerNetwork:
+    return IntegerNetwork(
+        net.spec, net.formats, net.weights, net.thresholds, rule=net.rule, lfsr_state=net.lfsr.state
+    )
+
+
+def _final_membranes(net: IntegerNetwork, pixels: np.ndarray) -> list[np.ndarray]:
+    """Membranes of layers 1..L after the last fire scan, from the fast integer model.
+
+    Layer l's are read from the network truncated after layer l (its last layer's
+    membrane at t = T before the reset, then the reset).
+    """
+    spec = net.spec
+    out = []
+    for index in range(1, spec.num_layers + 1):
+        arch = "-".join(layer.notation() for layer in spec.layers[:index])
+        sub = NetworkSpec.parse(
+            arch, input_shape=spec.input_shape, timesteps=spec.timesteps, reset=spec.reset,
+            threshold=spec.threshold, decoder="last",
+        )
+        truncated = IntegerNetwork(sub, net.formats, net.weights[:index], net.thresholds[: index + 1])
+        last = truncated.forward(pixels).last_membrane
+        out.append(fire_scan(last, net.thresholds[index], reset=spec.reset)[0])
+    return out
+
+
+# Bit-exactness -----------------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=networks(), lanes=st.sampled_from(LANES), depth=st.integers(3, 6))
+def test_inference_equals_the_fast_integer_model(case, lanes: int, depth: int) -> None:
+    net, pixels, _ = case
+    core = CoreModel(net, lanes=lanes, queue_depth=depth)
+    trace = net.forward(pixels)
+    finals = _final_membranes(net, pixels)
+    predictions = trace.predictions()
+    for n, sample in enumerate(pixels):
+        result = core.infer(sample)
+        assert result.prediction == predictions[n]
+        assert np.array_equal(result.counts, trace.counts[n])
+        assert np.array_equal(result.last_membrane, trace.last_membrane[n])
+        for index in range(net.spec.num_layers + 1):
+            assert np.array_equal(result.spikes[index], trace.spikes[index][:, n])
+            assert np.array_equal(result.windows[index], trace.windows[index][:, n])
+        for index, final in enumerate(finals, start=1):
+            assert np.array_equal(result.membranes[index], final[n])
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=networks(learnable=True), lanes=st.sampled_from(LANES), depth=st.integers(3, 6))
+def test_learning_equals_the_fast_integer_model(case, lanes: int, depth: int) -> None:
+    net, pixels, labels = case
+    core = CoreModel(net, lanes=lanes, queue_depth=depth)
+    predictions = [core.learn(sample, int(label)).prediction for sample, label in zip(pixels, labels)]
+    reference = _clone(net)
+    correct = reference.learn(pixels, labels)
+    assert sum(p == y for p, y in zip(predictions, labels)) == correct
+    state = core.to_network()
+    for mine, theirs in [
+        (state.weights, reference.weights), (state.thresholds, reference.thresholds),
+        (state.reciprocals, reference.reciprocals), (state.dw, reference.dw), (state.dth, reference.dth),
+    ]:
+        assert all(np.array_equal(a, b) for a, b in zip(mine, theirs))
+    assert state.pending == reference.pending
+    assert state.lfsr.state == reference.lfsr.state
+    flushed = core.flush()
+    assert (flushed is None) == (reference.pending == 0)
+    assert flushed is None or flushed[0].phases["update"].cycles > 0
+    reference.flush()
+    assert all(np.array_equal(a, b) for a, b in zip(core.weights, reference.weights))
+    assert all(np.array_equal(a, b) for a, b in zip(core.thresholds, reference.thresholds))
+
+
+def test_saturating_integration_follows_event_order() -> None:
+    # Events +100, +100, -100 into an 8-bit membrane: ascending order saturates at 127 on
+    # the second event and ends at 27 (the reverse order would end at 100).
+    spec = NetworkSpec.parse("1FC", input_shape=(3,), timesteps=1, threshold="fixed")
+    formats = Formats(w=8, fw=0, v=8)
+    weights = [np.array([[100, 100, -100]])]
+    net = IntegerNetwork(spec, formats, weights, [np.array([1, 1, 1]), np.array([127])])
+    result = CoreModel(net, lanes=1, queue_depth=3).infer(np.array([1, 1, 1]))
+    assert result.last_membrane.tolist() == [27]
+    assert net.forward(np.array([[1, 1, 1]])).last_membrane[0].tolist() == [27]
+
+
+# A full queue loses no event ----------------------------------------------------------------
+
+
+def _simulate_stage(word_events: list[int], cost: int, depth: int):
+    """Cycle-by-cycle: a fire scan pushing into hw.queue.SpikeQueue, a consumer of ``cost``."""
+    state = spike_queue_reset(index_bits=8, depth=depth)
+    pushes, pops, retire, popped_indices = [], [], [], []
+    stalls = high = 0
+    word, left = 0, (word_events[0] if word_events else 0)
+    data_cycle, ready_cycle, free_at = 1, 1, 0
+    total = sum(word_events)
+    cycle = 0
+    while word < len(word_events) or len(pops) < total:
+        producing = word < len(word_events) and cycle >= data_cycle and left > 0
+        inputs = SpikeQueueInputs(producing, len(pushes), cycle >= free_at)
+        out, state = spike_queue_step(state, inputs)
+        high = max(high, out.level)
+        if out.pop_valid and cycle >= free_at:
+            pops.append(cycle)
+            popped_indices.append(out.pop_index)
+            free_at = cycle + cost
+        if word < len(word_events) and cycle >= data_cycle:
+            if left == 0:
+                retire.append(cycle)
+            elif out.push_ready:
+                stalls += cycle - ready_cycle
+                pushes.append(cycle)
+                left -= 1
+                ready_cycle = cycle + 1
+                if left == 0:
+                    retire.append(cycle)
+            if len(retire) == word + 1:
+                word += 1
+                data_cycle = ready_cycle = cycle + 1
+                left = word_events[word] if word < len(word_events) else 0
+        cycle += 1
+        assert cycle < 10_000
+    return pushes, pops, retire, stalls, high, popped_indices
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    words=st.lists(st.integers(0, 8), min_size=1, max_size=8),
+    cost=st.integers(1, 5),
+    depth=st.integers(3, 6),
+)
+def test_stage_recurrence_matches_the_queue_cycle_by_cycle(words: list[int], cost: int, depth: int) -> None:
+    timing = forward_stage_timing(words, cost, depth)
+    pushes, pops, retire, stalls, high, indices = _simulate_stage(words, cost, depth)
+    assert indices == list(range(sum(words)))  # every event popped once, in order
+    assert list(timing.push) == pushes
+    assert list(timing.pop) == pops
+    assert list(timing.retire) == retire
+    assert timing.stall_cycles == stalls
+    assert timing.high_water == high
+    last = max([retire[-1]] + [s + cost for s in pops])
+    assert timing.cycles == last + 1
+
+
+@pytest.mark.parametrize("depth", [3, 4, 64])
+def test_full_queue_stalls_but_loses_no_event(depth: int) -> None:
+    # 40 inputs all firing at every step into 50 neurons: 40 events per step, cost 7 each.
+    rng = np.random.default_rng(3)
+    spec = NetworkSpec.parse("50FC", input_shape=(40,), timesteps=3, threshold="fixed", population=5)
+    net = IntegerNetwork(spec, Formats(), [rng.integers(-3, 4, (50, 40))], [np.full(40, 1), np.full(50, 20)])
+    core = CoreModel(net, lanes=8, queue_depth=depth)
+    result = core.infer(np.full(40, 255))
+    encoder = result.counters.phases["forward"].layers[0]
+    assert encoder.spikes == 120
+    assert encoder.synaptic_ops == 120 * 50
+    assert encoder.words_read["W"] == 120 * 7  # every event integrated exactly once
+    if depth < 40:  # the queue fills up and the scan waits
+        assert encoder.queue_high_water == depth and encoder.stall_cycles > 0
+    else:  # 40 pushes in 40 cycles, 6 popped meanwhile (3, 10, ..., 38)
+        assert encoder.queue_high_water == 34 and encoder.stall_cycles == 0
+    assert np.array_equal(result.last_membrane, net.forward(np.full((1, 40), 255)).last_membrane[0])
+
+
+# Cycle formula: hand-computed cases ----------------------------------------------------------
+
+
+def test_stage_timing_by_hand() -> None:
+    # Spikes 2, 0, 1 in three words, 3 cycles per event, Q = 4:
+    # p = 1, 2, 4; s = 3, max(2+2, 3+3) = 6, max(4+2, 6+1, 6+3) = 9; X = 9 + 3 = 12.
+    timing = forward_stage_timing([2, 0, 1], 3, 4)
+    assert timing.push == (1, 2, 4) and timing.pop == (3, 6, 9)
+    assert timing.retire == (2, 3, 4) and timing.cycles == 13
+    assert timing.stall_cycles == 0 and timing.high_water == 2
+    # Q = 3, 5 spikes, 3 cycles per event: s = 3, 6, 9, 12; the 5th push waits for
+    # s_2 + 1 = 7 (2 stall cycles), s_5 = 15; X = 15 + 3 = 18.
+    timing = forward_stage_timing([5], 3, 3)
+    assert timing.push == (1, 2, 3, 4, 7) and timing.pop == (3, 6, 9, 12, 15)
+    assert timing.stall_cycles == 2 and timing.high_water == 3 and timing.cycles == 19
+    # Output layer: one cycle per word after the read latency.
+    assert forward_stage_timing([3, 0], None, 3).cycles == 3
+
+
+def test_pass_timing_by_hand() -> None:
+    # Words with 0, 2, 0 events of 3 cycles, last write 2 cycles after the retire:
+    # durations 1, 6, 1 -> f = 1, 7, 8; X = max(8, 7 + 2) = 9.
+    timing = event_pass_timing([0, 2, 0], 3, 2)
+    assert timing.data == (1, 2, 8) and timing.retire == (1, 7, 8) and timing.cycles == 10
+    assert list(timing.event_starts(1, 2, 3)) == [2, 5]
+    assert event_pass_timing([0] * 5, 1, 0).cycles == 6
+
+
+def _tiny(threshold: str = "trainable") -> IntegerNetwork:
+    """1 input -> 1 output neuron, T = 1: the encoder fires (255 >= 128), V1 = 40 >= 32."""
+    spec = NetworkSpec.parse("1FC", input_shape=(1,), timesteps=1, threshold=threshold)
+    return IntegerNetwork(spec, Formats(), [np.array([[40]])], [np.array([128]), np.array([32])])
+
+
+def test_inference_cycles_by_hand() -> None:
+    result = CoreModel(_tiny(), lanes=1, queue_depth=3).infer(np.array([255]))
+    # clear 1; stage 0: push 1, pop 3, write 4 -> 5; stage 1: one word -> 2; readout 1 class.
+    assert result.cycles == {"clear": 1, "forward": 7, "readout": 1}
+    assert result.counters.cycles == 9
+
+
+def test_learning_cycles_by_hand() -> None:
+    result = CoreModel(_tiny(), lanes=1, queue_depth=3).learn(np.array([255]), 0)
+    # backward: dV clear 1, output dV 1 + 1 + 1 = 3, dW row 1 + 1 + 1 = 3 (no dVth at T = 1,
+    # no encoder dV at t = 1); update: weights 1 word + 1, thresholds 2 x (1 word + 1).
+    assert result.cycles == {"clear": 1, "forward": 7, "readout": 1, "backward": 7, "update": 6}
+
+
+def test_changed_threshold_waits_for_the_divider() -> None:
+    # Output neuron 0 fires at t = 1, 2 inside the window; label 1 gives it e = +1, so
+    # dVth_0 = -dV[2] S[1] = -(2^14 * 32 >> 10) = -512 and Vth_0 becomes 544.
+    spec = NetworkSpec.parse("2FC", input_shape=(1,), timesteps=2)
+    net = IntegerNetwork(
+        spec, Formats(fw=6, k=10), [np.array([[36], [0]])], [np.array([128]), np.array([32, 32])],
+        rule=LearningRule(shift_w=0, shift_th=0, rounding="floor"),
+    )
+    core = CoreModel(net, lanes=1, queue_depth=3)
+    update = core.learn(np.array([255]), 1).counters.phases["update"]
+    assert core.thresholds[1].tolist() == [544, 32]
+    assert core.reciprocals[1].tolist() == [1024 // 544, 32]
+    # weights: 2 words + 1; thresholds: word 0 changed (K + 3 = 13), word 1 not (1), + 1
+    assert update.layers[1].reciprocals == 1
+    assert update.layers[1].cycles == 3 + 1 + 13 + 1
+    assert update.layers[0].cycles == 2 and update.layers[0].reciprocals == 0
+
+
+# Counters -----------------------------------------------------------------------------------
+
+
+def test_counters_agree_with_the_shared_metrics() -> None:
+    spec = NetworkSpec.parse("12FC-6FC", input_shape=(10,), timesteps=4, population=2)
+    net = IntegerNetwork.scratch(spec, Formats(fw=6), seed=4)
+    pixels = np.random.default_rng(5).integers(0, 256, (6, 10), dtype=np.uint8)
+    core = CoreModel(net, lanes=4, queue_depth=3)
+    totals, results = run_samples(core, pixels)
+    counts = [sum(r.spikes[i].sum(axis=0) for r in results) for i in range(3)]
+    forward = totals.phases["forward"].layers
+    assert [layer.spikes / 6 for layer in forward] == spikes_per_layer(spec, counts, 6)
+    assert [layer.synaptic_ops / 6 for layer in forward] == synaptic_ops_per_layer(spec, counts, 6)
+    assert [layer.neuron_updates for layer in forward] == [6 * 4 * n for n in (10, 12, 6)]
+    assert totals.cycles == sum(r.counters.cycles for r in results)
+    assert totals.phases["forward"].cycles == sum(layer.cycles for layer in forward)
+    ideal = core.ideal_cycles(results[0].spikes)
+    assert ideal == 4 * (3 + 3 + 2) + int(results[0].spikes[0].sum()) * 3 + int(results[0].spikes[1].sum()) * 2
+
+
+# Trace --------------------------------------------------------------------------------------
+
+
+def _replay(records, memories: dict) -> None:
+    """Apply each record's enabled lanes to shadow memories ``{(layer, memory): words}``."""
+    for record in records:
+        words = memories.setdefault((record.layer, record.memory), {})
+        word = list(words.get(record.address, [0] * len(record.data)))
+        for lane, value in enumerate(record.data):
+            if record.mask >> lane & 1:
+                word[lane] = value
+        words[record.address] = word
+
+
+def _lanes(memories: dict, layer: int, memory: str, address: int, count: int, lanes: int) -> list[int]:
+    words = memories[(layer, memory)]
+    flat = [x for a in range(address, address + -(-count // lanes)) for x in words[a]]
+    return flat[:count]
+
+
+def test_trace_replays_to_the_core_state(tmp_path) -> None:
+    spec = NetworkSpec.parse("7FC-6FC", input_shape=(5,), timesteps=3, population=2)
+    net = IntegerNetwork.scratch(spec, Formats(fw=6), seed=8, rule=LearningRule(shift_w=2, shift_th=2, batch=2))
+    lanes = 3
+    core = CoreModel(net, lanes=lanes, queue_depth=3)
+    rng = np.random.default_rng(9)
+    records = []
+    for label in (1, 2):
+        result = core.learn(rng.integers(0, 256, 5), label, trace=True)
+        records += result.trace
+        # one write port per memory: never two writes of one memory in one cycle
+        ports = [(r.cycle, r.layer, r.memory) for r in result.trace]
+        assert len(ports) == len(set(ports))
+        assert [r.sort_key() for r in result.trace] == sorted(r.sort_key() for r in result.trace)
+        spans, start = {}, 0
+        for phase, cycles in result.cycles.items():
+            spans[phase] = (start, start + cycles)
+            start += cycles
+        assert all(spans[r.phase][0] <= r.cycle < spans[r.phase][1] for r in result.trace)
+        assert all(r.mask & ~((1 << lanes) - 1) == 0 and r.memory in MEMORIES for r in result.trace)
+    memories: dict = {}
+    _replay(records, memories)
+    sizes = core.sizes
+    for index in range(3):
+        assert _lanes(memories, index, "V", 0, sizes[index], lanes) == result.membranes[index].tolist()
+        assert _lanes(memories, index, "VTH", 0, sizes[index], lanes) == core.thresholds[index].tolist()
+        words = core.words[index]
+        for t in range(1, 4):
+            got = _lanes(memories, index, "S", (t - 1) * words, sizes[index], lanes)
+            assert got == result.spikes[index][t - 1].astype(int).tolist()
+            got = _lanes(memories, index, "H", (t - 1) * words, sizes[index], lanes)
+            assert got == result.windows[index][t - 1].astype(int).tolist()
+    for index in (1, 2):
+        fanout = core.words[index]
+        for i in range(sizes[index - 1]):
+            row = _lanes(memories, index, "W", i * fanout, sizes[index], lanes)
+            assert row == core.weights[index - 1][:, i].tolist()
+    path = tmp_path / "trace.jsonl"
+    assert write_trace(records, path) == len(records)
+    assert read_trace(path) == records
+
+
+def test_trace_dw_rows_hold_the_pending_gradients() -> None:
+    spec = NetworkSpec.parse("4FC-3FC", input_shape=(6,), timesteps=4, population=1)
+    rng = np.random.default_rng(9)
+    weights = [rng.integers(-40, 41, (4, 6)), rng.integers(-40, 41, (3, 4))]
+    thresholds = [np.full(6, 128), np.full(4, 32), np.full(3, 32)]
+    net = IntegerNetwork(spec, Formats(fw=6), weights, thresholds, rule=LearningRule(batch=5))
+    core = CoreModel(net, lanes=2, queue_depth=3)
+    memories: dict = {}
+    pixels = np.random.default_rng(1).integers(0, 256, (3, 6))
+    for label, sample in enumerate(pixels):
+        _replay(core.learn(sample, label, trace=True).trace, memories)
+    assert core.pending == 3 and all(a.any() for a in core.dw) and all(a.any() for a in core.dth)
+    for index in (1, 2):
+        fanout = core.words[index]
+        for i in range(core.sizes[index - 1]):
+            if (index, "DW") in memories and i * fanout in memories[(index, "DW")]:
+                row = _lanes(memories, index, "DW", i * fanout, core.sizes[index], 2)
+            else:
+                row = [0] * core.sizes[index]  # never written: no spike of neuron i yet
+            assert row == core.dw[index - 1][:, i].tolist()
+        dth = memories.get((index, "DVTH"), {})
+        got = [x for k in range(core.words[index]) for x in dth.get(k, [0, 0])][: core.sizes[index]]
+        assert got == core.dth[index].tolist()
+
+
+# Bad input ----------------------------------------------------------------------------------
+
+
+def test_bad_parameters_are_rejected() -> None:
+    net = _tiny()
+    with pytest.raises(ValueError, match="lanes"):
+        CoreModel(net, lanes=0, queue_depth=4)
+    with pytest.raises(ValueError, match="queue_depth"):
+        CoreModel(net, lanes=1, queue_depth=2)
+    with pytest.raises(ValueError, match="network"):
+        CoreModel(object(), lanes=1, queue_depth=4)
+    core = CoreModel(net, lanes=1, queue_depth=4)
+    with pytest.raises(ValueError, match="pixels"):
+        core.infer(np.array([256]))
+    with pytest.raises(ValueError, match="label"):
+        core.learn(np.array([1]), 3)
+    spec = NetworkSpec.parse("1FC", input_shape=(1,), timesteps=1, reset="zero", threshold="fixed")
+    baseline = IntegerNetwork(spec, Formats(), [np.array([[40]])], [np.array([128]), np.array([32])])
+    with pytest.raises(ValueError, match="reset 'subtract'"):
+        CoreModel(baseline, lanes=1, queue_depth=4).learn(np.array([1]), 0)

@@ -1,0 +1,46 @@
+"""Smoke tests of scripts/core_estimates.py: the recorded learn command and the tables on a
+tiny network."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from model.integer import IntegerNetwork
+from model.spec import NetworkSpec
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "core_estimates.py"
+
+
+@pytest.fixture(scope="module")
+def script() -> Iterator[ModuleType]:
+    spec = importlib.util.spec_from_file_location("core_estimates", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[spec.name]
+
+
+def test_learn_command_and_tables(script: ModuleType, tmp_path: Path) -> None:
+    spec = NetworkSpec.parse("6FC-4FC", input_shape=(5,), timesteps=2, population=2)
+    net = IntegerNetwork.scratch(spec, seed=1)
+    folder = tmp_path / "ck"
+    net.save(folder, training={"dataset": "digits", "init": "scratch", "epochs": 3, "seed": 7})
+    command = script.learn_command(str(folder))
+    assert command.startswith("`spikeforge learn --dataset digits --init scratch --arch 6FC-4FC --epochs 3")
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 5), dtype=np.uint8)
+    data = (pixels, np.array([0, 1, 0]))
+    lines = script.lanes_table("tiny", net, data, data, depth=3)
+    assert len(lines) == 4 + len(script.LANES)
+    assert all(line.count("|") == 7 for line in lines[2:])
+    report = script.estimate(net, *data, None, lanes=2, depth=3)
+    assert report["cycles_per_learning_step"] is None and report["loihi_pj_per_inference"] > 0
