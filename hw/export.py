@@ -3,7 +3,8 @@
 Each unit is exported as ``NAME.v`` whose top module is ``NAME`` (Amaranth emits the
 unit's own submodules, e.g. a FIFO, into the same file under hierarchical names such as
 ``NAME.fifo``). Default parameters are the numerics contract's defaults
-(docs/numerics.md section 1: v = 16 so thresholds have 15 bits, K = 16). Adding a unit is
+(docs/numerics.md section 1: w = 8, v = 16 so thresholds have 15 bits, g = 16, dw = dth = 24,
+K = 16), with P = 8 lanes and a fan-out bound of 1024 where a unit has them. Adding a unit is
 one :class:`Unit` line in :data:`UNITS`.
 """
 
@@ -19,8 +20,13 @@ from typing import Any
 from amaranth.back import verilog
 from amaranth.lib import wiring
 
+from hw.accumulator import GradientAccumulator
+from hw.dot_product import DotProductLane
+from hw.dv import DvUnit
+from hw.neuron import NeuronLane
 from hw.queue import SpikeQueue
 from hw.reciprocal import ReciprocalDivider
+from hw.update import UpdateUnit
 
 __all__ = ["UNITS", "Unit", "get_unit", "write_all", "write_unit"]
 
@@ -86,6 +92,11 @@ class Unit:
 UNITS: Mapping[str, Unit] = MappingProxyType({unit.name: unit for unit in (
     Unit("spike_queue", SpikeQueue, {"index_bits": 10, "depth": 64}),
     Unit("reciprocal_divider", ReciprocalDivider, {"threshold_bits": 15, "k": 16}),
+    Unit("neuron_lane", NeuronLane, {"w": 8, "v": 16}),
+    Unit("dv_unit", DvUnit, {"g": 16, "w": 8, "fan_out": 1024, "k": 16, "shift": 16}),
+    Unit("dot_product_lane", DotProductLane, {"lanes": 8, "g": 16, "w": 8, "fan_out": 1024}),
+    Unit("gradient_accumulator", GradientAccumulator, {"lanes": 8, "g": 16, "dw": 24, "dth": 24}),
+    Unit("update_unit", UpdateUnit, {"lanes": 8, "w": 8, "v": 16, "dw": 24, "dth": 24}),
 )})
 
 

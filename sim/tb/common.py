@@ -5,6 +5,10 @@ A unit bench subclasses :class:`CycleTB`, names the mapping between its step-fun
 :meth:`CycleTB.cycle`, which writes the inputs, samples every output in the read-only
 phase, steps the model with the same inputs and compares the two (per-cycle
 scoreboard). Transaction-level checks use the in-order :class:`Scoreboard`.
+
+A model field may also live in part of a port (:class:`Bits`): a member of a stream's
+struct payload, or an array of lane values (a tuple in the model, lane 0 in the low bits);
+:func:`layout_fields` derives them from the unit's Amaranth payload layout.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
+from amaranth.hdl import Shape
+from amaranth.lib import data
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
@@ -25,12 +31,15 @@ from sim.tb import CONFIG_ENV
 
 __all__ = [
     "PATTERNS",
+    "Bits",
     "CycleTB",
     "Scoreboard",
     "corrupted",
+    "layout_fields",
     "load_config",
     "pattern",
     "phases",
+    "plain",
     "record_stats",
     "seeded",
 ]
@@ -100,15 +109,93 @@ def phases(
         yield length, pattern(producer, rng), pattern(consumer, rng)
 
 
+class Bits(NamedTuple):
+    """Where a model field lives inside a DUT port.
+
+    Attributes
+    ----------
+    port : str
+        The DUT port (e.g. ``operand__payload``).
+    offset : int
+        Bit position of the field's least significant bit.
+    width : int
+        Bits of the field, or of one element of an array field.
+    signed : bool
+        Two's complement (read back as a negative number when the top bit is set).
+    count : int
+        0 for a scalar field; for an array, the number of elements (the model's value is
+        a tuple, element 0 in the lowest bits).
+    """
+
+    port: str
+    offset: int
+    width: int
+    signed: bool = False
+    count: int = 0
+
+    def encode(self, value: Any) -> int:
+        """The field's bits, shifted into place in the port's value."""
+        items = tuple(value) if self.count else (value,)
+        if len(items) != max(self.count, 1):
+            raise ValueError(f"{self.port}: {len(items)} values for {self.count} elements")
+        mask = (1 << self.width) - 1
+        word = 0
+        for n, item in enumerate(items):
+            word |= (int(item) & mask) << (n * self.width)
+        return word << self.offset
+
+    def decode(self, word: int) -> int | tuple[int, ...]:
+        """The field's value (a tuple for an array) from the port's value."""
+        mask = (1 << self.width) - 1
+        items = []
+        for n in range(max(self.count, 1)):
+            item = (word >> (self.offset + n * self.width)) & mask
+            if self.signed and item >> (self.width - 1):
+                item -= 1 << self.width
+            items.append(item)
+        return tuple(items) if self.count else items[0]
+
+
+def layout_fields(port: str, layout: data.StructLayout) -> dict[str, Bits]:
+    """:class:`Bits` of every member of a struct payload ``layout`` carried by ``port``.
+
+    Members are scalars (any shape-castable, e.g. ``signed(8)`` or an enum) or one-level
+    :class:`~amaranth.lib.data.ArrayLayout` s of scalars (lane arrays).
+    """
+    fields = {}
+    for name, member in layout:
+        shape, count = member.shape, 0
+        if isinstance(shape, data.ArrayLayout):
+            shape, count = shape.elem_shape, shape.length
+        scalar = Shape.cast(shape)
+        fields[name] = Bits(port, member.offset, scalar.width, scalar.signed, count)
+    return fields
+
+
+def plain(value: Any) -> int | tuple:
+    """A model value as compared with the DUT: an int, or a tuple of plain values."""
+    if isinstance(value, tuple):
+        return tuple(plain(item) for item in value)
+    return int(value)
+
+
+def _flip(value: Any) -> int | tuple:
+    """``value`` with the least significant bit of its first integer flipped."""
+    if isinstance(value, tuple):
+        return (_flip(value[0]), *value[1:]) if value else value
+    return int(value) ^ 1
+
+
 def corrupted(step: Callable, field: str) -> Callable:
-    """A step function whose output ``field`` has its least significant bit flipped.
+    """A step function whose output ``field`` has its least significant bit flipped (of
+    its first element for a tuple).
 
     Used to prove that a bench's checks can fail.
     """
 
     def corrupt_step(state: Any, inputs: Any) -> tuple[Any, Any]:
         outputs, next_state = step(state, inputs)
-        return outputs._replace(**{field: int(getattr(outputs, field)) ^ 1}), next_state
+        return outputs._replace(**{field: _flip(getattr(outputs, field))}), next_state
 
     return corrupt_step
 
@@ -123,8 +210,8 @@ class Scoreboard:
     log : logging.Logger
         Where the first mismatches are reported.
     corrupt : bool
-        Flip the least significant bit of every expected (integer) item, to prove that
-        the scoreboard can fail.
+        Flip the least significant bit of every expected item (of its first integer for a
+        tuple), to prove that the scoreboard can fail.
     """
 
     def __init__(self, name: str, log: Any, *, corrupt: bool = False) -> None:
@@ -137,7 +224,7 @@ class Scoreboard:
 
     def expect(self, item: Any) -> None:
         """Queue an expected item."""
-        self.expected.append(item ^ 1 if self.corrupt else item)
+        self.expected.append(_flip(item) if self.corrupt else item)
 
     def observe(self, item: Any, where: str = "") -> None:
         """Check an observed item against the oldest expected one."""
@@ -170,10 +257,12 @@ class CycleTB:
 
     Attributes
     ----------
-    INPUTS : mapping of str to str
-        Model input field -> DUT port (Amaranth names, ``push__valid`` etc.).
-    OUTPUTS : mapping of str to str
-        Model output field -> DUT port; every field is compared every cycle ...
+    INPUTS : mapping of str to str or Bits
+        Model input field -> DUT port (Amaranth names, ``push__valid`` etc.) or the
+        :class:`Bits` of a port holding it (several fields may share a port).
+    OUTPUTS : mapping of str to str or Bits
+        Model output field -> DUT port or :class:`Bits`; every field is compared every
+        cycle ...
     QUALIFIERS : mapping of str to str
         ... except a field listed here, compared only when the named valid field is set.
     CORRUPT : str
@@ -197,8 +286,8 @@ class CycleTB:
         bench must then fail.
     """
 
-    INPUTS: Mapping[str, str] = {}
-    OUTPUTS: Mapping[str, str] = {}
+    INPUTS: Mapping[str, str | Bits] = {}
+    OUTPUTS: Mapping[str, str | Bits] = {}
     QUALIFIERS: Mapping[str, str] = {}
     CORRUPT = ""
     CORRUPTIONS = ("model", "scoreboard")
@@ -226,17 +315,42 @@ class CycleTB:
         self.cycles = 0
         self.mismatches = Scoreboard("cycle", self.log)
         self._clock_handle = dut.clk
-        self._inputs = [(field, getattr(dut, port)) for field, port in self.INPUTS.items()]
-        self._outputs = [(field, getattr(dut, port)) for field, port in self.OUTPUTS.items()]
+        self._inputs = self._ports(self.INPUTS)
+        self._outputs = self._ports(self.OUTPUTS)
         self._qualified = dict(self.QUALIFIERS)
         self._started = time.perf_counter()
+
+    def _ports(
+        self, mapping: Mapping[str, str | Bits]
+    ) -> list[tuple[Any, list[tuple[str, Bits | None]]]]:
+        """Group the fields by DUT port: ``[(handle, [(field, bits or None), ...]), ...]``."""
+        grouped: dict[str, list[tuple[str, Bits | None]]] = {}
+        for field, where in mapping.items():
+            port, bits = (where, None) if isinstance(where, str) else (where.port, where)
+            grouped.setdefault(port, []).append((field, bits))
+        return [(getattr(self.dut, port), fields) for port, fields in grouped.items()]
+
+    def _apply(self, inputs: NamedTuple) -> None:
+        for handle, fields in self._inputs:
+            word = 0
+            for field, bits in fields:
+                value = getattr(inputs, field)
+                word |= int(value) if bits is None else bits.encode(value)
+            handle.value = word
+
+    def _sample(self) -> dict[str, Any]:
+        actual: dict[str, Any] = {}
+        for handle, fields in self._outputs:
+            word = _read(handle)
+            for field, bits in fields:
+                actual[field] = word if bits is None or isinstance(word, str) else bits.decode(word)
+        return actual
 
     async def start(self, reset_cycles: int = 2) -> None:
         """Start the clock and hold ``rst`` for ``reset_cycles`` cycles with idle inputs."""
         Clock(self._clock_handle, CLOCK_PERIOD_NS, unit="ns").start()
         self.dut.rst.value = 1
-        for field, handle in self._inputs:
-            handle.value = int(getattr(self.idle, field))
+        self._apply(self.idle)
         for _ in range(reset_cycles):
             await RisingEdge(self._clock_handle)
         self.dut.rst.value = 0
@@ -248,11 +362,11 @@ class CycleTB:
 
         Outputs are sampled in the read-only phase (X/Z bits read as a string, which never
         matches); a qualified output is compared only while DUT and model both flag it valid.
+        Array fields are tuples.
         """
-        for field, handle in self._inputs:
-            handle.value = int(getattr(inputs, field))
+        self._apply(inputs)
         await ReadOnly()
-        actual = {field: _read(handle) for field, handle in self._outputs}
+        actual = self._sample()
         expected, self.state = self.step(self.state, inputs)
         for field, value in actual.items():
             qualifier = self._qualified.get(field)
@@ -261,7 +375,7 @@ class CycleTB:
             )
             if not both_valid:
                 continue
-            wanted = int(getattr(expected, field))
+            wanted = plain(getattr(expected, field))
             if value != wanted:
                 self.mismatches.error(
                     f"cycle {self.cycles}: {field} mismatch: DUT {value}, model {wanted} "

@@ -17,10 +17,28 @@ from sim import runner, toolchain
 RANDOM_CYCLES = 10_000
 SEED = 20_240_531
 
-#: Two width sets per unit: the contract defaults (or a deep queue) and a narrow edge set.
+#: Two width sets per unit: the contract defaults (or a deep queue) and a narrow, odd edge set
+#: where saturation is frequent (the narrow dV unit uses an encoder-style shift K - 8 + fw).
 WIDTH_SETS: dict[str, tuple[dict[str, int], ...]] = {
     "spike_queue": ({"index_bits": 10, "depth": 64}, {"index_bits": 2, "depth": 3}),
     "reciprocal_divider": ({"threshold_bits": 15, "k": 16}, {"threshold_bits": 10, "k": 8}),
+    "neuron_lane": ({"w": 8, "v": 16}, {"w": 5, "v": 7}),
+    "dv_unit": (
+        {"g": 16, "w": 8, "fan_out": 1024, "k": 16, "shift": 16},
+        {"g": 5, "w": 4, "fan_out": 7, "k": 10, "shift": 5},
+    ),
+    "dot_product_lane": (
+        {"lanes": 8, "g": 16, "w": 8, "fan_out": 1024},
+        {"lanes": 3, "g": 5, "w": 4, "fan_out": 7},
+    ),
+    "gradient_accumulator": (
+        {"lanes": 8, "g": 16, "dw": 24, "dth": 24},
+        {"lanes": 3, "g": 5, "dw": 7, "dth": 6},
+    ),
+    "update_unit": (
+        {"lanes": 8, "w": 8, "v": 16, "dw": 24, "dth": 24},
+        {"lanes": 3, "w": 4, "v": 7, "dw": 9, "dth": 12},
+    ),
 }
 
 _ICARUS_MISSING = toolchain.available("icarus")

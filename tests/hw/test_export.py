@@ -16,8 +16,18 @@ from sim.toolchain import VERILATOR_WAIVERS, setup_verilator
 
 
 def test_registry_defaults_follow_the_contract() -> None:
-    assert list(UNITS) == ["spike_queue", "reciprocal_divider"]
+    assert list(UNITS) == [
+        "spike_queue", "reciprocal_divider", "neuron_lane", "dv_unit", "dot_product_lane",
+        "gradient_accumulator", "update_unit",
+    ]
     assert dict(get_unit("reciprocal_divider").defaults) == {"threshold_bits": 15, "k": 16}
+    assert dict(get_unit("neuron_lane").defaults) == {"w": 8, "v": 16}
+    assert dict(get_unit("dv_unit").defaults) == {
+        "g": 16, "w": 8, "fan_out": 1024, "k": 16, "shift": 16
+    }
+    assert dict(get_unit("update_unit").defaults) == {
+        "lanes": 8, "w": 8, "v": 16, "dw": 24, "dth": 24
+    }
     assert get_unit("spike_queue").params({"depth": 8}) == {"index_bits": 10, "depth": 8}
 
 
@@ -102,13 +112,19 @@ def test_cli_gen_unit_and_all_units(
     "argv, message",
     [
         (["--unit", "adder"],
-         "unit: 'adder' is not a unit (allowed spike_queue, reciprocal_divider)"),
+         "unit: 'adder' is not a unit (allowed spike_queue, reciprocal_divider, neuron_lane, "
+         "dv_unit, dot_product_lane, gradient_accumulator, update_unit)"),
         (["--unit", "spike_queue", "--params", "depth=2"],
          "depth: 2 is out of range (allowed 3 or more)"),
         (["--unit", "spike_queue", "--params", "depth"], "--params: 'depth' is not KEY=VALUE"),
         (["--unit", "spike_queue", "--params", "depth=x"],
          "--params: depth: 'x' is not an integer"),
         (["--all-units", "--params", "k=9"], "--params: only allowed with --unit"),
+        (["--unit", "dv_unit", "--params", "g=32,w=16,shift=0"],
+         "k: 16 is too large for the product width: (acc * R) >> shift needs "
+         "g + w + ceil(log2 fan_out) + 1 + k - shift = 75 bits (allowed up to 61)"),
+        (["--unit", "update_unit", "--params", "lanes=0"],
+         "lanes: 0 is out of range (allowed 1 or more)"),
     ],
 )
 def test_cli_gen_user_errors(

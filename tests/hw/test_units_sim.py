@@ -4,15 +4,23 @@ construction-time parameter errors."""
 from __future__ import annotations
 
 import gc
+import itertools
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import pytest
+from amaranth.lib import data
 from amaranth.sim import Simulator
 
+from hw.accumulator import GradientAccumulator
+from hw.dot_product import DotProductLane
+from hw.dv import DvUnit
+from hw.neuron import NeuronLane
 from hw.queue import SpikeQueue
 from hw.reciprocal import ReciprocalDivider
+from hw.update import UpdateUnit
+from model import units
 from model.units import (
     ReciprocalDividerInputs,
     SpikeQueueInputs,
@@ -38,23 +46,36 @@ def lockstep(
     """Run DUT and model side by side; return every cycle's (inputs, DUT outputs).
 
     ``drive(previous_inputs, previous_outputs)`` chooses each cycle's inputs. Every output
-    is compared every cycle (a qualified one only while its valid flag is set).
+    is compared every cycle (a qualified one only while its valid flag is set). A field
+    mapped to a list of signals (lanes) is a tuple in the model.
     """
     trace: list[tuple[Any, dict[str, int]]] = []
+
+    def plain(value: Any) -> Any:
+        return tuple(int(item) for item in value) if isinstance(value, tuple) else int(value)
 
     async def bench(ctx: Any) -> None:
         nonlocal state
         for cycle in range(cycles):
             applied = drive(*(trace[-1] if trace else (None, None)))
             for field, signal in inputs.items():
-                ctx.set(signal, int(getattr(applied, field)))
-            actual = {field: ctx.get(signal) for field, signal in outputs.items()}
+                value = getattr(applied, field)
+                if isinstance(signal, list):
+                    for lane, item in zip(signal, value, strict=True):
+                        ctx.set(lane, int(item))
+                else:
+                    ctx.set(signal, int(value))
+            actual = {
+                field: tuple(ctx.get(lane) for lane in signal) if isinstance(signal, list)
+                else ctx.get(signal)
+                for field, signal in outputs.items()
+            }
             expected, state = step(state, applied)
             for field, value in actual.items():
                 qualifier = qualifiers.get(field)
                 if qualifier is not None and not getattr(expected, qualifier):
                     continue
-                assert value == int(getattr(expected, field)), (
+                assert value == plain(getattr(expected, field)), (
                     f"cycle {cycle}: {field}: DUT {value}, model {getattr(expected, field)} "
                     f"(inputs {applied})"
                 )
@@ -232,6 +253,213 @@ def test_lockstep_detects_a_corrupted_model() -> None:
         )
 
 
+# Learning-datapath units: operand/result streams -------------------------------------------
+
+
+def _payload_signals(port: Any) -> dict[str, Any]:
+    """Model field -> signal (or list of lane signals) of a stream's struct payload."""
+    view = port.payload
+    fields = {}
+    for name, member in view.shape():
+        value = getattr(view, name)
+        if isinstance(member.shape, data.ArrayLayout):
+            fields[name] = [value[j] for j in range(member.shape.length)]
+        else:
+            fields[name] = value
+    return fields
+
+
+def _signed(rng: random.Random, bits: int) -> int:
+    return rng.randint(-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+
+
+def _lanes(rng: random.Random, count: int, bits: int) -> tuple[int, ...]:
+    return tuple(_signed(rng, bits) for _ in range(count))
+
+
+class StreamCase(NamedTuple):
+    """A learning-datapath unit under test: how to build it, its model, random operands."""
+
+    component: type
+    reset: Callable
+    step: Callable
+    inputs: type
+    latency: int
+    operands: Callable[[random.Random, Any], Iterator[dict[str, Any]]]
+    side_inputs: tuple[str, ...] = ()
+    side_outputs: tuple[str, ...] = ()
+
+
+def _neuron_operands(rng: random.Random, p: units.NeuronLaneParams) -> Iterator[dict[str, Any]]:
+    while True:
+        vth = rng.randint(1, (1 << p.threshold_bits) - 1)
+        near = min(vth + rng.randint(-vth, vth) // 2, (1 << (p.v - 1)) - 1)  # around the window
+        yield {"op": rng.randrange(4), "reset_zero": rng.random() < 0.3,
+               "v": rng.choice((_signed(rng, p.v), near)),
+               "x": _signed(rng, p.operand_bits), "vth": vth}
+
+
+def _dv_operands(rng: random.Random, p: units.DvUnitParams) -> Iterator[dict[str, Any]]:
+    while True:
+        yield {"acc": _signed(rng, p.acc_bits), "r": rng.randrange(1 << (p.k + 1)),
+               "window": rng.random() < 0.6, "dv_next": _signed(rng, p.g)}
+
+
+def _dot_operands(rng: random.Random, p: units.DotProductLaneParams) -> Iterator[dict[str, Any]]:
+    while True:
+        words = rng.randint(1, p.words)
+        for n in range(words):
+            live = [n * p.lanes + j < p.fan_out for j in range(p.lanes)]
+            weights = tuple(_signed(rng, p.w) if on else 0 for on in live)
+            yield {"weights": weights, "grads": _lanes(rng, p.lanes, p.g), "last": n == words - 1}
+
+
+def _accumulator_operands(
+    rng: random.Random, p: units.GradientAccumulatorParams
+) -> Iterator[dict[str, Any]]:
+    while True:
+        op = rng.randrange(2)
+        yield {"op": op, "mask": rng.randrange(1 << p.lanes),
+               "acc": _lanes(rng, p.lanes, p.dth if op else p.dw), "dv": _lanes(rng, p.lanes, p.g)}
+
+
+def _update_operands(rng: random.Random, p: units.UpdateUnitParams) -> Iterator[dict[str, Any]]:
+    while True:
+        op, shift = rng.randrange(2), rng.choice((0, 31, rng.randint(0, 8)))
+        values = tuple(
+            rng.randint(1, p.threshold_max) if op else _signed(rng, p.w) for _ in range(p.lanes)
+        )
+        grads = tuple(rng.randint(-(8 << shift), 8 << shift) for _ in range(p.lanes))
+        yield {"op": op, "rounding": rng.randrange(3), "shift": shift,
+               "mask": rng.randrange(1 << p.lanes), "value": values,
+               "grad": tuple(max(-(1 << (p.grad_bits - 1)), min((1 << (p.grad_bits - 1)) - 1, g))
+                             for g in grads)}
+
+
+STREAM_CASES = {
+    "neuron_lane": StreamCase(
+        NeuronLane, units.neuron_lane_reset, units.neuron_lane_step, units.NeuronLaneInputs,
+        units.NEURON_LANE_LATENCY, _neuron_operands),
+    "dv_unit": StreamCase(
+        DvUnit, units.dv_unit_reset, units.dv_unit_step, units.DvUnitInputs,
+        units.DV_UNIT_LATENCY, _dv_operands),
+    "dot_product_lane": StreamCase(
+        DotProductLane, units.dot_product_lane_reset, units.dot_product_lane_step,
+        units.DotProductLaneInputs, units.DOT_PRODUCT_LANE_LATENCY, _dot_operands),
+    "gradient_accumulator": StreamCase(
+        GradientAccumulator, units.gradient_accumulator_reset, units.gradient_accumulator_step,
+        units.GradientAccumulatorInputs, units.GRADIENT_ACCUMULATOR_LATENCY,
+        _accumulator_operands),
+    "update_unit": StreamCase(
+        UpdateUnit, units.update_unit_reset, units.update_unit_step, units.UpdateUnitInputs,
+        units.UPDATE_UNIT_LATENCY, _update_operands, ("lfsr_load", "lfsr_seed"), ("lfsr_state",)),
+}
+
+#: Two small parameter sets per unit (odd lane counts and widths included).
+STREAM_PARAMS = [
+    ("neuron_lane", {"w": 4, "v": 6}), ("neuron_lane", {"w": 11, "v": 13}),
+    ("dv_unit", {"g": 6, "w": 3, "fan_out": 5, "k": 9, "shift": 9}),
+    ("dv_unit", {"g": 9, "w": 5, "fan_out": 40, "k": 12, "shift": 6}),
+    ("dot_product_lane", {"lanes": 1, "g": 4, "w": 2, "fan_out": 3}),
+    ("dot_product_lane", {"lanes": 3, "g": 7, "w": 5, "fan_out": 8}),
+    ("gradient_accumulator", {"lanes": 1, "g": 4, "dw": 5, "dth": 4}),
+    ("gradient_accumulator", {"lanes": 3, "g": 6, "dw": 8, "dth": 11}),
+    ("update_unit", {"lanes": 1, "w": 3, "v": 5, "dw": 6, "dth": 5}),
+    ("update_unit", {"lanes": 3, "w": 5, "v": 8, "dw": 10, "dth": 12}),
+]
+
+
+def run_stream(
+    name: str, params: dict[str, int], drive: Drive, cycles: int
+) -> list[tuple[Any, dict[str, int]]]:
+    case = STREAM_CASES[name]
+    dut = case.component(**params)
+    inputs = {
+        "operand_valid": dut.operand.valid, **_payload_signals(dut.operand),
+        "result_ready": dut.result.ready, **{n: getattr(dut, n) for n in case.side_inputs},
+    }
+    results = _payload_signals(dut.result)
+    outputs = {
+        "operand_ready": dut.operand.ready, "result_valid": dut.result.valid, **results,
+        **{n: getattr(dut, n) for n in case.side_outputs},
+    }
+    qualifiers = {field: "result_valid" for field in results}
+    return lockstep(
+        dut, case.step, case.reset(**params), drive, inputs, outputs, qualifiers, cycles
+    )
+
+
+def stream_driver(
+    name: str, params: dict[str, int], rng: random.Random, p_valid: float, p_ready: float
+) -> Drive:
+    """Random operands held until accepted, junk payloads while idle, random readiness;
+    rare LFSR loads for the update unit."""
+    case = STREAM_CASES[name]
+    operands = case.operands(rng, dut_params(name, params))
+    held: list[dict[str, Any]] = []
+
+    def drive(previous: Any, out: Mapping[str, int] | None) -> Any:
+        if previous is not None and previous.operand_valid and out["operand_ready"]:
+            held.clear()
+        if not held and rng.random() < p_valid:
+            held.append(next(operands))
+        side = {}
+        if case.side_inputs:
+            side = {"lfsr_load": rng.random() < 0.03, "lfsr_seed": rng.choice((0, rng.getrandbits(32)))}
+        return case.inputs(
+            operand_valid=bool(held), result_ready=rng.random() < p_ready,
+            **(held[0] if held else next(operands)), **side,
+        )
+
+    return drive
+
+
+def dut_params(name: str, params: dict[str, int]) -> Any:
+    return getattr(units, f"{name}_params")(**params)
+
+
+@pytest.mark.parametrize("name, params", STREAM_PARAMS)
+def test_learning_unit_matches_model(name: str, params: dict[str, int]) -> None:
+    rng = random.Random(f"{name}-{sorted(params.items())}")
+    trace = run_stream(name, params, stream_driver(name, params, rng, 0.8, 0.6), 300)
+    delivered = sum(1 for inputs, out in trace if out["result_valid"] and inputs.result_ready)
+    stalled = sum(1 for inputs, out in trace if out["result_valid"] and not inputs.result_ready)
+    assert delivered >= 30 and stalled >= 10
+
+
+@pytest.mark.parametrize("name", list(STREAM_CASES))
+def test_learning_unit_latency_and_stall(name: str) -> None:
+    """One operand per cycle from cycle 0: the first result appears at cycle LATENCY; a
+    refused result is held, blocks new operands and freezes the pipeline."""
+    params = next(p for unit, p in STREAM_PARAMS if unit == name)
+    case = STREAM_CASES[name]
+    rng = random.Random(name)
+    operands = itertools.chain.from_iterable(
+        # single-word dot products: every operand completes a sum
+        ({**op, "last": True} if name == "dot_product_lane" else op for op in [op])
+        for op in case.operands(rng, dut_params(name, params))
+    )
+    stall = range(case.latency + 2, case.latency + 6)
+
+    def drive(previous: Any, out: Mapping[str, int] | None) -> Any:
+        cycle = len(seen)
+        seen.append(cycle)
+        return case.inputs(
+            operand_valid=True, result_ready=cycle not in stall, **next(operands),
+            **({"lfsr_load": False, "lfsr_seed": 0} if case.side_inputs else {}),
+        )
+
+    seen: list[int] = []
+    trace = run_stream(name, params, drive, case.latency + 10)
+    valid = [out["result_valid"] for _, out in trace]
+    ready = [out["operand_ready"] for _, out in trace]
+    assert valid[: case.latency + 1] == [0] * case.latency + [1]
+    assert all(valid[case.latency:])
+    assert [ready[c] for c in stall] == [0] * len(stall) and ready[stall[-1] + 1] == 1
+    held = [tuple(out.items()) for c, (_, out) in enumerate(trace) if c in stall]
+    assert len(set(held)) == 1
+
+
 BAD_PARAMETERS = [
     (SpikeQueue, {"index_bits": 1, "depth": 4}, ValueError,
      "index_bits: 1 is out of range (allowed 2 or more)"),
@@ -249,6 +477,40 @@ BAD_PARAMETERS = [
      "k: 31 is out of range (allowed 1..30)"),
     (ReciprocalDivider, {"threshold_bits": "15", "k": 16}, TypeError,
      "threshold_bits: must be an integer, not '15'"),
+    (NeuronLane, {"w": 1, "v": 16}, ValueError, "w: 1 is out of range (allowed 2..16)"),
+    (NeuronLane, {"w": 8, "v": 7}, ValueError, "v: 7 is out of range (allowed 8..32)"),
+    (NeuronLane, {"w": 8, "v": 16.5}, TypeError, "v: must be an integer, not 16.5"),
+    (DvUnit, {"g": 3, "w": 8, "fan_out": 4, "k": 16, "shift": 16}, ValueError,
+     "g: 3 is out of range (allowed 4..32)"),
+    (DvUnit, {"g": 16, "w": 8, "fan_out": 1 << 37, "k": 16, "shift": 16}, ValueError,
+     f"fan_out: {1 << 37} is out of range (allowed 1..{1 << 36})"),
+    (DvUnit, {"g": 16, "w": 8, "fan_out": 1024, "k": 31, "shift": 16}, ValueError,
+     "k: 31 is out of range (allowed 8..30)"),
+    (DvUnit, {"g": 16, "w": 8, "fan_out": 1024, "k": 16, "shift": 17}, ValueError,
+     "shift: 17 is out of range (allowed 0..16)"),
+    (DvUnit, {"g": 32, "w": 16, "fan_out": 1024, "k": 16, "shift": 0}, ValueError,
+     "k: 16 is too large for the product width: (acc * R) >> shift needs "
+     "g + w + ceil(log2 fan_out) + 1 + k - shift = 75 bits (allowed up to 61)"),
+    (DotProductLane, {"lanes": 0, "g": 16, "w": 8, "fan_out": 64}, ValueError,
+     "lanes: 0 is out of range (allowed 1 or more)"),
+    (DotProductLane, {"lanes": 4, "g": 16, "w": 1, "fan_out": 64}, ValueError,
+     "w: 1 is out of range (allowed 2..16)"),
+    (DotProductLane, {"lanes": 4, "g": 16, "w": 8, "fan_out": 0}, ValueError,
+     f"fan_out: 0 is out of range (allowed 1..{1 << 38})"),
+    (GradientAccumulator, {"lanes": 0, "g": 16, "dw": 24, "dth": 24}, ValueError,
+     "lanes: 0 is out of range (allowed 1 or more)"),
+    (GradientAccumulator, {"lanes": 8, "g": 16, "dw": 15, "dth": 24}, ValueError,
+     "dw: 15 is out of range (allowed 16..48)"),
+    (GradientAccumulator, {"lanes": 8, "g": 16, "dw": 24, "dth": 49}, ValueError,
+     "dth: 49 is out of range (allowed 16..48)"),
+    (UpdateUnit, {"lanes": -1, "w": 8, "v": 16, "dw": 24, "dth": 24}, ValueError,
+     "lanes: -1 is out of range (allowed 1 or more)"),
+    (UpdateUnit, {"lanes": 8, "w": 8, "v": 33, "dw": 24, "dth": 24}, ValueError,
+     "v: 33 is out of range (allowed 8..32)"),
+    (UpdateUnit, {"lanes": 8, "w": 8, "v": 16, "dw": 1, "dth": 24}, ValueError,
+     "dw: 1 is out of range (allowed 4..48)"),
+    (UpdateUnit, {"lanes": True, "w": 8, "v": 16, "dw": 24, "dth": 24}, TypeError,
+     "lanes: must be an integer, not True"),
 ]
 
 
@@ -274,6 +536,15 @@ def test_bad_parameters_raise_at_construction(
     [
         (spike_queue_reset, {"index_bits": 1, "depth": 4}, "index_bits: 1 is out of range"),
         (reciprocal_divider_reset, {"threshold_bits": 8, "k": 31}, "k: 31 is out of range"),
+        (units.neuron_lane_reset, {"w": 1, "v": 8}, "w: 1 is out of range"),
+        (units.dv_unit_reset, {"g": 32, "w": 16, "fan_out": 4, "k": 30, "shift": 0},
+         "k: 30 is too large for the product width"),
+        (units.dot_product_lane_reset, {"lanes": 0, "g": 8, "w": 4, "fan_out": 4},
+         "lanes: 0 is out of range"),
+        (units.gradient_accumulator_reset, {"lanes": 2, "g": 8, "dw": 7, "dth": 8},
+         "dw: 7 is out of range"),
+        (units.update_unit_reset, {"lanes": 2, "w": 4, "v": 3, "dw": 8, "dth": 8},
+         "v: 3 is out of range"),
     ],
 )
 def test_models_share_the_parameter_checks(reset: Callable, kwargs: dict, message: str) -> None:
@@ -287,4 +558,7 @@ def test_parameters_are_keyword_only() -> None:
         SpikeQueue(8, 4)  # type: ignore[misc]
     with pytest.raises(TypeError):
         ReciprocalDivider(15, 16)  # type: ignore[misc]
+    for name, params in STREAM_PARAMS[::2]:
+        with pytest.raises(TypeError):
+            STREAM_CASES[name].component(*params.values())
     gc.collect()

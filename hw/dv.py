@@ -1,0 +1,103 @@
+"""dV unit: the eq. 15 mux (spatial sum times the reciprocal, shift, saturate; or the carry)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.datapath import pipeline, saturate
+from model.units import DV_UNIT_LATENCY, DvUnitParams, dv_unit_params
+
+__all__ = ["DvUnit", "layouts"]
+
+
+def layouts(params: DvUnitParams) -> tuple[data.StructLayout, data.StructLayout]:
+    """Payload layouts ``(operand, result)`` of a dV unit with checked ``params``.
+
+    Field names are those of :class:`model.units.DvUnitInputs` / ``DvUnitResult``.
+    """
+    operand = data.StructLayout({
+        "acc": signed(params.acc_bits),
+        "r": unsigned(params.k + 1),
+        "window": 1,
+        "dv_next": signed(params.g),
+    })
+    return operand, data.StructLayout({"dv": signed(params.g)})
+
+
+class DvUnit(wiring.Component):
+    """The eq. 15 mux for one neuron per cycle (docs/numerics.md section 3.3).
+
+    ``dv = sat_g((acc * r) >> shift)`` when ``window`` (h = 1), else ``dv = dv_next`` (the
+    temporal carry ``dV[t+1]``). ``acc * r`` is formed at full width (signed
+    ``acc_bits`` times unsigned ``k + 1`` bits), the shift is arithmetic (floor) and the
+    saturation to g bits is the only one.
+
+    Two pipeline stages (:data:`model.units.DV_UNIT_LATENCY`): the product, then the
+    shift, saturation and mux; stall-as-a-whole handshake (:func:`hw.datapath.pipeline`).
+    The cycle-accurate reference is :func:`model.units.dv_unit_step`.
+
+    Parameters
+    ----------
+    g : int
+        dV bits, 4..32 (signed).
+    w : int
+        Weight bits, 2..16 (signed).
+    fan_out : int
+        Largest fan-out of the spatial sums: ``acc`` has ``g + w + ceil(log2 fan_out)``
+        bits; 1..2^(60 - g - w).
+    k : int
+        Reciprocal exponent K, 8..30: ``r`` has ``k + 1`` bits.
+    shift : int
+        The mux shift K_l, 0..k: ``k`` for layers 1..L, ``k - 8 + fw`` for the encoder.
+
+    Members
+    -------
+    operand : ``In(stream.Signature(layouts(params)[0]))``
+        ``acc`` (the exact spatial sum), ``r`` (``floor(2^K / Vth)``), ``window`` (h),
+        ``dv_next`` (signed g).
+    result : ``Out(stream.Signature(layouts(params)[1]))``
+        ``dv`` (signed g).
+
+    Raises
+    ------
+    TypeError
+        If a parameter is not an integer.
+    ValueError
+        Naming the parameter, for a value out of its range, or ``k`` too large for the
+        product width: ``g + w + ceil(log2 fan_out) + 1 + k - shift`` above 61 bits
+        (:func:`model.units.dv_unit_params`).
+    """
+
+    def __init__(self, *, g: int, w: int, fan_out: int, k: int, shift: int) -> None:
+        self.params = dv_unit_params(g=g, w=w, fan_out=fan_out, k=k, shift=shift)
+        operand, result = layouts(self.params)
+        super().__init__({
+            "operand": In(stream.Signature(operand)),
+            "result": Out(stream.Signature(result)),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        params = self.params
+        control = pipeline(m, self.operand, self.result, DV_UNIT_LATENCY)
+        operand, result = self.operand.payload, self.result.payload
+
+        # Datapath, stage 1: the full-width product (|acc * r| < 2^(acc_bits + k)).
+        product = Signal(signed(params.acc_bits + params.k + 1))
+        window = Signal()
+        dv_next = Signal(signed(params.g))
+        with m.If(control.advance):
+            m.d.sync += [
+                product.eq(operand.acc * operand.r),
+                window.eq(operand.window),
+                dv_next.eq(operand.dv_next),
+            ]
+
+        # Datapath, stage 2: floor shift, saturation to g bits, the eq. 15 mux.
+        scaled = saturate(product >> params.shift, params.g)
+        with m.If(control.advance):
+            m.d.sync += result.dv.eq(Mux(window, scaled, dv_next))
+
+        return m
