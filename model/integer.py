@@ -1,0 +1,1125 @@
+"""The bit-accurate integer network: inference and on-line learning (docs/numerics.md).
+
+:class:`IntegerNetwork` holds integer weights and thresholds of an FC spiking network
+(:class:`~model.spec.NetworkSpec`) in the formats of :class:`Formats`, runs the forward
+pass on u8 pixels, computes the eq. 15 gradients in integers, accumulates them and applies
+shift-based updates every B samples with floor / nearest / stochastic rounding.
+
+Two paths give bit-identical results, saturation included:
+
+* the fast path (default) is vectorized over samples and neurons and uses the exact
+  primitives of :mod:`model.fixed` (exact sums with per-element saturation checks and an
+  event-order replay where saturation could occur);
+* the reference path (``reference=True``) loops in event order like the core: one
+  presynaptic event at a time for integration, one window neuron at a time for the
+  backward dot product, one accumulator element and one LFSR step at a time for updates.
+
+Quantities and shapes (FC only, flat inputs; layer 0 is the encoder):
+
+* ``weights[l-1]``: layer l, int64 (n_l, n_{l-1}), signed ``w`` bits, LSB ``2^-fw``;
+* ``thresholds[l]``: l = 0..L, int64 (n_l,), 1..2^(v-1)-1 (encoder: pixel LSB 1/255);
+* ``reciprocals[l]``: ``floor(2^K / thresholds[l])``;
+* accumulators ``dw[l-1]`` (signed ``dw`` bits) and ``dth[l]`` (signed ``dth`` bits).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model import checkpoint, metrics
+from model.fixed import (
+    LFSR,
+    MAX_BITS,
+    ROUNDINGS,
+    FixedFormat,
+    accumulate_outer,
+    accumulate_sequence,
+    ceil_log2,
+    encode,
+    exact_matmul,
+    fire_scan,
+    integrate,
+    integrate_events,
+    mul_shift,
+    mux_dv_steps,
+    reciprocal,
+    round_shift,
+    saturate,
+    signed_range,
+)
+from model.spec import NetworkSpec
+
+__all__ = [
+    "DEFAULT_SCHEDULE",
+    "INIT_GAIN",
+    "PIXEL_SCALE",
+    "RECIPES",
+    "Formats",
+    "History",
+    "IntegerNetwork",
+    "IntegerTrace",
+    "LearningRule",
+    "Recipe",
+    "ShiftSchedule",
+    "equivalent_float_lr",
+    "fit",
+    "output_error",
+    "recipe",
+]
+
+#: Full-scale pixel code: a u8 pixel p stands for the float input ``p / 255``.
+PIXEL_SCALE = 255
+#: Fraction bits the contract assigns to the encoder's pixel LSB (1/255 taken as 2^-8).
+PIXEL_FRAC = 8
+
+#: Scratch init: ``W ~ U{-a..a}``, ``a = rint(INIT_GAIN * Vth0 * sqrt(3 / fan_in) * 2^fw)``,
+#: the float trainer's ``U(-a, a)`` on the integer grid with half its gain (fewer initial
+#: spikes; on-line learning from scratch at w = 8 starts faster, docs/results.md).
+INIT_GAIN = 1.0
+
+
+# Formats ------------------------------------------------------------------------------
+
+
+def _int_field(name: str, value: Any, minimum: int, maximum: int) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{name}: must be an integer, not {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name}: must be an integer, not {value!r}") from None
+    if not minimum <= number <= maximum:
+        raise ValueError(f"{name}: {number} is out of range (allowed {minimum}..{maximum})")
+    return number
+
+
+@dataclass(frozen=True)
+class Formats:
+    """Widths of every stored quantity (docs/numerics.md section 1).
+
+    Parameters
+    ----------
+    w : int
+        Weight bits, 2..16 (signed).
+    fw : int or None
+        Weight (and membrane, threshold) fraction bits, 0..w-1; default ``w - 1`` (weights
+        span [-1, 1), the finest grid that holds the learned weights; docs/results.md).
+    v : int
+        Membrane bits, w..32 (signed); thresholds are unsigned ``v - 1`` bits.
+    g : int
+        dV bits, 4..32 (signed).
+    gf : int
+        dV fraction bits, 0..g-1 (LSB ``2^-gf`` gradient units).
+    dw, dth : int
+        Weight- and threshold-gradient accumulator bits, g..48 (signed).
+    k : int
+        Reciprocal exponent K, 8..30 (``R = floor(2^K / Vth)``, K + 1 bits).
+
+    Raises
+    ------
+    ValueError
+        Naming the key and its allowed range.
+    """
+
+    w: int = 8
+    fw: int | None = None
+    v: int = 16
+    g: int = 16
+    gf: int = 8
+    dw: int = 24
+    dth: int = 24
+    k: int = 16
+
+    KEYS = ("w", "fw", "v", "g", "gf", "dw", "dth", "k")
+
+    def __post_init__(self) -> None:
+        w = _int_field("w", self.w, 2, 16)
+        fw = w - 1 if self.fw is None else _int_field("fw", self.fw, 0, w - 1)
+        v = _int_field("v", self.v, w, 32)
+        g = _int_field("g", self.g, 4, 32)
+        gf = _int_field("gf", self.gf, 0, g - 1)
+        dw = _int_field("dw", self.dw, g, 48)
+        dth = _int_field("dth", self.dth, g, 48)
+        k = _int_field("k", self.k, 8, 30)
+        for name, value in zip(self.KEYS, (w, fw, v, g, gf, dw, dth, k)):
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def parse(cls, text: str, base: Formats | None = None) -> Formats:
+        """Formats from ``"w=8,v=16,..."`` (keys of :attr:`KEYS`), other keys from ``base``.
+
+        ``fw`` follows a changed ``w`` (``w - 1``) unless given.
+
+        Raises
+        ------
+        ValueError
+            For an unknown key, a missing ``=`` or a non-integer value (naming it).
+        """
+        values = {} if base is None else base.to_dict()
+        given: dict[str, int] = {}
+        for item in filter(None, (part.strip() for part in str(text).split(","))):
+            key, sep, value = item.partition("=")
+            key = key.strip()
+            if not sep or key not in cls.KEYS:
+                raise ValueError(
+                    f"bits: {item!r} is not key=value with a key among {', '.join(cls.KEYS)}"
+                )
+            try:
+                given[key] = int(value)
+            except ValueError:
+                raise ValueError(f"{key}: {value.strip()!r} is not an integer") from None
+        values.update(given)
+        if "w" in given and "fw" not in given:
+            values["fw"] = None
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, int]:
+        """``{key: value}`` for every key of :attr:`KEYS`."""
+        return {key: getattr(self, key) for key in self.KEYS}
+
+    # Derived formats and constants -----------------------------------------------------
+
+    @property
+    def weight(self) -> FixedFormat:
+        """Signed w bits, LSB 2^-fw."""
+        return FixedFormat(self.w, self.fw, True)
+
+    @property
+    def membrane(self) -> FixedFormat:
+        """Signed v bits, LSB 2^-fw (encoder: pixel LSB)."""
+        return FixedFormat(self.v, self.fw, True)
+
+    @property
+    def threshold_max(self) -> int:
+        """Largest threshold, ``2^(v-1) - 1`` (smallest: 1)."""
+        return (1 << (self.v - 1)) - 1
+
+    @property
+    def error_shift(self) -> int:
+        """E = gf + fw: the output layer's spatial sum is ``e << E``."""
+        return self.gf + self.fw
+
+    @property
+    def encoder_k(self) -> int:
+        """The encoder's mux shift ``K - 8 + fw`` (its Vth has the pixel LSB)."""
+        return self.k - PIXEL_FRAC + self.fw
+
+    def threshold_shift_encoder(self, shift_th: int) -> int:
+        """Encoder threshold shift ``max(s_th - 8 + fw, 0)`` (same float step as layers 1..L)."""
+        return max(shift_th - PIXEL_FRAC + self.fw, 0)
+
+    def quantize_threshold(self, value: Any, *, encoder: bool = False) -> np.ndarray:
+        """Integer thresholds for float ones: ``clamp(rint(value * 2^fw), 1, max)``.
+
+        The encoder's (``encoder=True``) have the pixel LSB: ``rint(value * 255)``.
+        """
+        scale = PIXEL_SCALE if encoder else 2.0**self.fw
+        scaled = np.rint(np.asarray(value, np.float64) * scale)
+        return np.clip(scaled, 1, self.threshold_max).astype(np.int64)
+
+    def check_spec(self, spec: NetworkSpec) -> None:
+        """Check that the spatial sums of ``spec`` fit 62 bits (section 1).
+
+        Raises
+        ------
+        ValueError
+            Naming ``g``/``w`` when ``g + w + ceil(log2 fan_out)`` exceeds 62 bits.
+        """
+        fan_out = max(layer.size for layer in spec.layers)
+        acc_bits = self.g + self.w + ceil_log2(fan_out)
+        # (acc * R) >> K_l with R of K + 1 bits and K_l >= K - 8 + fw must stay in range.
+        product_bits = acc_bits + 1 + max(PIXEL_FRAC - self.fw, 0)
+        if product_bits > MAX_BITS - 1:
+            raise ValueError(
+                f"g, w: spatial sums need g + w + ceil(log2 {fan_out}) = {acc_bits} bits and "
+                f"their scaled product {product_bits} (allowed up to {MAX_BITS - 1})"
+            )
+        error = spec.population * spec.timesteps
+        if ceil_log2(error + 1) + 1 + self.error_shift > MAX_BITS:
+            raise ValueError(f"gf, fw: the output error e << {self.error_shift} exceeds {MAX_BITS} bits")
+
+
+@dataclass(frozen=True)
+class LearningRule:
+    """Learning-rate shifts, rounding and batch of the update (numerics section 4).
+
+    Parameters
+    ----------
+    shift_w : int
+        ``s_w``, 0..31: ``W -= round_shift(dW, s_w)``.
+    shift_th : int
+        ``s_th``, 0..31 for layers 1..L (the encoder uses ``max(s_th - 8 + fw, 0)``).
+    rounding : str
+        ``"floor"``, ``"nearest"`` or ``"stochastic"``.
+    batch : int
+        B, samples per update, 1 or more (1 = on-line).
+    """
+
+    shift_w: int = 10
+    shift_th: int = 10
+    rounding: str = "stochastic"
+    batch: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shift_w", _int_field("shift_w", self.shift_w, 0, 31))
+        object.__setattr__(self, "shift_th", _int_field("shift_th", self.shift_th, 0, 31))
+        if self.rounding not in ROUNDINGS:
+            raise ValueError(f"rounding: {self.rounding!r} is not one of {', '.join(ROUNDINGS)}")
+        object.__setattr__(self, "batch", _int_field("batch", self.batch, 1, 1 << 20))
+
+
+@dataclass(frozen=True)
+class ShiftSchedule:
+    """Step schedule of the learning-rate shifts over the epochs of a run.
+
+    Epoch ``e`` of ``E`` uses ``shift_w = weight[i]`` where ``i`` counts the
+    ``milestones`` (fractions of the run) with ``milestone <= e / E``, and
+    ``shift_th = shift_w + threshold_offset``.
+
+    Parameters
+    ----------
+    weight : tuple of int
+        Weight shifts, one more than ``milestones``; each 0..31.
+    milestones : tuple of float
+        Increasing fractions in (0, 1).
+    threshold_offset : int
+        ``s_th - s_w``, -8..8.
+    """
+
+    weight: tuple[int, ...] = (10, 11, 12)
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    threshold_offset: int = 0
+
+    def __post_init__(self) -> None:
+        weight = tuple(_int_field("schedule", s, 0, 31) for s in self.weight)
+        milestones = tuple(float(m) for m in self.milestones)
+        if len(weight) != len(milestones) + 1:
+            raise ValueError("schedule: needs one weight shift more than milestones")
+        if any(not 0 < m < 1 for m in milestones) or list(milestones) != sorted(milestones):
+            raise ValueError("schedule: milestones must increase within (0, 1)")
+        object.__setattr__(self, "weight", weight)
+        object.__setattr__(self, "milestones", milestones)
+        offset = _int_field("threshold_offset", self.threshold_offset, -8, 8)
+        object.__setattr__(self, "threshold_offset", offset)
+
+    @classmethod
+    def parse(cls, text: str, threshold_offset: int = 0) -> ShiftSchedule:
+        """``"10,11,12"`` -> shifts with evenly split milestones ... or ``"10:0.5,11:0.75,12"``.
+
+        Each item but the last may carry ``:fraction``, the point where the *next* shift
+        starts; without fractions, ``n`` shifts switch at ``1/2, 3/4, 7/8, ...``.
+        """
+        items = [part.strip() for part in str(text).split(",") if part.strip()]
+        if not items:
+            raise ValueError("schedule: needs at least one shift, e.g. '10,11,12'")
+        shifts, marks = [], []
+        try:
+            for item in items:
+                shift, sep, mark = item.partition(":")
+                shifts.append(int(shift))
+                if sep:
+                    marks.append(float(mark))
+        except ValueError:
+            raise ValueError(f"schedule: {text!r} is not like '10,11,12' or '10:0.5,11:0.75,12'") from None
+        if not marks:
+            marks = [1.0 - 0.5**i for i in range(1, len(shifts))]
+        return cls(tuple(shifts), tuple(marks), threshold_offset)
+
+    def shifts(self, epoch: int, epochs: int) -> tuple[int, int]:
+        """``(shift_w, shift_th)`` for epoch ``epoch`` (0-based) of ``epochs``."""
+        index = sum(m <= epoch / epochs for m in self.milestones)
+        shift_w = self.weight[index]
+        return shift_w, int(np.clip(shift_w + self.threshold_offset, 0, 31))
+
+    def to_text(self) -> str:
+        """Inverse of :meth:`parse` (with explicit milestones)."""
+        parts = [f"{s}:{m:g}" for s, m in zip(self.weight, self.milestones)]
+        return ",".join(parts + [str(self.weight[-1])])
+
+
+#: Default learning-rate schedule (numerics section 4.3).
+DEFAULT_SCHEDULE = ShiftSchedule()
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Default formats, shift schedule and epochs of a learning run (numerics section 4.3).
+
+    Attributes
+    ----------
+    formats : Formats
+    schedule : ShiftSchedule
+    epochs : int
+    """
+
+    formats: Formats
+    schedule: ShiftSchedule
+    epochs: int
+
+
+#: Defaults per (dataset, init): ``init`` is ``"scratch"`` or ``"finetune"`` (a quantized
+#: float network). Chosen by the sweeps in docs/results.md.
+RECIPES: dict[tuple[str, str], Recipe] = {
+    ("digits", "scratch"): Recipe(Formats(), ShiftSchedule((13, 14, 15, 16, 17), (0.3, 0.55, 0.75, 0.9)), 60),
+    ("digits", "finetune"): Recipe(Formats(), ShiftSchedule((15, 16, 17), (0.5, 0.75)), 6),
+    ("mnist10k", "scratch"): Recipe(Formats(), ShiftSchedule((14, 15, 16), (0.5, 0.75)), 12),
+    ("mnist10k", "finetune"): Recipe(Formats(), ShiftSchedule((16, 17), (0.5,)), 2),
+}
+
+
+def recipe(dataset: str, init: str = "scratch") -> Recipe:
+    """The default :class:`Recipe` for ``dataset`` (digits, mnist10k) and ``init``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown dataset or init.
+    """
+    if init not in ("scratch", "finetune"):
+        raise ValueError(f"init: {init!r} is not one of scratch, finetune")
+    if (dataset, init) not in RECIPES:
+        known = sorted({name for name, _ in RECIPES})
+        raise ValueError(f"dataset: {dataset!r} has no integer-learning defaults (allowed {', '.join(known)})")
+    return RECIPES[(dataset, init)]
+
+
+# Traces and errors --------------------------------------------------------------------
+
+
+@dataclass
+class IntegerTrace:
+    """Result of :meth:`IntegerNetwork.forward` on N samples.
+
+    Attributes
+    ----------
+    spikes : list of numpy.ndarray
+        ``spikes[l]``, l = 0..L, bool (T, N, n_l).
+    windows : list of numpy.ndarray
+        The eq. 14 windows ``h``, bool (T, N, n_l), on V before reset.
+    last_membrane : numpy.ndarray
+        Output membranes at t = T before the reset, int64 (N, n_L).
+    counts : numpy.ndarray
+        Class spike counts ``n_c`` (decoded values), int64 (N, classes).
+    """
+
+    spikes: list[np.ndarray]
+    windows: list[np.ndarray]
+    last_membrane: np.ndarray
+    counts: np.ndarray
+
+    def predictions(self) -> np.ndarray:
+        """Predicted classes with the tie-break of :func:`model.metrics.predict`."""
+        return metrics.predict(self.counts, self.last_membrane)
+
+
+def equivalent_float_lr(spec: NetworkSpec, formats: Formats, shift: int) -> float:
+    """The float SGD learning rate of an integer update ``W -= dW >> shift`` (B = 1).
+
+    ``lr = c * 2^(gf - fw - shift)`` with ``c = C P^2 / 2`` (last decoder) or
+    ``C (P T)^2 / 2`` (rate decoder): the integer output error is the float model's MSE
+    gradient (mean over classes) times ``c`` (numerics section 4.3).
+    """
+    shift = _int_field("shift", shift, 0, 31)
+    full = spec.population * (spec.timesteps if spec.decoder == "rate" else 1)
+    scale = spec.classes * full**2 / 2
+    return scale * 2.0 ** (formats.gf - formats.fw - shift)
+
+
+def output_error(counts: np.ndarray, labels: np.ndarray, spec: NetworkSpec) -> np.ndarray:
+    """Integer output error ``e_c = n_c - P * y_c`` (last) or ``n_c - P * T * y_c`` (rate).
+
+    Parameters
+    ----------
+    counts : numpy.ndarray
+        Class spike counts, int64 (N, classes).
+    labels : numpy.ndarray
+        Labels, int (N,).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 (N, classes).
+    """
+    full = spec.population * (spec.timesteps if spec.decoder == "rate" else 1)
+    error = np.array(counts, dtype=np.int64)
+    error[np.arange(len(error)), labels] -= full
+    return error
+
+
+def _decode(spikes_out: np.ndarray, spec: NetworkSpec) -> np.ndarray:
+    """Class counts (N, classes) from output spikes (T, N, n_L)."""
+    chosen = spikes_out.sum(axis=0) if spec.decoder == "rate" else spikes_out[-1]
+    n = chosen.shape[0]
+    return chosen.reshape(n, spec.classes, spec.population).sum(axis=2, dtype=np.int64)
+
+
+# The network --------------------------------------------------------------------------
+
+
+def _check_integer_spec(spec: NetworkSpec) -> None:
+    if not isinstance(spec, NetworkSpec):
+        raise ValueError(f"spec: expected a NetworkSpec, got {type(spec).__name__}")
+    if not spec.is_fc_only:
+        raise ValueError(f"arch: the integer model supports FC layers on flat inputs, not {spec.arch}")
+    if spec.decoder not in ("last", "rate"):
+        raise ValueError(f"decoder: {spec.decoder!r} is not supported by the integer model (allowed last, rate)")
+
+
+class IntegerNetwork:
+    """An FC spiking network in integers (docs/numerics.md).
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+        FC layers, flat input, ``last`` or ``rate`` decoder.
+    formats : Formats
+        Widths.
+    weights : sequence of array of int
+        ``weights[l-1]`` of layer l, shape (n_l, n_{l-1}), fitting signed ``w`` bits.
+    thresholds : sequence of array of int
+        ``thresholds[l]``, l = 0..L, shape (n_l,), in 1..2^(v-1)-1.
+    rule : LearningRule, optional
+        Shifts, rounding and batch of the update.
+    lfsr_state : int
+        LFSR state, 1..2^32-1.
+
+    Raises
+    ------
+    ValueError
+        Naming the field for a bad spec, a mismatched shape or an out-of-range value.
+    """
+
+    def __init__(
+        self,
+        spec: NetworkSpec,
+        formats: Formats,
+        weights: Sequence[np.ndarray],
+        thresholds: Sequence[np.ndarray],
+        *,
+        rule: LearningRule | None = None,
+        lfsr_state: int = 1,
+    ) -> None:
+        _check_integer_spec(spec)
+        if not isinstance(formats, Formats):
+            raise ValueError(f"formats: expected a Formats, got {type(formats).__name__}")
+        formats.check_spec(spec)
+        self.spec = spec
+        self.formats = formats
+        self.rule = LearningRule() if rule is None else rule
+        if not isinstance(self.rule, LearningRule):
+            raise ValueError(f"rule: expected a LearningRule, got {type(rule).__name__}")
+        self.lfsr = LFSR(lfsr_state)
+        layers = spec.num_layers
+        if len(weights) != layers:
+            raise ValueError(f"weights: expected {layers} arrays (layers 1..{layers}), got {len(weights)}")
+        if len(thresholds) != layers + 1:
+            raise ValueError(f"thresholds: expected {layers + 1} arrays (layers 0..{layers}), got {len(thresholds)}")
+        self.weights: list[np.ndarray] = []
+        for index, array in enumerate(weights, start=1):
+            shape = (spec.neurons(index), spec.neurons(index - 1))
+            name = f"weights[{index - 1}]"
+            if np.shape(array) != shape:
+                raise ValueError(f"{name}: shape {np.shape(array)} does not match layer {index} {shape}")
+            self.weights.append(formats.weight.check(name, array).copy())
+        self.thresholds: list[np.ndarray] = []
+        for index, array in enumerate(thresholds):
+            name = f"thresholds[{index}]"
+            if np.shape(array) != (spec.channels(index),):
+                raise ValueError(
+                    f"{name}: shape {np.shape(array)} does not match layer {index} ({spec.channels(index)},)"
+                )
+            values = FixedFormat(formats.v - 1, 0, False).check(name, array).copy()
+            if values.size and values.min() < 1:
+                raise ValueError(f"{name}: {values.min()} is out of range (allowed 1..{formats.threshold_max})")
+            self.thresholds.append(values)
+        self.dw = [np.zeros_like(w) for w in self.weights]
+        self.dth = [np.zeros_like(v) for v in self.thresholds]
+        self.pending = 0
+        self._refresh()
+
+    # Construction ----------------------------------------------------------------------
+
+    @classmethod
+    def scratch(
+        cls,
+        spec: NetworkSpec,
+        formats: Formats | None = None,
+        *,
+        seed: int = 0,
+        gain: float = INIT_GAIN,
+        rule: LearningRule | None = None,
+    ) -> IntegerNetwork:
+        """Seeded integer init: ``W ~ U{-a..a}`` with ``a = rint(gain Vth0 sqrt(3/fan_in) 2^fw)``.
+
+        Thresholds start at ``spec.initial_threshold`` (``rint(. * 2^fw)``, encoder
+        ``rint(. * 255)``); the LFSR is seeded with ``seed``.
+        """
+        _check_integer_spec(spec)
+        formats = Formats() if formats is None else formats
+        seed = _int_field("seed", seed, 0, (1 << 63) - 1)
+        rng = np.random.default_rng(seed)
+        weights = []
+        for index in range(1, spec.num_layers + 1):
+            fan_in = spec.neurons(index - 1)
+            bound = gain * spec.initial_threshold * math.sqrt(3.0 / fan_in) * 2.0**formats.fw
+            a = int(min(max(round(bound), 1), formats.weight.max))
+            weights.append(rng.integers(-a, a + 1, (spec.neurons(index), fan_in), dtype=np.int64))
+        thresholds = [
+            formats.quantize_threshold(np.full(spec.channels(index), spec.initial_threshold), encoder=index == 0)
+            for index in range(spec.num_layers + 1)
+        ]
+        return cls(spec, formats, weights, thresholds, rule=rule, lfsr_state=LFSR.from_seed(seed).state)
+
+    @classmethod
+    def from_float(
+        cls,
+        net: Any,
+        formats: Formats | None = None,
+        *,
+        seed: int = 0,
+        rule: LearningRule | None = None,
+    ) -> IntegerNetwork:
+        """Quantize a float :class:`model.stbp.Network` (numerics section 1).
+
+        ``W = sat_w(rint(W_f 2^fw))``, ``Vth = clamp(rint(Vth_f 2^fw), 1, max)``, encoder
+        ``Vth0 = clamp(rint(255 Vth0_f), 1, max)``.
+        """
+        spec = net.spec
+        _check_integer_spec(spec)
+        formats = Formats() if formats is None else formats
+        weights = [formats.weight.quantize(w) for w in net.weights]
+        thresholds = [formats.quantize_threshold(vth, encoder=index == 0) for index, vth in enumerate(net.thresholds)]
+        seed = _int_field("seed", seed, 0, (1 << 63) - 1)
+        return cls(spec, formats, weights, thresholds, rule=rule, lfsr_state=LFSR.from_seed(seed).state)
+
+    def _refresh(self) -> None:
+        """Recompute the reciprocals and the per-neuron weight sums after a change."""
+        f = self.formats
+        self.reciprocals = [reciprocal(vth, f.k) for vth in self.thresholds]
+        self._positive = [np.maximum(w, 0).sum(axis=1) for w in self.weights]
+        self._negative = [np.maximum(-w, 0).sum(axis=1) for w in self.weights]
+        self._max_weight = [int(np.abs(w).max(initial=0)) for w in self.weights]
+
+    def _layer_k(self, index: int) -> int:
+        return self.formats.encoder_k if index == 0 else self.formats.k
+
+    # Inputs ----------------------------------------------------------------------------
+
+    def check_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """u8 pixels (N, n_0) as int64, else ``ValueError`` naming ``pixels``."""
+        array = np.asarray(pixels)
+        if array.ndim != 2 or array.shape[1:] != self.spec.input_shape or not len(array):
+            raise ValueError(
+                f"pixels: expected shape (N, {self.spec.input_shape[0]}) with N >= 1, got {array.shape}"
+            )
+        if not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(f"pixels: expected u8 integers 0..255, got dtype {array.dtype}")
+        if array.min() < 0 or array.max() > 255:
+            raise ValueError(f"pixels: values {array.min()}..{array.max()} are outside 0..255")
+        return array.astype(np.int64)
+
+    def check_labels(self, labels: np.ndarray, count: int) -> np.ndarray:
+        """Integer labels (count,) in 0..classes-1, else ``ValueError`` naming ``labels``."""
+        array = np.asarray(labels)
+        if array.shape != (count,) or not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(f"labels: expected integers of shape ({count},), got {array.dtype} {array.shape}")
+        if count and (array.min() < 0 or array.max() >= self.spec.classes):
+            raise ValueError(f"labels: values must be in 0..{self.spec.classes - 1}")
+        return array.astype(np.int64)
+
+    # Forward ---------------------------------------------------------------------------
+
+    def forward(self, pixels: np.ndarray, *, reference: bool = False) -> IntegerTrace:
+        """Run T steps on u8 pixels (N, n_0); ``reference=True`` loops in event order."""
+        p = self.check_pixels(pixels)
+        return self._forward_reference(p) if reference else self._forward_fast(p)
+
+    def _forward_fast(self, p: np.ndarray) -> IntegerTrace:
+        # Layer-major: layer l at step t needs only layer l at t-1 and layer l-1 at t, so
+        # each layer's currents for all T steps come from one exact product; the results
+        # equal the core's time-major order.
+        spec, f = self.spec, self.formats
+        steps, batch = spec.timesteps, len(p)
+        sizes = [spec.neurons(index) for index in range(spec.num_layers + 1)]
+        spikes = [np.empty((steps, batch, n), bool) for n in sizes]
+        windows = [np.empty((steps, batch, n), bool) for n in sizes]
+        spikes[0], windows[0] = encode(p, self.thresholds[0], steps, f.v, reset=spec.reset)
+        for index in range(1, spec.num_layers + 1):
+            weight = self.weights[index - 1]
+            positive, negative = self._positive[index - 1], self._negative[index - 1]
+            below = spikes[index - 1].reshape(steps * batch, sizes[index - 1])
+            bound = int(max(positive.max(initial=0), negative.max(initial=0)))
+            currents = exact_matmul(below, weight.T, bound).reshape(steps, batch, sizes[index])
+            v = np.zeros((batch, sizes[index]), np.int64)
+            for t in range(steps):
+                integrated = integrate(
+                    v, weight, spikes[index - 1][t], f.v,
+                    positive=positive, negative=negative, current=currents[t],
+                )
+                v, spikes[index][t], windows[index][t] = fire_scan(
+                    integrated, self.thresholds[index], reset=spec.reset
+                )
+        return IntegerTrace(spikes, windows, integrated, _decode(spikes[-1], spec))
+
+    def _forward_reference(self, p: np.ndarray) -> IntegerTrace:
+        spec, f = self.spec, self.formats
+        steps, batch = spec.timesteps, len(p)
+        sizes = [spec.neurons(index) for index in range(spec.num_layers + 1)]
+        spikes = [np.zeros((steps, batch, n), bool) for n in sizes]
+        windows = [np.zeros((steps, batch, n), bool) for n in sizes]
+        last = np.zeros((batch, sizes[-1]), np.int64)
+        for sample in range(batch):
+            v = [np.zeros(n, np.int64) for n in sizes]
+            for t in range(steps):
+                v[0] = np.array([saturate(int(a) + int(b), f.v) for a, b in zip(v[0], p[sample])])
+                v[0], spikes[0][t, sample], windows[0][t, sample] = fire_scan(
+                    v[0], self.thresholds[0], reset=spec.reset
+                )
+                for index in range(1, spec.num_layers + 1):
+                    events = np.flatnonzero(spikes[index - 1][t, sample])  # ascending index
+                    v[index] = integrate_events(v[index], self.weights[index - 1], events, f.v)
+                    if t == steps - 1 and index == spec.num_layers:
+                        last[sample] = v[index]
+                    v[index], spikes[index][t, sample], windows[index][t, sample] = fire_scan(
+                        v[index], self.thresholds[index], reset=spec.reset
+                    )
+        return IntegerTrace(spikes, windows, last, _decode(spikes[-1], spec))
+
+    # Learning --------------------------------------------------------------------------
+
+    def _check_learnable(self) -> None:
+        if self.spec.reset != "subtract" or self.spec.surrogate != "scaled":
+            raise ValueError(
+                "spec: integer learning implements the eq. 15 mux, which needs reset "
+                f"'subtract' and surrogate 'scaled' (got {self.spec.reset!r}, {self.spec.surrogate!r})"
+            )
+
+    def accumulate(
+        self, pixels: np.ndarray, labels: np.ndarray, *, reference: bool = False
+    ) -> IntegerTrace:
+        """Forward, backward and gradient accumulation of N samples on the current weights.
+
+        Adds each sample's eq. 10/11 gradients to :attr:`dw` / :attr:`dth` in sample order
+        (saturating) without updating; :meth:`update` applies them. Returns the trace.
+        """
+        self._check_learnable()
+        p = self.check_pixels(pixels)
+        y = self.check_labels(labels, len(p))
+        if reference:
+            trace = self._forward_reference(p)
+            self._backward_reference(trace, y)
+        else:
+            trace = self._forward_fast(p)
+            self._backward_fast(trace, y)
+        self.pending += len(p)
+        return trace
+
+    def _error_steps(self, trace: IntegerTrace, labels: np.ndarray) -> tuple[np.ndarray, range]:
+        """Per-neuron output error (N, n_L) and the steps (0-based) where it is injected."""
+        spec = self.spec
+        error = output_error(trace.counts, labels, spec)
+        steps = range(spec.timesteps) if spec.decoder == "rate" else range(spec.timesteps - 1, spec.timesteps)
+        return np.repeat(error, spec.population, axis=1), steps
+
+    def _backward_fast(self, trace: IntegerTrace, labels: np.ndarray) -> None:
+        # Layer-major (like the forward pass): dV^l[t] needs dV^l[t+1] and dV^{l+1}[t], so
+        # a layer's spatial sums for all T steps come from one exact product.
+        spec, f = self.spec, self.formats
+        steps, layers = spec.timesteps, spec.num_layers
+        batch = len(labels)
+        trainable = spec.threshold == "trainable"
+        error, inject = self._error_steps(trace, labels)
+        history: list[np.ndarray] = [np.empty(0)] * (layers + 1)
+        for index in range(layers, (0 if trainable else 1) - 1, -1):
+            size = spec.neurons(index)
+            if index == layers:
+                acc = np.zeros((steps, batch, size), np.int64)
+                acc[list(inject)] = error << f.error_shift
+            else:
+                above = history[index + 1].reshape(steps * batch, -1)
+                bound = int(np.abs(above).sum(axis=1).max(initial=0)) * self._max_weight[index]
+                acc = exact_matmul(above, self.weights[index], bound).reshape(steps, batch, size)
+            history[index] = mux_dv_steps(
+                acc, self.reciprocals[index], self._layer_k(index), trace.windows[index], f.g
+            )
+        # Accumulate in the contract's order: samples ascending, t descending.
+        for index in range(1, layers + 1):
+            grads = history[index][::-1].transpose(1, 0, 2).reshape(steps * batch, -1)
+            inputs = trace.spikes[index - 1][::-1].transpose(1, 0, 2).reshape(steps * batch, -1)
+            self.dw[index - 1] = accumulate_outer(self.dw[index - 1], grads, inputs, f.dw)
+        if trainable:
+            for index in range(layers + 1):
+                # -dV[t] S[t-1] for t = T..2 (0-based t = T-1..1), per sample in order.
+                adds = -history[index][:0:-1] * trace.spikes[index][-2::-1]
+                adds = adds.transpose(1, 0, 2).reshape((steps - 1) * batch, spec.neurons(index))
+                self.dth[index] = accumulate_sequence(self.dth[index], adds, f.dth)
+
+    def _backward_reference(self, trace: IntegerTrace, labels: np.ndarray) -> None:
+        spec, f = self.spec, self.formats
+        steps, layers = spec.timesteps, spec.num_layers
+        trainable = spec.threshold == "trainable"
+        error, inject = self._error_steps(trace, labels)
+        first = 0 if trainable else 1
+        low_w, high_w = signed_range(f.dw)
+        low_th, high_th = signed_range(f.dth)
+        for sample in range(len(labels)):
+            dv = [np.zeros(spec.neurons(index), np.int64) for index in range(layers + 1)]
+            for t in range(steps - 1, -1, -1):
+                for index in range(layers, first - 1, -1):
+                    window = trace.windows[index][t, sample]
+                    new = dv[index].copy()
+                    for i in np.flatnonzero(window):  # the core reads row i only where h = 1
+                        if index == layers:
+                            acc = int(error[sample, i]) << f.error_shift if t in inject else 0
+                        else:
+                            column = self.weights[index][:, i]
+                            acc = sum(int(d) * int(w) for d, w in zip(dv[index + 1], column))
+                        scaled = mul_shift(acc, int(self.reciprocals[index][i]), self._layer_k(index))
+                        new[i] = saturate(scaled, f.g)
+                    dv[index] = new
+                    if index >= 1:  # eq. 10: one row add per presynaptic spike
+                        for i in np.flatnonzero(trace.spikes[index - 1][t, sample]):
+                            row = self.dw[index - 1][:, i] + dv[index]
+                            self.dw[index - 1][:, i] = np.clip(row, low_w, high_w)
+                    if trainable and t >= 1:  # eq. 11
+                        fired = trace.spikes[index][t - 1, sample]
+                        total = self.dth[index] - dv[index] * fired
+                        self.dth[index] = np.clip(total, low_th, high_th)
+
+    def update(self, *, reference: bool = False) -> None:
+        """Apply the accumulated gradients (numerics section 4) and clear them.
+
+        ``W = sat_w(W - round_shift(dW, s_w))``, ``Vth = clamp(Vth - round_shift(dVth, s),
+        1, max)``, reciprocals recomputed. Stochastic draws in the contract's order.
+        """
+        if reference:
+            self._update_reference()
+        else:
+            self._update_fast()
+        for array in (*self.dw, *self.dth):
+            array[...] = 0
+        self.pending = 0
+        self._refresh()
+
+    def _threshold_shift(self, index: int) -> int:
+        shift = self.rule.shift_th
+        return self.formats.threshold_shift_encoder(shift) if index == 0 else shift
+
+    def _draw_count(self) -> int:
+        count = sum(w.size for w in self.weights)
+        if self.spec.threshold == "trainable":
+            count += sum(v.size for v in self.thresholds)
+        return count
+
+    def _update_fast(self) -> None:
+        rule, f = self.rule, self.formats
+        trainable = self.spec.threshold == "trainable"
+        # Flattened accumulators in draw order: W^T row-major per layer, then thresholds.
+        blocks: list[tuple[np.ndarray, int]] = [(dw.T.ravel(), rule.shift_w) for dw in self.dw]
+        if trainable:
+            blocks += [(dth, self._threshold_shift(index)) for index, dth in enumerate(self.dth)]
+        offsets = np.cumsum([0] + [len(values) for values, _ in blocks])
+        nonzero = [np.flatnonzero(values) for values, _ in blocks]
+        states = None
+        if rule.rounding == "stochastic":
+            positions = np.concatenate([nz + offset for nz, offset in zip(nonzero, offsets)])
+            states = self.lfsr.states(self._draw_count(), at=positions)
+        steps = []
+        cursor = 0
+        for (values, shift), nz in zip(blocks, nonzero):
+            draws = None if states is None else states[cursor : cursor + len(nz)]
+            cursor += len(nz)
+            step = np.zeros_like(values)
+            step[nz] = round_shift(values[nz], shift, rule.rounding, draws)
+            steps.append(step)
+        for index, weight in enumerate(self.weights):
+            delta = steps[index].reshape(weight.shape[::-1]).T
+            self.weights[index] = f.weight.saturate(weight - delta)
+        if trainable:
+            for index, vth in enumerate(self.thresholds):
+                delta = steps[len(self.weights) + index]
+                self.thresholds[index] = np.clip(vth - delta, 1, f.threshold_max)
+
+    def _update_reference(self) -> None:
+        rule, f = self.rule, self.formats
+        stochastic = rule.rounding == "stochastic"
+
+        def one(value: int, shift: int) -> int:
+            draw = self.lfsr.step() if stochastic else None
+            return round_shift(int(value), shift, rule.rounding, draw)
+
+        for index, weight in enumerate(self.weights):
+            n_out, n_in = weight.shape
+            for i in range(n_in):  # memory row i: presynaptic neuron i
+                for j in range(n_out):
+                    step = one(self.dw[index][j, i], rule.shift_w)
+                    weight[j, i] = f.weight.saturate(int(weight[j, i]) - step)
+        if self.spec.threshold == "trainable":
+            for index, vth in enumerate(self.thresholds):
+                shift = self._threshold_shift(index)
+                for c in range(len(vth)):
+                    step = one(self.dth[index][c], shift)
+                    vth[c] = min(max(int(vth[c]) - step, 1), f.threshold_max)
+
+    def learn(
+        self,
+        pixels: np.ndarray,
+        labels: np.ndarray,
+        *,
+        reference: bool = False,
+        callback: Callable[[int, IntegerTrace], None] | None = None,
+    ) -> int:
+        """Learn from a stream of samples in order, updating after every B-th sample.
+
+        The sample counter (:attr:`pending`) carries over between calls, so a stream may
+        be split (e.g. into epochs); :meth:`flush` applies a final partial batch.
+
+        Parameters
+        ----------
+        callback : callable, optional
+            Called as ``callback(samples, trace)`` after each group of samples processed
+            on the same weights.
+
+        Returns
+        -------
+        int
+            Samples of the stream whose prediction (made while learning) was correct.
+        """
+        p = self.check_pixels(pixels)
+        y = self.check_labels(labels, len(p))
+        correct = 0
+        start = 0
+        while start < len(p):
+            stop = min(start + self.rule.batch - self.pending, len(p))
+            trace = self.accumulate(p[start:stop], y[start:stop], reference=reference)
+            correct += int(np.sum(trace.predictions() == y[start:stop]))
+            if self.pending >= self.rule.batch:
+                self.update(reference=reference)
+            if callback is not None:
+                callback(stop - start, trace)
+            start = stop
+        return correct
+
+    def flush(self, *, reference: bool = False) -> None:
+        """Apply a pending partial batch (no-op when none is pending)."""
+        if self.pending:
+            self.update(reference=reference)
+
+    # Evaluation ------------------------------------------------------------------------
+
+    def evaluate(self, pixels: np.ndarray, labels: np.ndarray, *, batch: int = 500) -> dict[str, Any]:
+        """Test metrics (:func:`model.metrics.summarize`) on u8 pixels and labels."""
+        batch = _int_field("batch", batch, 1, 1 << 30)
+        spec = self.spec
+        p = self.check_pixels(pixels)
+        y = self.check_labels(labels, len(p))
+        layers = spec.spiking_layers()
+        counts = [np.zeros(spec.layer_shape(index), np.int64) for index in layers]
+        predictions = np.empty(len(y), np.int64)
+        for start in range(0, len(y), batch):
+            trace = self._forward_fast(p[start : start + batch])
+            for total, index in zip(counts, layers):
+                total += trace.spikes[index].sum(axis=(0, 1))
+            predictions[start : start + batch] = trace.predictions()
+        return metrics.summarize(spec, counts, len(y), predictions, y)
+
+    # Checkpoints -----------------------------------------------------------------------
+
+    def formats_dict(self) -> dict[str, Any]:
+        """Every width, shift, K, rounding, batch and the LFSR state (checkpoint ``formats``)."""
+        return {
+            **self.formats.to_dict(),
+            **asdict(self.rule),
+            "encoder_k": self.formats.encoder_k,
+            "error_shift": self.formats.error_shift,
+            "lfsr_state": self.lfsr.state,
+        }
+
+    def save(self, directory: str | os.PathLike[str], *, training: Mapping[str, Any] | None = None) -> Path:
+        """Write an integer checkpoint: ``checkpoint.json`` (kind ``"integer"``) and ``weights.npz``.
+
+        Arrays ``weight_<l>`` (l = 1..L) and ``threshold_<l>`` (l = 0..L), int64.
+        A pending partial batch is not saved; call :meth:`flush` first.
+        """
+        meta = {
+            "kind": "integer",
+            "spec": self.spec.to_dict(),
+            "formats": self.formats_dict(),
+            "training": dict(training or {}),
+        }
+        arrays = {f"weight_{index}": w for index, w in enumerate(self.weights, start=1)}
+        arrays.update({f"threshold_{index}": v for index, v in enumerate(self.thresholds)})
+        return checkpoint.write_checkpoint(directory, meta, arrays)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> IntegerNetwork:
+        """Read an integer checkpoint written by :meth:`save`.
+
+        Raises
+        ------
+        FileNotFoundError
+            When the folder or a file is missing.
+        ValueError
+            For a float checkpoint (naming ``kind``), a bad spec or ``formats`` key, or a
+            missing / mismatched / out-of-range array (naming it).
+        """
+        meta = checkpoint.read_checkpoint_json(directory)
+        if meta["kind"] != "integer":
+            raise ValueError(
+                f"kind: checkpoint {str(directory)!r} is {meta['kind']!r}, an integer checkpoint is needed"
+            )
+        try:
+            spec = NetworkSpec.from_dict(meta.get("spec"))
+        except ValueError as error:
+            raise ValueError(f"checkpoint spec: {error}") from None
+        stored = meta.get("formats")
+        if not isinstance(stored, dict):
+            raise ValueError("formats: checkpoint.json needs a 'formats' object")
+        formats = Formats(**{key: stored.get(key) for key in Formats.KEYS if key in stored})
+        missing = [key for key in (*Formats.KEYS, "shift_w", "shift_th", "rounding", "batch", "lfsr_state") if key not in stored]
+        if missing:
+            raise ValueError(f"formats: checkpoint lacks {', '.join(missing)}")
+        rule = LearningRule(stored["shift_w"], stored["shift_th"], stored["rounding"], stored["batch"])
+        arrays = checkpoint.read_arrays(directory)
+        names = [f"weight_{index}" for index in range(1, spec.num_layers + 1)]
+        names += [f"threshold_{index}" for index in range(spec.num_layers + 1)]
+        extra = sorted(set(arrays) - set(names))
+        absent = [name for name in names if name not in arrays]
+        if absent or extra:
+            raise ValueError(
+                f"weights.npz: arrays {absent or extra} are {'missing' if absent else 'unexpected'} for {spec.arch}"
+            )
+        for name in names:
+            if not np.issubdtype(arrays[name].dtype, np.integer):
+                raise ValueError(f"{name}: expected integers, got {arrays[name].dtype} (a float checkpoint?)")
+        weights = [arrays[name] for name in names[: spec.num_layers]]
+        thresholds = [arrays[name] for name in names[spec.num_layers :]]
+        return cls(spec, formats, weights, thresholds, rule=rule, lfsr_state=stored["lfsr_state"])
+
+
+# On-line training ----------------------------------------------------------------------
+
+
+@dataclass
+class History:
+    """Per-epoch record of :func:`fit`.
+
+    Attributes
+    ----------
+    train_accuracy : list of float
+        Accuracy of the predictions made while learning each epoch (0..1).
+    shifts : list of tuple of int
+        ``(shift_w, shift_th)`` of each epoch.
+    test_accuracy : list of float
+        Test accuracy after each epoch (when test data were given).
+    seconds : float
+        Wall-clock learning time (evaluation excluded).
+    samples_per_second : float
+        Learned samples per second.
+    """
+
+    train_accuracy: list[float] = field(default_factory=list)
+    shifts: list[tuple[int, int]] = field(default_factory=list)
+    test_accuracy: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    samples_per_second: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "train_accuracy": self.train_accuracy,
+            "shifts": [list(s) for s in self.shifts],
+            "test_accuracy": self.test_accuracy,
+            "seconds": self.seconds,
+            "samples_per_second": self.samples_per_second,
+        }
+
+
+def fit(
+    net: IntegerNetwork,
+    pixels: np.ndarray,
+    labels: np.ndarray,
+    *,
+    epochs: int,
+    schedule: ShiftSchedule = DEFAULT_SCHEDULE,
+    seed: int = 0,
+    test: tuple[np.ndarray, np.ndarray] | None = None,
+    augmentation: Mapping[str, Any] | None = None,
+    image_shape: tuple[int, int, int] | None = None,
+    progress: bool = True,
+) -> History:
+    """On-line learning over ``epochs`` shuffled passes, shifts per ``schedule``.
+
+    Parameters
+    ----------
+    net : IntegerNetwork
+        Learns in place with ``net.rule``'s rounding and batch.
+    pixels, labels : numpy.ndarray
+        u8 training pixels (N, n_0) and labels (N,).
+    epochs : int
+        1 or more.
+    schedule : ShiftSchedule
+        Learning-rate shifts per epoch.
+    seed : int
+        Seeds the shuffling (host side; the LFSR state is the network's).
+    test : (pixels, labels), optional
+        Evaluated after every epoch into ``History.test_accuracy``.
+    augmentation : mapping, optional
+        Keyword arguments of :func:`model.data.augment` (``flip``, ``shift``,
+        ``rotate_deg``) applied to every epoch's shuffled samples (host side: nearest-
+        neighbour moves of the u8 pixels, drawn from the shuffling generator).
+    image_shape : (C, H, W), optional
+        The image behind each flat row; required with ``augmentation``.
+    progress : bool
+        tqdm progress bar on stderr (samples).
+
+    Returns
+    -------
+    History
+    """
+    from tqdm import tqdm
+
+    from model.data import augment
+
+    epochs = _int_field("epochs", epochs, 1, 1 << 20)
+    seed = _int_field("seed", seed, 0, (1 << 63) - 1)
+    p = net.check_pixels(pixels)
+    y = net.check_labels(labels, len(p))
+    if augmentation is not None and (image_shape is None or math.prod(image_shape) != p.shape[1]):
+        raise ValueError(f"image_shape: {image_shape!r} must be (C, H, W) holding {p.shape[1]} pixels")
+    rng = np.random.default_rng(seed)
+    history = History()
+    bar = tqdm(total=epochs * len(y), disable=not progress, unit="sample", leave=False, mininterval=0.5)
+    try:
+        for epoch in range(epochs):
+            shift_w, shift_th = schedule.shifts(epoch, epochs)
+            net.rule = replace(net.rule, shift_w=shift_w, shift_th=shift_th)
+            order = rng.permutation(len(y))
+            inputs = p[order]
+            if augmentation is not None:
+                images = inputs.reshape(len(inputs), *image_shape)
+                inputs = augment(images, rng, **augmentation).reshape(inputs.shape)
+            started = time.perf_counter()
+            correct = net.learn(inputs, y[order], callback=lambda n, _: bar.update(n))
+            if epoch == epochs - 1:
+                net.flush()
+            history.seconds += time.perf_counter() - started
+            history.shifts.append((shift_w, shift_th))
+            history.train_accuracy.append(correct / len(y))
+            postfix = {"acc": f"{history.train_accuracy[-1]:.3f}", "s_w": shift_w}
+            if test is not None:
+                history.test_accuracy.append(net.evaluate(*test)["accuracy"])
+                postfix["test"] = f"{history.test_accuracy[-1]:.3f}"
+            bar.set_postfix(postfix)
+    finally:
+        bar.close()
+    history.samples_per_second = epochs * len(y) / max(history.seconds, 1e-9)
+    return history

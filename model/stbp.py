@@ -1,0 +1,842 @@
+"""Float reference trainer of the enhanced STBP (Tan, Wu & Lu), vectorized numpy.
+
+Forward (``T`` steps, membranes start at 0, no spike before t = 1):
+
+* layer 0, the encoder: ``V0[t] = reset(V0[t-1], S0[t-1]) + x`` (rate coding by IF
+  neurons driven by the pixel value every step), one threshold per input channel;
+* ``nFC`` / ``nC3`` layers: ``V[t] = reset(V[t-1], S[t-1]) + W S_in[t]``, no biases; a conv
+  layer is a 3x3 correlation with zero ("same") padding and one threshold per output channel;
+* ``AP2``: the 2x2 mean of the layer below (not spiking, no parameters);
+* ``reset = "zero"`` (eq. 1): ``reset(V, S) = V (1 - S)``; ``"subtract"`` (eq. 8):
+  ``reset(V, S) = V - S Vth``; fire (eq. 2): ``S[t] = V[t] >= Vth``.
+
+``V[t]`` always denotes the membrane *before* the reset that follows a spike at ``t``
+(that reset is applied at ``t + 1``); this is the value compared with ``Vth`` and the
+argument of the surrogate.
+
+Decoders: ``rate`` (mean of the output spikes over t), ``last`` (output spikes at t = T),
+each averaged over a class's population (class ``c`` owns output neurons
+``c*P .. c*P + P - 1``), or ``fc`` (``decoded = W_dec s`` with ``s`` the output spikes
+flattened time-major, index ``t * N_out + n``). Loss: mean over batch and classes of
+``(decoded - one_hot)^2``.
+
+Backward: the exact chain rule of that forward with ``dS/dV := h(V)`` (eq. 3 ``rect``:
+``h = 1`` if ``|V - Vth| < 0.5``; eq. 14 ``scaled``: ``h = 1/Vth`` if
+``|V - Vth| < Vth/2``; else 0) and no derivative of the fire comparison with respect to
+``Vth``. With ``e[t]`` the gradient reaching ``S[t]`` from outside the neuron (the next
+layer, ``sum_j dV_j^{l+1}[t] W_ji^{l+1}``, or the decoder) and ``dV[T+1] = 0``:
+
+* reset by subtraction (eqs. 9-10): ``dS[t] = e[t] - Vth dV[t+1]``,
+  ``dV[t] = h(V[t]) dS[t] + dV[t+1]``; with the scaled surrogate this is exactly the mux of
+  eq. 15, ``dV[t] = e[t] / Vth`` inside the window, else ``dV[t+1]``, which is how it is
+  computed here;
+* reset to zero (eq. 4, from ``V[t+1] = V[t] (1 - S[t]) + I[t+1]``): the reset path
+  contributes ``dV[t+1] dV[t+1]/dS[t] = -V[t] dV[t+1]`` to ``dS[t]`` and the membrane path
+  ``(1 - S[t]) dV[t+1]`` to ``dV[t]``: ``dS[t] = e[t] - V[t] dV[t+1]``,
+  ``dV[t] = h(V[t]) dS[t] + (1 - S[t]) dV[t+1]``;
+* weights (eq. 6): ``dW = sum_t dV[t] S_in[t]^T`` (conv: the correlation of ``dV`` with the
+  padded input);
+* thresholds (eq. 11, trainable thresholds only): ``dVth = sum_{t>=2} -dV[t] S[t-1]``,
+  summed over the units of a channel (and the batch). Fixed thresholds get zero gradients.
+
+Training: SGD with Nesterov momentum on the MSE loss, optional flip/shift/rotate
+augmentation, and thresholds kept at or above :data:`THRESHOLD_FLOOR`.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from model import checkpoint, metrics
+from model.data import augment
+from model.spec import NetworkSpec
+
+#: Smallest threshold after a training update. The scaled surrogate's gain is 1/Vth, so
+#: the floor bounds it at 10; thresholds allowed down to 2^-6 drifted there on digits and
+#: the resulting x64 gradients made long runs diverge.
+THRESHOLD_FLOOR = 0.1
+
+#: Weight init ``U(-a, a)``, ``a = INIT_GAIN * Vth0 * sqrt(3 / fan_in)``: a neuron whose
+#: inputs spike at rate r receives a current of standard deviation about
+#: ``INIT_GAIN * Vth0 * sqrt(r)`` per step, so at 0.5 spikes flow from the first step (at any
+#: Vth0) without saturating the layer; larger gains generalised worse on digits.
+INIT_GAIN = 0.5
+
+#: Learning-rate schedules accepted by :func:`train`.
+LR_SCHEDULES = ("constant", "cosine")
+
+#: Defaults of ``spikeforge train`` per dataset (batch 50, Nesterov momentum 0.9, cosine
+#: schedule): epochs, base learning rate and whether to augment (see docs/results.md for
+#: the measured accuracies).
+TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
+    "digits": {"epochs": 200, "lr": 0.4, "augment": False},
+    "mnist10k": {"epochs": 40, "lr": 0.4, "augment": False},
+    "cifar10": {"epochs": 100, "lr": 0.2, "augment": True},
+}
+
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_CHUNK_ELEMENTS = 1 << 23  # bound on im2col buffers (elements)
+
+
+# Conv and pool kernels ---------------------------------------------------------------
+
+
+def _im2col(x: np.ndarray) -> np.ndarray:
+    """3x3 patches of a zero-padded batch: (N, C, H, W) -> (N*H*W, C*9), index c*9+3i+j."""
+    n, c, h, w = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))
+    return windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * h * w, c * 9)
+
+
+def _chunks(n: int, per_item: int) -> range:
+    return range(0, n, max(1, _CHUNK_ELEMENTS // max(per_item, 1)))
+
+
+def conv3x3(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Same-padded 3x3 correlation ``out[o,h,w] = sum W[o,c,i,j] x[c,h+i-1,w+j-1]``.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        (N, C_in, H, W).
+    weight : numpy.ndarray
+        (C_out, C_in, 3, 3).
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, C_out, H, W).
+    """
+    n, c, h, w = x.shape
+    c_out = weight.shape[0]
+    matrix = weight.reshape(c_out, c * 9).T
+    out = np.empty((n, c_out, h, w), dtype=np.result_type(x, weight))
+    step = _chunks(n, h * w * c * 9).step
+    for start in range(0, n, step):
+        part = x[start : start + step]
+        cols = _im2col(part) @ matrix
+        out[start : start + step] = cols.reshape(len(part), h, w, c_out).transpose(0, 3, 1, 2)
+    return out
+
+
+def conv3x3_input_grad(d_out: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Gradient of :func:`conv3x3` with respect to its input: (N, C_out, H, W) -> (N, C_in, H, W)."""
+    return conv3x3(d_out, weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+
+
+def conv3x3_weight_grad(x: np.ndarray, d_out: np.ndarray) -> np.ndarray:
+    """Gradient of :func:`conv3x3` with respect to its weight: shape (C_out, C_in, 3, 3)."""
+    n, c, h, w = x.shape
+    c_out = d_out.shape[1]
+    grad = np.zeros((c_out, c * 9), dtype=np.result_type(x, d_out))
+    step = _chunks(n, h * w * c * 9).step
+    for start in range(0, n, step):
+        part = d_out[start : start + step].transpose(0, 2, 3, 1).reshape(-1, c_out)
+        grad += part.T @ _im2col(x[start : start + step])
+    return grad.reshape(c_out, c, 3, 3)
+
+
+def avg_pool2(x: np.ndarray) -> np.ndarray:
+    """2x2 mean with stride 2: (N, C, H, W) -> (N, C, H/2, W/2)."""
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // 2, 2, w // 2, 2).mean(axis=(3, 5))
+
+
+def avg_pool2_grad(d_out: np.ndarray) -> np.ndarray:
+    """Gradient of :func:`avg_pool2` with respect to its input: each input gets d_out / 4."""
+    quarter = d_out * 0.25
+    return np.repeat(np.repeat(quarter, 2, axis=2), 2, axis=3)
+
+
+# Neuron dynamics ---------------------------------------------------------------------
+
+
+def surrogate_window(v: np.ndarray, vth: np.ndarray, surrogate: str) -> np.ndarray:
+    """Where the surrogate derivative is non-zero: ``|V - Vth| < 0.5`` (rect) or ``< Vth/2`` (scaled)."""
+    width = 0.5 if surrogate == "rect" else 0.5 * vth
+    return np.abs(v - vth) < width
+
+
+def membrane_grad(
+    d_spike: np.ndarray,
+    v: np.ndarray,
+    s: np.ndarray,
+    vth: np.ndarray,
+    *,
+    reset: str,
+    surrogate: str,
+) -> np.ndarray:
+    """The membrane gradients ``dV[t]`` of one layer, t = T..1 (see the module docstring).
+
+    Parameters
+    ----------
+    d_spike : numpy.ndarray
+        ``e[t]``, the gradient reaching the spikes from the next layer or the decoder,
+        shape (T, B, *units).
+    v : numpy.ndarray
+        Membranes before reset, shape (T, B, *units).
+    s : numpy.ndarray
+        Spikes (0/1), shape (T, B, *units).
+    vth : numpy.ndarray
+        Thresholds broadcastable to one step, e.g. (N,) or (C, 1, 1).
+    reset : str
+        ``"zero"`` or ``"subtract"``.
+    surrogate : str
+        ``"rect"`` or ``"scaled"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``dV``, shape (T, B, *units).
+    """
+    dv = np.empty_like(d_spike)
+    after = np.zeros_like(d_spike[0])  # dV[t + 1]
+    for t in range(len(d_spike) - 1, -1, -1):
+        window = surrogate_window(v[t], vth, surrogate)
+        if reset == "subtract" and surrogate == "scaled":
+            after = np.where(window, d_spike[t] / vth, after)  # eq. 15
+        elif reset == "subtract":
+            after = window * (d_spike[t] - vth * after) + after
+        else:
+            h = window if surrogate == "rect" else window / vth
+            after = h * (d_spike[t] - v[t] * after) + (1.0 - s[t]) * after
+        dv[t] = after
+    return dv
+
+
+def _integrate(
+    current: np.ndarray, vth: np.ndarray, timesteps: int, reset: str, constant: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """IF dynamics of one layer: spikes and pre-reset membranes, each (T, B, *units)."""
+    shape = current.shape if constant else current.shape[1:]
+    spikes = np.empty((timesteps, *shape), dtype=current.dtype)
+    membranes = np.empty_like(spikes)
+    v = np.zeros(shape, dtype=current.dtype)
+    s = np.zeros_like(v)
+    for t in range(timesteps):
+        drive = current if constant else current[t]
+        v = (v - s * vth if reset == "subtract" else v * (1.0 - s)) + drive
+        s = (v >= vth).astype(current.dtype)
+        membranes[t] = v
+        spikes[t] = s
+    return spikes, membranes
+
+
+def _channel_sum(a: np.ndarray) -> np.ndarray:
+    """Sum (T, B, C) or (T, B, C, H, W) down to one value per channel (C,)."""
+    return a.sum(axis=(0, 1) if a.ndim == 3 else (0, 1, 3, 4))
+
+
+# Network -----------------------------------------------------------------------------
+
+
+@dataclass
+class Trace:
+    """Result of :meth:`Network.forward`.
+
+    Attributes
+    ----------
+    spikes : list of numpy.ndarray
+        ``spikes[l]``, l = 0..L, shape (T, B, *shape of layer l): 0/1 spikes, or the pooled
+        values for an AP2 layer.
+    membranes : list of numpy.ndarray or None
+        Membranes before reset, same shapes; ``None`` for AP2 layers.
+    output : numpy.ndarray
+        Decoded class values, shape (B, classes).
+    """
+
+    spikes: list[np.ndarray]
+    membranes: list[np.ndarray | None]
+    output: np.ndarray
+
+    @property
+    def last_membrane(self) -> np.ndarray:
+        """Output-layer membrane at t = T, shape (B, N_out) (the tie-break of :func:`metrics.predict`)."""
+        return self.membranes[-1][-1]
+
+
+@dataclass
+class Grads:
+    """Gradients of the loss, with the structure of the network's parameters.
+
+    Attributes
+    ----------
+    weights : list of numpy.ndarray
+        ``weights[l-1]`` for layer l (empty for AP2).
+    thresholds : list of numpy.ndarray
+        ``thresholds[l]`` for layer l = 0..L (zeros for fixed thresholds, empty for AP2).
+    decoder_weight : numpy.ndarray or None
+        (classes, T * N_out) for the ``fc`` decoder, else None.
+    """
+
+    weights: list[np.ndarray]
+    thresholds: list[np.ndarray]
+    decoder_weight: np.ndarray | None = None
+
+    def named(self) -> dict[str, np.ndarray]:
+        """The gradients by parameter name (see :meth:`Network.parameters`)."""
+        return _named(self.weights, self.thresholds, self.decoder_weight)
+
+
+def _named(
+    weights: Sequence[np.ndarray], thresholds: Sequence[np.ndarray], decoder: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    named = {f"weight_{l}": w for l, w in enumerate(weights, start=1)}
+    named.update({f"threshold_{l}": v for l, v in enumerate(thresholds)})
+    if decoder is not None:
+        named["decoder_weight"] = decoder
+    return named
+
+
+class Network:
+    """A spiking network of :class:`NetworkSpec` with float parameters.
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+        Architecture and switches.
+    seed : int
+        Seed of the weight initialisation (``U(-a, a)``, see :data:`INIT_GAIN`).
+    dtype : numpy dtype
+        ``float64`` (default; gradient checks) or ``float32`` (faster training).
+
+    Attributes
+    ----------
+    weights : list of numpy.ndarray
+        ``weights[l-1]`` belongs to layer l: FC (n_out, n_in) with n_in the flattened size
+        of layer l-1, conv (C_out, C_in, 3, 3), AP2 an empty array. Writable in place.
+    thresholds : list of numpy.ndarray
+        ``thresholds[0]`` one per encoder channel, ``thresholds[l]`` one per channel of
+        layer l (FC: per neuron, conv: per output channel, AP2: empty).
+    decoder_weight : numpy.ndarray or None
+        (classes, T * N_out) for the ``fc`` decoder, else None.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``spec``, ``seed`` or ``dtype``.
+    """
+
+    def __init__(self, spec: NetworkSpec, *, seed: int = 0, dtype: Any = np.float64) -> None:
+        if not isinstance(spec, NetworkSpec):
+            raise ValueError(f"spec: expected a NetworkSpec, got {type(spec).__name__}")
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            dtype = None
+        if dtype not in _DTYPES:
+            raise ValueError("dtype: must be float32 or float64")
+        self.spec = spec
+        self.dtype = dtype
+        rng = np.random.default_rng(_seed(seed))
+        vth0 = spec.initial_threshold
+        self.weights: list[np.ndarray] = []
+        for index, layer in enumerate(spec.layers, start=1):
+            if layer.kind == "pool":
+                self.weights.append(np.zeros(0, dtype))
+                continue
+            if layer.kind == "fc":
+                shape: tuple[int, ...] = (layer.size, spec.neurons(index - 1))
+            else:
+                shape = (layer.size, spec.layer_shape(index - 1)[0], 3, 3)
+            fan_in = math.prod(shape[1:])
+            bound = INIT_GAIN * vth0 * math.sqrt(3.0 / fan_in)
+            self.weights.append(rng.uniform(-bound, bound, shape).astype(dtype))
+        self.thresholds = [
+            np.full(spec.channels(index), vth0, dtype) for index in range(spec.num_layers + 1)
+        ]
+        self.decoder_weight: np.ndarray | None = None
+        if spec.decoder == "fc":
+            inputs = spec.timesteps * spec.neurons(spec.num_layers)
+            bound = math.sqrt(3.0 / inputs)
+            self.decoder_weight = rng.uniform(-bound, bound, (spec.classes, inputs)).astype(dtype)
+
+    # Parameters ----------------------------------------------------------------------
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Every parameter by checkpoint name: ``weight_<l>`` (l = 1..L), ``threshold_<l>``
+        (l = 0..L) and ``decoder_weight`` (``fc`` decoder only). Arrays are not copied."""
+        return _named(self.weights, self.thresholds, self.decoder_weight)
+
+    def _vth(self, index: int) -> np.ndarray:
+        """Threshold of layer ``index`` shaped to broadcast over one step (B, *units)."""
+        vth = self.thresholds[index]
+        return vth.reshape(-1, 1, 1) if len(self.spec.layer_shape(index)) == 3 else vth
+
+    # Forward -------------------------------------------------------------------------
+
+    def _check_input(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim < 1 or x.shape[1:] != self.spec.input_shape or not len(x):
+            raise ValueError(
+                f"x: expected shape (B, {', '.join(map(str, self.spec.input_shape))}) with "
+                f"B >= 1, got {x.shape}"
+            )
+        x = x.astype(self.dtype, copy=False)
+        if not (np.isfinite(x).all() and x.min() >= 0.0 and x.max() <= 1.0):
+            raise ValueError("x: values must be finite and in [0, 1]")
+        return x
+
+    def _synapses(self, index: int, inputs: np.ndarray) -> np.ndarray:
+        """Input current of layer ``index`` (or its pooled output) for inputs (N, *shape of index-1)."""
+        layer = self.spec.layers[index - 1]
+        if layer.kind == "fc":
+            return inputs.reshape(len(inputs), -1) @ self.weights[index - 1].T
+        if layer.kind == "conv":
+            return conv3x3(inputs, self.weights[index - 1])
+        return avg_pool2(inputs)
+
+    def _synapses_backward(
+        self, index: int, d_out: np.ndarray, inputs: np.ndarray, input_grad: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Weight gradient of layer ``index`` and (optionally) the gradient of its inputs."""
+        layer = self.spec.layers[index - 1]
+        weight = self.weights[index - 1]
+        if layer.kind == "fc":
+            flat = inputs.reshape(len(inputs), -1)
+            d_in = (d_out @ weight).reshape(inputs.shape) if input_grad else None
+            return d_out.T @ flat, d_in
+        if layer.kind == "conv":
+            d_in = conv3x3_input_grad(d_out, weight) if input_grad else None
+            return conv3x3_weight_grad(inputs, d_out), d_in
+        return np.zeros(0, self.dtype), avg_pool2_grad(d_out) if input_grad else None
+
+    def forward(self, x: np.ndarray) -> Trace:
+        """Run T steps on a batch.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            Inputs in [0, 1], shape (B, *input_shape).
+
+        Returns
+        -------
+        Trace
+        """
+        spec = self.spec
+        x = self._check_input(x)
+        steps, batch = spec.timesteps, len(x)
+        s, v = _integrate(x, self._vth(0), steps, spec.reset, constant=True)
+        spikes: list[np.ndarray] = [s]
+        membranes: list[np.ndarray | None] = [v]
+        for index in range(1, spec.num_layers + 1):
+            below = spikes[-1].reshape(steps * batch, *spec.layer_shape(index - 1))
+            current = self._synapses(index, below).reshape(steps, batch, *spec.layer_shape(index))
+            if spec.layers[index - 1].spiking:
+                s, v = _integrate(current, self._vth(index), steps, spec.reset, constant=False)
+                spikes.append(s)
+                membranes.append(v)
+            else:
+                spikes.append(current)
+                membranes.append(None)
+        return Trace(spikes, membranes, self._decode(spikes[-1]))
+
+    def _decode(self, out: np.ndarray) -> np.ndarray:
+        spec = self.spec
+        batch = out.shape[1]
+        if spec.decoder == "fc":
+            return out.transpose(1, 0, 2).reshape(batch, -1) @ self.decoder_weight.T
+        value = out.mean(axis=0) if spec.decoder == "rate" else out[-1]
+        return value.reshape(batch, spec.classes, spec.population).mean(axis=2)
+
+    def _decode_backward(
+        self, d_decoded: np.ndarray, out: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Gradient reaching the output spikes (T, B, N_out) and the decoder weight gradient."""
+        spec = self.spec
+        steps, batch, n_out = out.shape
+        if spec.decoder == "fc":
+            flat = out.transpose(1, 0, 2).reshape(batch, -1)
+            d_out = (d_decoded @ self.decoder_weight).reshape(batch, steps, n_out)
+            return np.ascontiguousarray(d_out.transpose(1, 0, 2)), d_decoded.T @ flat
+        per_neuron = np.repeat(d_decoded / spec.population, spec.population, axis=1)
+        d_out = np.zeros_like(out)
+        if spec.decoder == "rate":
+            d_out[:] = per_neuron / steps
+        else:
+            d_out[-1] = per_neuron
+        return d_out, None
+
+    # Backward ------------------------------------------------------------------------
+
+    def _check_labels(self, y: np.ndarray, batch: int) -> np.ndarray:
+        y = np.asarray(y)
+        if y.shape != (batch,) or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"y: expected integer labels of shape ({batch},), got {y.dtype} {y.shape}")
+        if batch and not (0 <= y.min() and y.max() < self.spec.classes):
+            raise ValueError(f"y: labels must be in 0..{self.spec.classes - 1}")
+        return y
+
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, Grads]:
+        """MSE loss of a batch and its STBP gradients.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            Inputs in [0, 1], shape (B, *input_shape).
+        y : numpy.ndarray
+            Integer labels, shape (B,).
+
+        Returns
+        -------
+        loss : float
+            Mean over batch and classes of ``(decoded - one_hot)^2``.
+        grads : Grads
+        """
+        loss, grads, _ = self._loss_and_grads(x, y)
+        return loss, grads
+
+    def _loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, Grads, Trace]:
+        spec = self.spec
+        trace = self.forward(x)
+        y = self._check_labels(y, len(trace.output))
+        steps, batch = spec.timesteps, len(y)
+        error = trace.output.copy()
+        error[np.arange(batch), y] -= 1.0
+        loss = float(np.mean(error**2))
+        d_decoded = error * (2.0 / error.size)
+        d_spike, d_decoder = self._decode_backward(d_decoded, trace.spikes[-1])
+        trainable = spec.threshold == "trainable"
+        weights: list[np.ndarray] = [np.empty(0)] * spec.num_layers
+        thresholds = [np.zeros_like(vth) for vth in self.thresholds]
+        for index in range(spec.num_layers, 0, -1):
+            if spec.layers[index - 1].spiking:
+                d_current = membrane_grad(
+                    d_spike,
+                    trace.membranes[index],
+                    trace.spikes[index],
+                    self._vth(index),
+                    reset=spec.reset,
+                    surrogate=spec.surrogate,
+                )
+                if trainable:
+                    thresholds[index] = -_channel_sum(d_current[1:] * trace.spikes[index][:-1])
+            else:
+                d_current = d_spike
+            below_shape = spec.layer_shape(index - 1)
+            below = trace.spikes[index - 1].reshape(steps * batch, *below_shape)
+            d_weight, d_below = self._synapses_backward(
+                index,
+                d_current.reshape(steps * batch, *spec.layer_shape(index)),
+                below,
+                input_grad=index > 1 or trainable,
+            )
+            weights[index - 1] = d_weight.reshape(self.weights[index - 1].shape)
+            if d_below is not None:
+                d_spike = d_below.reshape(steps, batch, *below_shape)
+        if trainable:
+            d_encoder = membrane_grad(
+                d_spike,
+                trace.membranes[0],
+                trace.spikes[0],
+                self._vth(0),
+                reset=spec.reset,
+                surrogate=spec.surrogate,
+            )
+            thresholds[0] = -_channel_sum(d_encoder[1:] * trace.spikes[0][:-1])
+        return loss, Grads(weights, thresholds, d_decoder), trace
+
+    # Checkpoints ---------------------------------------------------------------------
+
+    def save(
+        self, directory: str | os.PathLike[str], *, training: Mapping[str, Any] | None = None
+    ) -> Path:
+        """Write ``weights.npz`` and ``checkpoint.json`` (kind ``"float"``) to ``directory``.
+
+        Parameters
+        ----------
+        training : mapping, optional
+            JSON-ready training metadata stored under ``"training"``.
+
+        Returns
+        -------
+        pathlib.Path
+            The checkpoint folder.
+        """
+        meta = {
+            "kind": "float",
+            "spec": self.spec.to_dict(),
+            "dtype": self.dtype.name,
+            "training": dict(training or {}),
+        }
+        return checkpoint.write_checkpoint(directory, meta, self.parameters())
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> Network:
+        """Read a float checkpoint written by :meth:`save`, validating every array.
+
+        Raises
+        ------
+        FileNotFoundError
+            When the folder, ``checkpoint.json`` or ``weights.npz`` is missing.
+        ValueError
+            When the kind is not ``"float"``, the spec or dtype is invalid, or an array is
+            missing, unexpected, or of the wrong shape/dtype, not finite, or a threshold
+            is not positive (the message names the array).
+        """
+        meta = checkpoint.read_checkpoint_json(directory)
+        if meta["kind"] != "float":
+            raise ValueError(f"checkpoint: kind {meta['kind']!r} is not a float checkpoint")
+        try:
+            spec = NetworkSpec.from_dict(meta.get("spec"))
+        except ValueError as error:
+            raise ValueError(f"checkpoint spec: {error}") from None
+        if meta.get("dtype") not in ("float32", "float64"):
+            raise ValueError(f"checkpoint: dtype {meta.get('dtype')!r} is not float32 or float64")
+        net = cls(spec, dtype=meta["dtype"])
+        arrays = checkpoint.read_arrays(directory)
+        expected = net.parameters()
+        missing = sorted(set(expected) - set(arrays))
+        extra = sorted(set(arrays) - set(expected))
+        if missing or extra:
+            raise ValueError(
+                f"checkpoint: weights.npz arrays {missing or extra} are "
+                f"{'missing' if missing else 'unexpected'} for {spec.arch}"
+            )
+        for name, target in expected.items():
+            array = arrays[name]
+            if array.shape != target.shape or array.dtype != target.dtype:
+                raise ValueError(
+                    f"checkpoint: array {name} is {array.dtype} {array.shape}, expected "
+                    f"{target.dtype} {target.shape}"
+                )
+            if not np.isfinite(array).all():
+                raise ValueError(f"checkpoint: array {name} has non-finite values")
+            if name.startswith("threshold_") and array.size and array.min() <= 0:
+                raise ValueError(f"checkpoint: array {name} has thresholds <= 0")
+            target[...] = array
+        return net
+
+
+def _seed(seed: Any) -> int:
+    try:
+        seed = operator.index(seed)
+    except TypeError:
+        raise ValueError(f"seed: must be an integer, not {seed!r}") from None
+    if seed < 0:
+        raise ValueError(f"seed: {seed} is out of range (allowed 0 or more)")
+    return seed
+
+
+# Evaluation --------------------------------------------------------------------------
+
+
+def evaluate(
+    net: Network, x: np.ndarray, y: np.ndarray, *, batch: int = 500
+) -> dict[str, Any]:
+    """Test metrics of ``net`` on ``(x, y)`` (see :func:`model.metrics.summarize`).
+
+    Parameters
+    ----------
+    batch : int
+        Images per forward pass (memory only; results do not depend on it).
+    """
+    batch = _positive("batch", batch)
+    spec = net.spec
+    labels = net._check_labels(y, len(x))
+    layers = spec.spiking_layers()
+    counts = [np.zeros(spec.layer_shape(index), np.float64) for index in layers]
+    predictions = np.empty(len(labels), np.int64)
+    for start in range(0, len(labels), batch):
+        trace = net.forward(x[start : start + batch])
+        for total, index in zip(counts, layers):
+            total += trace.spikes[index].sum(axis=(0, 1), dtype=np.float64)
+        membrane = trace.last_membrane if spec.decoder != "fc" else None
+        predictions[start : start + batch] = metrics.predict(trace.output, membrane)
+    return metrics.summarize(spec, counts, len(labels), predictions, labels)
+
+
+# Training ----------------------------------------------------------------------------
+
+
+@dataclass
+class History:
+    """Per-epoch training record of :func:`train`.
+
+    Attributes
+    ----------
+    loss : list of float
+        Mean training loss of each epoch.
+    train_accuracy : list of float
+        Accuracy (0..1) on the (augmented) training batches of each epoch, as predicted
+        during the epoch.
+    lr : list of float
+        Learning rate at the start of each epoch.
+    seconds : float
+        Wall-clock training time.
+    """
+
+    loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "loss": self.loss,
+            "train_accuracy": self.train_accuracy,
+            "lr": self.lr,
+            "seconds": self.seconds,
+        }
+
+
+def _positive(name: str, value: Any) -> int:
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name}: must be an integer, not {value!r}") from None
+    if value < 1:
+        raise ValueError(f"{name}: {value} is out of range (allowed 1 or more)")
+    return value
+
+
+def training_defaults(dataset: str) -> dict[str, Any]:
+    """Training defaults of a dataset: ``{"epochs", "lr", "augment"}`` (a copy).
+
+    Raises
+    ------
+    ValueError
+        For a dataset without defaults.
+    """
+    if dataset not in TRAINING_DEFAULTS:
+        raise ValueError(f"dataset: {dataset!r} is not one of {', '.join(TRAINING_DEFAULTS)}")
+    return dict(TRAINING_DEFAULTS[dataset])
+
+
+def _learning_rate(schedule: str, base: float, progress: float) -> float:
+    """Learning rate at ``progress`` in [0, 1) of training."""
+    if schedule == "cosine":
+        return base * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return base
+
+
+def train(
+    net: Network,
+    dataset: Any,
+    *,
+    epochs: int,
+    lr: float,
+    batch: int = 50,
+    momentum: float = 0.9,
+    seed: int = 0,
+    augmentation: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    lr_schedule: str = "cosine",
+    threshold_floor: float = THRESHOLD_FLOOR,
+) -> History:
+    """Train ``net`` in place by SGD with Nesterov momentum on the MSE loss.
+
+    Parameters
+    ----------
+    net : Network
+        Network to train (its ``spec.input_shape`` must equal ``dataset.input_shape``).
+    dataset : model.data.Dataset
+        Uses ``train_x``, ``train_y``, ``input_shape``, ``classes`` and ``image_shape``.
+    epochs : int
+        Passes over the training set, >= 1.
+    lr : float
+        Base learning rate, > 0.
+    batch : int
+        Samples per update, >= 1 (paper: 50). The last partial batch of an epoch is used.
+    momentum : float
+        Nesterov momentum in [0, 1) (paper: 0.9): ``m = momentum m + g``,
+        ``p -= lr (g + momentum m)``.
+    seed : int
+        Seeds the shuffling and the augmentation draws.
+    augmentation : mapping, optional
+        Keyword arguments of :func:`model.data.augment` (``flip``, ``shift``,
+        ``rotate_deg``) applied to every training batch; ``None`` disables it. Needs
+        ``dataset.image_shape``.
+    progress : bool
+        Show a tqdm progress bar on stderr.
+    lr_schedule : str
+        ``"cosine"`` (decay from ``lr`` to 0 over all updates) or ``"constant"``.
+    threshold_floor : float
+        Trainable thresholds are clipped to at least this value (> 0) after each update.
+
+    Returns
+    -------
+    History
+
+    Raises
+    ------
+    ValueError
+        For an out-of-range option or a dataset that does not fit the network.
+    """
+    epochs = _positive("epochs", epochs)
+    batch = _positive("batch", batch)
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr: {lr!r} is out of range (allowed a finite number > 0)")
+    if not (isinstance(momentum, (int, float)) and 0 <= momentum < 1):
+        raise ValueError(f"momentum: {momentum!r} is out of range (allowed 0 <= momentum < 1)")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule: {lr_schedule!r} is not one of {', '.join(LR_SCHEDULES)}")
+    if not (isinstance(threshold_floor, (int, float)) and threshold_floor > 0):
+        raise ValueError(f"threshold_floor: {threshold_floor!r} must be a number > 0")
+    spec = net.spec
+    if tuple(dataset.input_shape) != spec.input_shape or dataset.classes != spec.classes:
+        raise ValueError(
+            f"dataset: {dataset.name} has input shape {tuple(dataset.input_shape)} and "
+            f"{dataset.classes} classes; the network expects {spec.input_shape} and {spec.classes}"
+        )
+    if augmentation is not None and dataset.image_shape is None:
+        raise ValueError(f"augmentation: dataset {dataset.name} has no image shape to augment")
+    rng = np.random.default_rng(_seed(seed))
+    x_all, y_all = dataset.train_x, dataset.train_y
+    samples = len(y_all)
+    if samples == 0:
+        raise ValueError(f"dataset: {dataset.name} has no training samples")
+    per_epoch = math.ceil(samples / batch)
+    total_steps = epochs * per_epoch
+    params = list(net.parameters().items())
+    trainable_threshold = spec.threshold == "trainable"
+    buffers = {name: np.zeros_like(value) for name, value in params}
+    history = History()
+    started = time.perf_counter()
+    bar = tqdm(total=total_steps, disable=not progress, unit="batch", leave=False, mininterval=0.5)
+    try:
+        for epoch in range(epochs):
+            order = rng.permutation(samples)
+            loss_sum = correct = 0.0
+            history.lr.append(_learning_rate(lr_schedule, lr, epoch * per_epoch / total_steps))
+            for step in range(per_epoch):
+                rate = _learning_rate(lr_schedule, lr, (epoch * per_epoch + step) / total_steps)
+                pick = order[step * batch : (step + 1) * batch]
+                x, y = x_all[pick], y_all[pick]
+                if augmentation is not None:
+                    images = x.reshape(len(x), *dataset.image_shape)
+                    x = augment(images, rng, **augmentation).reshape(x.shape)
+                loss, grads, trace = net._loss_and_grads(x, y)
+                membrane = trace.last_membrane if spec.decoder != "fc" else None
+                correct += float(np.sum(metrics.predict(trace.output, membrane) == y))
+                loss_sum += loss * len(y)
+                gradients = grads.named()
+                for name, value in params:
+                    if name.startswith("threshold_") and not trainable_threshold:
+                        continue
+                    buffer = buffers[name]
+                    buffer *= momentum
+                    buffer += gradients[name]
+                    value -= rate * (gradients[name] + momentum * buffer)
+                    if name.startswith("threshold_"):
+                        np.maximum(value, threshold_floor, out=value)
+                bar.update()
+            history.loss.append(loss_sum / samples)
+            history.train_accuracy.append(correct / samples)
+            bar.set_postfix(loss=f"{history.loss[-1]:.4f}", acc=f"{history.train_accuracy[-1]:.3f}")
+    finally:
+        bar.close()
+    history.seconds = time.perf_counter() - started
+    return history
+

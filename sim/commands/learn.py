@@ -1,0 +1,178 @@
+"""``spikeforge learn``: on-line learning in the bit-accurate integer model.
+
+Builds an :class:`~model.integer.IntegerNetwork` from scratch (seeded integer init), by
+quantizing a float checkpoint, or from an integer checkpoint, learns on-line (an update
+every ``--batch`` samples, learning rates as shifts), evaluates on the test split and
+writes an integer checkpoint (``--out``) and a JSON report (``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from model.checkpoint import load_checkpoint_kind
+from model.data import load_dataset, to_u8
+from model.fixed import ROUNDINGS
+from model.integer import Formats, IntegerNetwork, LearningRule, ShiftSchedule, fit, recipe
+from model.spec import NetworkSpec
+
+#: Datasets of the integer model (flat inputs, FC networks).
+LEARN_DATASETS = ("digits", "mnist10k")
+
+
+def _build(args: argparse.Namespace, dataset: Any) -> tuple[IntegerNetwork, dict[str, Any]]:
+    """The network to learn and the report's init fields."""
+    rule_fields = {"batch": args.batch}
+    if args.rounding is not None:
+        rule_fields["rounding"] = args.rounding
+    if args.init == "scratch":
+        if args.arch is None:
+            raise ValueError("--arch: required with --init scratch (e.g. 128FC-100FC)")
+        spec = NetworkSpec.parse(
+            args.arch,
+            input_shape=dataset.input_shape,
+            timesteps=args.timesteps if args.timesteps is not None else 8,
+            population=args.population if args.population is not None else 10,
+            decoder=args.decoder,
+        )
+        formats = Formats.parse(args.bits or "", recipe(args.dataset, "scratch").formats)
+        net = IntegerNetwork.scratch(spec, formats, seed=args.seed, rule=LearningRule(**rule_fields))
+        return net, {"init": "scratch"}
+    kind = load_checkpoint_kind(args.init)
+    if kind == "float":
+        from model.stbp import Network, evaluate
+
+        floats = Network.load(args.init)
+        _check_overrides(args, floats.spec)
+        formats = Formats.parse(args.bits or "", recipe(args.dataset, "finetune").formats)
+        net = IntegerNetwork.from_float(floats, formats, seed=args.seed, rule=LearningRule(**rule_fields))
+        _check_dataset(net.spec, dataset)
+        float_accuracy = evaluate(floats, dataset.test_x, dataset.test_y)["accuracy"]
+        return net, {"init": "float", "float_accuracy": float_accuracy}
+    if kind == "integer":
+        net = IntegerNetwork.load(args.init)
+        _check_overrides(args, net.spec)
+        if args.bits:
+            raise ValueError("--bits: an integer checkpoint keeps its formats; omit --bits")
+        _check_dataset(net.spec, dataset)
+        rounding = args.rounding or net.rule.rounding
+        net.rule = LearningRule(net.rule.shift_w, net.rule.shift_th, rounding, args.batch)
+        return net, {"init": "integer"}
+    raise ValueError(f"--init: checkpoint kind {kind!r} is neither 'float' nor 'integer'")
+
+
+def _check_overrides(args: argparse.Namespace, spec: NetworkSpec) -> None:
+    given = {"arch": args.arch, "timesteps": args.timesteps, "population": args.population}
+    actual = {"arch": spec.arch, "timesteps": spec.timesteps, "population": spec.population}
+    for name, value in given.items():
+        if value is not None and value != actual[name]:
+            raise ValueError(f"--{name}: {value!r} differs from the checkpoint's {actual[name]!r}")
+
+
+def _check_dataset(spec: NetworkSpec, dataset: Any) -> None:
+    if spec.input_shape != tuple(dataset.input_shape) or spec.classes != dataset.classes:
+        raise ValueError(
+            f"--dataset: {dataset.name} has input shape {tuple(dataset.input_shape)}, the "
+            f"checkpoint's network expects {spec.input_shape}"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch < 1:
+        raise ValueError(f"--batch: {args.batch} is out of range (allowed 1 or more)")
+    dataset = load_dataset(args.dataset, root=args.data_root)
+    net, report = _build(args, dataset)
+    defaults = recipe(args.dataset, "scratch" if report["init"] == "scratch" else "finetune")
+    epochs = args.epochs if args.epochs is not None else defaults.epochs
+    offset = args.threshold_offset if args.threshold_offset is not None else defaults.schedule.threshold_offset
+    schedule = ShiftSchedule.parse(args.schedule, offset) if args.schedule else defaults.schedule
+    if args.schedule is None and args.threshold_offset is not None:
+        schedule = ShiftSchedule(schedule.weight, schedule.milestones, offset)
+    test_pixels, train_pixels = to_u8(dataset.test_x), to_u8(dataset.train_x)
+    if report["init"] != "scratch":
+        report["quantized_accuracy"] = net.evaluate(test_pixels, dataset.test_y)["accuracy"]
+    history = fit(
+        net,
+        train_pixels,
+        dataset.train_y,
+        epochs=epochs,
+        schedule=schedule,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    results = net.evaluate(test_pixels, dataset.test_y)
+    training = {
+        "dataset": args.dataset,
+        "init": args.init,
+        "epochs": epochs,
+        "schedule": schedule.to_text(),
+        "threshold_offset": schedule.threshold_offset,
+        "seed": args.seed,
+    }
+    out = net.save(args.out, training=training)
+    report = {
+        **results,
+        "formats": net.formats_dict(),
+        **report,
+        "arch": net.spec.arch,
+        "dataset": args.dataset,
+        "training": training,
+        "history": history.to_dict(),
+        "learn_samples_per_second": history.samples_per_second,
+        "checkpoint": str(out),
+    }
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    line = f"accuracy {results['accuracy']:.4f}, spikes/inference {results['spikes_per_inference']:.1f}"
+    if "float_accuracy" in report:
+        line += f" (float {report['float_accuracy']:.4f}, quantized {report['quantized_accuracy']:.4f})"
+    print(line, file=sys.stderr)
+    return 0
+
+
+def _bits(text: str) -> str:
+    try:
+        Formats.parse(text)  # fail early, naming the key
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "learn",
+        help="on-line learning in the bit-accurate integer model",
+        description=__doc__.split("\n\n")[1],
+    )
+    parser.add_argument("--dataset", required=True, choices=LEARN_DATASETS)
+    parser.add_argument("--data-root", metavar="DIR", help="folder of the mnist10k IDX files")
+    parser.add_argument("--arch", metavar="A", help="FC architecture, e.g. 128FC-100FC (scratch)")
+    parser.add_argument("--timesteps", type=int, metavar="T", help="time steps (scratch default 8)")
+    parser.add_argument("--population", type=int, metavar="P", help="output neurons per class (default 10)")
+    parser.add_argument("--decoder", choices=("last", "rate"), default="last", help="readout (scratch)")
+    parser.add_argument("--batch", type=int, default=1, metavar="B", help="samples per update (1 = on-line)")
+    parser.add_argument(
+        "--init", required=True, metavar="scratch|DIR",
+        help="'scratch' (seeded integer init) or a float / integer checkpoint folder",
+    )
+    parser.add_argument(
+        "--bits", type=_bits, metavar="w=8,v=16,...",
+        help=f"formats, keys {', '.join(Formats.KEYS)} (docs/numerics.md)",
+    )
+    parser.add_argument("--epochs", type=int, metavar="N", help="passes over the training set")
+    parser.add_argument("--rounding", choices=ROUNDINGS, help="update rounding (default stochastic)")
+    parser.add_argument(
+        "--schedule", metavar="S[:F],...",
+        help="weight learning-rate shifts per phase, e.g. 14,15,16 or 14:0.5,15:0.75,16",
+    )
+    parser.add_argument("--threshold-offset", type=int, metavar="D", help="threshold shift minus weight shift")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="init, shuffling and LFSR seed")
+    parser.add_argument("--out", required=True, metavar="DIR", help="integer checkpoint folder (created)")
+    parser.add_argument("--json", required=True, metavar="FILE", help="write the report here")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=run)

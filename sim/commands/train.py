@@ -1,0 +1,240 @@
+"""``spikeforge train`` and ``spikeforge eval``: the float STBP trainer and checkpoint evaluation.
+
+``train`` builds a :class:`model.stbp.Network` from the paper's switches, trains it on a
+dataset of :mod:`model.data`, writes a checkpoint folder (``weights.npz``,
+``checkpoint.json``) and the test metrics (``result.json``), and prints a summary.
+``eval`` reads a checkpoint folder and reports the same metrics on a dataset's test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.checkpoint import read_checkpoint_json
+from model.data import DATASETS, Dataset, default_augmentation, load_dataset, to_u8
+from model.integer import IntegerNetwork
+from model.spec import DECODERS, RESETS, SURROGATES, THRESHOLDS, NetworkSpec, parse_arch
+from model.stbp import LR_SCHEDULES, Network, evaluate, training_defaults, train
+from sim.cli import CLIError
+
+#: File written next to the checkpoint with the test metrics.
+RESULT_JSON = "result.json"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train`` and ``eval`` subcommands."""
+    train_parser = subparsers.add_parser(
+        "train",
+        help="train a float SNN with (enhanced) STBP and report its test metrics",
+        description="Train a float SNN with STBP, save a checkpoint and report test accuracy, "
+        "spikes and synaptic operations per inference.",
+    )
+    data = train_parser.add_argument_group("data")
+    data.add_argument("--dataset", choices=DATASETS, default="digits", help="default: digits")
+    data.add_argument("--data-root", metavar="PATH", help="data folder (mnist10k, cifar10)")
+    net = train_parser.add_argument_group("network (the paper's switches)")
+    net.add_argument("--arch", default="128FC-100FC", help="layers, e.g. 128FC-100FC or 16C3-AP2-10FC")
+    net.add_argument("--timesteps", type=int, default=8, metavar="T", help="1..1024, default 8")
+    net.add_argument("--population", type=int, default=10, metavar="P", help="output neurons per class, default 10")
+    net.add_argument("--reset", choices=RESETS, default="subtract")
+    net.add_argument("--threshold", choices=THRESHOLDS, default="trainable")
+    net.add_argument("--surrogate", choices=SURROGATES, default="scaled")
+    net.add_argument("--decoder", choices=DECODERS, default="last")
+    opt = train_parser.add_argument_group("training (defaults per dataset, see model.stbp.training_defaults)")
+    opt.add_argument("--epochs", type=int, metavar="N")
+    opt.add_argument("--lr", type=float, metavar="LR")
+    opt.add_argument("--batch", type=int, default=50, metavar="B", help="default 50")
+    opt.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum, default 0.9")
+    opt.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="cosine")
+    opt.add_argument(
+        "--augment",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="flip/shift/rotate augmentation (model.data.default_augmentation); "
+        "auto: the dataset's training default",
+    )
+    opt.add_argument("--seed", type=int, default=0, help="weights, shuffling, augmentation")
+    out = train_parser.add_argument_group("output")
+    out.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder (also gets result.json)")
+    out.add_argument("--json", metavar="FILE", help="also write the result JSON here")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train_parser.set_defaults(func=run_train)
+
+    eval_parser = subparsers.add_parser(
+        "eval",
+        help="evaluate a checkpoint on a dataset's test split",
+        description="Report test accuracy, spikes and synaptic operations per inference of a checkpoint.",
+    )
+    eval_parser.add_argument("--checkpoint", required=True, metavar="DIR")
+    eval_parser.add_argument(
+        "--dataset", choices=DATASETS, help="default: the dataset the checkpoint was trained on"
+    )
+    eval_parser.add_argument("--data-root", metavar="PATH", help="data folder (mnist10k, cifar10)")
+    eval_parser.add_argument("--json", metavar="FILE", help="write the result JSON here")
+    eval_parser.set_defaults(func=run_eval)
+
+
+# Helpers -----------------------------------------------------------------------------
+
+
+def _load(name: str, root: str | None, input_shape: tuple[int, ...] | None, flatten: bool) -> Dataset:
+    dataset = load_dataset(name, root=root, flatten=flatten)
+    if input_shape is not None and tuple(dataset.input_shape) != tuple(input_shape):
+        raise CLIError(
+            f"dataset: {name} has input shape {dataset.input_shape}, the checkpoint expects "
+            f"{tuple(input_shape)}"
+        )
+    return dataset
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    try:
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    except OSError as error:
+        raise CLIError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
+
+
+def _check_json_target(value: str | None) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_dir() or not path.parent.is_dir():
+        raise CLIError(f"--json: {value!r} must be a file in an existing folder")
+    return path
+
+
+def _summary(result: dict[str, Any]) -> str:
+    return (
+        f"accuracy {100 * result['accuracy']:.2f}%  "
+        f"spikes/inference {result['spikes_per_inference']:.1f}  "
+        f"synaptic ops/inference {result['synaptic_ops_per_inference']:.0f}  "
+        f"activation sparsity {result['activation_sparsity']:.3f}"
+    )
+
+
+# train -------------------------------------------------------------------------------
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train, save the checkpoint and result.json, print the summary."""
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out: {args.out!r} exists and is not a folder")
+    json_path = _check_json_target(args.json)
+    defaults = training_defaults(args.dataset)
+    epochs = defaults["epochs"] if args.epochs is None else args.epochs
+    lr = defaults["lr"] if args.lr is None else args.lr
+    if not math.isfinite(lr) or lr <= 0:
+        raise CLIError(f"--lr: {lr} is out of range (allowed a finite number > 0)")
+    augment = defaults["augment"] if args.augment == "auto" else args.augment == "on"
+    flatten = parse_arch(args.arch)[0].kind == "fc"
+    dataset = _load(args.dataset, args.data_root, None, flatten)
+    spec = NetworkSpec.parse(
+        args.arch,
+        input_shape=dataset.input_shape,
+        timesteps=args.timesteps,
+        population=args.population,
+        reset=args.reset,
+        threshold=args.threshold,
+        surrogate=args.surrogate,
+        decoder=args.decoder,
+        classes=dataset.classes,
+    )
+    augmentation = default_augmentation(args.dataset) if augment else None
+    net = Network(spec, seed=args.seed, dtype=np.float32)
+    history = train(
+        net,
+        dataset,
+        epochs=epochs,
+        lr=lr,
+        batch=args.batch,
+        momentum=args.momentum,
+        seed=args.seed,
+        augmentation=augmentation,
+        progress=not args.no_progress,
+        lr_schedule=args.lr_schedule,
+    )
+    config = {
+        **spec.to_dict(),
+        "dataset": args.dataset,
+        "epochs": epochs,
+        "lr": lr,
+        "batch": args.batch,
+        "momentum": args.momentum,
+        "lr_schedule": args.lr_schedule,
+        "augmentation": augmentation,
+        "seed": args.seed,
+    }
+    try:
+        net.save(out, training={**config, "history": history.to_dict()})
+    except OSError as error:
+        raise CLIError(f"cannot write checkpoint {str(out)!r}: {error.strerror or error}") from None
+    result = {
+        **evaluate(net, dataset.test_x, dataset.test_y),
+        "config": config,
+        "history": history.to_dict(),
+        "checkpoint": str(out),
+    }
+    _write_json(out / RESULT_JSON, result)
+    if json_path is not None:
+        _write_json(json_path, result)
+    print(f"{args.dataset} {spec.arch} T={spec.timesteps}: {_summary(result)}")
+    return 0
+
+
+# eval --------------------------------------------------------------------------------
+
+
+def _evaluate_float(directory: Path, dataset: Dataset) -> dict[str, Any]:
+    net = Network.load(directory)
+    return evaluate(net, dataset.test_x, dataset.test_y)
+
+
+def _evaluate_integer(directory: Path, dataset: Dataset) -> dict[str, Any]:
+    net = IntegerNetwork.load(directory)
+    return {**net.evaluate(to_u8(dataset.test_x), dataset.test_y), "formats": net.formats_dict()}
+
+
+#: Checkpoint kinds ``eval`` can run (the ``kind`` field of checkpoint.json) and their
+#: evaluators ``(checkpoint folder, dataset) -> metrics dict``.
+EVALUATORS: dict[str, Callable[[Path, Dataset], dict[str, Any]]] = {
+    "float": _evaluate_float,
+    "integer": _evaluate_integer,
+}
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Evaluate a checkpoint on a test split, print the summary, optionally write JSON."""
+    directory = Path(args.checkpoint)
+    json_path = _check_json_target(args.json)
+    meta = read_checkpoint_json(directory)
+    kind = meta["kind"]
+    if kind not in EVALUATORS:
+        raise CLIError(
+            f"checkpoint kind {kind!r} is not supported yet (supported: {', '.join(EVALUATORS)})"
+        )
+    try:
+        spec = NetworkSpec.from_dict(meta.get("spec"))
+    except ValueError as error:
+        raise CLIError(f"checkpoint spec: {error}") from None
+    training = meta.get("training") if isinstance(meta.get("training"), dict) else {}
+    name = args.dataset or training.get("dataset")
+    if name not in DATASETS:
+        raise CLIError("--dataset: the checkpoint does not name its dataset; pass --dataset")
+    dataset = _load(name, args.data_root, spec.input_shape, flatten=len(spec.input_shape) == 1)
+    result = {
+        **EVALUATORS[kind](directory, dataset),
+        "config": {**spec.to_dict(), "dataset": name, "kind": kind},
+        "checkpoint": str(directory),
+    }
+    if json_path is not None:
+        _write_json(json_path, result)
+    print(f"{name} {spec.arch} T={spec.timesteps} ({kind}): {_summary(result)}")
+    return 0

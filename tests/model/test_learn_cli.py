@@ -1,0 +1,81 @@
+"""``spikeforge learn`` and ``spikeforge eval`` on integer checkpoints (small, fast runs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from model.integer import IntegerNetwork
+from model.spec import NetworkSpec
+from model.stbp import Network
+from sim.cli import main
+
+SMALL = ["--arch", "24FC-20FC", "--timesteps", "4", "--population", "2", "--epochs", "1", "--schedule", "10"]
+
+
+def _learn(tmp_path: Path, *extra: str) -> tuple[int, dict]:
+    out, report = tmp_path / "ck", tmp_path / "report.json"
+    code = main(["learn", "--dataset", "digits", "--out", str(out), "--json", str(report), "--no-progress", *extra])
+    return code, json.loads(report.read_text()) if report.is_file() else {}
+
+
+def test_learn_from_scratch_writes_checkpoint_and_report(tmp_path: Path, capsys) -> None:
+    code, report = _learn(tmp_path, *SMALL, "--init", "scratch", "--seed", "3", "--bits", "v=14,dw=20")
+    assert code == 0
+    for key in ("accuracy", "spikes_per_inference", "spikes_per_layer", "synaptic_ops_per_inference", "formats"):
+        assert key in report
+    assert "float_accuracy" not in report
+    assert report["formats"]["v"] == 14 and report["formats"]["dw"] == 20 and report["formats"]["fw"] == 7
+    assert len(report["spikes_per_layer"]) == 3 and report["accuracy"] > 0.25  # chance: 0.1
+    net = IntegerNetwork.load(tmp_path / "ck")
+    assert net.spec.arch == "24FC-20FC" and net.formats.v == 14
+    meta = json.loads((tmp_path / "ck" / "checkpoint.json").read_text())
+    assert meta["kind"] == "integer" and meta["training"]["dataset"] == "digits"
+    # eval dispatches on the kind and reproduces the accuracy.
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(tmp_path / "ck"), "--json", str(tmp_path / "eval.json")]) == 0
+    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    assert evaluated["accuracy"] == report["accuracy"] and evaluated["formats"]["v"] == 14
+
+
+def test_learn_from_float_checkpoint_reports_float_accuracy(tmp_path: Path) -> None:
+    spec = NetworkSpec.parse("12FC-20FC", input_shape=(64,), timesteps=4, population=2)
+    Network(spec, seed=1).save(tmp_path / "float", training={"dataset": "digits"})
+    code, report = _learn(tmp_path, "--init", str(tmp_path / "float"), "--epochs", "1", "--timesteps", "4")
+    assert code == 0
+    assert 0 <= report["float_accuracy"] <= 1 and 0 <= report["quantized_accuracy"] <= 1
+    assert report["training"]["init"] == str(tmp_path / "float")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--init", "scratch", "--arch", "12FC-20FC", "--population", "2", "--bits", "w=40"], "w: 40 is out of range"),
+        (["--init", "scratch", "--arch", "12FC-20FC", "--population", "2", "--bits", "q=4"], "bits: 'q=4'"),
+        (["--init", "scratch", "--population", "2"], "--arch: required"),
+        (["--init", "scratch", "--arch", "12FC-21FC", "--population", "2"], "population:"),
+        (["--init", "/nonexistent/ck", "--population", "2"], "does not exist"),
+        (["--init", "scratch", "--arch", "12FC-20FC", "--population", "2", "--batch", "0"], "--batch: 0"),
+    ],
+)
+def test_learn_bad_input_is_one_line_exit_2(tmp_path: Path, capsys, args: list[str], message: str) -> None:
+    try:  # option errors exit from argparse, the others return 2 from main
+        code = main(["learn", "--dataset", "digits", "--out", str(tmp_path / "o"), "--json", str(tmp_path / "j.json"), *args])
+    except SystemExit as error:
+        code = error.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_learn_rejects_mismatched_float_checkpoint(tmp_path: Path, capsys) -> None:
+    spec = NetworkSpec.parse("12FC-20FC", input_shape=(64,), timesteps=4, population=2)
+    Network(spec).save(tmp_path / "float", training={"dataset": "digits"})
+    code = main([
+        "learn", "--dataset", "digits", "--init", str(tmp_path / "float"), "--arch", "10FC-20FC",
+        "--out", str(tmp_path / "o"), "--json", str(tmp_path / "j.json"),
+    ])
+    err = capsys.readouterr().err
+    assert code == 2 and "--arch: '10FC-20FC' differs from the checkpoint's '12FC-20FC'" in err
