@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, signed, unsigned
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data
 
-from hw.datapath import pipeline, saturate
+from hw.datapath import Pipeline, StreamUnit, saturate
 from model.units import (
     GRADIENT_ACCUMULATOR_LATENCY,
     AccumulateOp,
@@ -33,7 +32,7 @@ def layouts(params: GradientAccumulatorParams) -> tuple[data.StructLayout, data.
     return operand, data.StructLayout({"acc": accumulators, "mask": unsigned(lanes)})
 
 
-class GradientAccumulator(wiring.Component):
+class GradientAccumulator(StreamUnit):
     """The modify step of the DW and DVTH read-modify-writes (docs/numerics.md section 3.4).
 
     Each operand is one memory word as read, ``P`` accumulators, with the ``P`` dV of the
@@ -46,7 +45,7 @@ class GradientAccumulator(wiring.Component):
 
     Disabled lanes come back unchanged; ``mask`` comes back with the word as its write
     enables. One pipeline stage (:data:`model.units.GRADIENT_ACCUMULATOR_LATENCY`),
-    stall-as-a-whole handshake (:func:`hw.datapath.pipeline`). The cycle-accurate reference
+    stall-as-a-whole handshake (:class:`hw.datapath.StreamUnit`). The cycle-accurate reference
     is :func:`model.units.gradient_accumulator_step`.
 
     Parameters
@@ -75,19 +74,16 @@ class GradientAccumulator(wiring.Component):
         Naming the parameter (:func:`model.units.gradient_accumulator_params`).
     """
 
-    def __init__(self, *, lanes: int, g: int, dw: int, dth: int) -> None:
-        self.params = gradient_accumulator_params(lanes=lanes, g=g, dw=dw, dth=dth)
-        operand, result = layouts(self.params)
-        super().__init__({
-            "operand": In(stream.Signature(operand)),
-            "result": Out(stream.Signature(result)),
-        })
+    LATENCY = GRADIENT_ACCUMULATOR_LATENCY
 
-    def elaborate(self, platform) -> Module:
-        m = Module()
+    def __init__(self, *, lanes: int, g: int, dw: int, dth: int) -> None:
+        params = gradient_accumulator_params(lanes=lanes, g=g, dw=dw, dth=dth)
+        super().__init__(params, layouts(params))
+
+    def elaborate_datapath(
+        self, m: Module, control: Pipeline, operand: data.View, result: data.View
+    ) -> None:
         params = self.params
-        control = pipeline(m, self.operand, self.result, GRADIENT_ACCUMULATOR_LATENCY)
-        operand, result = self.operand.payload, self.result.payload
 
         # Datapath: one saturating adder and one saturating subtractor per lane.
         threshold = operand.op == AccumulateOp.DVTH
@@ -99,5 +95,3 @@ class GradientAccumulator(wiring.Component):
                 )
                 m.d.sync += result.acc[j].eq(Mux(operand.mask[j], updated, acc))
             m.d.sync += result.mask.eq(operand.mask)
-
-        return m

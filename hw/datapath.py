@@ -8,16 +8,20 @@ payload) and a fixed number of pipeline stages, advanced together:
 ``operand.ready = ~result.valid | result.ready``. So one operation per cycle is sustained,
 an operand accepted in cycle ``c`` reaches ``result`` in cycle ``c + depth`` when the consumer
 never stalls, and a refused result freezes every stage (bubbles included) until accepted.
-The matching cycle models are in :mod:`model.units`.
+:class:`StreamUnit` is their common base (ports and pipeline control); the matching cycle
+models are in :mod:`model.units`.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from amaranth.hdl import Const, Module, Mux, Signal, Value, ValueLike, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
 
-__all__ = ["Pipeline", "clamp", "pipeline", "saturate"]
+__all__ = ["Pipeline", "StreamUnit", "clamp", "pipeline", "saturate"]
 
 
 class Pipeline(NamedTuple):
@@ -74,6 +78,65 @@ def pipeline(
         m.d.sync += valids[0].eq(accept if emit is None else accept & emit)
         m.d.sync += [later.eq(earlier) for earlier, later in zip(valids, valids[1:])]
     return Pipeline(advance, accept)
+
+
+class StreamUnit(wiring.Component):
+    """Base of the learning-datapath units: ``operand`` and ``result`` streams around a
+    stall-as-a-whole pipeline of :attr:`LATENCY` stages (:func:`pipeline`).
+
+    A subclass sets :attr:`LATENCY`, checks its parameters and passes them with its payload
+    layouts to this constructor, and implements :meth:`elaborate_datapath` (and
+    :meth:`emit` if not every operand produces a result).
+
+    Parameters
+    ----------
+    params : named tuple
+        The unit's checked parameters, kept as ``self.params``.
+    layouts : (StructLayout, StructLayout)
+        Payload layouts of the ``operand`` and ``result`` streams.
+    ports : mapping of str to Member, optional
+        Further ports (e.g. ``In(1)`` strobes) besides the two streams.
+
+    Members
+    -------
+    operand : ``In(stream.Signature(layouts[0]))``
+    result : ``Out(stream.Signature(layouts[1]))``
+    """
+
+    #: Pipeline stages: an operand accepted in cycle ``c`` is offered in cycle ``c + LATENCY``.
+    LATENCY = 1
+
+    def __init__(
+        self,
+        params: Any,
+        layouts: tuple[data.StructLayout, data.StructLayout],
+        ports: Mapping[str, wiring.Member] | None = None,
+    ) -> None:
+        self.params = params
+        operand, result = layouts
+        super().__init__({
+            "operand": In(stream.Signature(operand)),
+            "result": Out(stream.Signature(result)),
+            **(ports or {}),
+        })
+
+    def emit(self, operand: data.View) -> ValueLike | None:
+        """Whether an accepted ``operand`` payload produces a result (``None``: always)."""
+        return None
+
+    def elaborate_datapath(
+        self, m: Module, control: Pipeline, operand: data.View, result: data.View
+    ) -> None:
+        """Add the stage registers: loaded under ``m.If(control.advance)``, stage 1 from the
+        ``operand`` payload, the last stage into the ``result`` payload."""
+        raise NotImplementedError
+
+    def elaborate(self, platform: Any) -> Module:
+        m = Module()
+        operand, result = self.operand.payload, self.result.payload
+        control = pipeline(m, self.operand, self.result, self.LATENCY, emit=self.emit(operand))
+        self.elaborate_datapath(m, control, operand, result)
+        return m
 
 
 def clamp(value: ValueLike, low: int, high: int, bits: int, *, is_signed: bool = True) -> Value:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from amaranth.hdl import Module, Mux, Signal, Value, signed
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data
 
-from hw.datapath import pipeline
-from model.units import DotProductLaneParams, dot_product_lane_params
+from hw.datapath import Pipeline, StreamUnit
+from model.units import DOT_PRODUCT_LANE_LATENCY, DotProductLaneParams, dot_product_lane_params
 
 __all__ = ["DotProductLane", "layouts"]
 
@@ -36,7 +35,7 @@ def _tree_sum(values: Sequence[Value]) -> Value:
     return values[0]
 
 
-class DotProductLane(wiring.Component):
+class DotProductLane(StreamUnit):
     """``acc = sum_j dV_j W_ji`` over the words of one weight row, exact (docs/numerics.md 3.2).
 
     Each operand is one word: ``P`` weights of row ``i`` and the ``P`` matching dV of the
@@ -46,7 +45,7 @@ class DotProductLane(wiring.Component):
     The word flagged ``last`` completes the sum: accepted in cycle ``c``, the sum is offered
     from cycle ``c + 1`` (:data:`model.units.DOT_PRODUCT_LANE_LATENCY`) and the running sum
     restarts at 0, so the next sum's first word may follow in cycle ``c + 1``.
-    Stall-as-a-whole handshake (:func:`hw.datapath.pipeline`): no word is accepted while
+    Stall-as-a-whole handshake (:class:`hw.datapath.StreamUnit`): no word is accepted while
     a completed sum is refused. The cycle-accurate reference is
     :func:`model.units.dot_product_lane_step`.
 
@@ -76,19 +75,20 @@ class DotProductLane(wiring.Component):
         Naming the parameter, e.g. ``lanes`` below 1 (:func:`model.units.dot_product_lane_params`).
     """
 
-    def __init__(self, *, lanes: int, g: int, w: int, fan_out: int) -> None:
-        self.params = dot_product_lane_params(lanes=lanes, g=g, w=w, fan_out=fan_out)
-        operand, result = layouts(self.params)
-        super().__init__({
-            "operand": In(stream.Signature(operand)),
-            "result": Out(stream.Signature(result)),
-        })
+    LATENCY = DOT_PRODUCT_LANE_LATENCY
 
-    def elaborate(self, platform) -> Module:
-        m = Module()
+    def __init__(self, *, lanes: int, g: int, w: int, fan_out: int) -> None:
+        params = dot_product_lane_params(lanes=lanes, g=g, w=w, fan_out=fan_out)
+        super().__init__(params, layouts(params))
+
+    def emit(self, operand: data.View) -> Value:
+        """Only the word flagged ``last`` completes a sum."""
+        return operand.last
+
+    def elaborate_datapath(
+        self, m: Module, control: Pipeline, operand: data.View, result: data.View
+    ) -> None:
         params = self.params
-        operand, result = self.operand.payload, self.result.payload
-        control = pipeline(m, self.operand, self.result, 1, emit=operand.last)
 
         # Datapath: P products, adder tree, running sum (exact in acc_bits by the contract).
         running = Signal(signed(params.acc_bits))
@@ -101,5 +101,3 @@ class DotProductLane(wiring.Component):
             m.d.sync += running.eq(Mux(operand.last, 0, total))
         with m.If(control.advance):
             m.d.sync += result.sum.eq(total)
-
-        return m

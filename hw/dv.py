@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data
 
-from hw.datapath import pipeline, saturate
+from hw.datapath import Pipeline, StreamUnit, saturate
 from model.units import DV_UNIT_LATENCY, DvUnitParams, dv_unit_params
 
 __all__ = ["DvUnit", "layouts"]
@@ -26,7 +25,7 @@ def layouts(params: DvUnitParams) -> tuple[data.StructLayout, data.StructLayout]
     return operand, data.StructLayout({"dv": signed(params.g)})
 
 
-class DvUnit(wiring.Component):
+class DvUnit(StreamUnit):
     """The eq. 15 mux for one neuron per cycle (docs/numerics.md section 3.3).
 
     ``dv = sat_g((acc * r) >> shift)`` when ``window`` (h = 1), else ``dv = dv_next`` (the
@@ -35,7 +34,7 @@ class DvUnit(wiring.Component):
     saturation to g bits is the only one.
 
     Two pipeline stages (:data:`model.units.DV_UNIT_LATENCY`): the product, then the
-    shift, saturation and mux; stall-as-a-whole handshake (:func:`hw.datapath.pipeline`).
+    shift, saturation and mux; stall-as-a-whole handshake (:class:`hw.datapath.StreamUnit`).
     The cycle-accurate reference is :func:`model.units.dv_unit_step`.
 
     Parameters
@@ -70,19 +69,16 @@ class DvUnit(wiring.Component):
         (:func:`model.units.dv_unit_params`).
     """
 
-    def __init__(self, *, g: int, w: int, fan_out: int, k: int, shift: int) -> None:
-        self.params = dv_unit_params(g=g, w=w, fan_out=fan_out, k=k, shift=shift)
-        operand, result = layouts(self.params)
-        super().__init__({
-            "operand": In(stream.Signature(operand)),
-            "result": Out(stream.Signature(result)),
-        })
+    LATENCY = DV_UNIT_LATENCY
 
-    def elaborate(self, platform) -> Module:
-        m = Module()
+    def __init__(self, *, g: int, w: int, fan_out: int, k: int, shift: int) -> None:
+        params = dv_unit_params(g=g, w=w, fan_out=fan_out, k=k, shift=shift)
+        super().__init__(params, layouts(params))
+
+    def elaborate_datapath(
+        self, m: Module, control: Pipeline, operand: data.View, result: data.View
+    ) -> None:
         params = self.params
-        control = pipeline(m, self.operand, self.result, DV_UNIT_LATENCY)
-        operand, result = self.operand.payload, self.result.payload
 
         # Datapath, stage 1: the full-width product (|acc * r| < 2^(acc_bits + k)).
         product = Signal(signed(params.acc_bits + params.k + 1))
@@ -99,5 +95,3 @@ class DvUnit(wiring.Component):
         scaled = saturate(product >> params.shift, params.g)
         with m.If(control.advance):
             m.d.sync += result.dv.eq(Mux(window, scaled, dv_next))
-
-        return m

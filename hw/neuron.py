@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data
 
-from hw.datapath import pipeline, saturate
+from hw.datapath import Pipeline, StreamUnit, saturate
 from model.units import NEURON_LANE_LATENCY, NeuronLaneParams, NeuronOp, neuron_lane_params
 
 __all__ = ["NeuronLane", "layouts"]
@@ -33,7 +32,7 @@ def layouts(params: NeuronLaneParams) -> tuple[data.StructLayout, data.StructLay
     return operand, result
 
 
-class NeuronLane(wiring.Component):
+class NeuronLane(StreamUnit):
     """One neuron per cycle: integrate, fire compare, window flag, reset (eqs. 2, 8, 14).
 
     The SCAN and INTEGRATE engines of the core (docs/architecture.md section 3) instantiate
@@ -47,7 +46,7 @@ class NeuronLane(wiring.Component):
 
     Two pipeline stages (:data:`model.units.NEURON_LANE_LATENCY`): the integrate add and
     saturation, then the compare, window and reset; stall-as-a-whole handshake
-    (:func:`hw.datapath.pipeline`). The cycle-accurate reference is
+    (:class:`hw.datapath.StreamUnit`). The cycle-accurate reference is
     :func:`model.units.neuron_lane_step`.
 
     Parameters
@@ -75,19 +74,16 @@ class NeuronLane(wiring.Component):
         If ``w`` is outside 2..16 or ``v`` outside w..32 (the message names the parameter).
     """
 
-    def __init__(self, *, w: int, v: int) -> None:
-        self.params = neuron_lane_params(w=w, v=v)
-        operand, result = layouts(self.params)
-        super().__init__({
-            "operand": In(stream.Signature(operand)),
-            "result": Out(stream.Signature(result)),
-        })
+    LATENCY = NEURON_LANE_LATENCY
 
-    def elaborate(self, platform) -> Module:
-        m = Module()
+    def __init__(self, *, w: int, v: int) -> None:
+        params = neuron_lane_params(w=w, v=v)
+        super().__init__(params, layouts(params))
+
+    def elaborate_datapath(
+        self, m: Module, control: Pipeline, operand: data.View, result: data.View
+    ) -> None:
         bits = self.params.v
-        control = pipeline(m, self.operand, self.result, NEURON_LANE_LATENCY)
-        operand, result = self.operand.payload, self.result.payload
 
         # Datapath, stage 1: integrate (saturating add) or pass V through.
         integrated = Signal(signed(bits))
@@ -117,5 +113,3 @@ class NeuronLane(wiring.Component):
                 result.spike.eq(spike),
                 result.window.eq(window),
             ]
-
-        return m

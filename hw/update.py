@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 
-from hw.datapath import clamp, pipeline, saturate
+from hw.datapath import Pipeline, StreamUnit, clamp, saturate
 from model.fixed import LFSR_BITS, LFSR_TAPS
 from model.units import (
     SHIFT_BITS,
@@ -49,7 +49,7 @@ def lfsr_next(state: Value) -> Value:
     return Mux(state[0], shifted ^ LFSR_TAPS, shifted)
 
 
-class UpdateUnit(wiring.Component):
+class UpdateUnit(StreamUnit):
     """Weight and threshold update with a shifted learning rate (docs/numerics.md section 4).
 
     Each operand is one memory word: ``P`` values with the ``P`` gradient accumulators of
@@ -74,7 +74,7 @@ class UpdateUnit(wiring.Component):
 
     Two pipeline stages (:data:`model.units.UPDATE_UNIT_LATENCY`): draws and the rounded
     shift, then the subtraction and saturation/clamp; stall-as-a-whole handshake
-    (:func:`hw.datapath.pipeline`). The cycle-accurate reference is
+    (:class:`hw.datapath.StreamUnit`). The cycle-accurate reference is
     :func:`model.units.update_unit_step`.
 
     Parameters
@@ -112,23 +112,21 @@ class UpdateUnit(wiring.Component):
         Naming the parameter (:func:`model.units.update_unit_params`).
     """
 
+    LATENCY = UPDATE_UNIT_LATENCY
+
     def __init__(self, *, lanes: int, w: int, v: int, dw: int, dth: int) -> None:
-        self.params = update_unit_params(lanes=lanes, w=w, v=v, dw=dw, dth=dth)
-        operand, result = layouts(self.params)
-        super().__init__({
-            "operand": In(stream.Signature(operand)),
-            "result": Out(stream.Signature(result)),
+        params = update_unit_params(lanes=lanes, w=w, v=v, dw=dw, dth=dth)
+        super().__init__(params, layouts(params), {
             "lfsr_load": In(1),
             "lfsr_seed": In(LFSR_BITS),
             "lfsr_state": Out(LFSR_BITS, init=1),
         })
 
-    def elaborate(self, platform) -> Module:
-        m = Module()
+    def elaborate_datapath(
+        self, m: Module, control: Pipeline, operand: data.View, result: data.View
+    ) -> None:
         params = self.params
         lanes = params.lanes
-        control = pipeline(m, self.operand, self.result, UPDATE_UNIT_LATENCY)
-        operand, result = self.operand.payload, self.result.payload
 
         # Datapath, stage 1: LFSR draws (one step per enabled lane) and the rounded shift.
         shift = operand.shift
@@ -180,5 +178,3 @@ class UpdateUnit(wiring.Component):
         with m.If(control.advance):
             m.d.sync += [result.value[j].eq(merged[j]) for j in range(lanes)]
             m.d.sync += [result.mask.eq(mask), result.changed.eq(Cat(changed))]
-
-        return m

@@ -21,6 +21,7 @@ fields (meaningful only while ``result_valid``). Parameters are checked by ``*_p
 functions shared with the hardware components (one clear ``TypeError``/``ValueError``
 naming the parameter); the arithmetic is that of :mod:`model.fixed`, applied by the pure
 ``*_result`` functions, which the benches also use as their transaction-level reference.
+:data:`STREAM_MODELS` names each unit's functions and types for benches and tests.
 Payload values are checked against the port widths when an operand is accepted; values
 outside the numerics contract but inside the port (e.g. a weight outside ``w`` bits on a
 port that also carries pixels) are computed as the RTL computes them.
@@ -29,7 +30,8 @@ port that also carries pixels) are computed as the RTL computes them.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -55,6 +57,7 @@ __all__ = [
     "NEURON_LANE_LATENCY",
     "PIXEL_BITS",
     "SHIFT_BITS",
+    "STREAM_MODELS",
     "UPDATE_UNIT_LATENCY",
     "AccumulateOp",
     "DotProductLaneInputs",
@@ -79,6 +82,7 @@ __all__ = [
     "NeuronLaneState",
     "NeuronOp",
     "Rounding",
+    "StreamModel",
     "UpdateOp",
     "UpdateUnitInputs",
     "UpdateUnitOutputs",
@@ -342,6 +346,26 @@ def reciprocal_divider_step(
 PIXEL_BITS = 8
 
 
+#: Contract ranges (minimum, maximum or ``None``) of the parameters several units share
+#: (docs/numerics.md section 1): lanes per word, dV bits, weight bits.
+_SHARED_PARAMS = {"lanes": (1, None), "g": (4, 32), "w": (2, 16)}
+
+
+def _check_shared(**params: int) -> tuple[int, ...]:
+    """Check parameters of :data:`_SHARED_PARAMS` (in the order given) with
+    :func:`model.checks.check_int`; returns their values in that order."""
+    return tuple(
+        check_int(name, value, minimum=_SHARED_PARAMS[name][0], maximum=_SHARED_PARAMS[name][1])
+        for name, value in params.items()
+    )
+
+
+def _sum_bits(g: int, w: int, fan_out: int) -> int:
+    """Width of an exact spatial sum of ``fan_out`` products of g- and w-bit values,
+    ``g + w + ceil(log2 fan_out)`` (signed)."""
+    return g + w + ceil_log2(fan_out)
+
+
 def _check_signed(name: str, value: int, bits: int) -> int:
     low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     if not low <= value <= high:
@@ -372,6 +396,17 @@ def _lane_enables(mask: int, lanes: int) -> np.ndarray:
     return np.array([mask >> j & 1 for j in range(lanes)], dtype=bool)
 
 
+#: Inputs of a learning-datapath unit that are the stream handshake, not operand payload.
+_HANDSHAKE = ("operand_valid", "result_ready")
+
+
+def _payload(inputs: Any, *side: str) -> dict[str, Any]:
+    """The operand payload fields of one cycle's ``inputs`` (field -> value), without the
+    handshake and the ``side`` inputs; the names are those of the unit's ``*_result``."""
+    skipped = {*_HANDSHAKE, *side}
+    return {name: value for name, value in inputs._asdict().items() if name not in skipped}
+
+
 def _pipeline_step(
     state: Any, inputs: Any, outputs: type, compute: Callable[[], Any], **extra: Any
 ) -> tuple[Any, Any, bool]:
@@ -390,6 +425,17 @@ def _pipeline_step(
     shown = outputs(advance, head is not None, *(head or ()), **extra)
     moved = (entry, *slots[:-1]) if advance else slots
     return shown, state._replace(slots=moved), accepted
+
+
+def _result_step(
+    state: Any, inputs: Any, outputs: type, result: Callable[..., Any]
+) -> tuple[Any, Any]:
+    """One cycle of a pipeline whose stage-1 entry is ``result(state.params, **payload)``
+    (:func:`_pipeline_step`, :func:`_payload`). Returns ``(outputs, next_state)``."""
+    shown, next_state, _ = _pipeline_step(
+        state, inputs, outputs, lambda: result(state.params, **_payload(inputs))
+    )
+    return shown, next_state
 
 
 # Neuron lane (hw.neuron.NeuronLane) -----------------------------------------------------------
@@ -438,7 +484,7 @@ def neuron_lane_params(*, w: int, v: int) -> NeuronLaneParams:
     TypeError, ValueError
         Naming the parameter (:func:`model.checks.check_int`).
     """
-    w = check_int("w", w, minimum=2, maximum=16)
+    (w,) = _check_shared(w=w)
     return NeuronLaneParams(w, check_int("v", v, minimum=w, maximum=32))
 
 
@@ -537,14 +583,7 @@ def neuron_lane_step(
     ValueError
         As :func:`neuron_lane_result`, for an operand being accepted.
     """
-
-    def compute() -> NeuronLaneResult:
-        return neuron_lane_result(
-            state.params, inputs.op, inputs.v, inputs.x, inputs.vth, bool(inputs.reset_zero)
-        )
-
-    outputs, next_state, _ = _pipeline_step(state, inputs, NeuronLaneOutputs, compute)
-    return outputs, next_state
+    return _result_step(state, inputs, NeuronLaneOutputs, neuron_lane_result)
 
 
 # dV unit: the eq. 15 mux (hw.dv.DvUnit) -------------------------------------------------------
@@ -577,7 +616,7 @@ class DvUnitParams(NamedTuple):
     @property
     def acc_bits(self) -> int:
         """Width of the exact spatial sum, ``g + w + ceil(log2 fan_out)`` (signed)."""
-        return self.g + self.w + ceil_log2(self.fan_out)
+        return _sum_bits(self.g, self.w, self.fan_out)
 
     @property
     def scaled_bits(self) -> int:
@@ -598,8 +637,7 @@ def dv_unit_params(*, g: int, w: int, fan_out: int, k: int, shift: int) -> DvUni
     TypeError, ValueError
         Naming the parameter.
     """
-    g = check_int("g", g, minimum=4, maximum=32)
-    w = check_int("w", w, minimum=2, maximum=16)
+    g, w = _check_shared(g=g, w=w)
     fan_out = check_int("fan_out", fan_out, minimum=1, maximum=1 << (MAX_BITS - 2 - g - w))
     k = check_int("k", k, minimum=8, maximum=30)
     params = DvUnitParams(g, w, fan_out, k, check_int("shift", shift, minimum=0, maximum=k))
@@ -679,12 +717,7 @@ def dv_unit_step(state: DvUnitState, inputs: DvUnitInputs) -> tuple[DvUnitOutput
     ValueError
         As :func:`dv_unit_result`, for an operand being accepted.
     """
-
-    def compute() -> DvUnitResult:
-        return dv_unit_result(state.params, inputs.acc, inputs.r, inputs.window, inputs.dv_next)
-
-    outputs, next_state, _ = _pipeline_step(state, inputs, DvUnitOutputs, compute)
-    return outputs, next_state
+    return _result_step(state, inputs, DvUnitOutputs, dv_unit_result)
 
 
 # Dot-product lane: the exact spatial sum (hw.dot_product.DotProductLane) ----------------------
@@ -715,7 +748,7 @@ class DotProductLaneParams(NamedTuple):
     @property
     def acc_bits(self) -> int:
         """Width of the exact sum, ``g + w + ceil(log2 fan_out)`` (signed, cannot overflow)."""
-        return self.g + self.w + ceil_log2(self.fan_out)
+        return _sum_bits(self.g, self.w, self.fan_out)
 
     @property
     def words(self) -> int:
@@ -734,9 +767,7 @@ def dot_product_lane_params(*, lanes: int, g: int, w: int, fan_out: int) -> DotP
     TypeError, ValueError
         Naming the parameter.
     """
-    lanes = check_int("lanes", lanes, minimum=1)
-    g = check_int("g", g, minimum=4, maximum=32)
-    w = check_int("w", w, minimum=2, maximum=16)
+    lanes, g, w = _check_shared(lanes=lanes, g=g, w=w)
     fan_out = check_int("fan_out", fan_out, minimum=1, maximum=1 << (MAX_BITS - g - w))
     return DotProductLaneParams(lanes, g, w, fan_out)
 
@@ -880,8 +911,7 @@ def gradient_accumulator_params(
     TypeError, ValueError
         Naming the parameter.
     """
-    lanes = check_int("lanes", lanes, minimum=1)
-    g = check_int("g", g, minimum=4, maximum=32)
+    lanes, g = _check_shared(lanes=lanes, g=g)
     dw = check_int("dw", dw, minimum=g, maximum=48)
     return GradientAccumulatorParams(lanes, g, dw, check_int("dth", dth, minimum=g, maximum=48))
 
@@ -970,14 +1000,7 @@ def gradient_accumulator_step(
     ValueError
         As :func:`gradient_accumulator_result`, for an operand being accepted.
     """
-
-    def compute() -> GradientAccumulatorResult:
-        return gradient_accumulator_result(
-            state.params, inputs.op, inputs.mask, inputs.acc, inputs.dv
-        )
-
-    outputs, next_state, _ = _pipeline_step(state, inputs, GradientAccumulatorOutputs, compute)
-    return outputs, next_state
+    return _result_step(state, inputs, GradientAccumulatorOutputs, gradient_accumulator_result)
 
 
 # Update unit: learning-rate shifts with rounding (hw.update.UpdateUnit) -----------------------
@@ -1041,8 +1064,7 @@ def update_unit_params(*, lanes: int, w: int, v: int, dw: int, dth: int) -> Upda
     TypeError, ValueError
         Naming the parameter.
     """
-    lanes = check_int("lanes", lanes, minimum=1)
-    w = check_int("w", w, minimum=2, maximum=16)
+    lanes, w = _check_shared(lanes=lanes, w=w)
     v = check_int("v", v, minimum=w, maximum=32)
     dw = check_int("dw", dw, minimum=4, maximum=48)
     return UpdateUnitParams(lanes, w, v, dw, check_int("dth", dth, minimum=4, maximum=48))
@@ -1186,8 +1208,7 @@ def update_unit_step(
         nonlocal lfsr
         draws, lfsr = update_unit_draws(state.params, lfsr, inputs.rounding, inputs.mask)
         return update_unit_result(
-            state.params, inputs.op, inputs.rounding, inputs.shift, inputs.mask,
-            inputs.value, inputs.grad, draws,
+            state.params, draws=draws, **_payload(inputs, "lfsr_load", "lfsr_seed")
         )
 
     outputs, next_state, _ = _pipeline_step(
@@ -1196,3 +1217,63 @@ def update_unit_step(
     if inputs.lfsr_load:
         lfsr = LFSR.from_seed(int(_check_port("lfsr_seed", inputs.lfsr_seed, 32))).state
     return outputs, next_state._replace(lfsr=lfsr)
+
+
+# Registry of the learning-datapath models ----------------------------------------------------
+
+
+class StreamModel(NamedTuple):
+    """The cycle model of one learning-datapath unit, as benches and tests look it up.
+
+    Attributes
+    ----------
+    params, reset, step : callable
+        The unit's ``*_params``, ``*_reset`` and ``*_step`` functions.
+    inputs, outputs : type
+        Its inputs and outputs named tuple classes.
+    latency : int
+        Cycles from an accepted operand to its result.
+    result : callable or None
+        ``result(params, **payload)``: the result of one operand, or ``None`` where it
+        depends on more than the operand (the dot-product lane's running sum, the update
+        unit's LFSR draws).
+    side_inputs, side_outputs : tuple of str
+        Ports outside the two streams (the same names in model and hardware).
+    """
+
+    params: Callable[..., Any]
+    reset: Callable[..., Any]
+    step: Callable[[Any, Any], tuple[Any, Any]]
+    inputs: type
+    outputs: type
+    latency: int
+    result: Callable[..., Any] | None = None
+    side_inputs: tuple[str, ...] = ()
+    side_outputs: tuple[str, ...] = ()
+
+
+#: Unit name (as in :data:`hw.export.UNITS`) -> its :class:`StreamModel`.
+STREAM_MODELS: Mapping[str, StreamModel] = MappingProxyType({
+    "neuron_lane": StreamModel(
+        neuron_lane_params, neuron_lane_reset, neuron_lane_step, NeuronLaneInputs,
+        NeuronLaneOutputs, NEURON_LANE_LATENCY, neuron_lane_result,
+    ),
+    "dv_unit": StreamModel(
+        dv_unit_params, dv_unit_reset, dv_unit_step, DvUnitInputs, DvUnitOutputs,
+        DV_UNIT_LATENCY, dv_unit_result,
+    ),
+    "dot_product_lane": StreamModel(
+        dot_product_lane_params, dot_product_lane_reset, dot_product_lane_step,
+        DotProductLaneInputs, DotProductLaneOutputs, DOT_PRODUCT_LANE_LATENCY,
+    ),
+    "gradient_accumulator": StreamModel(
+        gradient_accumulator_params, gradient_accumulator_reset, gradient_accumulator_step,
+        GradientAccumulatorInputs, GradientAccumulatorOutputs, GRADIENT_ACCUMULATOR_LATENCY,
+        gradient_accumulator_result,
+    ),
+    "update_unit": StreamModel(
+        update_unit_params, update_unit_reset, update_unit_step, UpdateUnitInputs,
+        UpdateUnitOutputs, UPDATE_UNIT_LATENCY, None, ("lfsr_load", "lfsr_seed"),
+        ("lfsr_state",),
+    ),
+})

@@ -4,7 +4,10 @@ A unit bench subclasses :class:`CycleTB`, names the mapping between its step-fun
 (:mod:`model.units`) and the DUT ports, and drives one cycle at a time with
 :meth:`CycleTB.cycle`, which writes the inputs, samples every output in the read-only
 phase, steps the model with the same inputs and compares the two (per-cycle
-scoreboard). Transaction-level checks use the in-order :class:`Scoreboard`.
+scoreboard). Transaction-level checks use the in-order :class:`Scoreboard`. Every unit has
+one stream in and one stream out: :class:`CycleTB` also drives operands on the first
+(held until accepted), monitors both handshakes and runs the cocotb tests ``directed``
+(a table of :class:`Phase` rows) and ``random_stream`` with :meth:`CycleTB.test`.
 
 A model field may also live in part of a port (:class:`Bits`): a member of a stream's
 struct payload, or an array of lane values (a tuple in the model, lane 0 in the low bits);
@@ -18,8 +21,8 @@ import json
 import os
 import random
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from amaranth.hdl import Shape
@@ -33,6 +36,8 @@ __all__ = [
     "PATTERNS",
     "Bits",
     "CycleTB",
+    "Operand",
+    "Phase",
     "Scoreboard",
     "corrupted",
     "layout_fields",
@@ -46,6 +51,9 @@ __all__ = [
 
 CLOCK_PERIOD_NS = 10
 _MAX_REPORTS = 10
+
+#: An operand: the payload fields of one transfer (model input field -> value).
+Operand = dict[str, Any]
 
 #: Named valid/ready patterns: fixed ones cycle deterministically, the others draw from
 #: the bench's seeded generator.
@@ -242,6 +250,28 @@ class Scoreboard:
             self.log.error(message)
 
 
+class Phase(NamedTuple):
+    """One row of a directed table.
+
+    Attributes
+    ----------
+    label : str
+        Logged when the phase starts.
+    operands : list of Operand
+        Offered in order.
+    producer, consumer : str
+        Valid and ready patterns (:data:`PATTERNS`).
+    side : list of dict, optional
+        Per-cycle values of the unit's side inputs (cycled).
+    """
+
+    label: str
+    operands: list[Operand]
+    producer: str = "always"
+    consumer: str = "always"
+    side: list[dict[str, Any]] | None = None
+
+
 def _read(handle: Any) -> int | str:
     value = handle.value
     try:
@@ -251,9 +281,12 @@ def _read(handle: Any) -> int | str:
 
 
 class CycleTB:
-    """Base bench comparing a DUT with a step-function model every cycle.
+    """Base bench comparing a DUT with a step-function model every cycle, and driving its
+    operand stream against its result stream.
 
-    Subclasses set the class attributes below and call :meth:`cycle` once per clock cycle.
+    Subclasses set the class attributes below and implement :meth:`reference`,
+    :meth:`cover`, :meth:`directed_table` and :meth:`random_operands` (or override the
+    ``run_*`` methods); :meth:`test` runs a cocotb test to the end.
 
     Attributes
     ----------
@@ -269,21 +302,32 @@ class CycleTB:
         Output field whose LSB a corrupted model flips.
     CORRUPTIONS : tuple of str
         Allowed ``corrupt`` values besides ``None``.
+    OPERAND, RESULT : str
+        Names of the input and output streams in the model's fields (``<name>_valid``,
+        ``<name>_ready``).
+    RESULT_FIELDS : tuple of str
+        Model output fields of a delivered result, in the order of :meth:`reference`'s tuple.
+    SCOREBOARD : str
+        Name of the transaction scoreboard (``self.results``).
+    COVERAGE : tuple of str
+        Points the directed table must reach, besides ``"operand held"`` and
+        ``"result held"`` (a valid operand or result refused for a cycle).
 
     Parameters
     ----------
     dut : cocotb handle
         The top level.
+    config : mapping
+        The bench configuration (:func:`load_config`): ``params``, ``seed``, ``cycles``,
+        ``corrupt``: ``"model"`` perturbs the step function (see :func:`corrupted`),
+        ``"scoreboard"`` the expected items of the scoreboards made by :meth:`scoreboard`;
+        either way the bench must then fail.
     step : callable
         ``step(state, inputs) -> (outputs, next_state)``.
     state : named tuple
         The model state after reset.
     inputs : type
         The model's inputs named tuple class (its defaults are the idle inputs).
-    corrupt : str or None
-        ``"model"`` perturbs the step function (see :func:`corrupted`), ``"scoreboard"``
-        the expected items of the scoreboards made by :meth:`scoreboard`; either way the
-        bench must then fail.
     """
 
     INPUTS: Mapping[str, str | Bits] = {}
@@ -291,29 +335,41 @@ class CycleTB:
     QUALIFIERS: Mapping[str, str] = {}
     CORRUPT = ""
     CORRUPTIONS = ("model", "scoreboard")
+    OPERAND = "operand"
+    RESULT = "result"
+    RESULT_FIELDS: tuple[str, ...] = ()
+    SCOREBOARD = "results"
+    COVERAGE: tuple[str, ...] = ()
 
     def __init__(
-        self,
-        dut: Any,
-        step: Callable,
-        state: NamedTuple,
-        inputs: type,
-        *,
-        corrupt: str | None = None,
+        self, dut: Any, config: Mapping[str, Any], step: Callable, state: NamedTuple, inputs: type
     ) -> None:
+        corrupt = config.get("corrupt")
         if corrupt is not None and corrupt not in self.CORRUPTIONS:
             raise ValueError(
                 f"corrupt: {corrupt!r} is not one of {', '.join(self.CORRUPTIONS)} or null"
             )
         self.dut = dut
         self.log = dut._log
+        self.config = config
         self.corrupt = corrupt
         self.step = corrupted(step, self.CORRUPT) if corrupt == "model" else step
         self.reset_state = state
         self.state = state
+        self.inputs = inputs
         self.idle = inputs()
         self.cycles = 0
         self.mismatches = Scoreboard("cycle", self.log)
+        self.results = self.scoreboard(self.SCOREBOARD)
+        #: Payload shown while no operand is offered (the model's input defaults).
+        self.blank: Operand = {}
+        #: Cycles allowed for the drain at the end of a test and after each directed phase.
+        self.drain_cycles = 32
+        #: Cycles allowed per operand of a directed phase (sparse producers offer 1 in 5).
+        self.cycles_per_operand = 12
+        self.offered: Operand | None = None
+        self.accepted = 0
+        self.coverage: Counter[str] = Counter()
         self._clock_handle = dut.clk
         self._inputs = self._ports(self.INPUTS)
         self._outputs = self._ports(self.OUTPUTS)
@@ -389,30 +445,163 @@ class CycleTB:
         """A transaction scoreboard (corrupted in ``corrupt="scoreboard"`` runs)."""
         return Scoreboard(name, self.log, corrupt=self.corrupt == "scoreboard")
 
+    # To be provided by the unit's bench --------------------------------------------------
+
+    def reference(self, operand: Operand, inputs: NamedTuple) -> tuple | None:
+        """The expected result of an accepted operand (a tuple of the
+        :attr:`RESULT_FIELDS`), or ``None`` if it produces none. Called once per accepted
+        operand, in order."""
+        raise NotImplementedError
+
+    def cover(self, operand: Operand, expected: Any) -> None:
+        """Count the coverage points an accepted operand reaches."""
+        raise NotImplementedError
+
+    def directed_table(self) -> list[Phase]:
+        """The directed phases."""
+        raise NotImplementedError
+
+    def random_operands(self, rng: random.Random) -> Iterator[Operand]:
+        """An endless seeded operand stream."""
+        raise NotImplementedError
+
+    def random_side(self, rng: random.Random) -> Iterator[dict[str, Any]]:
+        """Per-cycle side inputs of the random stream (none by default)."""
+        return itertools.repeat({})
+
+    def junk_operands(self, rng: random.Random) -> Iterator[Operand] | None:
+        """Payloads shown while the random stream's operand stream is idle (``None``: the
+        :attr:`blank` payload)."""
+        return None
+
+    # Driving and monitoring ---------------------------------------------------------------
+
+    async def drive(
+        self,
+        cycles: int,
+        producer: Iterator[bool],
+        consumer: Iterator[bool],
+        operands: Iterator[Operand],
+        side: Iterator[dict[str, Any]] | None = None,
+        junk: Iterator[Operand] | None = None,
+    ) -> None:
+        """Run ``cycles`` cycles: the producer pattern decides when a new operand is offered
+        (held until accepted, as the stream rules require), the consumer pattern drives the
+        result stream's ``ready``; while nothing is offered the payload shows ``junk``
+        operands (:attr:`blank` by default); ``side`` gives further per-cycle inputs."""
+        for _ in range(cycles):
+            if self.offered is None and next(producer):
+                self.offered = next(operands, None)
+            payload = self.offered if self.offered is not None else (
+                next(junk) if junk is not None else self.blank
+            )
+            inputs = self.inputs(
+                **{f"{self.OPERAND}_valid": self.offered is not None},
+                **{f"{self.RESULT}_ready": next(consumer)},
+                **payload,
+                **(next(side) if side is not None else {}),
+            )
+            out = await self.cycle(inputs)
+            self.monitor(inputs, out)
+
+    def monitor(self, inputs: NamedTuple, out: Mapping[str, Any]) -> None:
+        """Transaction monitor and coverage, from the DUT's handshakes."""
+        offered = getattr(inputs, f"{self.OPERAND}_valid")
+        ready = out[f"{self.OPERAND}_ready"]
+        if offered and ready == 1:
+            expected = self.reference(self.offered, inputs)
+            if expected is not None:
+                self.results.expect(plain(tuple(expected)))
+            self.cover(self.offered, expected)
+            self.offered = None
+            self.accepted += 1
+        self.coverage["operand held"] += offered and ready == 0
+        if out[f"{self.RESULT}_valid"] == 1:
+            if getattr(inputs, f"{self.RESULT}_ready"):
+                observed = tuple(out[name] for name in self.RESULT_FIELDS)
+                self.results.observe(observed, f"at cycle {self.cycles - 1}")
+            else:
+                self.coverage["result held"] += 1
+
+    async def drain(self) -> None:
+        """Deliver the outstanding operand and results (bounded), then two idle cycles."""
+        never, always = itertools.repeat(False), itertools.repeat(True)
+        for _ in range(self.drain_cycles):
+            if self.offered is None and not self.results.expected:
+                break
+            await self.drive(1, never, always, iter(()))
+        await self.drive(2, never, always, iter(()))
+
+    def check_coverage(self, points: Sequence[str]) -> None:
+        """Log the coverage of ``points`` (and of the held operand and result); count an
+        error naming those the directed vectors did not reach."""
+        points = ("operand held", "result held", *points)
+        self.log.info("directed coverage: %s", {point: self.coverage[point] for point in points})
+        missed = [point for point in points if not self.coverage[point]]
+        if missed:
+            self.mismatches.error(f"directed vectors did not reach: {', '.join(missed)}")
+
+    async def run_directed(self) -> None:
+        """The :meth:`directed_table`, each phase until its results are back (bounded), then
+        a check that every :attr:`COVERAGE` point was reached."""
+        rng = random.Random(0)
+        for phase in self.directed_table():
+            self.log.info("directed: %s (%d operands)", phase.label, len(phase.operands))
+            start = self.accepted
+            producing, consuming = pattern(phase.producer, rng), pattern(phase.consumer, rng)
+            supply = iter(phase.operands)
+            side = itertools.cycle(phase.side) if phase.side else None
+            for _ in range(self.cycles_per_operand * len(phase.operands) + self.drain_cycles):
+                if self.accepted - start == len(phase.operands) and not self.results.expected:
+                    break
+                await self.drive(1, producing, consuming, supply, side)
+            else:
+                self.mismatches.error(f"directed: {phase.label}: results did not come back in time")
+        self.check_coverage(self.COVERAGE)
+
+    async def run_random(self, rng: random.Random, cycles: int) -> None:
+        """Seeded random operands and side inputs under every producer x consumer pattern
+        pair (:func:`phases`), with :meth:`junk_operands` while the operand stream is idle."""
+        operands = self.random_operands(rng)
+        junk = self.junk_operands(rng)
+        side = self.random_side(rng)
+        for length, producer, consumer in phases(rng, cycles):
+            await self.drive(length, producer, consumer, operands, side, junk)
+
+    async def test(self, name: str) -> None:
+        """Run cocotb test ``name`` (``"directed"`` or ``"random_stream"``) to the end."""
+        await self.start()
+        if name == "directed":
+            await self.run_directed()
+        else:
+            await self.run_random(seeded(self.config, name), int(self.config["cycles"]))
+        await self.drain()
+        self.finish(name)
+
     @property
     def seconds(self) -> float:
         """Wall-clock time since the end of reset."""
         return time.perf_counter() - self._started
 
-    def finish(self, config: Mapping[str, Any], test: str, *boards: Scoreboard) -> None:
-        """Record statistics and fail unless every scoreboard is clean and drained."""
-        seconds = self.seconds
-        pending = {board.name: len(board.expected) for board in boards if board.expected}
-        errors = self.mismatches.errors + sum(board.errors for board in boards)
+    def finish(self, test: str) -> None:
+        """Record statistics and fail unless both scoreboards are clean and drained."""
+        seconds, board = self.seconds, self.results
+        pending = {board.name: len(board.expected)} if board.expected else {}
+        errors = self.mismatches.errors + board.errors
+        matched = {board.name: board.matched}
         record_stats(
-            config,
+            self.config,
             test,
             cycles=self.cycles,
             seconds=seconds,
             cycles_per_second=self.cycles / seconds if seconds else 0.0,
             errors=errors,
-            matched={board.name: board.matched for board in boards},
+            matched=matched,
             pending=pending,
         )
         self.log.info(
             "%s: %d cycles in %.2f s (%.0f cycles/s), %d errors, matched %s",
-            test, self.cycles, seconds, self.cycles / seconds if seconds else 0.0, errors,
-            {board.name: board.matched for board in boards},
+            test, self.cycles, seconds, self.cycles / seconds if seconds else 0.0, errors, matched,
         )
         assert errors == 0, f"{test}: {errors} scoreboard errors (first ones logged above)"
         assert not pending, f"{test}: transactions still expected at the end: {pending}"

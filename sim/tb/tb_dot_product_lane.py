@@ -19,17 +19,9 @@ from typing import Any
 import cocotb
 
 from hw.dot_product import layouts
-from model.units import (
-    DotProductLaneInputs,
-    DotProductLaneOutputs,
-    DotProductLaneResult,
-    dot_product_lane_params,
-    dot_product_lane_reset,
-    dot_product_lane_step,
-    dot_product_lane_word,
-)
-from sim.tb.common import load_config
-from sim.tb.stream import Operand, Phase, StreamTB
+from model.units import DotProductLaneInputs, DotProductLaneResult, dot_product_lane_word
+from sim.tb.common import Operand, Phase, load_config
+from sim.tb.stream import StreamTB
 
 #: Situations the directed vectors must reach.
 COVERAGE = (
@@ -41,15 +33,13 @@ COVERAGE = (
 class DotProductLaneTB(StreamTB):
     """The dot-product lane's bench."""
 
+    UNIT = "dot_product_lane"
+    LAYOUTS = staticmethod(layouts)
     CORRUPT = "sum"
     COVERAGE = COVERAGE
 
     def __init__(self, dut: Any, config: dict[str, Any]) -> None:
-        self.unit = dot_product_lane_params(**config["params"])
-        super().__init__(
-            dut, config, step=dot_product_lane_step, state=dot_product_lane_reset(**config["params"]),
-            inputs=DotProductLaneInputs, outputs=DotProductLaneOutputs, layouts=layouts(self.unit),
-        )
+        super().__init__(dut, config)
         p = self.unit
         self.w_max, self.w_min = (1 << (p.w - 1)) - 1, -(1 << (p.w - 1))
         self.g_max, self.g_min = (1 << (p.g - 1)) - 1, -(1 << (p.g - 1))

@@ -17,17 +17,9 @@ import cocotb
 
 from hw.dv import layouts
 from model.fixed import mul_shift, reciprocal
-from model.units import (
-    DvUnitInputs,
-    DvUnitOutputs,
-    DvUnitResult,
-    dv_unit_params,
-    dv_unit_reset,
-    dv_unit_result,
-    dv_unit_step,
-)
-from sim.tb.common import load_config
-from sim.tb.stream import Operand, Phase, StreamTB
+from model.units import DvUnitResult
+from sim.tb.common import Operand, Phase, load_config
+from sim.tb.stream import StreamTB
 
 #: Situations the directed vectors must reach.
 COVERAGE = (
@@ -43,22 +35,17 @@ def _operand(acc: int, r: int, window: bool = True, dv_next: int = 0) -> Operand
 class DvUnitTB(StreamTB):
     """The dV unit's bench."""
 
+    UNIT = "dv_unit"
+    LAYOUTS = staticmethod(layouts)
     CORRUPT = "dv"
     COVERAGE = COVERAGE
 
     def __init__(self, dut: Any, config: dict[str, Any]) -> None:
-        self.unit = dv_unit_params(**config["params"])
-        super().__init__(
-            dut, config, step=dv_unit_step, state=dv_unit_reset(**config["params"]),
-            inputs=DvUnitInputs, outputs=DvUnitOutputs, layouts=layouts(self.unit),
-        )
+        super().__init__(dut, config)
         p = self.unit
         self.acc_max, self.acc_min = (1 << (p.acc_bits - 1)) - 1, -(1 << (p.acc_bits - 1))
         self.g_max, self.g_min = (1 << (p.g - 1)) - 1, -(1 << (p.g - 1))
         self.r_max = (1 << (p.k + 1)) - 1
-
-    def reference(self, operand: Operand, inputs: DvUnitInputs) -> DvUnitResult:
-        return dv_unit_result(self.unit, **operand)
 
     def cover(self, operand: Operand, expected: DvUnitResult) -> None:
         acc, r, c = operand["acc"], operand["r"], self.coverage

@@ -17,18 +17,9 @@ from typing import Any
 import cocotb
 
 from hw.accumulator import layouts
-from model.units import (
-    AccumulateOp,
-    GradientAccumulatorInputs,
-    GradientAccumulatorOutputs,
-    GradientAccumulatorResult,
-    gradient_accumulator_params,
-    gradient_accumulator_reset,
-    gradient_accumulator_result,
-    gradient_accumulator_step,
-)
-from sim.tb.common import load_config
-from sim.tb.stream import Operand, Phase, StreamTB
+from model.units import AccumulateOp, GradientAccumulatorResult
+from sim.tb.common import Operand, Phase, load_config
+from sim.tb.stream import StreamTB
 
 #: Situations the directed vectors must reach (per op: "dw ..." and "dvth ...").
 COVERAGE = tuple(
@@ -42,17 +33,13 @@ COVERAGE = tuple(
 class GradientAccumulatorTB(StreamTB):
     """The gradient accumulator's bench."""
 
+    UNIT = "gradient_accumulator"
+    LAYOUTS = staticmethod(layouts)
     CORRUPT = "acc"
     COVERAGE = COVERAGE
 
     def __init__(self, dut: Any, config: dict[str, Any]) -> None:
-        self.unit = gradient_accumulator_params(**config["params"])
-        super().__init__(
-            dut, config, step=gradient_accumulator_step,
-            state=gradient_accumulator_reset(**config["params"]),
-            inputs=GradientAccumulatorInputs, outputs=GradientAccumulatorOutputs,
-            layouts=layouts(self.unit),
-        )
+        super().__init__(dut, config)
         p = self.unit
         self.g_max, self.g_min = (1 << (p.g - 1)) - 1, -(1 << (p.g - 1))
         self.all_lanes = (1 << p.lanes) - 1
@@ -61,11 +48,6 @@ class GradientAccumulatorTB(StreamTB):
         """The op's accumulator range: dw bits for dW, dth bits for dVth."""
         bits = self.unit.dw if op == AccumulateOp.DW else self.unit.dth
         return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-
-    def reference(
-        self, operand: Operand, inputs: GradientAccumulatorInputs
-    ) -> GradientAccumulatorResult:
-        return gradient_accumulator_result(self.unit, **operand)
 
     def cover(self, operand: Operand, expected: GradientAccumulatorResult) -> None:
         op = AccumulateOp(operand["op"])

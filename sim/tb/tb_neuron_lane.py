@@ -16,18 +16,9 @@ from typing import Any
 import cocotb
 
 from hw.neuron import layouts
-from model.units import (
-    NeuronLaneInputs,
-    NeuronLaneOutputs,
-    NeuronLaneResult,
-    NeuronOp,
-    neuron_lane_params,
-    neuron_lane_reset,
-    neuron_lane_result,
-    neuron_lane_step,
-)
-from sim.tb.common import load_config
-from sim.tb.stream import Operand, Phase, StreamTB
+from model.units import NeuronLaneResult, NeuronOp
+from sim.tb.common import Operand, Phase, load_config
+from sim.tb.stream import StreamTB
 
 #: Situations the directed vectors must reach.
 COVERAGE = (
@@ -45,22 +36,17 @@ def _operand(op: NeuronOp, v: int = 0, x: int = 0, vth: int = 1, zero: bool = Fa
 class NeuronLaneTB(StreamTB):
     """The neuron lane's bench."""
 
+    UNIT = "neuron_lane"
+    LAYOUTS = staticmethod(layouts)
     CORRUPT = "v"
     COVERAGE = COVERAGE
 
     def __init__(self, dut: Any, config: dict[str, Any]) -> None:
-        self.lane = neuron_lane_params(**config["params"])
-        super().__init__(
-            dut, config, step=neuron_lane_step, state=neuron_lane_reset(**config["params"]),
-            inputs=NeuronLaneInputs, outputs=NeuronLaneOutputs, layouts=layouts(self.lane),
-        )
-        p = self.lane
+        super().__init__(dut, config)
+        p = self.unit
         self.v_max, self.v_min = (1 << (p.v - 1)) - 1, -(1 << (p.v - 1))
         self.vth_max = (1 << p.threshold_bits) - 1
         self.w_max, self.w_min = (1 << (p.w - 1)) - 1, -(1 << (p.w - 1))
-
-    def reference(self, operand: Operand, inputs: NeuronLaneInputs) -> NeuronLaneResult:
-        return neuron_lane_result(self.lane, **operand)
 
     def cover(self, operand: Operand, expected: NeuronLaneResult) -> None:
         op, v, x, vth = NeuronOp(operand["op"]), operand["v"], operand["x"], operand["vth"]
@@ -105,7 +91,7 @@ class NeuronLaneTB(StreamTB):
 
     def edges(self) -> list[Operand]:
         """Extreme membranes, addends and thresholds through every op and both resets."""
-        p = self.lane
+        p = self.unit
         x_top = (1 << (p.operand_bits - 1)) - 1
         operands = []
         for v in (self.v_max, self.v_min, 0, 1, -1):
@@ -131,7 +117,7 @@ class NeuronLaneTB(StreamTB):
         ]
 
     def random_operands(self, rng: random.Random) -> Iterator[Operand]:
-        p = self.lane
+        p = self.unit
         while True:
             op = NeuronOp(rng.randrange(4))
             vth = rng.choice((1, 2, 3, rng.randint(1, self.vth_max), self.vth_max))

@@ -10,9 +10,7 @@ an in-order scoreboard checks each delivered result against ``floor(2^K / Vth)``
 
 from __future__ import annotations
 
-import itertools
 import random
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -24,11 +22,12 @@ from model.units import (
     reciprocal_divider_result,
     reciprocal_divider_step,
 )
-from sim.tb.common import CycleTB, load_config, pattern, phases, seeded
+from sim.tb.common import CycleTB, Operand, Phase, load_config
 
-#: Situations the directed vectors must reach (checked at the end of ``directed``);
-#: "result 0 or 1" only where a threshold above 2^(K-1) fits ``threshold_bits``.
-COVERAGE = ("vth 1", "vth max", "vth 0", "result held", "operand held", "result 0 or 1")
+#: Situations the directed vectors must reach (checked at the end of ``directed``) besides a
+#: held operand and result; "result 0 or 1" only where a threshold above 2^(K-1) fits
+#: ``threshold_bits``.
+COVERAGE = ("vth 1", "vth max", "vth 0", "result 0 or 1")
 
 #: Directed phases: (label, operand set name, producer, consumer).
 DIRECTED = (
@@ -77,116 +76,50 @@ class ReciprocalDividerTB(CycleTB):
     }
     QUALIFIERS = {"result": "result_valid"}
     CORRUPT = "result"
+    OPERAND = "vth"
+    RESULT_FIELDS = ("result",)
 
     def __init__(self, dut: Any, config: Mapping[str, Any]) -> None:
         params = config["params"]
         super().__init__(
-            dut,
-            reciprocal_divider_step,
-            reciprocal_divider_reset(**params),
+            dut, config, reciprocal_divider_step, reciprocal_divider_reset(**params),
             ReciprocalDividerInputs,
-            corrupt=config.get("corrupt"),
         )
-        self.config = config
         self.threshold_bits = int(params["threshold_bits"])
         self.k = int(params["k"])
-        self.results = self.scoreboard("results")
-        self.offered: int | None = None
-        self.accepted = 0
-        self.coverage: Counter[str] = Counter()
+        self.drain_cycles = 2 * self.k + 8
+        self.cycles_per_operand = 4 * (self.k + 4)
+        self.COVERAGE = COVERAGE if self.threshold_bits >= self.k else COVERAGE[:-1]
 
-    async def drive(
-        self,
-        cycles: int,
-        producer: Iterator[bool],
-        consumer: Iterator[bool],
-        operands: Iterator[int],
-    ) -> None:
-        """Run ``cycles`` cycles; an offered operand stays on the stream until accepted."""
-        for _ in range(cycles):
-            if self.offered is None and next(producer):
-                self.offered = next(operands, None)
-            inputs = ReciprocalDividerInputs(
-                vth_valid=self.offered is not None,
-                vth=self.offered or 0,
-                result_ready=next(consumer),
-            )
-            out = await self.cycle(inputs)
-            self.monitor(inputs, out)
+    def reference(self, operand: Operand, inputs: ReciprocalDividerInputs) -> tuple[int]:
+        return (reciprocal_divider_result(operand["vth"], self.k),)
 
-    def monitor(self, inputs: ReciprocalDividerInputs, out: Mapping[str, Any]) -> None:
-        """Transaction monitor and coverage, from the DUT's handshakes."""
-        if inputs.vth_valid and out["vth_ready"] == 1:
-            vth = inputs.vth
-            self.results.expect(reciprocal_divider_result(vth, self.k))
-            self.coverage["vth 1"] += vth == 1
-            self.coverage["vth max"] += vth == (1 << self.threshold_bits) - 1
-            self.coverage["vth 0"] += vth == 0
-            self.offered = None
-            self.accepted += 1
-        self.coverage["operand held"] += inputs.vth_valid and out["vth_ready"] == 0
-        if out["result_valid"] == 1:
-            if inputs.result_ready:
-                self.results.observe(out["result"], f"at cycle {self.cycles - 1}")
-                self.coverage["result 0 or 1"] += out["result"] in (0, 1)
-            else:
-                self.coverage["result held"] += 1
+    def cover(self, operand: Operand, expected: tuple[int]) -> None:
+        vth, c = operand["vth"], self.coverage
+        c["vth 1"] += vth == 1
+        c["vth max"] += vth == (1 << self.threshold_bits) - 1
+        c["vth 0"] += vth == 0
+        c["result 0 or 1"] += expected[0] in (0, 1)
 
-    async def drain(self) -> None:
-        """Deliver the outstanding operand and result (bounded)."""
-        never, always = itertools.repeat(False), itertools.repeat(True)
-        for _ in range(2 * self.k + 8):
-            if self.offered is None and not self.results.expected:
-                break
-            await self.drive(1, never, always, iter(()))
-        await self.drive(2, never, always, iter(()))
-
-    async def run_directed(self) -> None:
-        """The :data:`DIRECTED` table, then a check that every :data:`COVERAGE` point was hit."""
+    def directed_table(self) -> list[Phase]:
         operands = directed_operands(self.threshold_bits, self.k)
-        rng = random.Random(0)
-        for label, name, producer, consumer in DIRECTED:
-            self.log.info("directed: %s %s", label, operands[name])
-            values = operands[name]
-            start = self.accepted
-            producing = pattern(producer, rng)
-            consuming = pattern(consumer, rng)
-            supply = iter(values)
-            for _ in range(len(values) * 4 * (self.k + 4)):
-                if self.accepted - start == len(values) and not self.results.expected:
-                    break
-                await self.drive(1, producing, consuming, supply)
-            else:
-                self.mismatches.error(f"directed: {label}: results did not come back in time")
-        reachable = COVERAGE if self.threshold_bits >= self.k else COVERAGE[:-1]
-        missed = [point for point in reachable if not self.coverage[point]]
-        if missed:
-            self.mismatches.error(f"directed vectors did not reach: {', '.join(missed)}")
+        return [
+            Phase(f"{label} {operands[name]}", [{"vth": vth} for vth in operands[name]],
+                  producer, consumer)
+            for label, name, producer, consumer in DIRECTED
+        ]
 
-    async def run_random(self, rng: random.Random, cycles: int) -> None:
-        """Seeded random operands under every producer x consumer pattern pair."""
-        operands = random_operands(rng, self.threshold_bits, self.k)
-        for length, producer, consumer in phases(rng, cycles):
-            await self.drive(length, producer, consumer, operands)
+    def random_operands(self, rng: random.Random) -> Iterator[Operand]:
+        return ({"vth": vth} for vth in random_operands(rng, self.threshold_bits, self.k))
 
 
 @cocotb.test()
 async def directed(dut: Any) -> None:
     """Directed operands: Vth = 1, max, mid-range, K edges, 0; backpressure and idle gaps."""
-    config = load_config()
-    tb = ReciprocalDividerTB(dut, config)
-    await tb.start()
-    await tb.run_directed()
-    await tb.drain()
-    tb.finish(config, "directed", tb.results)
+    await ReciprocalDividerTB(dut, load_config()).test("directed")
 
 
 @cocotb.test()
 async def random_stream(dut: Any) -> None:
     """Seeded random operands with idle and backpressure patterns (``cycles`` cycles)."""
-    config = load_config()
-    tb = ReciprocalDividerTB(dut, config)
-    await tb.start()
-    await tb.run_random(seeded(config, "random_stream"), int(config["cycles"]))
-    await tb.drain()
-    tb.finish(config, "random_stream", tb.results)
+    await ReciprocalDividerTB(dut, load_config()).test("random_stream")

@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import cocotb
 
 from model.units import SpikeQueueInputs, spike_queue_reset, spike_queue_step
-from sim.tb.common import CycleTB, load_config, pattern, phases, seeded
+from sim.tb.common import CycleTB, Operand, load_config, pattern
 
-#: Situations the directed vectors must reach (checked at the end of ``directed``).
+#: Situations the directed vectors must reach (checked at the end of ``directed``) besides a
+#: stalled push and a held pop.
 COVERAGE = (
     "pop from empty",
     "full",
-    "push stalled",
     "push and pop together",
     "push offered while popping at full",
     "clear while holding",
@@ -54,6 +53,10 @@ def directed_indices(bits: int) -> Iterator[int]:
     return itertools.chain(edges, (n & top for n in itertools.count(2)))
 
 
+def _clears(strobes: Iterator[bool]) -> Iterator[dict[str, bool]]:
+    return ({"clear_high_water": strobe} for strobe in strobes)
+
+
 class SpikeQueueTB(CycleTB):
     """Drivers, monitors, model and scoreboards of the spike queue."""
 
@@ -73,80 +76,48 @@ class SpikeQueueTB(CycleTB):
     }
     QUALIFIERS = {"pop_index": "pop_valid"}
     CORRUPT = "pop_index"
+    OPERAND = "push"
+    RESULT = "pop"
+    RESULT_FIELDS = ("pop_index",)
+    SCOREBOARD = "transfers"
+    COVERAGE = COVERAGE
 
     def __init__(self, dut: Any, config: Mapping[str, Any]) -> None:
         params = config["params"]
         super().__init__(
-            dut,
-            spike_queue_step,
-            spike_queue_reset(**params),
-            SpikeQueueInputs,
-            corrupt=config.get("corrupt"),
+            dut, config, spike_queue_step, spike_queue_reset(**params), SpikeQueueInputs
         )
-        self.config = config
         self.index_bits = int(params["index_bits"])
         self.depth = int(params["depth"])
-        self.transfers = self.scoreboard("transfers")
-        self.offered: int | None = None  # index held on the push stream until accepted
-        self.coverage: Counter[str] = Counter()
+        self.drain_cycles = 4 * self.depth + 8  # pop until the queue is empty
 
-    async def drive(
-        self,
-        cycles: int,
-        producer: Iterator[bool],
-        consumer: Iterator[bool],
-        indices: Iterator[int],
-        clear: Iterator[bool],
-    ) -> None:
-        """Run ``cycles`` cycles. The producer pattern decides when a new index is offered;
-        an offered index stays on the stream until accepted (stream rules)."""
-        for _ in range(cycles):
-            if self.offered is None and next(producer):
-                self.offered = next(indices)
-            inputs = SpikeQueueInputs(
-                push_valid=self.offered is not None,
-                push_index=self.offered or 0,
-                pop_ready=next(consumer),
-                clear_high_water=next(clear),
-            )
-            out = await self.cycle(inputs)
-            self.monitor(inputs, out)
+    def reference(self, operand: Operand, inputs: SpikeQueueInputs) -> tuple[int]:
+        """A pushed index comes out unchanged, in push order."""
+        return (operand["push_index"],)
+
+    def cover(self, operand: Operand, expected: tuple[int]) -> None:
+        index = operand["push_index"]
+        self.coverage["index max"] += index == (1 << self.index_bits) - 1
+        self.coverage["index 0"] += index == 0
 
     def monitor(self, inputs: SpikeQueueInputs, out: Mapping[str, Any]) -> None:
-        """Transaction monitor and coverage, from the DUT's handshakes."""
+        """The transfers, then the occupancy coverage."""
+        super().monitor(inputs, out)
         pushed = inputs.push_valid and out["push_ready"] == 1
         popped = inputs.pop_ready and out["pop_valid"] == 1
-        if pushed:
-            self.transfers.expect(self.offered)
-            if self.offered == (1 << self.index_bits) - 1:
-                self.coverage["index max"] += 1
-            if self.offered == 0:
-                self.coverage["index 0"] += 1
-            self.offered = None
-        if popped:
-            self.transfers.observe(out["pop_index"], f"at cycle {self.cycles - 1}")
         full = out["level"] == self.depth
         self.coverage["full"] += full
         self.coverage["pop from empty"] += inputs.pop_ready and out["level"] == 0
-        self.coverage["push stalled"] += inputs.push_valid and out["push_ready"] == 0
         self.coverage["push and pop together"] += pushed and popped
         self.coverage["push offered while popping at full"] += (
             full and popped and inputs.push_valid
         )
         self.coverage["clear while holding"] += inputs.clear_high_water and out["level"] > 0
 
-    async def drain(self) -> None:
-        """Finish an offered index, then pop until the queue is empty (bounded)."""
-        never, always = itertools.repeat(False), itertools.repeat(True)
-        for _ in range(4 * self.depth + 8):
-            if self.offered is None and not self.transfers.expected:
-                break
-            await self.drive(1, never, always, iter(()), never)
-        await self.drive(2, never, always, iter(()), never)  # the queue reports empty
-
     async def run_directed(self) -> None:
-        """The :data:`DIRECTED` table, then a check that every :data:`COVERAGE` point was hit."""
-        indices = directed_indices(self.index_bits)
+        """The :data:`DIRECTED` table (fixed cycle counts), then a check that every
+        :data:`COVERAGE` point was hit."""
+        indices = ({"push_index": index} for index in directed_indices(self.index_bits))
         rng = random.Random(0)
         for label, cycles, producer, consumer, clear in DIRECTED:
             self.log.info("directed: %s", label)
@@ -155,38 +126,26 @@ class SpikeQueueTB(CycleTB):
                 pattern(producer, rng),
                 pattern(consumer, rng),
                 indices,
-                pattern(clear, rng),
+                _clears(pattern(clear, rng)),
             )
-        missed = [point for point in COVERAGE if not self.coverage[point]]
-        if missed:
-            self.mismatches.error(f"directed vectors did not reach: {', '.join(missed)}")
+        self.check_coverage(self.COVERAGE)
 
-    async def run_random(self, rng: random.Random, cycles: int) -> None:
-        """Seeded random indices under every producer x consumer pattern pair, with rare clears."""
+    def random_operands(self, rng: random.Random) -> Iterator[Operand]:
         top = (1 << self.index_bits) - 1
-        indices = (rng.randint(0, top) for _ in itertools.count())
-        clear = (rng.random() < 0.01 for _ in itertools.count())
-        for length, producer, consumer in phases(rng, cycles):
-            await self.drive(length, producer, consumer, indices, clear)
+        return ({"push_index": rng.randint(0, top)} for _ in itertools.count())
+
+    def random_side(self, rng: random.Random) -> Iterator[dict[str, bool]]:
+        """Rare clears of the high-water mark."""
+        return _clears(rng.random() < 0.01 for _ in itertools.count())
 
 
 @cocotb.test()
 async def directed(dut: Any) -> None:
     """Directed vectors: empty, full, stalls, simultaneous push/pop, clears, edge indices."""
-    config = load_config()
-    tb = SpikeQueueTB(dut, config)
-    await tb.start()
-    await tb.run_directed()
-    await tb.drain()
-    tb.finish(config, "directed", tb.transfers)
+    await SpikeQueueTB(dut, load_config()).test("directed")
 
 
 @cocotb.test()
 async def random_stream(dut: Any) -> None:
     """Seeded random stream with idle and backpressure patterns (``cycles`` cycles)."""
-    config = load_config()
-    tb = SpikeQueueTB(dut, config)
-    await tb.start()
-    await tb.run_random(seeded(config, "random_stream"), int(config["cycles"]))
-    await tb.drain()
-    tb.finish(config, "random_stream", tb.transfers)
+    await SpikeQueueTB(dut, load_config()).test("random_stream")

@@ -22,19 +22,9 @@ import numpy as np
 
 from hw.update import layouts
 from model.fixed import LFSR, round_shift
-from model.units import (
-    Rounding,
-    UpdateOp,
-    UpdateUnitInputs,
-    UpdateUnitOutputs,
-    UpdateUnitResult,
-    update_unit_params,
-    update_unit_reset,
-    update_unit_result,
-    update_unit_step,
-)
-from sim.tb.common import load_config
-from sim.tb.stream import Operand, Phase, StreamTB
+from model.units import Rounding, UpdateOp, UpdateUnitInputs, UpdateUnitResult, update_unit_result
+from sim.tb.common import Operand, Phase, load_config
+from sim.tb.stream import StreamTB
 
 #: Situations the directed vectors must reach.
 COVERAGE = (
@@ -56,17 +46,13 @@ def _operand(
 class UpdateUnitTB(StreamTB):
     """The update unit's bench."""
 
+    UNIT = "update_unit"
+    LAYOUTS = staticmethod(layouts)
     CORRUPT = "value"
     COVERAGE = COVERAGE
-    SIDE_INPUTS = ("lfsr_load", "lfsr_seed")
-    SIDE_OUTPUTS = ("lfsr_state",)
 
     def __init__(self, dut: Any, config: dict[str, Any]) -> None:
-        self.unit = update_unit_params(**config["params"])
-        super().__init__(
-            dut, config, step=update_unit_step, state=update_unit_reset(**config["params"]),
-            inputs=UpdateUnitInputs, outputs=UpdateUnitOutputs, layouts=layouts(self.unit),
-        )
+        super().__init__(dut, config)
         p = self.unit
         self.all_lanes = (1 << p.lanes) - 1
         self.w_max, self.w_min = (1 << (p.w - 1)) - 1, -(1 << (p.w - 1))

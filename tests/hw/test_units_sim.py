@@ -3,6 +3,7 @@ construction-time parameter errors."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 import random
@@ -22,6 +23,7 @@ from hw.reciprocal import ReciprocalDivider
 from hw.update import UpdateUnit
 from model import units
 from model.units import (
+    STREAM_MODELS,
     ReciprocalDividerInputs,
     SpikeQueueInputs,
     reciprocal_divider_reset,
@@ -31,6 +33,7 @@ from model.units import (
 )
 
 Drive = Callable[[Any, Any], Any]  # (previous inputs, previous outputs) -> inputs
+Trace = list[tuple[Any, dict[str, int]]]
 
 
 def lockstep(
@@ -42,14 +45,14 @@ def lockstep(
     outputs: Mapping[str, Any],
     qualifiers: Mapping[str, str],
     cycles: int,
-) -> list[tuple[Any, dict[str, int]]]:
+) -> Trace:
     """Run DUT and model side by side; return every cycle's (inputs, DUT outputs).
 
     ``drive(previous_inputs, previous_outputs)`` chooses each cycle's inputs. Every output
     is compared every cycle (a qualified one only while its valid flag is set). A field
     mapped to a list of signals (lanes) is a tuple in the model.
     """
-    trace: list[tuple[Any, dict[str, int]]] = []
+    trace: Trace = []
 
     def plain(value: Any) -> Any:
         return tuple(int(item) for item in value) if isinstance(value, tuple) else int(value)
@@ -108,31 +111,52 @@ def queue_driver(rng: random.Random, bits: int, p_push: float, p_pop: float) -> 
     return drive
 
 
-def run_queue(
-    index_bits: int, depth: int, drive: Drive, cycles: int
-) -> list[tuple[Any, dict[str, int]]]:
-    dut = SpikeQueue(index_bits=index_bits, depth=depth)
+class Ports(NamedTuple):
+    """Model field -> DUT port path (``push__valid`` is ``dut.push.valid``), both ways, and
+    the qualifiers of :func:`lockstep`."""
+
+    inputs: Mapping[str, str]
+    outputs: Mapping[str, str]
+    qualifiers: Mapping[str, str]
+
+
+QUEUE_PORTS = Ports(
+    {"push_valid": "push__valid", "push_index": "push__payload", "pop_ready": "pop__ready",
+     "clear_high_water": "clear_high_water"},
+    {"push_ready": "push__ready", "pop_valid": "pop__valid", "pop_index": "pop__payload",
+     "level": "level", "high_water": "high_water", "full": "full"},
+    {"pop_index": "pop_valid"},
+)
+DIVIDER_PORTS = Ports(
+    {"vth_valid": "vth__valid", "vth": "vth__payload", "result_ready": "result__ready"},
+    {"vth_ready": "vth__ready", "busy": "busy", "result_valid": "result__valid",
+     "result": "result__payload"},
+    {"result": "result_valid"},
+)
+
+
+def run_unit(
+    component: type, reset: Callable, step: Callable, ports: Ports, params: dict[str, int],
+    drive: Drive, cycles: int,
+) -> Trace:
+    """Build ``component(**params)`` and run it in :func:`lockstep` with its model."""
+    dut = component(**params)
+
+    def signals(paths: Mapping[str, str]) -> dict[str, Any]:
+        return {
+            field: functools.reduce(getattr, path.split("__"), dut) for field, path in paths.items()
+        }
+
     return lockstep(
-        dut,
-        spike_queue_step,
-        spike_queue_reset(index_bits=index_bits, depth=depth),
-        drive,
-        {
-            "push_valid": dut.push.valid,
-            "push_index": dut.push.payload,
-            "pop_ready": dut.pop.ready,
-            "clear_high_water": dut.clear_high_water,
-        },
-        {
-            "push_ready": dut.push.ready,
-            "pop_valid": dut.pop.valid,
-            "pop_index": dut.pop.payload,
-            "level": dut.level,
-            "high_water": dut.high_water,
-            "full": dut.full,
-        },
-        {"pop_index": "pop_valid"},
-        cycles,
+        dut, step, reset(**params), drive, signals(ports.inputs), signals(ports.outputs),
+        ports.qualifiers, cycles,
+    )
+
+
+def run_queue(index_bits: int, depth: int, drive: Drive, cycles: int) -> Trace:
+    params = {"index_bits": index_bits, "depth": depth}
+    return run_unit(
+        SpikeQueue, spike_queue_reset, spike_queue_step, QUEUE_PORTS, params, drive, cycles
     )
 
 
@@ -171,24 +195,11 @@ def test_spike_queue_fills_and_keeps_order() -> None:
     assert trace[-1][1]["level"] == 0 and trace[-1][1]["high_water"] == depth
 
 
-def run_divider(
-    threshold_bits: int, k: int, drive: Drive, cycles: int
-) -> list[tuple[Any, dict[str, int]]]:
-    dut = ReciprocalDivider(threshold_bits=threshold_bits, k=k)
-    return lockstep(
-        dut,
-        reciprocal_divider_step,
-        reciprocal_divider_reset(threshold_bits=threshold_bits, k=k),
-        drive,
-        {"vth_valid": dut.vth.valid, "vth": dut.vth.payload, "result_ready": dut.result.ready},
-        {
-            "vth_ready": dut.vth.ready,
-            "busy": dut.busy,
-            "result_valid": dut.result.valid,
-            "result": dut.result.payload,
-        },
-        {"result": "result_valid"},
-        cycles,
+def run_divider(threshold_bits: int, k: int, drive: Drive, cycles: int) -> Trace:
+    params = {"threshold_bits": threshold_bits, "k": k}
+    return run_unit(
+        ReciprocalDivider, reciprocal_divider_reset, reciprocal_divider_step, DIVIDER_PORTS,
+        params, drive, cycles,
     )
 
 
@@ -278,16 +289,12 @@ def _lanes(rng: random.Random, count: int, bits: int) -> tuple[int, ...]:
 
 
 class StreamCase(NamedTuple):
-    """A learning-datapath unit under test: how to build it, its model, random operands."""
+    """A learning-datapath unit under test: its component, random operands (given the
+    checked parameters) and its model (:data:`model.units.STREAM_MODELS`)."""
 
     component: type
-    reset: Callable
-    step: Callable
-    inputs: type
-    latency: int
     operands: Callable[[random.Random, Any], Iterator[dict[str, Any]]]
-    side_inputs: tuple[str, ...] = ()
-    side_outputs: tuple[str, ...] = ()
+    model: units.StreamModel
 
 
 def _neuron_operands(rng: random.Random, p: units.NeuronLaneParams) -> Iterator[dict[str, Any]]:
@@ -337,22 +344,14 @@ def _update_operands(rng: random.Random, p: units.UpdateUnitParams) -> Iterator[
 
 
 STREAM_CASES = {
-    "neuron_lane": StreamCase(
-        NeuronLane, units.neuron_lane_reset, units.neuron_lane_step, units.NeuronLaneInputs,
-        units.NEURON_LANE_LATENCY, _neuron_operands),
-    "dv_unit": StreamCase(
-        DvUnit, units.dv_unit_reset, units.dv_unit_step, units.DvUnitInputs,
-        units.DV_UNIT_LATENCY, _dv_operands),
-    "dot_product_lane": StreamCase(
-        DotProductLane, units.dot_product_lane_reset, units.dot_product_lane_step,
-        units.DotProductLaneInputs, units.DOT_PRODUCT_LANE_LATENCY, _dot_operands),
-    "gradient_accumulator": StreamCase(
-        GradientAccumulator, units.gradient_accumulator_reset, units.gradient_accumulator_step,
-        units.GradientAccumulatorInputs, units.GRADIENT_ACCUMULATOR_LATENCY,
-        _accumulator_operands),
-    "update_unit": StreamCase(
-        UpdateUnit, units.update_unit_reset, units.update_unit_step, units.UpdateUnitInputs,
-        units.UPDATE_UNIT_LATENCY, _update_operands, ("lfsr_load", "lfsr_seed"), ("lfsr_state",)),
+    name: StreamCase(component, operands, STREAM_MODELS[name])
+    for name, component, operands in (
+        ("neuron_lane", NeuronLane, _neuron_operands),
+        ("dv_unit", DvUnit, _dv_operands),
+        ("dot_product_lane", DotProductLane, _dot_operands),
+        ("gradient_accumulator", GradientAccumulator, _accumulator_operands),
+        ("update_unit", UpdateUnit, _update_operands),
+    )
 }
 
 #: Two small parameter sets per unit (odd lane counts and widths included).
@@ -369,23 +368,22 @@ STREAM_PARAMS = [
 ]
 
 
-def run_stream(
-    name: str, params: dict[str, int], drive: Drive, cycles: int
-) -> list[tuple[Any, dict[str, int]]]:
+def run_stream(name: str, params: dict[str, int], drive: Drive, cycles: int) -> Trace:
     case = STREAM_CASES[name]
+    model = case.model
     dut = case.component(**params)
     inputs = {
         "operand_valid": dut.operand.valid, **_payload_signals(dut.operand),
-        "result_ready": dut.result.ready, **{n: getattr(dut, n) for n in case.side_inputs},
+        "result_ready": dut.result.ready, **{n: getattr(dut, n) for n in model.side_inputs},
     }
     results = _payload_signals(dut.result)
     outputs = {
         "operand_ready": dut.operand.ready, "result_valid": dut.result.valid, **results,
-        **{n: getattr(dut, n) for n in case.side_outputs},
+        **{n: getattr(dut, n) for n in model.side_outputs},
     }
     qualifiers = {field: "result_valid" for field in results}
     return lockstep(
-        dut, case.step, case.reset(**params), drive, inputs, outputs, qualifiers, cycles
+        dut, model.step, model.reset(**params), drive, inputs, outputs, qualifiers, cycles
     )
 
 
@@ -395,7 +393,7 @@ def stream_driver(
     """Random operands held until accepted, junk payloads while idle, random readiness;
     rare LFSR loads for the update unit."""
     case = STREAM_CASES[name]
-    operands = case.operands(rng, dut_params(name, params))
+    operands = case.operands(rng, case.model.params(**params))
     held: list[dict[str, Any]] = []
 
     def drive(previous: Any, out: Mapping[str, int] | None) -> Any:
@@ -404,18 +402,14 @@ def stream_driver(
         if not held and rng.random() < p_valid:
             held.append(next(operands))
         side = {}
-        if case.side_inputs:
+        if case.model.side_inputs:
             side = {"lfsr_load": rng.random() < 0.03, "lfsr_seed": rng.choice((0, rng.getrandbits(32)))}
-        return case.inputs(
+        return case.model.inputs(
             operand_valid=bool(held), result_ready=rng.random() < p_ready,
             **(held[0] if held else next(operands)), **side,
         )
 
     return drive
-
-
-def dut_params(name: str, params: dict[str, int]) -> Any:
-    return getattr(units, f"{name}_params")(**params)
 
 
 @pytest.mark.parametrize("name, params", STREAM_PARAMS)
@@ -433,28 +427,29 @@ def test_learning_unit_latency_and_stall(name: str) -> None:
     refused result is held, blocks new operands and freezes the pipeline."""
     params = next(p for unit, p in STREAM_PARAMS if unit == name)
     case = STREAM_CASES[name]
+    latency = case.model.latency
     rng = random.Random(name)
     operands = itertools.chain.from_iterable(
         # single-word dot products: every operand completes a sum
         ({**op, "last": True} if name == "dot_product_lane" else op for op in [op])
-        for op in case.operands(rng, dut_params(name, params))
+        for op in case.operands(rng, case.model.params(**params))
     )
-    stall = range(case.latency + 2, case.latency + 6)
+    stall = range(latency + 2, latency + 6)
 
     def drive(previous: Any, out: Mapping[str, int] | None) -> Any:
         cycle = len(seen)
         seen.append(cycle)
-        return case.inputs(
+        return case.model.inputs(
             operand_valid=True, result_ready=cycle not in stall, **next(operands),
-            **({"lfsr_load": False, "lfsr_seed": 0} if case.side_inputs else {}),
+            **({"lfsr_load": False, "lfsr_seed": 0} if case.model.side_inputs else {}),
         )
 
     seen: list[int] = []
-    trace = run_stream(name, params, drive, case.latency + 10)
+    trace = run_stream(name, params, drive, latency + 10)
     valid = [out["result_valid"] for _, out in trace]
     ready = [out["operand_ready"] for _, out in trace]
-    assert valid[: case.latency + 1] == [0] * case.latency + [1]
-    assert all(valid[case.latency:])
+    assert valid[: latency + 1] == [0] * latency + [1]
+    assert all(valid[latency:])
     assert [ready[c] for c in stall] == [0] * len(stall) and ready[stall[-1] + 1] == 1
     held = [tuple(out.items()) for c, (_, out) in enumerate(trace) if c in stall]
     assert len(set(held)) == 1

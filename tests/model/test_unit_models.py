@@ -326,32 +326,39 @@ def test_update_unit_load_follows_the_draws_of_its_cycle() -> None:
     assert state.lfsr == 7
 
 
+#: Units whose result depends on the operand alone: (parameters, operand drawer).
 STREAM_UNITS = {
     "neuron_lane": (
-        {"w": 5, "v": 7}, units.neuron_lane_reset, units.neuron_lane_step, units.NeuronLaneInputs,
-        units.NEURON_LANE_LATENCY,
+        {"w": 5, "v": 7},
         lambda d, p: {"op": d.draw(st.integers(0, 3)), "reset_zero": d.draw(st.booleans()),
                       "v": d.draw(signed_values(p.v)), "x": d.draw(signed_values(p.operand_bits)),
                       "vth": d.draw(st.integers(1, 63))},
-        lambda p, o: units.neuron_lane_result(p, **o),
     ),
     "dv_unit": (
-        {"g": 5, "w": 4, "fan_out": 7, "k": 10, "shift": 5}, units.dv_unit_reset,
-        units.dv_unit_step, units.DvUnitInputs, units.DV_UNIT_LATENCY,
+        {"g": 5, "w": 4, "fan_out": 7, "k": 10, "shift": 5},
         lambda d, p: {"acc": d.draw(signed_values(p.acc_bits)), "r": d.draw(st.integers(0, 2047)),
                       "window": d.draw(st.booleans()), "dv_next": d.draw(signed_values(p.g))},
-        lambda p, o: units.dv_unit_result(p, **o),
     ),
     "gradient_accumulator": (
-        {"lanes": 2, "g": 5, "dw": 7, "dth": 6}, units.gradient_accumulator_reset,
-        units.gradient_accumulator_step, units.GradientAccumulatorInputs,
-        units.GRADIENT_ACCUMULATOR_LATENCY,
+        {"lanes": 2, "g": 5, "dw": 7, "dth": 6},
         lambda d, p: {"op": d.draw(st.integers(0, 1)), "mask": d.draw(st.integers(0, 3)),
                       "acc": (d.draw(signed_values(6)), d.draw(signed_values(6))),
                       "dv": (d.draw(signed_values(5)), d.draw(signed_values(5)))},
-        lambda p, o: units.gradient_accumulator_result(p, **o),
     ),
 }
+
+
+def test_stream_models_cover_the_units() -> None:
+    """Every learning-datapath unit is registered, with its own functions and types."""
+    assert set(units.STREAM_MODELS) == set(STREAM_UNITS) | {"dot_product_lane", "update_unit"}
+    for name, model in units.STREAM_MODELS.items():
+        assert model.step is getattr(units, f"{name}_step")
+        assert model.reset is getattr(units, f"{name}_reset")
+        assert model.params is getattr(units, f"{name}_params")
+        assert model.latency == getattr(units, f"{name.upper()}_LATENCY")
+        assert model.result is (getattr(units, f"{name}_result") if name in STREAM_UNITS else None)
+        assert model.inputs._fields[0] == "operand_valid"
+        assert model.outputs._fields[:2] == ("operand_ready", "result_valid")
 
 
 @pytest.mark.parametrize("name", list(STREAM_UNITS))
@@ -361,9 +368,11 @@ def test_stream_units_deliver_every_result_in_order(name: str, data: st.DataObje
     """Under any valid/ready pattern: operand.ready = ~result.valid | result.ready, results
     come out in acceptance order, none lost or repeated, and with the consumer always ready
     each arrives exactly LATENCY cycles after its operand."""
-    params, reset, step, inputs_cls, latency, draw_operand, result = STREAM_UNITS[name]
-    state = reset(**params)
-    checked = getattr(units, f"{name}_params")(**params)
+    params, draw_operand = STREAM_UNITS[name]
+    model = units.STREAM_MODELS[name]
+    latency, result = model.latency, model.result
+    state = model.reset(**params)
+    checked = model.params(**params)
     always_ready = data.draw(st.booleans())
     accepted: list[tuple[int, Any]] = []
     delivered: list[tuple[int, Any]] = []
@@ -372,10 +381,11 @@ def test_stream_units_deliver_every_result_in_order(name: str, data: st.DataObje
         operand = draw_operand(data, checked)
         valid = cycle < busy and data.draw(st.booleans())
         ready = always_ready or cycle >= busy or data.draw(st.booleans())
-        out, state = step(state, inputs_cls(operand_valid=valid, result_ready=ready, **operand))
+        inputs = model.inputs(operand_valid=valid, result_ready=ready, **operand)
+        out, state = model.step(state, inputs)
         assert out.operand_ready == (not out.result_valid or ready)
         if valid and out.operand_ready:
-            accepted.append((cycle, result(checked, operand)))
+            accepted.append((cycle, result(checked, **operand)))
         if out.result_valid and ready:
             payload = out._asdict()
             delivered.append((cycle, tuple(payload[f] for f in accepted[len(delivered)][1]._fields)))
