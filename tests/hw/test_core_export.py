@@ -1,0 +1,185 @@
+"""The whole core's configuration, memory map, images, manifest and `spikeforge gen`
+(no simulator: the co-simulation is in tests/cosim/test_core.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from hw.core_config import HOST_REGISTERS, CoreConfig, MemorySpec
+from model.core import CoreModel
+from model.integer import Formats, IntegerNetwork, LearningRule
+from model.spec import NetworkSpec
+from sim.cli import main
+
+
+def _network(arch: str = "5FC-6FC", inputs: int = 7, **switches: object) -> IntegerNetwork:
+    spec = NetworkSpec.parse(arch, input_shape=(inputs,), timesteps=3, population=2, **switches)
+    return IntegerNetwork.scratch(spec, seed=4, rule=LearningRule(shift_w=5, shift_th=6, batch=2))
+
+
+def test_geometry_matches_the_core_model() -> None:
+    net = _network()
+    config = CoreConfig.from_network(net, lanes=4, queue_depth=5)
+    model = CoreModel(net, lanes=4, queue_depth=5)
+    assert config.sizes == tuple(model.sizes) == (7, 5, 6)
+    assert config.words == tuple(model.words) == (2, 2, 2)
+    assert [config.valid_lanes(layer, 1) for layer in range(3)] == [
+        model.valid_mask(layer, 1) for layer in range(3)
+    ] == [0b0111, 0b0001, 0b0011]
+    for memory in ("V", "VTH", "R", "S", "W", "DV", "DW", "DVTH", "PIX"):
+        for layer in range(3):
+            if (memory, layer) in {("PIX", 1), ("PIX", 2), ("W", 0), ("DW", 0)}:
+                continue
+            assert config.memory(memory, layer).word_bits == model.word_bits(memory)
+
+
+def test_memories_follow_learning_switches() -> None:
+    learning = {spec.key for spec in CoreConfig.from_network(_network(), lanes=2, queue_depth=3).memories}
+    fixed = {spec.key for spec in CoreConfig.from_network(_network(threshold="fixed"), lanes=2, queue_depth=3).memories}
+    inference = {
+        spec.key
+        for spec in CoreConfig.from_network(_network(reset="zero", threshold="fixed"), lanes=2, queue_depth=3).memories
+    }
+    assert {"DVTH0", "DV0", "DW1", "DV2"} <= learning
+    assert "DVTH0" not in fixed and "DV0" not in fixed and {"DV1", "DW2"} <= fixed
+    assert not {key for key in inference if key.startswith("D")}
+    assert {"V0", "W1", "W2", "S2", "H2", "PIX0"} <= inference
+
+
+def test_weight_rows_and_lane_packing() -> None:
+    net = _network()
+    config = CoreConfig.from_network(net, lanes=4, queue_depth=3)
+    contents = config.initial_contents(net)
+    weights = net.weights[0]  # (n_1 = 5, n_0 = 7)
+    rows = contents["W1"]
+    assert len(rows) == 7 * 2
+    for i in range(7):
+        lanes = rows[2 * i] + rows[2 * i + 1]
+        assert lanes[:5] == weights[:, i].tolist() and lanes[5:] == [0, 0, 0]
+    spec = MemorySpec("W", 1, 14, 8, True, 4)
+    word = spec.pack([-1, 2, -128, 127])
+    assert word == 0x7F_80_02_FF
+    assert spec.unpack(word) == (-1, 2, -128, 127)
+
+
+def test_host_map_regions() -> None:
+    config = CoreConfig.from_network(_network(), lanes=4, queue_depth=3)
+    shift = config.host_word_bits
+    assert [config.host_address(name) for name in HOST_REGISTERS] == [0, 1, 2, 3]
+    regions = {config.host_address(spec.key) >> shift for spec in config.host_memories}
+    assert regions == set(range(1, len(config.host_memories) + 1))
+    assert config.host_address("W1", 13) & ((1 << shift) - 1) == 13
+    with pytest.raises(ValueError, match="word"):
+        config.host_address("W1", 14)
+    with pytest.raises(ValueError, match="key: 'PIX0'"):
+        config.host_address("PIX0")
+
+
+def test_counters_cover_every_model_count() -> None:
+    net = _network()
+    config = CoreConfig.from_network(net, lanes=3, queue_depth=3)
+    model = CoreModel(net, lanes=3, queue_depth=3)
+    rng = np.random.default_rng(0)
+    listed = {spec.name for spec in config.counters}
+    for sample in range(4):
+        result = model.learn(rng.integers(0, 256, 7), int(rng.integers(0, 3)))
+        for phase in result.counters.phases.values():
+            for layer, counts in enumerate(phase.layers):
+                for kind, memories in (("reads", counts.words_read), ("writes", counts.words_written)):
+                    for memory, amount in memories.items():
+                        assert amount == 0 or f"{kind}.{memory}.{layer}" in listed
+    assert f"cycles.update" in listed and "window_events.0" in listed and "queue_high_water.1" in listed
+
+
+def test_bad_networks_and_parameters() -> None:
+    with pytest.raises(ValueError, match="lanes"):
+        CoreConfig.from_network(_network(), lanes=0, queue_depth=3)
+    with pytest.raises(ValueError, match="queue_depth"):
+        CoreConfig.from_network(_network(), lanes=2, queue_depth=2)
+    with pytest.raises(TypeError, match="lanes"):
+        CoreConfig.from_network(_network(), lanes=2.5, queue_depth=3)
+    config = CoreConfig.from_network(_network(), lanes=2, queue_depth=3)
+    with pytest.raises(ValueError, match="target: 'nope'"):
+        config.check_target("nope")
+    wide = _network("500FC-500FC", inputs=784)
+    big = CoreConfig.from_network(wide, lanes=8, queue_depth=3)
+    with pytest.raises(ValueError, match="target: memory DW1 needs"):
+        big.check_target("ice40up5k")
+    assert big.check_target("sim").name == "sim"
+
+
+def test_images_are_readmemh_words(tmp_path) -> None:
+    net = _network()
+    config = CoreConfig.from_network(net, lanes=4, queue_depth=3)
+    files = config.write_images(net, tmp_path)
+    assert set(files) == {f"{m}{l}" for m in ("VTH", "R") for l in range(3)} | {"W1", "W2"}
+    lines = (tmp_path / files["W1"]).read_text().split()
+    spec = config.memory("W", 1)
+    assert len(lines) == spec.depth and all(len(line) == math.ceil(spec.word_bits / 4) for line in lines)
+    assert spec.unpack(int(lines[3], 16)) == tuple(config.initial_contents(net)["W1"][3])
+    recip = (tmp_path / files["R0"]).read_text().split()
+    assert spec.lanes == 4 and int(recip[0], 16) & 0x1FFFF == (1 << 16) // int(net.thresholds[0][0])
+
+
+def test_gen_checkpoint_writes_verilog_images_manifest(tmp_path, capsys) -> None:
+    net = _network()
+    checkpoint = net.save(tmp_path / "ckpt")
+    out = tmp_path / "core"
+    assert main(["gen", "--checkpoint", str(checkpoint), "--lanes", "4", "--queue-depth", "3", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.split()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert str(out / "spikeforge_core.v") in printed
+    text = (out / "spikeforge_core.v").read_text()
+    assert "module spikeforge_core(" in text and "lint_off WIDTHTRUNC" in text
+    assert manifest["parameters"]["lanes"] == 4 and manifest["parameters"]["sizes"] == [7, 5, 6]
+    assert manifest["widths"]["w"] == 8 and manifest["widths"]["encoder_k"] == Formats().encoder_k
+    keys = [memory["key"] for memory in manifest["memories"]]
+    assert keys[0] == "PIX0" and "DVTH2" in keys
+    w1 = next(memory for memory in manifest["memories"] if memory["key"] == "W1")
+    assert w1["image"] == "W1.hex" and (out / "W1.hex").is_file() and w1["depth"] == 14
+    names = {port["name"]: port for port in manifest["ports"]}
+    assert names["pixels__payload"]["direction"] == "input"
+    assert names["result__payload"]["width"] == manifest["streams"]["result"]["payload"]["counts"]["offset"] + 3 * manifest["widths"]["count_bits"]
+    assert names["host__rdata"]["width"] == manifest["host"]["data_bits"]
+    assert manifest["counters"][0] == "cycles.clear"
+
+
+def test_gen_units_still_work(tmp_path) -> None:
+    assert main(["gen", "--unit", "spike_queue", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "spike_queue.v").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--unit", "spike_queue", "--lanes", "4"], "--lanes: only allowed with --checkpoint"),
+        (["--checkpoint", "CKPT"], "--lanes: required with --checkpoint"),
+        (["--checkpoint", "CKPT", "--lanes", "0"], "lanes: 0 is out of range"),
+        (["--checkpoint", "CKPT", "--lanes", "4", "--queue-depth", "1"], "queue_depth: 1 is out of range"),
+        (["--checkpoint", "CKPT", "--lanes", "1", "--target", "ice40up5k"], "target: memory"),
+        (["--checkpoint", "CONV", "--lanes", "4"], "arch"),
+        (["--checkpoint", "MISSING", "--lanes", "4"], "does not exist"),
+    ],
+)
+def test_gen_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message) -> None:
+    big = IntegerNetwork.scratch(NetworkSpec.parse("400FC-400FC", input_shape=(700,), timesteps=2, population=40))
+    paths = {"CKPT": str(big.save(tmp_path / "big")), "MISSING": str(tmp_path / "missing"), "CONV": _conv(tmp_path)}
+    argv = [paths.get(arg, arg) for arg in argv]
+    assert main(["gen", *argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def _conv(tmp_path) -> str:
+    """A checkpoint folder whose spec has a conv layer (the integer loader rejects it)."""
+    net = _network()
+    folder = net.save(tmp_path / "conv")
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    meta["spec"]["arch"] = "4C3-10FC"
+    meta["spec"].update(input_shape=[1, 4, 4], classes=10, population=1)
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    return str(folder)
