@@ -12,8 +12,17 @@ a lane-enable bit per lane), the SCAN and INTEGRATE engines of every layer joine
 
 Every engine works on the data of a memory read in the cycle it arrives and writes the
 result in that same cycle, so the cycle of every read and write is the one
-:class:`model.core.CoreModel` computes (the recurrences of section 5); the model's trace
-(section 6) is the write-port activity of this design, cycle for cycle.
+:class:`model.core.CoreModel` computes (the recurrences of section 5, with the model's
+latency constants); the model's trace (section 6) is the write-port activity of this
+design, cycle for cycle. The core reuses the units whose timing the architecture builds
+on (the queue, the dot-product lane: its sum one cycle after the last word, the divider:
+K + 2 cycles); the neuron lane, dV unit, gradient accumulator and update unit add pipeline
+registers that the recurrences leave no room for (a dW word is written in the cycle after
+its read, ``DW_LATENCY = 1``), so the core forms those results combinationally with the
+same arithmetic (:func:`hw.datapath.saturate`, :func:`~hw.datapath.clamp`,
+:func:`hw.update.lfsr_next`). Engines are instantiated per layer (SCAN, INTEGRATE, the dV
+dot product and multiply, DW, DVTH, the weight update); the P reciprocal dividers and the
+LFSR are shared.
 
 Ports (Verilog names join paths with ``__``):
 
@@ -29,8 +38,9 @@ Ports (Verilog names join paths with ``__``):
   (:attr:`CoreConfig.counters <hw.core_config.CoreConfig.counters>` order)
   :data:`HOST_READ_LATENCY` cycles later; every counter restarts at 0 with each sample.
 * ``busy``: a sample's passes run.
-* ``trace_bus`` (only with ``trace=True``; Verilator reserves ``trace``): the sample's cycle, phase, step and every memory's
-  write port (``en`` lane mask, ``addr``, ``data``), for co-simulation monitors.
+* ``trace_bus`` (only with ``trace=True``; Verilator reserves the name ``trace``): the
+  sample's cycle, phase and step and every memory's write port (``en`` lane mask, ``addr``,
+  ``data``), for co-simulation monitors (:mod:`sim.core_harness`).
 """
 
 from __future__ import annotations
@@ -957,7 +967,8 @@ class Core(wiring.Component):
                 step = self._round_shift(dth_mem.data[x], shift, draws[x])
                 difference = _wire(m, th_mem.data[x] - step, f"update_th{index}_difference{x}")
                 new.append(_wire(m, clamp(difference, 1, f.threshold_max, f.v), f"update_th{index}_new{x}"))
-            changed = _wire(m, Cat(*(new[x] != th_mem.data[x] for x in range(lanes))) & mask, f"update_th{index}_changes")
+            differs = Cat(*(new[x] != th_mem.data[x] for x in range(lanes)))
+            changed = _wire(m, differs & mask, f"update_th{index}_changes")
             th_mem.request_write(arrived, k, mask, new)
             dth_mem.request_write(arrived, k, mask, Const(0))
             for memory in ("VTH", "DVTH"):

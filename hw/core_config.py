@@ -31,6 +31,7 @@ from model.integer import Formats, IntegerNetwork
 
 __all__ = [
     "COUNTER_BITS",
+    "DEFAULT_QUEUE_DEPTH",
     "HOST_REGISTERS",
     "PIXEL_BITS",
     "TARGETS",
@@ -42,6 +43,8 @@ __all__ = [
 
 #: Width of every performance counter (they wrap).
 COUNTER_BITS = 32
+#: Spike-queue depth Q of the command line's generated and co-simulated cores.
+DEFAULT_QUEUE_DEPTH = 16
 #: Width of a pixel (u8).
 PIXEL_BITS = 8
 #: Host-accessible registers of region 0 of the host map, by word address.
@@ -75,7 +78,10 @@ TARGETS = {
     target.name: target
     for target in (
         Target("sim", 1 << 28, 1 << 26, "co-simulation: 256 Mbit in all, 64 Mbit per memory"),
-        Target("ice40up5k", 30 * 4096 + 4 * 262144, 4 * 262144, "Lattice iCE40 UltraPlus 5K: 30 EBR x 4 kbit + 4 SPRAM x 256 kbit"),
+        Target(
+            "ice40up5k", 30 * 4096 + 4 * 262144, 4 * 262144,
+            "Lattice iCE40 UltraPlus 5K: 30 EBR x 4 kbit + 4 SPRAM x 256 kbit",
+        ),
         Target("ecp5-25k", 56 * 18432, 56 * 18432, "Lattice ECP5 LFE5U-25: 56 EBR x 18 kbit"),
         Target("ecp5-85k", 208 * 18432, 208 * 18432, "Lattice ECP5 LFE5U-85: 208 EBR x 18 kbit"),
     )

@@ -19,7 +19,7 @@ from typing import Any
 from amaranth.back import verilog
 from amaranth.lib import wiring
 
-from hw.core import Core
+from hw.core import HOST_READ_LATENCY, Core
 from hw.core_config import COUNTER_BITS, HOST_REGISTERS, TARGETS, CoreConfig
 from model.integer import IntegerNetwork
 
@@ -116,8 +116,10 @@ def manifest(
             "region_bits": config.host_region_bits,
             "data_bits": config.host_data_bits,
             "registers": {name: config.host_address(name) for name in HOST_REGISTERS},
-            "note": "address = region << word_bits | word; region 0 holds the registers; "
-                    "accesses are honoured while the core is idle; rdata follows re by one cycle",
+            "read_latency": HOST_READ_LATENCY,
+            "note": "address = region << word_bits | word; region 0 holds the registers; a request "
+                    "is registered and performed in the next cycle if the core is idle; rdata "
+                    "follows re (and counter_value follows counter_select) by read_latency cycles",
         },
         "counters": [spec.name for spec in config.counters],
         "streams": {

@@ -9,10 +9,10 @@ step functions (:mod:`model.units`) all build on them, so each rule lives in one
 * :func:`saturate`, :func:`round_shift` (floor / nearest / stochastic), :func:`reciprocal`,
   :func:`mul_shift` (the exact ``(acc * R) >> K``);
 * :func:`encode` (the rate-coding encoder over T steps), :func:`fire_scan` (eqs. 2, 8,
-  14), :func:`mux_dv` (eq. 15, one step) and
-  :func:`mux_dv_steps` (all steps at once);
+  14), :func:`mux_dv` (eq. 15, one step) and :func:`mux_dv_steps` (all steps at once);
 * :func:`integrate_events` (event order, the reference) and :func:`integrate` (fast, exact);
-* :func:`accumulate_sequence` (saturating accumulation in a stated order, fast and exact);
+* :func:`accumulate_sequence` and :func:`accumulate_outer` (saturating accumulation in a
+  stated order, fast and exact);
 * :func:`exact_matmul` (integer dot products through float BLAS where that is exact);
 * :class:`LFSR` and :func:`lfsr_step`, the 32-bit Galois LFSR of stochastic rounding.
 
@@ -358,7 +358,8 @@ def encode(
     the membrane before the reset has the closed form
     ``V0[t] = t p - Vth min(t - 1, floor((t - 1) p / Vth))`` (the IF neuron fires
     ``floor(t p / Vth)`` times up to t, at most once per step), evaluated for all t at
-    once; otherwise the steps run one by one.
+    once and only where ``p > 0`` (a zero pixel never reaches its window or threshold);
+    otherwise the steps run one by one.
 
     Parameters
     ----------
@@ -383,13 +384,18 @@ def encode(
     if p.size and p.min() < 0:
         raise ValueError(f"pixels: {p.min()} is out of range (allowed 0 or more)")
     _, high = signed_range(bits)
+    spikes = np.zeros((steps, *p.shape), bool)
+    windows = np.zeros((steps, *p.shape), bool)
     if reset == "subtract" and steps * int(p.max(initial=0)) <= high:
-        t = np.arange(1, steps + 1).reshape(-1, *[1] * p.ndim)
-        before = np.minimum(t - 1, ((t - 1) * p) // vth)
-        v = t * p - vth * before
-        return v >= vth, 2 * np.abs(v - vth) < vth
-    spikes = np.empty((steps, *p.shape), bool)
-    windows = np.empty((steps, *p.shape), bool)
+        where = (slice(None), *np.nonzero(p))
+        drive = p[where[1:]]
+        threshold = np.broadcast_to(vth, p.shape)[where[1:]]
+        t = np.arange(1, steps + 1).reshape(-1, 1)
+        before = np.minimum(t - 1, ((t - 1) * drive) // threshold)
+        v = t * drive - threshold * before
+        spikes[where] = v >= threshold
+        windows[where] = 2 * np.abs(v - threshold) < threshold
+        return spikes, windows
     v = np.zeros(p.shape, np.int64)
     for t in range(steps):
         v, spikes[t], windows[t] = fire_scan(saturate(v + p, bits), vth, reset=reset)

@@ -340,6 +340,11 @@ class ShiftSchedule:
         shift_w = self.weight[index]
         return shift_w, int(np.clip(shift_w + self.threshold_offset, 0, 31))
 
+    def rebased(self, delta: int) -> ShiftSchedule:
+        """Every weight shift moved by ``delta`` (clamped to 0..31), same milestones and offset."""
+        weight = tuple(int(np.clip(shift + delta, 0, 31)) for shift in self.weight)
+        return ShiftSchedule(weight, self.milestones, self.threshold_offset)
+
     def to_text(self) -> str:
         """Inverse of :meth:`parse` (with explicit milestones)."""
         parts = [f"{s}:{m:g}" for s, m in zip(self.weight, self.milestones)]
@@ -364,6 +369,16 @@ class Recipe:
     formats: Formats
     schedule: ShiftSchedule
     epochs: int
+
+    def schedule_for(self, formats: Formats) -> ShiftSchedule:
+        """The schedule for other formats at the same float learning rates.
+
+        The float-equivalent rate is ``c 2^(gf - fw - s)`` (numerics section 4.3), so every
+        shift moves by ``(gf - gf_0) - (fw - fw_0)`` from this recipe's formats (clamped
+        to 0..31).
+        """
+        delta = (formats.gf - self.formats.gf) - (formats.fw - self.formats.fw)
+        return self.schedule.rebased(delta)
 
 
 #: Defaults per (dataset, init): ``init`` is ``"scratch"`` or ``"finetune"`` (a quantized
@@ -601,6 +616,25 @@ class IntegerNetwork:
         seed = _int_field("seed", seed, 0, (1 << 63) - 1)
         return cls(spec, formats, weights, thresholds, rule=rule, lfsr_state=LFSR.from_seed(seed).state)
 
+    def to_float(self, dtype: Any = np.float64) -> Any:
+        """The float :class:`model.stbp.Network` with this network's values (the inverse of
+        :meth:`from_float`): ``W / 2^fw``, ``Vth / 2^fw``, encoder ``Vth0 / 255``.
+
+        Both networks then emit the same spikes on ``x = p / 255`` except where float
+        rounding decides an exact tie with a threshold (the encoder's 1/255 steps are not
+        dyadic; about 0.05 % of the spikes on digits).
+        """
+        from model.stbp import Network
+
+        floats = Network(self.spec, dtype=dtype)
+        scale = 2.0**self.formats.fw
+        for target, weight in zip(floats.weights, self.weights):
+            target[...] = weight / scale
+        floats.thresholds[0][...] = self.thresholds[0] / PIXEL_SCALE
+        for target, vth in zip(floats.thresholds[1:], self.thresholds[1:]):
+            target[...] = vth / scale
+        return floats
+
     def _refresh(self) -> None:
         """Recompute the reciprocals and the per-neuron weight sums after a change."""
         f = self.formats
@@ -650,18 +684,22 @@ class IntegerNetwork:
         spec, f = self.spec, self.formats
         steps, batch = spec.timesteps, len(p)
         sizes = [spec.neurons(index) for index in range(spec.num_layers + 1)]
-        spikes = [np.empty((steps, batch, n), bool) for n in sizes]
-        windows = [np.empty((steps, batch, n), bool) for n in sizes]
-        spikes[0], windows[0] = encode(p, self.thresholds[0], steps, f.v, reset=spec.reset)
+        encoded, encoder_windows = encode(p, self.thresholds[0], steps, f.v, reset=spec.reset)
+        spikes = [encoded] + [np.empty((steps, batch, n), bool) for n in sizes[1:]]
+        windows = [encoder_windows] + [np.empty((steps, batch, n), bool) for n in sizes[1:]]
         for index in range(1, spec.num_layers + 1):
             weight = self.weights[index - 1]
             positive, negative = self._positive[index - 1], self._negative[index - 1]
             below = spikes[index - 1].reshape(steps * batch, sizes[index - 1])
             bound = int(max(positive.max(initial=0), negative.max(initial=0)))
             currents = exact_matmul(below, weight.T, bound).reshape(steps, batch, sizes[index])
+            # From V = 0, every partial sum of step t lies within t * (sum_i relu(+-W_ji)):
+            # the reset never raises V and leaves it >= 0 when it fires. Within that bound
+            # no event can saturate, so the per-step checks are skipped.
+            safe = steps * bound <= signed_range(f.v)[1]
             v = np.zeros((batch, sizes[index]), np.int64)
             for t in range(steps):
-                integrated = integrate(
+                integrated = v + currents[t] if safe else integrate(
                     v, weight, spikes[index - 1][t], f.v,
                     positive=positive, negative=negative, current=currents[t],
                 )

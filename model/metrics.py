@@ -40,7 +40,8 @@ def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
     labels = np.asarray(labels)
     if predictions.shape != labels.shape or predictions.ndim != 1 or not len(labels):
         raise ValueError(
-            f"predictions: shape {predictions.shape} must equal labels' shape {labels.shape} (N,), N >= 1"
+            f"predictions: shape {predictions.shape} must equal labels' shape "
+            f"{labels.shape} (N,), N >= 1"
         )
     return float(np.mean(predictions == labels))
 
@@ -91,6 +92,12 @@ def predict(decoded: np.ndarray, last_membrane: np.ndarray | None = None) -> np.
     return np.argmax(candidates, axis=1).astype(np.int64)
 
 
+def _in_bounds(size: int) -> np.ndarray:
+    """For each position 0..size-1, how many of its 3 neighbours (-1, 0, +1) are in bounds."""
+    position = np.arange(size)
+    return np.minimum(position + 1, size - 1) - np.maximum(position - 1, 0) + 1
+
+
 def _unit_fanout(spec: NetworkSpec, index: int) -> np.ndarray:
     """Synapses driven by one event of each unit of layer ``index`` (shape of that layer)."""
     shape = spec.layer_shape(index)
@@ -103,9 +110,7 @@ def _unit_fanout(spec: NetworkSpec, index: int) -> np.ndarray:
     _, height, width = shape
     if after.kind == "conv":
         # 3x3 same padding: a unit reaches the in-bounds output positions around it.
-        rows = np.minimum(np.arange(height) + 1, height - 1) - np.maximum(np.arange(height) - 1, 0) + 1
-        cols = np.minimum(np.arange(width) + 1, width - 1) - np.maximum(np.arange(width) - 1, 0) + 1
-        per_position = after.size * rows[:, None] * cols[None, :]
+        per_position = after.size * _in_bounds(height)[:, None] * _in_bounds(width)[None, :]
         return np.broadcast_to(per_position, shape).astype(np.int64)
     # AP2: an event is routed through the pooled unit it falls into (the 1/4 folds into
     # the next layer's weights), so it costs that unit's fan-out.
@@ -143,7 +148,8 @@ def _check_counts(spec: NetworkSpec, unit_counts: Sequence[np.ndarray], samples:
     layers = spec.spiking_layers()
     if len(unit_counts) != len(layers):
         raise ValueError(
-            f"unit_counts: expected {len(layers)} arrays (spiking layers {layers}), got {len(unit_counts)}"
+            f"unit_counts: expected {len(layers)} arrays (spiking layers {layers}), "
+            f"got {len(unit_counts)}"
         )
     for layer, counts in zip(layers, unit_counts):
         if np.shape(counts) != spec.layer_shape(layer):

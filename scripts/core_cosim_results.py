@@ -63,8 +63,9 @@ def section(rows: list[dict[str, Any]], command: str, checkpoint: Path, queue_de
         "",
         f"Checkpoint `{checkpoint}` (`{spec.arch}`, {spec.input_shape[0]} inputs, population "
         f"{spec.population}, T = {spec.timesteps}, {net.rule.rounding} rounding, B = {net.rule.batch}), "
-        f"Q = {queue_depth}. Each P is one Verilator build of the generated core "
-        "(`spikeforge gen` Verilog plus a trace buffer per memory, C++ optimised) run under cocotb by "
+        f"Q = {queue_depth}. Each P is one Verilator build (C++ optimised) of the core that "
+        "`spikeforge gen` writes, with its trace bus and a trace buffer per memory "
+        "(`sim/core_harness.py`), run under cocotb by "
         "`sim/tb/tb_core.py`; every memory write, output, performance counter and the final "
         "weights, thresholds and accumulators are compared with `model/core.py` exactly. Cycles "
         "are the RTL's own cycle counters (clear + forward + readout for an inference; plus "
@@ -84,7 +85,15 @@ def section(rows: list[dict[str, Any]], command: str, checkpoint: Path, queue_de
             f"| {learn['cycles_per_learning_step']:,.1f} | {learn['model_cycles_per_learning_step']:,.1f} "
             f"| {mismatches} | {infer['sim_cycles_per_second']:,.0f} | {infer['wall_cycles_per_second']:,.0f} |"
         )
+    ratios = [row["infer"]["cycles_per_inference"] / row["infer"]["ideal_cycles_per_inference"] for row in rows]
+    speeds = [row["infer"]["sim_cycles_per_second"] for row in rows]
+    mismatches = sum(row["infer"]["mismatches"] + row["learn"]["mismatches"] for row in rows)
     lines += [
+        "",
+        f"Summary: {mismatches} mismatches; RTL cycles equal the model's prediction "
+        f"{'at every P' if all(r['infer']['cycles_per_inference'] == r['infer']['model_cycles_per_inference'] for r in rows) else 'NOT at every P'}; "
+        f"RTL / ideal at most {max(ratios):.3f} (criterion 1.10); simulation "
+        f"{min(speeds):,.0f} to {max(speeds):,.0f} cycles/s (goal 50,000).",
         "",
         "Simulation speed: simulated clock cycles per wall-clock second of the inference run "
         "(the input and result handshakes and the counter reads included); `sim cycles/s` "

@@ -198,7 +198,9 @@ def cosimulate(
 
     def simulate() -> None:
         try:
-            outcome["result"] = runner.run(build, BENCH, config=options, name=run_name, check=False, waves=waves is not None)
+            outcome["result"] = runner.run(
+                build, BENCH, config=options, name=run_name, check=False, waves=waves is not None
+            )
         except BaseException as error:  # re-raised in the caller's thread
             outcome["error"] = error
 

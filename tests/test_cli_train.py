@@ -62,10 +62,12 @@ def test_eval_reproduces_train_metrics(trained, capsys):
 
 def test_train_prints_summary(tmp_path, capsys):
     code, out, err = run(["train", *SMALL[:-3], "--epochs", "1", "--no-progress", "--out",
-                          str(tmp_path / "run")], capsys)
+                          str(tmp_path / "run"), "--json", str(tmp_path / "new" / "r.json")],
+                         capsys)
     assert code == 0
     assert out.startswith("digits 40FC-50FC T=8: accuracy ") and "spikes/inference" in out
     assert (tmp_path / "run" / "result.json").is_file()
+    assert (tmp_path / "new" / "r.json").is_file()
 
 
 def _corrupt_weights(folder):
@@ -121,14 +123,16 @@ def test_eval_bad_checkpoint_is_one_line_exit_2(trained, tmp_path, capsys, damag
         (["train", "--timesteps", "0"], "timesteps: 0 is out of range"),
         (["train", "--population", "3"], "population: the last layer has 100 neurons"),
         (["train", "--epochs", "0"], "epochs: 0 is out of range"),
-        (["train", "--lr", "-1"], "--lr: -1.0 is out of range"),
+        (["train", "--lr", "-1"], "lr: -1.0 is out of range"),
         (["train", "--batch", "0"], "batch: 0 is out of range"),
         (["train", "--momentum", "1.5"], "momentum: 1.5 is out of range"),
         (["train", "--reset", "zero"], "threshold: 'trainable' needs reset 'subtract'"),
         (["train", "--timesteps", "eight"], "invalid int value: 'eight'"),
+        (["train", "--json", "/"], "--json: '/' is a folder"),
         (["train", "--dataset", "mnist10k", "--data-root", "/nonexistent/mnist"],
          "mnist10k: data folder '/nonexistent/mnist' does not exist"),
-        (["eval", "--checkpoint", "/nonexistent/ckpt"], "folder '/nonexistent/ckpt' does not exist"),
+        (["eval", "--checkpoint", "/nonexistent/ckpt"],
+         "folder '/nonexistent/ckpt' does not exist"),
     ],
 )
 def test_cli_errors_are_one_line_exit_2(tmp_path, capsys, argv, message):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from hw.core_config import CoreConfig
+from hw.core_config import DEFAULT_QUEUE_DEPTH, CoreConfig
 from model.data import DATASETS, load_dataset, to_u8
 from model.integer import IntegerNetwork
 from sim.cli import CLIError
@@ -33,10 +33,6 @@ from sim.core_cosim import WAVE_FORMATS, check_waves, cosimulate
 from sim.runner import BuildError
 from sim.tb.common import PATTERNS
 from sim.toolchain import SIMULATORS, ToolchainError, require
-
-#: Default spike-queue depth.
-QUEUE_DEPTH = 16
-
 
 def run(args: argparse.Namespace) -> int:
     if args.samples < 1:
@@ -133,8 +129,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--learn", action="store_true", help="learn on training samples (else infer test samples)")
     parser.add_argument("--lanes", type=int, required=True, metavar="P", help="lanes P")
     parser.add_argument(
-        "--queue-depth", type=int, default=QUEUE_DEPTH, metavar="Q",
-        help=f"spike-queue capacity, 3 or more (default {QUEUE_DEPTH})",
+        "--queue-depth", type=int, default=DEFAULT_QUEUE_DEPTH, metavar="Q",
+        help=f"spike-queue capacity, 3 or more (default {DEFAULT_QUEUE_DEPTH})",
     )
     parser.add_argument("--sim", choices=SIMULATORS, default="verilator", help="simulator (default verilator)")
     parser.add_argument(

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import argparse
 
-from hw.core_config import TARGETS
+from hw.core_config import DEFAULT_QUEUE_DEPTH, TARGETS
 from hw.core_export import MANIFEST, TOP, write_core
 from hw.export import UNITS, write_all, write_unit
 from model.integer import IntegerNetwork
-
-
-#: Default spike-queue depth of a generated core.
-QUEUE_DEPTH = 16
 
 
 def _parse_params(text: str | None) -> dict[str, int]:
@@ -43,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--lanes: required with --checkpoint")
         data = write_core(
             IntegerNetwork.load(args.checkpoint), lanes=args.lanes,
-            queue_depth=QUEUE_DEPTH if args.queue_depth is None else args.queue_depth,
+            queue_depth=DEFAULT_QUEUE_DEPTH if args.queue_depth is None else args.queue_depth,
             out_dir=args.out, target=args.target or "sim",
         )
         files = data["files"]
@@ -81,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lanes", type=int, metavar="P", help="core: lanes (values per memory word)")
     parser.add_argument(
         "--queue-depth", type=int, metavar="Q",
-        help=f"core: spike-queue capacity, 3 or more (default {QUEUE_DEPTH})",
+        help=f"core: spike-queue capacity, 3 or more (default {DEFAULT_QUEUE_DEPTH})",
     )
     parser.add_argument(
         "--target", choices=tuple(TARGETS),

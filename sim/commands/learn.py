@@ -88,10 +88,12 @@ def run(args: argparse.Namespace) -> int:
     net, report = _build(args, dataset)
     defaults = recipe(args.dataset, "scratch" if report["init"] == "scratch" else "finetune")
     epochs = args.epochs if args.epochs is not None else defaults.epochs
-    offset = args.threshold_offset if args.threshold_offset is not None else defaults.schedule.threshold_offset
-    schedule = ShiftSchedule.parse(args.schedule, offset) if args.schedule else defaults.schedule
-    if args.schedule is None and args.threshold_offset is not None:
-        schedule = ShiftSchedule(schedule.weight, schedule.milestones, offset)
+    if args.schedule:
+        schedule = ShiftSchedule.parse(args.schedule)
+    else:  # the default float-equivalent rates at this run's fw and gf
+        schedule = defaults.schedule_for(net.formats)
+    if args.threshold_offset is not None:
+        schedule = ShiftSchedule(schedule.weight, schedule.milestones, args.threshold_offset)
     test_pixels, train_pixels = to_u8(dataset.test_x), to_u8(dataset.train_x)
     if report["init"] != "scratch":
         report["quantized_accuracy"] = net.evaluate(test_pixels, dataset.test_y)["accuracy"]
@@ -168,7 +170,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rounding", choices=ROUNDINGS, help="update rounding (default stochastic)")
     parser.add_argument(
         "--schedule", metavar="S[:F],...",
-        help="weight learning-rate shifts per phase, e.g. 14,15,16 or 14:0.5,15:0.75,16",
+        help="weight learning-rate shifts per phase, e.g. 14,15,16 or 14:0.5,15:0.75,16 "
+        "(default: the dataset's schedule, moved by the change of fw and gf from their defaults)",
     )
     parser.add_argument("--threshold-offset", type=int, metavar="D", help="threshold shift minus weight shift")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="init, shuffling and LFSR seed")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,14 +39,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--dataset", choices=DATASETS, default="digits", help="default: digits")
     data.add_argument("--data-root", metavar="PATH", help="data folder (mnist10k, cifar10)")
     net = train_parser.add_argument_group("network (the paper's switches)")
-    net.add_argument("--arch", default="128FC-100FC", help="layers, e.g. 128FC-100FC or 16C3-AP2-10FC")
+    net.add_argument(
+        "--arch", default="128FC-100FC", help="layers, e.g. 128FC-100FC or 16C3-AP2-100FC"
+    )
     net.add_argument("--timesteps", type=int, default=8, metavar="T", help="1..1024, default 8")
-    net.add_argument("--population", type=int, default=10, metavar="P", help="output neurons per class, default 10")
+    net.add_argument(
+        "--population", type=int, default=10, metavar="P", help="output neurons per class (10)"
+    )
     net.add_argument("--reset", choices=RESETS, default="subtract")
     net.add_argument("--threshold", choices=THRESHOLDS, default="trainable")
     net.add_argument("--surrogate", choices=SURROGATES, default="scaled")
     net.add_argument("--decoder", choices=DECODERS, default="last")
-    opt = train_parser.add_argument_group("training (defaults per dataset, see model.stbp.training_defaults)")
+    opt = train_parser.add_argument_group(
+        "training (defaults per dataset: model.stbp.TRAINING_DEFAULTS)"
+    )
     opt.add_argument("--epochs", type=int, metavar="N")
     opt.add_argument("--lr", type=float, metavar="LR")
     opt.add_argument("--batch", type=int, default=50, metavar="B", help="default 50")
@@ -57,12 +62,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--augment",
         choices=("auto", "on", "off"),
         default="auto",
-        help="flip/shift/rotate augmentation (model.data.default_augmentation); "
-        "auto: the dataset's training default",
+        help="auto: the dataset's training default; on: model.data.default_augmentation "
+        "(flip/shift/rotate as the dataset allows); off: none",
     )
     opt.add_argument("--seed", type=int, default=0, help="weights, shuffling, augmentation")
     out = train_parser.add_argument_group("output")
-    out.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder (also gets result.json)")
+    out.add_argument(
+        "--out", required=True, metavar="DIR", help="checkpoint folder (also gets result.json)"
+    )
     out.add_argument("--json", metavar="FILE", help="also write the result JSON here")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
     train_parser.set_defaults(func=run_train)
@@ -70,7 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     eval_parser = subparsers.add_parser(
         "eval",
         help="evaluate a checkpoint on a dataset's test split",
-        description="Report test accuracy, spikes and synaptic operations per inference of a checkpoint.",
+        description="Report test accuracy, spikes and synaptic operations per inference of a "
+        "checkpoint.",
     )
     eval_parser.add_argument("--checkpoint", required=True, metavar="DIR")
     eval_parser.add_argument(
@@ -84,7 +92,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # Helpers -----------------------------------------------------------------------------
 
 
-def _load(name: str, root: str | None, input_shape: tuple[int, ...] | None, flatten: bool) -> Dataset:
+def _load(
+    name: str, root: str | None, input_shape: tuple[int, ...] | None, flatten: bool
+) -> Dataset:
     dataset = load_dataset(name, root=root, flatten=flatten)
     if input_shape is not None and tuple(dataset.input_shape) != tuple(input_shape):
         raise CLIError(
@@ -96,17 +106,19 @@ def _load(name: str, root: str | None, input_shape: tuple[int, ...] | None, flat
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     except OSError as error:
         raise CLIError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
 
 
 def _check_json_target(value: str | None) -> Path | None:
+    """The ``--json`` path, checked before any work (its folder is created when written)."""
     if value is None:
         return None
     path = Path(value)
-    if path.is_dir() or not path.parent.is_dir():
-        raise CLIError(f"--json: {value!r} must be a file in an existing folder")
+    if path.is_dir():
+        raise CLIError(f"--json: {value!r} is a folder, not a file")
     return path
 
 
@@ -131,9 +143,6 @@ def run_train(args: argparse.Namespace) -> int:
     defaults = training_defaults(args.dataset)
     epochs = defaults["epochs"] if args.epochs is None else args.epochs
     lr = defaults["lr"] if args.lr is None else args.lr
-    if not math.isfinite(lr) or lr <= 0:
-        raise CLIError(f"--lr: {lr} is out of range (allowed a finite number > 0)")
-    augment = defaults["augment"] if args.augment == "auto" else args.augment == "on"
     flatten = parse_arch(args.arch)[0].kind == "fc"
     dataset = _load(args.dataset, args.data_root, None, flatten)
     spec = NetworkSpec.parse(
@@ -147,7 +156,11 @@ def run_train(args: argparse.Namespace) -> int:
         decoder=args.decoder,
         classes=dataset.classes,
     )
-    augmentation = default_augmentation(args.dataset) if augment else None
+    augmentation = {
+        "auto": defaults["augmentation"],
+        "on": default_augmentation(args.dataset),
+        "off": None,
+    }[args.augment]
     net = Network(spec, seed=args.seed, dtype=np.float32)
     history = train(
         net,

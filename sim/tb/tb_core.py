@@ -359,11 +359,12 @@ class CoreTB:
             for name in HEADER:
                 same &= getattr(got, name)[:common] == getattr(wanted, name)[:common]
             for n in np.flatnonzero(~same):
-                self.error("trace", f"sample {sample} {spec.key} write {n}: RTL {self._describe(got, n, spec)}, model {records[n]}")
+                rtl = self._describe(got, n, spec)
+                self.error("trace", f"sample {sample} {spec.key} write {n}: RTL {rtl}, model {records[n]}")
             if len(store) != len(records):
                 self.error("trace", f"sample {sample} {spec.key}: RTL wrote {len(store)} words, model {len(records)}")
         for (layer, memory), records in by_memory.items():
-            self.error("trace", f"sample {sample}: the model writes {memory}{layer} ({records[0]}), the core has no such memory")
+            self.error("trace", f"sample {sample}: the model writes {memory}{layer} ({records[0]}), not in the core")
 
     @staticmethod
     def _describe(stream: _Stream, n: int, spec: MemorySpec) -> str:

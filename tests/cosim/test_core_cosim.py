@@ -10,6 +10,7 @@ Verilator builds (C++ without optimisation) fit CI; the long soak is
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -291,7 +292,9 @@ def test_icarus_and_waves(checkpoint_a, tmp_path) -> None:
 @pytest.mark.slow
 def test_soak() -> None:
     """Random networks of many shapes and the trained digits network (scripts/core_soak.py)."""
-    from scripts.core_soak import soak
-
-    failures = soak(networks=12, samples=6, seed=SEED)
+    path = Path(__file__).resolve().parents[2] / "scripts" / "core_soak.py"
+    spec = importlib.util.spec_from_file_location("core_soak", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    failures = module.soak(networks=12, samples=6, seed=SEED)
     assert not failures, failures

@@ -17,7 +17,10 @@ from model.spec import NetworkSpec
 
 
 def synapse_table(spec: NetworkSpec, index: int) -> list[tuple[int, int, int | None, float]]:
-    """Synapses of layer ``index``: (post flat index, pre flat index, flat weight index or None, gain)."""
+    """Synapses of layer ``index``: (post, pre, flat weight index or None, gain).
+
+    ``post`` and ``pre`` are flat unit indices of layers ``index`` and ``index - 1``.
+    """
     layer = spec.layers[index - 1]
     pre_shape, post_shape = spec.layer_shape(index - 1), spec.layer_shape(index)
     table = []
@@ -129,7 +132,8 @@ def reference(net, x: np.ndarray, y: np.ndarray) -> dict:
     d_decoder = None
     if spec.decoder == "fc":
         d_decoder = np.zeros_like(net.decoder_weight, dtype=np.float64)
-        for b, c, t, n in itertools.product(range(batch), range(classes), range(steps), range(n_out)):
+        grid = itertools.product(range(batch), range(classes), range(steps), range(n_out))
+        for b, c, t, n in grid:
             e[t, b, n] += d_decoded[b, c] * net.decoder_weight[c, t * n_out + n]
             d_decoder[c, t * n_out + n] += d_decoded[b, c] * out[t, b, n]
     else:

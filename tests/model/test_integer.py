@@ -15,8 +15,10 @@ from model.integer import (
     IntegerNetwork,
     LearningRule,
     ShiftSchedule,
+    equivalent_float_lr,
     fit,
     output_error,
+    recipe,
 )
 from model.spec import NetworkSpec
 from model.stbp import Network
@@ -276,6 +278,8 @@ def test_quantized_float_network_matches_float_spikes() -> None:
     expected = floats.forward(pixels / 255.0)
     got = net.forward(pixels)
     assert all(np.array_equal(a > 0, b) for a, b in zip(expected.spikes, got.spikes))
+    back = IntegerNetwork.from_float(net.to_float(), net.formats)
+    assert all(np.array_equal(a, b) for a, b in zip(back.weights + back.thresholds, net.weights + net.thresholds))
 
 
 @pytest.mark.parametrize(
@@ -336,6 +340,20 @@ def test_shift_schedule() -> None:
     schedule = ShiftSchedule.parse("14,15,16", threshold_offset=1)
     assert [schedule.shifts(e, 8) for e in range(8)] == [(14, 15)] * 4 + [(15, 16)] * 2 + [(16, 17)] * 2
     assert ShiftSchedule.parse(schedule.to_text(), 1) == schedule
+
+
+def test_recipe_schedule_keeps_the_float_rate_at_other_formats() -> None:
+    spec = NetworkSpec.parse("128FC-100FC", input_shape=(64,), population=10)
+    defaults = recipe("digits", "scratch")
+    for bits in ("w=4", "w=12,v=20", "fw=5", "gf=4", "g=24,gf=12"):
+        formats = Formats.parse(bits)
+        schedule = defaults.schedule_for(formats)
+        for epoch in range(defaults.epochs):
+            base, _ = defaults.schedule.shifts(epoch, defaults.epochs)
+            moved, _ = schedule.shifts(epoch, defaults.epochs)
+            assert equivalent_float_lr(spec, formats, moved) == equivalent_float_lr(spec, defaults.formats, base)
+    with pytest.raises(ValueError, match="^dataset: "):
+        recipe("cifar10")
 
 
 def test_fit_learns_a_separable_toy_problem() -> None:
