@@ -4,36 +4,22 @@ that a tiny run writes its JSON."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_snntorch.py"
-
-
-@pytest.fixture(scope="module")
-def bench() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("bench_snntorch", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through it
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        del sys.modules[spec.name]
+SCRIPT = "bench_snntorch"
 
 
 @pytest.fixture
-def thread_env(bench: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+def thread_env(script: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     """Restore the thread variables the script sets."""
-    for variable in bench.THREAD_VARIABLES:
+    for variable in script.THREAD_VARIABLES:
         monkeypatch.setenv(variable, "2")
 
 
@@ -47,23 +33,23 @@ def thread_env(bench: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_bad_option_exits_2(
-    bench: ModuleType, capsys: pytest.CaptureFixture, argv: list[str], message: str
+    script: ModuleType, capsys: pytest.CaptureFixture, argv: list[str], message: str
 ) -> None:
     with pytest.raises(SystemExit) as stop:
-        bench.main(argv)
+        script.main(argv)
     assert stop.value.code == 2
     assert message in capsys.readouterr().err
 
 
 def test_missing_peers_is_one_line(
-    bench: ModuleType,
+    script: ModuleType,
     thread_env: None,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,
 ) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)
     monkeypatch.setitem(sys.modules, "snntorch", None)
-    assert bench.main(["--threads", "1"]) == 2
+    assert script.main(["--threads", "1"]) == 2
     out = capsys.readouterr()
     assert out.out == ""
     assert out.err.startswith("bench_snntorch: ")
@@ -71,9 +57,9 @@ def test_missing_peers_is_one_line(
     assert out.err.count("\n") == 1
 
 
-def test_format_table(bench: ModuleType) -> None:
-    peer = bench.Throughput("snnTorch 1.0.0", [])
-    ours = bench.Throughput("spikeforge", [])
+def test_format_table(script: ModuleType) -> None:
+    peer = script.Throughput("snnTorch 1.0.0", [])
+    ours = script.Throughput("spikeforge", [])
     for peer_seconds, our_seconds in ((2.0, 0.5), (2.5, 0.5)):
         peer.add(1000, peer_seconds, 0.06, 0.8)
         ours.add(1000, our_seconds, 0.05, 0.9)
@@ -88,7 +74,7 @@ def test_format_table(bench: ModuleType) -> None:
         "ratio": {"mean_of_means": ours.mean / peer.mean, "min": 4.0, "max": 5.0},
     }
     assert peer.mean == 450.0 and math.isclose(peer.stdev, math.sqrt(5000))
-    lines = bench.format_table(record).splitlines()
+    lines = script.format_table(record).splitlines()
     assert "load 0.50 -> 1.25" in lines[0]
     assert lines[2].split() == ["snnTorch", "1.0.0", "450", "71", "400", "500", "0.0600", "0.800"]
     assert lines[3].split() == ["spikeforge", "2000", "0", "2000", "2000", "0.0500", "0.900"]
@@ -96,11 +82,11 @@ def test_format_table(bench: ModuleType) -> None:
 
 
 @pytest.mark.slow  # needs the peers extra, which CI does not install
-def test_snntorch_network_matches_ours(bench: ModuleType) -> None:
+def test_snntorch_network_matches_ours(script: ModuleType) -> None:
     """Same weights and thresholds -> same decoded outputs (thresholds moved off the
     ties that snnTorch's strict ``V > Vth`` resolves differently from ``V >= Vth``)."""
     pytest.importorskip("snntorch")
-    torch, snntorch, surrogate = bench._import_peers()
+    torch, snntorch, surrogate = script._import_peers()
     from model.data import load_dataset
     from model.spec import NetworkSpec
     from model.stbp import Network
@@ -110,7 +96,7 @@ def test_snntorch_network_matches_ours(bench: ModuleType) -> None:
     net = Network(spec, seed=3, dtype=np.float32)
     for vth in net.thresholds:
         vth += np.float32(1e-3)
-    peer = bench.SnnTorchTrainer(net, 0.5, torch, snntorch, surrogate)
+    peer = script.SnnTorchTrainer(net, 0.5, torch, snntorch, surrogate)
     x = data.train_x[:100]
     with torch.no_grad():
         theirs = peer.decoded(torch.from_numpy(x)).numpy()
@@ -121,13 +107,13 @@ def test_snntorch_network_matches_ours(bench: ModuleType) -> None:
 
 @pytest.mark.slow
 def test_run_writes_json(
-    bench: ModuleType, thread_env: None, tmp_path: Path, capsys: pytest.CaptureFixture
+    script: ModuleType, thread_env: None, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     pytest.importorskip("snntorch")
-    out = tmp_path / "bench.json"
+    out = tmp_path / "script.json"
     argv = ["--epochs", "1", "--warmup", "0", "--repeats", "2", "--timesteps", "2",
             "--arch", "16FC-100FC", "--json", str(out)]
-    assert bench.main(argv) == 0
+    assert script.main(argv) == 0
     record = json.loads(out.read_text())
     assert record["config"]["arch"] == "16FC-100FC" and record["config"]["threads"] == 1
     assert [len(r["samples_per_s"]) for r in record["results"]] == [2, 2]
@@ -145,9 +131,9 @@ def test_run_writes_json(
     ],
 )
 def test_unusable_arch_is_one_line(
-    bench: ModuleType, thread_env: None, capsys: pytest.CaptureFixture, arch: str, message: str
+    script: ModuleType, thread_env: None, capsys: pytest.CaptureFixture, arch: str, message: str
 ) -> None:
     pytest.importorskip("snntorch")
-    assert bench.main(["--arch", arch]) == 2
+    assert script.main(["--arch", arch]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"bench_snntorch: {message}") and err.count("\n") == 1

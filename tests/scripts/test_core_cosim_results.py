@@ -3,30 +3,14 @@ in tests/cosim/test_core_cosim.py)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-import pytest
 
 from model.integer import IntegerNetwork
 from model.spec import NetworkSpec
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "core_cosim_results.py"
-
-
-@pytest.fixture(scope="module")
-def script() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("core_cosim_results", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        del sys.modules[spec.name]
+SCRIPT = "core_cosim_results"
 
 
 def _row(lanes: int, cycles: float) -> dict:

@@ -3,31 +3,15 @@ tiny network."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
-import pytest
 
 from model.integer import IntegerNetwork
 from model.spec import NetworkSpec
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "core_estimates.py"
-
-
-@pytest.fixture(scope="module")
-def script() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("core_estimates", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        del sys.modules[spec.name]
+SCRIPT = "core_estimates"
 
 
 def test_learn_command_and_tables(script: ModuleType, tmp_path: Path) -> None:

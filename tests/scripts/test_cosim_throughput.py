@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+from types import ModuleType
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "cosim_throughput.py"
-spec = importlib.util.spec_from_file_location("cosim_throughput", SCRIPT)
-script = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(script)
+SCRIPT = "cosim_throughput"
 
 
-def test_section_is_appended_then_replaced_in_place(tmp_path: Path) -> None:
+def test_section_is_appended_then_replaced_in_place(script: ModuleType, tmp_path: Path) -> None:
     path = tmp_path / "results.md"
     path.write_text("# Results\n\n## Accuracy\n\nA table.\n")
     first = script.section(["verilator"], [("u", "k=1", "verilator", 10, 1234.4)], ["--cycles", "10"])
@@ -30,7 +27,7 @@ def test_section_is_appended_then_replaced_in_place(tmp_path: Path) -> None:
     assert text.endswith("## Energy\n\nKept.\n") and "## Accuracy\n\nA table.\n" in text
 
 
-def test_new_file_gets_a_title(tmp_path: Path) -> None:
+def test_new_file_gets_a_title(script: ModuleType, tmp_path: Path) -> None:
     path = tmp_path / "docs" / "results.md"
     script.write_section(path, script.section([], [], []))
     assert path.read_text().startswith("# Results\n\n## Co-simulation throughput\n")

@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
-import pytest
 
 from sim.synth import SynthReport
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "fpga_report.py"
-
-
-@pytest.fixture(scope="module")
-def script() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("fpga_report", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        del sys.modules[spec.name]
+SCRIPT = "fpga_report"
 
 
 def _report(top: str, lc: int, fmax: float | None) -> SynthReport:
