@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 #: Modules under ``sim.commands`` that define subcommands, in help order.
 COMMAND_MODULES = ("train", "learn", "gen", "estimate", "synth", "cosim")
@@ -19,6 +23,22 @@ COMMAND_MODULES = ("train", "learn", "gen", "estimate", "synth", "cosim")
 
 class CLIError(Exception):
     """A user error: printed as one line, exit code 2."""
+
+
+def write_json(path: str | os.PathLike[str], data: Mapping[str, Any], *, sort_keys: bool = True) -> None:
+    """Write a command's JSON report (indented, UTF-8), creating missing folders.
+
+    Raises
+    ------
+    CLIError
+        When the file or its folder cannot be written.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2, sort_keys=sort_keys) + "\n", encoding="utf-8")
+    except OSError as error:
+        raise CLIError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
 
 
 class _Parser(argparse.ArgumentParser):

@@ -19,7 +19,6 @@ excluded), ``wall_cycles_per_second`` (model included), ``simulator``, ``lanes``
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from tqdm import tqdm
 from hw.core_config import DEFAULT_QUEUE_DEPTH, CoreConfig
 from model.data import DATASETS, load_dataset, to_u8
 from model.integer import IntegerNetwork
-from sim.cli import CLIError
+from sim.cli import CLIError, write_json
 from sim.core_cosim import WAVE_FORMATS, check_waves, cosimulate
 from sim.runner import BuildError
 from sim.tb.common import PATTERNS
@@ -86,9 +85,7 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.waves:
         result["waves"] = str(args.waves)
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_json(args.json, result)
     line = (
         f"{stats['samples']} samples, {stats['mismatches']} mismatches, "
         f"{stats['cycles_per_inference']:.1f} cycles/inference (model {stats['model_cycles_per_inference']:.1f})"

@@ -20,7 +20,6 @@ synaptic ops, forward cycles, stalls, queue high-water, energy; ``learning`` per
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from model.energy import TABLES, EnergyReport, estimate_energy, get_table, neuro
 from model.integer import IntegerNetwork
 from model.metrics import spikes_per_layer, synaptic_ops_per_layer
 from model.spec import NetworkSpec
+from sim.cli import write_json
 
 #: Phases of an inference (a learning step adds ``backward`` and ``update``).
 INFERENCE_PHASES = ("clear", "forward", "readout")
@@ -249,8 +249,7 @@ def run(args: argparse.Namespace) -> int:
         if trace_file is not None:
             trace_file.close()
     report = {"checkpoint": str(args.checkpoint), "dataset": name, "arch": net.spec.arch, **report}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json(args.json, report, sort_keys=False)
     if args.plot is not None:
         plot_report(report, args.plot)
     learn = report["cycles_per_learning_step"]

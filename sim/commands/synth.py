@@ -10,11 +10,9 @@ overflow; so does a missing ``fpga`` extra.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
-from sim.cli import CLIError
+from sim.cli import CLIError, write_json
 from sim.synth import IO_MODES, TARGETS, SynthError, SynthReport, synthesize
 from sim.toolchain import ToolchainError
 
@@ -60,9 +58,7 @@ def run(args: argparse.Namespace) -> int:
     except (ToolchainError, SynthError) as error:
         raise CLIError(str(error)) from None
     if args.json is not None:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        write_json(args.json, report.to_dict(), sort_keys=False)
     print(summary(report))
     if not report.fits:
         raise CLIError(f"{report.top} does not fit {report.target}: {report.overflow_message()}")

@@ -9,7 +9,6 @@ dataset of :mod:`model.data`, writes a checkpoint folder (``weights.npz``,
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from model.data import DATASETS, Dataset, default_augmentation, load_dataset, to
 from model.integer import IntegerNetwork
 from model.spec import DECODERS, RESETS, SURROGATES, THRESHOLDS, NetworkSpec, parse_arch
 from model.stbp import LR_SCHEDULES, Network, evaluate, training_defaults, train
-from sim.cli import CLIError
+from sim.cli import CLIError, write_json
 
 #: File written next to the checkpoint with the test metrics.
 RESULT_JSON = "result.json"
@@ -102,14 +101,6 @@ def _load(
             f"{tuple(input_shape)}"
         )
     return dataset
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    except OSError as error:
-        raise CLIError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
 
 
 def _check_json_target(value: str | None) -> Path | None:
@@ -195,9 +186,9 @@ def run_train(args: argparse.Namespace) -> int:
         "history": history.to_dict(),
         "checkpoint": str(out),
     }
-    _write_json(out / RESULT_JSON, result)
+    write_json(out / RESULT_JSON, result)
     if json_path is not None:
-        _write_json(json_path, result)
+        write_json(json_path, result)
     print(f"{args.dataset} {spec.arch} T={spec.timesteps}: {_summary(result)}")
     return 0
 
@@ -248,6 +239,6 @@ def run_eval(args: argparse.Namespace) -> int:
         "checkpoint": str(directory),
     }
     if json_path is not None:
-        _write_json(json_path, result)
+        write_json(json_path, result)
     print(f"{name} {spec.arch} T={spec.timesteps} ({kind}): {_summary(result)}")
     return 0
