@@ -1,9 +1,11 @@
-"""Parameter checks shared by the unit models and the hardware components.
+"""Integer parameter checks shared by the models and the hardware components.
 
 Hardware components (``hw/``) validate their keyword-only parameters with these helpers
 before any Amaranth object is built, so that a bad width or depth raises one clear
 exception naming the parameter instead of an elaboration traceback from inside Amaranth;
-the cycle models in :mod:`model.units` use the same checks and messages.
+the cycle models in :mod:`model.units` use the same checks and messages. Model fields
+(specs, formats, training options) use them with ``type_error=ValueError``: every bad
+field of a model is a ``ValueError`` naming it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ import operator
 from typing import Any
 
 
-def check_int(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:
+def check_int(
+    name: str,
+    value: Any,
+    *,
+    minimum: int,
+    maximum: int | None = None,
+    type_error: type[Exception] = TypeError,
+) -> int:
     """Return ``value`` as an ``int`` after checking its type and range.
 
     Parameters
@@ -25,6 +34,9 @@ def check_int(name: str, value: Any, *, minimum: int, maximum: int | None = None
         Smallest allowed value (inclusive).
     maximum : int or None
         Largest allowed value (inclusive), or ``None`` for no upper bound.
+    type_error : type of Exception
+        Raised when ``value`` is not an integer (``TypeError`` for hardware parameters,
+        ``ValueError`` for model fields).
 
     Returns
     -------
@@ -35,18 +47,23 @@ def check_int(name: str, value: Any, *, minimum: int, maximum: int | None = None
     ------
     TypeError
         ``"{name}: must be an integer, not {value!r}"`` if ``value`` is not an integer
-        (``bool`` is rejected too).
+        (``bool`` is rejected too); ``type_error`` when given.
     ValueError
         ``"{name}: {value} is out of range (allowed {minimum}..{maximum})"``, or
         ``"(allowed {minimum} or more)"`` without an upper bound.
     """
     if isinstance(value, bool):
-        raise TypeError(f"{name}: must be an integer, not {value!r}")
+        raise type_error(f"{name}: must be an integer, not {value!r}")
     try:
         number = operator.index(value)
     except TypeError:
-        raise TypeError(f"{name}: must be an integer, not {value!r}") from None
+        raise type_error(f"{name}: must be an integer, not {value!r}") from None
     if number < minimum or (maximum is not None and number > maximum):
         allowed = f"{minimum}..{maximum}" if maximum is not None else f"{minimum} or more"
         raise ValueError(f"{name}: {number} is out of range (allowed {allowed})")
     return number
+
+
+def check_field(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:
+    """:func:`check_int` for a model field: a non-integer is a ``ValueError`` too."""
+    return check_int(name, value, minimum=minimum, maximum=maximum, type_error=ValueError)

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import math
-import operator
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from model.checks import check_field
 
 RESETS = ("zero", "subtract")
 THRESHOLDS = ("fixed", "trainable")
@@ -86,17 +87,6 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
 
 
-def _positive_int(name: str, value: Any, maximum: int | None = None) -> int:
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name}: must be an integer, not {value!r}") from None
-    if value < 1 or (maximum is not None and value > maximum):
-        upper = f"..{maximum}" if maximum is not None else " or more"
-        raise ValueError(f"{name}: {value} is out of range (allowed 1{upper})")
-    return value
-
-
 @dataclass(frozen=True)
 class NetworkSpec:
     """A spiking network and its training switches (the paper's ablation axes).
@@ -157,9 +147,9 @@ class NetworkSpec:
             raise ValueError(
                 f"input_shape: {self.input_shape!r} must be (N,) or (C, H, W) of positive integers"
             )
-        shape = tuple(_positive_int("input_shape", n) for n in shape)
+        shape = tuple(check_field("input_shape", n, minimum=1) for n in shape)
         object.__setattr__(self, "input_shape", shape)
-        object.__setattr__(self, "timesteps", _positive_int("timesteps", self.timesteps, 1024))
+        object.__setattr__(self, "timesteps", check_field("timesteps", self.timesteps, minimum=1, maximum=1024))
         _choice("reset", self.reset, RESETS)
         _choice("threshold", self.threshold, THRESHOLDS)
         _choice("surrogate", self.surrogate, SURROGATES)
@@ -169,8 +159,8 @@ class NetworkSpec:
                 "threshold: 'trainable' needs reset 'subtract' (eq. 11 reaches Vth only "
                 "through the reset); use threshold 'fixed' with reset 'zero'"
             )
-        object.__setattr__(self, "population", _positive_int("population", self.population))
-        object.__setattr__(self, "classes", _positive_int("classes", self.classes))
+        object.__setattr__(self, "population", check_field("population", self.population, minimum=1))
+        object.__setattr__(self, "classes", check_field("classes", self.classes, minimum=1))
         vth = self.initial_threshold
         if not isinstance(vth, (int, float)) or not math.isfinite(vth) or vth <= 0:
             raise ValueError(f"initial_threshold: {vth!r} must be a finite number > 0")

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import copy
 import math
-import operator
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -62,6 +61,7 @@ import numpy as np
 from tqdm import tqdm
 
 from model import checkpoint, metrics
+from model.checks import check_field
 from model.data import augment, default_augmentation
 from model.spec import NetworkSpec
 
@@ -356,7 +356,7 @@ class Network:
             raise ValueError("dtype: must be float32 or float64")
         self.spec = spec
         self.dtype = dtype
-        rng = np.random.default_rng(_seed(seed))
+        rng = np.random.default_rng(check_field("seed", seed, minimum=0))
         vth0 = spec.initial_threshold
         self.weights: list[np.ndarray] = []
         for index, layer in enumerate(spec.layers, start=1):
@@ -638,16 +638,6 @@ class Network:
         return net
 
 
-def _seed(seed: Any) -> int:
-    try:
-        seed = operator.index(seed)
-    except TypeError:
-        raise ValueError(f"seed: must be an integer, not {seed!r}") from None
-    if seed < 0:
-        raise ValueError(f"seed: {seed} is out of range (allowed 0 or more)")
-    return seed
-
-
 # Evaluation --------------------------------------------------------------------------
 
 
@@ -661,7 +651,7 @@ def evaluate(
     batch : int
         Images per forward pass (memory only; results do not depend on it).
     """
-    batch = _positive("batch", batch)
+    batch = check_field("batch", batch, minimum=1)
     spec = net.spec
     labels = net._check_labels(y, len(x))
     layers = spec.spiking_layers()
@@ -709,16 +699,6 @@ class History:
             "lr": self.lr,
             "seconds": self.seconds,
         }
-
-
-def _positive(name: str, value: Any) -> int:
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name}: must be an integer, not {value!r}") from None
-    if value < 1:
-        raise ValueError(f"{name}: {value} is out of range (allowed 1 or more)")
-    return value
 
 
 def training_defaults(dataset: str) -> dict[str, Any]:
@@ -794,8 +774,8 @@ def train(
     ValueError
         For an out-of-range option or a dataset that does not fit the network.
     """
-    epochs = _positive("epochs", epochs)
-    batch = _positive("batch", batch)
+    epochs = check_field("epochs", epochs, minimum=1)
+    batch = check_field("batch", batch, minimum=1)
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr: {lr!r} is out of range (allowed a finite number > 0)")
     if not (isinstance(momentum, (int, float)) and 0 <= momentum < 1):
@@ -812,7 +792,7 @@ def train(
         )
     if augmentation is not None and dataset.image_shape is None:
         raise ValueError(f"augmentation: dataset {dataset.name} has no image shape to augment")
-    rng = np.random.default_rng(_seed(seed))
+    rng = np.random.default_rng(check_field("seed", seed, minimum=0))
     x_all, y_all = dataset.train_x, dataset.train_y
     samples = len(y_all)
     if samples == 0:

@@ -25,6 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from hw.core_config import DEFAULT_QUEUE_DEPTH, CoreConfig
+from model.checks import check_field
 from model.data import DATASETS, load_dataset, to_u8
 from model.integer import IntegerNetwork
 from sim.cli import CLIError, write_json
@@ -34,8 +35,7 @@ from sim.tb.common import PATTERNS
 from sim.toolchain import SIMULATORS, ToolchainError, require
 
 def run(args: argparse.Namespace) -> int:
-    if args.samples < 1:
-        raise ValueError(f"--samples: {args.samples} is out of range (allowed 1 or more)")
+    check_field("--samples", args.samples, minimum=1)
     try:
         require(args.sim)
     except ToolchainError as error:

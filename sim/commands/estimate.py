@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from model.checkpoint import read_checkpoint_json
+from model.checks import check_field
 from model.core import CoreCounters, CoreModel, TraceRecord, check_core_spec, run_samples
 from model.data import DATASETS, load_dataset, to_u8
 from model.energy import TABLES, EnergyReport, estimate_energy, get_table, neurobench_metrics
@@ -38,12 +39,6 @@ from sim.cli import write_json
 #: Phases of an inference (a learning step adds ``backward`` and ``update``).
 INFERENCE_PHASES = ("clear", "forward", "readout")
 LEARNING_PHASES = ("backward", "update")
-
-
-def _positive(name: str, value: int) -> int:
-    if value < 1:
-        raise ValueError(f"{name}: {value} is out of range (allowed 1 or more)")
-    return value
 
 
 def _dataset_name(args: argparse.Namespace, meta: dict[str, Any]) -> str:
@@ -218,11 +213,9 @@ def measure(
 
 def run(args: argparse.Namespace) -> int:
     """Estimate, write the JSON (and trace, plot), print a one-line summary."""
-    lanes = _positive("--lanes", args.lanes)
-    depth = args.queue_depth
-    if depth < 3:
-        raise ValueError(f"--queue-depth: {depth} is out of range (allowed 3 or more)")
-    samples = _positive("--samples", args.samples)
+    lanes = check_field("--lanes", args.lanes, minimum=1)
+    depth = check_field("--queue-depth", args.queue_depth, minimum=3)
+    samples = check_field("--samples", args.samples, minimum=1)
     table = get_table(args.table).name
     meta = read_checkpoint_json(args.checkpoint)
     if meta["kind"] == "integer":
