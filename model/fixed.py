@@ -8,8 +8,9 @@ step functions (:mod:`model.units`) all build on them, so each rule lives in one
 * :class:`FixedFormat` -- width, fraction bits, signedness; range, LSB, saturation;
 * :func:`saturate`, :func:`round_shift` (floor / nearest / stochastic), :func:`reciprocal`,
   :func:`mul_shift` (the exact ``(acc * R) >> K``);
-* :func:`encode` (the rate-coding encoder over T steps), :func:`fire_scan` (eqs. 2, 8,
-  14), :func:`mux_dv` (eq. 15, one step) and :func:`mux_dv_steps` (all steps at once);
+* :func:`fire_scan` (eqs. 2, 8, 14, one step), :func:`fire_steps` (a layer over T steps
+  when nothing can saturate), :func:`encode` (the rate-coding encoder over T steps),
+  :func:`mux_dv` (eq. 15, one step) and :func:`mux_dv_steps` (all steps at once);
 * :func:`integrate_events` (event order, the reference) and :func:`integrate` (fast, exact);
 * :func:`accumulate_sequence` and :func:`accumulate_outer` (saturating accumulation in a
   stated order, fast and exact);
@@ -42,6 +43,7 @@ __all__ = [
     "encode",
     "exact_matmul",
     "fire_scan",
+    "fire_steps",
     "integrate",
     "integrate_events",
     "lfsr_step",
@@ -349,17 +351,98 @@ def mux_dv(
     return np.where(np.asarray(window, bool), scaled, _as_int64("dv_next", dv_next))
 
 
+def fire_steps(
+    currents: ArrayLike,
+    vth: ArrayLike,
+    bits: int,
+    *,
+    reset: str = "subtract",
+    bound: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A layer's IF dynamics over T steps when no membrane can saturate (eqs. 2, 8, 14).
+
+    From ``V = 0``: per step ``V += currents[t]`` then :func:`fire_scan`. Every membrane
+    lies between ``-sum_t relu(-currents[t])`` and ``sum_t relu(currents[t])`` (the reset
+    never raises V and leaves it >= 0 when it fires); this function requires both to be
+    at most ``2^(bits-1) - 1`` (checked, or given as ``bound``), so no saturation can occur.
+    All values are then integers below ``2^(bits+1)`` in magnitude (``2V`` and ``3 Vth``
+    included), which float32 (``bits <= 23``) or float64 (``bits <= 52``) represent
+    exactly, so the steps run in that float type -- every add, subtract and compare is
+    exact -- and the result equals the integer steps bit for bit.
+
+    Parameters
+    ----------
+    currents : array, shape (T, ...)
+        Exact input sums per step: integers, or floats holding exact integers (e.g.
+        :func:`exact_matmul` with ``as_int=False``) together with ``bound``. For a hidden
+        layer, callers must also know that no *partial* sum of a step's events
+        saturates (see :func:`integrate`).
+    vth : array of int
+        Thresholds (>= 1), broadcastable to one step.
+    bits : int
+        Membrane width v.
+    reset : str
+        ``"subtract"`` or ``"zero"``.
+    bound : int, optional
+        The caller's bound on ``sum_t relu(+-currents[t])`` per neuron (then not
+        recomputed); required for float currents.
+
+    Returns
+    -------
+    (spikes, windows, last)
+        bool (T, ...) ``S[t]`` and ``h[t]``; int64 membranes of the last step before the
+        reset.
+
+    Raises
+    ------
+    ValueError
+        When a membrane could saturate, a threshold is below 1 or ``reset`` is unknown.
+    """
+    if reset not in RESETS:
+        raise ValueError(f"reset: {reset!r} is not one of {', '.join(RESETS)}")
+    current = np.asarray(currents)
+    if bound is None and not np.issubdtype(current.dtype, np.integer):
+        raise ValueError(
+            f"currents: expected integers (or a bound with exact floats), got dtype {current.dtype}"
+        )
+    vth = _as_int64("vth", vth)
+    if vth.size and vth.min() < 1:
+        raise ValueError(f"vth: {vth.min()} is out of range (allowed 1 or more)")
+    _, high = signed_range(bits)
+    if bound is None and current.size:
+        rise = np.maximum(current, 0).sum(axis=0, dtype=np.int64)
+        fall = np.maximum(-current, 0).sum(axis=0, dtype=np.int64)
+        bound = int(max(rise.max(), fall.max()))
+    if current.size and bound > high:
+        raise ValueError(
+            f"currents: membranes could exceed {bits} bits (use integrate with saturation)"
+        )
+    dtype = np.float32 if bits <= 23 else np.float64 if bits <= 52 else np.int64
+    drive = current.astype(dtype, copy=False)
+    threshold = vth.astype(dtype)
+    half = threshold / 2 if dtype != np.int64 else None  # exact: a power-of-two scale
+    spikes = np.empty(current.shape, bool)
+    windows = np.empty(current.shape, bool)
+    v = np.zeros(current.shape[1:], dtype)
+    for t in range(len(current)):
+        v = v + drive[t]
+        above = v - threshold
+        spikes[t] = above >= 0
+        windows[t] = np.abs(above) < half if half is not None else 2 * np.abs(above) < threshold
+        last = v
+        v = np.where(spikes[t], above if reset == "subtract" else 0, v)
+    return spikes, windows, last.astype(np.int64) if len(current) else v.astype(np.int64)
+
+
 def encode(
     pixels: ArrayLike, vth: ArrayLike, steps: int, bits: int, *, reset: str = "subtract"
 ) -> tuple[np.ndarray, np.ndarray]:
     """The encoder layer over T steps: ``V0 = sat_bits(V0 + p)``, then :func:`fire_scan`.
 
-    With reset by subtraction and no possible saturation (``steps * max(p) <= 2^(bits-1) - 1``)
-    the membrane before the reset has the closed form
-    ``V0[t] = t p - Vth min(t - 1, floor((t - 1) p / Vth))`` (the IF neuron fires
-    ``floor(t p / Vth)`` times up to t, at most once per step), evaluated for all t at
-    once and only where ``p > 0`` (a zero pixel never reaches its window or threshold);
-    otherwise the steps run one by one.
+    Without possible saturation (``steps * max(p) <= 2^(bits-1) - 1``, e.g. T <= 128 at
+    v = 16) this is :func:`fire_steps` on the constant drive (only of the non-zero pixels
+    when most are zero: a zero pixel never reaches its threshold or window); otherwise
+    the steps run one by one with the saturating add.
 
     Parameters
     ----------
@@ -378,24 +461,26 @@ def encode(
         bool arrays (T, N, n): ``S[t]`` and the eq. 14 windows ``h[t]``.
     """
     p = _as_int64("pixels", pixels)
-    vth = _as_int64("vth", vth)
-    if vth.size and vth.min() < 1:
-        raise ValueError(f"vth: {vth.min()} is out of range (allowed 1 or more)")
     if p.size and p.min() < 0:
         raise ValueError(f"pixels: {p.min()} is out of range (allowed 0 or more)")
     _, high = signed_range(bits)
-    spikes = np.zeros((steps, *p.shape), bool)
-    windows = np.zeros((steps, *p.shape), bool)
-    if reset == "subtract" and steps * int(p.max(initial=0)) <= high:
-        where = (slice(None), *np.nonzero(p))
-        drive = p[where[1:]]
-        threshold = np.broadcast_to(vth, p.shape)[where[1:]]
-        t = np.arange(1, steps + 1).reshape(-1, 1)
-        before = np.minimum(t - 1, ((t - 1) * drive) // threshold)
-        v = t * drive - threshold * before
-        spikes[where] = v >= threshold
-        windows[where] = 2 * np.abs(v - threshold) < threshold
+    bound = steps * int(p.max(initial=0))
+    if bound <= high and 2 * np.count_nonzero(p) >= p.size:
+        drive = np.broadcast_to(p, (steps, *p.shape))
+        spikes, windows, _ = fire_steps(drive, vth, bits, reset=reset, bound=bound)
         return spikes, windows
+    if bound <= high:  # mostly zero pixels: only the others can fire or reach a window
+        where = np.nonzero(p)
+        drive = np.broadcast_to(p[where], (steps, len(where[0])))
+        lit_vth = np.broadcast_to(vth, p.shape)[where]
+        lit = fire_steps(drive, lit_vth, bits, reset=reset, bound=bound)
+        spikes = np.zeros((steps, *p.shape), bool)
+        windows = np.zeros((steps, *p.shape), bool)
+        spikes[(slice(None), *where)] = lit[0]
+        windows[(slice(None), *where)] = lit[1]
+        return spikes, windows
+    spikes = np.empty((steps, *p.shape), bool)
+    windows = np.empty((steps, *p.shape), bool)
     v = np.zeros(p.shape, np.int64)
     for t in range(steps):
         v, spikes[t], windows[t] = fire_scan(saturate(v + p, bits), vth, reset=reset)
@@ -462,7 +547,7 @@ def integrate_events(
     return out
 
 
-def exact_matmul(a: ArrayLike, b: ArrayLike, bound: int) -> np.ndarray:
+def exact_matmul(a: ArrayLike, b: ArrayLike, bound: int, *, as_int: bool = True) -> np.ndarray:
     """Integer ``a @ b`` through BLAS when that is exact, else int64 matmul.
 
     Every partial sum of the product is an integer of magnitude at most ``bound`` (the
@@ -473,7 +558,8 @@ def exact_matmul(a: ArrayLike, b: ArrayLike, bound: int) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        int64, the exact product.
+        The exact product: int64, or with ``as_int=False`` the float32/float64 array of
+        exact integer values that BLAS returned (int64 beyond 2^53).
     """
     if bound <= 1 << 24:
         dtype = np.float32
@@ -481,7 +567,8 @@ def exact_matmul(a: ArrayLike, b: ArrayLike, bound: int) -> np.ndarray:
         dtype = np.float64
     else:
         return _as_int64("a", a) @ _as_int64("b", b)
-    return (np.asarray(a, dtype=dtype) @ np.asarray(b, dtype=dtype)).astype(np.int64)
+    product = np.asarray(a, dtype=dtype) @ np.asarray(b, dtype=dtype)
+    return product.astype(np.int64) if as_int else product
 
 
 def integrate(
@@ -593,7 +680,7 @@ def accumulate_sequence(acc: ArrayLike, contributions: ArrayLike, bits: int) -> 
 
 
 def accumulate_outer(acc: ArrayLike, a: ArrayLike, b: ArrayLike, bits: int) -> np.ndarray:
-    """Saturating outer-product accumulation ``acc = sat_bits(acc + outer(a[m], b[m]))``, m in order.
+    """Saturating accumulation ``acc = sat_bits(acc + outer(a[m], b[m]))`` for m in order.
 
     The weight-gradient accumulator of eq. 10: ``a[m]`` are the dV of the postsynaptic
     neurons and ``b[m]`` the presynaptic spikes of step m (samples ascending, t

@@ -47,6 +47,7 @@ from model.fixed import (
     encode,
     exact_matmul,
     fire_scan,
+    fire_steps,
     integrate,
     integrate_events,
     mul_shift,
@@ -245,7 +246,9 @@ class Formats:
             )
         error = spec.population * spec.timesteps
         if ceil_log2(error + 1) + 1 + self.error_shift > MAX_BITS:
-            raise ValueError(f"gf, fw: the output error e << {self.error_shift} exceeds {MAX_BITS} bits")
+            raise ValueError(
+                f"gf, fw: the output error e << {self.error_shift} exceeds {MAX_BITS} bits"
+            )
 
 
 @dataclass(frozen=True)
@@ -329,7 +332,9 @@ class ShiftSchedule:
                 if sep:
                     marks.append(float(mark))
         except ValueError:
-            raise ValueError(f"schedule: {text!r} is not like '10,11,12' or '10:0.5,11:0.75,12'") from None
+            raise ValueError(
+                f"schedule: {text!r} is not like '10,11,12' or '10:0.5,11:0.75,12'"
+            ) from None
         if not marks:
             marks = [1.0 - 0.5**i for i in range(1, len(shifts))]
         return cls(tuple(shifts), tuple(marks), threshold_offset)
@@ -384,7 +389,9 @@ class Recipe:
 #: Defaults per (dataset, init): ``init`` is ``"scratch"`` or ``"finetune"`` (a quantized
 #: float network). Chosen by the sweeps in docs/results.md.
 RECIPES: dict[tuple[str, str], Recipe] = {
-    ("digits", "scratch"): Recipe(Formats(), ShiftSchedule((13, 14, 15, 16, 17), (0.3, 0.55, 0.75, 0.9)), 60),
+    ("digits", "scratch"): Recipe(
+        Formats(), ShiftSchedule((13, 14, 15, 16, 17), (0.3, 0.55, 0.75, 0.9)), 60
+    ),
     ("digits", "finetune"): Recipe(Formats(), ShiftSchedule((15, 16, 17), (0.5, 0.75)), 6),
     ("mnist10k", "scratch"): Recipe(Formats(), ShiftSchedule((14, 15, 16), (0.5, 0.75)), 12),
     ("mnist10k", "finetune"): Recipe(Formats(), ShiftSchedule((16, 17), (0.5,)), 2),
@@ -403,7 +410,9 @@ def recipe(dataset: str, init: str = "scratch") -> Recipe:
         raise ValueError(f"init: {init!r} is not one of scratch, finetune")
     if (dataset, init) not in RECIPES:
         known = sorted({name for name, _ in RECIPES})
-        raise ValueError(f"dataset: {dataset!r} has no integer-learning defaults (allowed {', '.join(known)})")
+        raise ValueError(
+            f"dataset: {dataset!r} has no integer-learning defaults (allowed {', '.join(known)})"
+        )
     return RECIPES[(dataset, init)]
 
 
@@ -484,9 +493,13 @@ def _check_integer_spec(spec: NetworkSpec) -> None:
     if not isinstance(spec, NetworkSpec):
         raise ValueError(f"spec: expected a NetworkSpec, got {type(spec).__name__}")
     if not spec.is_fc_only:
-        raise ValueError(f"arch: the integer model supports FC layers on flat inputs, not {spec.arch}")
+        raise ValueError(
+            f"arch: the integer model supports FC layers on flat inputs, not {spec.arch}"
+        )
     if spec.decoder not in ("last", "rate"):
-        raise ValueError(f"decoder: {spec.decoder!r} is not supported by the integer model (allowed last, rate)")
+        raise ValueError(
+            f"decoder: {spec.decoder!r} is not supported by the integer model (allowed last, rate)"
+        )
 
 
 class IntegerNetwork:
@@ -535,26 +548,36 @@ class IntegerNetwork:
         self.lfsr = LFSR(lfsr_state)
         layers = spec.num_layers
         if len(weights) != layers:
-            raise ValueError(f"weights: expected {layers} arrays (layers 1..{layers}), got {len(weights)}")
+            raise ValueError(
+                f"weights: expected {layers} arrays (layers 1..{layers}), got {len(weights)}"
+            )
         if len(thresholds) != layers + 1:
-            raise ValueError(f"thresholds: expected {layers + 1} arrays (layers 0..{layers}), got {len(thresholds)}")
+            raise ValueError(
+                f"thresholds: expected {layers + 1} arrays (layers 0..{layers}), "
+                f"got {len(thresholds)}"
+            )
         self.weights: list[np.ndarray] = []
         for index, array in enumerate(weights, start=1):
             shape = (spec.neurons(index), spec.neurons(index - 1))
             name = f"weights[{index - 1}]"
             if np.shape(array) != shape:
-                raise ValueError(f"{name}: shape {np.shape(array)} does not match layer {index} {shape}")
+                raise ValueError(
+                    f"{name}: shape {np.shape(array)} does not match layer {index} {shape}"
+                )
             self.weights.append(formats.weight.check(name, array).copy())
         self.thresholds: list[np.ndarray] = []
         for index, array in enumerate(thresholds):
             name = f"thresholds[{index}]"
             if np.shape(array) != (spec.channels(index),):
                 raise ValueError(
-                    f"{name}: shape {np.shape(array)} does not match layer {index} ({spec.channels(index)},)"
+                    f"{name}: shape {np.shape(array)} does not match layer {index} "
+                    f"({spec.channels(index)},)"
                 )
             values = FixedFormat(formats.v - 1, 0, False).check(name, array).copy()
             if values.size and values.min() < 1:
-                raise ValueError(f"{name}: {values.min()} is out of range (allowed 1..{formats.threshold_max})")
+                raise ValueError(
+                    f"{name}: {values.min()} is out of range (allowed 1..{formats.threshold_max})"
+                )
             self.thresholds.append(values)
         self.dw = [np.zeros_like(w) for w in self.weights]
         self.dth = [np.zeros_like(v) for v in self.thresholds]
@@ -589,10 +612,13 @@ class IntegerNetwork:
             a = int(min(max(round(bound), 1), formats.weight.max))
             weights.append(rng.integers(-a, a + 1, (spec.neurons(index), fan_in), dtype=np.int64))
         thresholds = [
-            formats.quantize_threshold(np.full(spec.channels(index), spec.initial_threshold), encoder=index == 0)
+            formats.quantize_threshold(
+                np.full(spec.channels(index), spec.initial_threshold), encoder=index == 0
+            )
             for index in range(spec.num_layers + 1)
         ]
-        return cls(spec, formats, weights, thresholds, rule=rule, lfsr_state=LFSR.from_seed(seed).state)
+        state = LFSR.from_seed(seed).state
+        return cls(spec, formats, weights, thresholds, rule=rule, lfsr_state=state)
 
     @classmethod
     def from_float(
@@ -612,9 +638,13 @@ class IntegerNetwork:
         _check_integer_spec(spec)
         formats = Formats() if formats is None else formats
         weights = [formats.weight.quantize(w) for w in net.weights]
-        thresholds = [formats.quantize_threshold(vth, encoder=index == 0) for index, vth in enumerate(net.thresholds)]
+        thresholds = [
+            formats.quantize_threshold(vth, encoder=index == 0)
+            for index, vth in enumerate(net.thresholds)
+        ]
         seed = _int_field("seed", seed, 0, (1 << 63) - 1)
-        return cls(spec, formats, weights, thresholds, rule=rule, lfsr_state=LFSR.from_seed(seed).state)
+        state = LFSR.from_seed(seed).state
+        return cls(spec, formats, weights, thresholds, rule=rule, lfsr_state=state)
 
     def to_float(self, dtype: Any = np.float64) -> Any:
         """The float :class:`model.stbp.Network` with this network's values (the inverse of
@@ -653,7 +683,8 @@ class IntegerNetwork:
         array = np.asarray(pixels)
         if array.ndim != 2 or array.shape[1:] != self.spec.input_shape or not len(array):
             raise ValueError(
-                f"pixels: expected shape (N, {self.spec.input_shape[0]}) with N >= 1, got {array.shape}"
+                f"pixels: expected shape (N, {self.spec.input_shape[0]}) with N >= 1, "
+                f"got {array.shape}"
             )
         if not np.issubdtype(array.dtype, np.integer):
             raise ValueError(f"pixels: expected u8 integers 0..255, got dtype {array.dtype}")
@@ -665,7 +696,9 @@ class IntegerNetwork:
         """Integer labels (count,) in 0..classes-1, else ``ValueError`` naming ``labels``."""
         array = np.asarray(labels)
         if array.shape != (count,) or not np.issubdtype(array.dtype, np.integer):
-            raise ValueError(f"labels: expected integers of shape ({count},), got {array.dtype} {array.shape}")
+            raise ValueError(
+                f"labels: expected integers of shape ({count},), got {array.dtype} {array.shape}"
+            )
         if count and (array.min() < 0 or array.max() >= self.spec.classes):
             raise ValueError(f"labels: values must be in 0..{self.spec.classes - 1}")
         return array.astype(np.int64)
@@ -682,31 +715,71 @@ class IntegerNetwork:
         # each layer's currents for all T steps come from one exact product; the results
         # equal the core's time-major order.
         spec, f = self.spec, self.formats
-        steps, batch = spec.timesteps, len(p)
-        sizes = [spec.neurons(index) for index in range(spec.num_layers + 1)]
+        steps = spec.timesteps
         encoded, encoder_windows = encode(p, self.thresholds[0], steps, f.v, reset=spec.reset)
-        spikes = [encoded] + [np.empty((steps, batch, n), bool) for n in sizes[1:]]
-        windows = [encoder_windows] + [np.empty((steps, batch, n), bool) for n in sizes[1:]]
+        spikes, windows = [encoded], [encoder_windows]
         for index in range(1, spec.num_layers + 1):
-            weight = self.weights[index - 1]
-            positive, negative = self._positive[index - 1], self._negative[index - 1]
-            below = spikes[index - 1].reshape(steps * batch, sizes[index - 1])
-            bound = int(max(positive.max(initial=0), negative.max(initial=0)))
-            currents = exact_matmul(below, weight.T, bound).reshape(steps, batch, sizes[index])
-            # From V = 0, every partial sum of step t lies within t * (sum_i relu(+-W_ji)):
-            # the reset never raises V and leaves it >= 0 when it fires. Within that bound
-            # no event can saturate, so the per-step checks are skipped.
-            safe = steps * bound <= signed_range(f.v)[1]
-            v = np.zeros((batch, sizes[index]), np.int64)
+            layer = self._layer_forward(index, spikes[-1])
+            spikes.append(layer[0])
+            windows.append(layer[1])
+        return IntegerTrace(spikes, windows, layer[2], _decode(spikes[-1], spec))
+
+    def _layer_forward(
+        self, index: int, below: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Spikes, windows (T, N, n) and last pre-reset membranes (N, n) of layer ``index``.
+
+        From V = 0 every partial sum of a sample's events up to step t lies between
+        ``-sum relu(-W_ji)`` and ``sum relu(W_ji)`` over the input spikes so far (the
+        reset never raises V and leaves it >= 0 when it fires). Samples whose bound fits
+        the membrane (checked with the weights' row sums, else with the input spike
+        counts) cannot saturate and run through :func:`fire_steps`; the others replay
+        their events step by step with :func:`integrate`.
+        """
+        spec, f = self.spec, self.formats
+        steps, batch, n_in = below.shape
+        weight = self.weights[index - 1]
+        positive, negative = self._positive[index - 1], self._negative[index - 1]
+        n_out = len(weight)
+        high = signed_range(f.v)[1]
+        bound = int(max(positive.max(initial=0), negative.max(initial=0)))
+        currents = exact_matmul(below.reshape(steps * batch, n_in), weight.T, bound, as_int=False)
+        currents = currents.reshape(steps, batch, n_out)
+        if steps * bound <= high:
+            reach = np.full(batch, steps * bound)
+        else:
+            counts = below.sum(axis=0)
+            rows = int(counts.sum(axis=1).max(initial=0)) * self._max_weight[index - 1]
+            reach = np.maximum(
+                exact_matmul(counts, np.maximum(weight, 0).T, rows),
+                exact_matmul(counts, np.maximum(-weight, 0).T, rows),
+            ).max(axis=1, initial=0)
+        safe = reach <= high
+        if safe.all():
+            return fire_steps(
+                currents, self.thresholds[index], f.v, reset=spec.reset, bound=int(reach.max())
+            )
+        out_spikes = np.empty((steps, batch, n_out), bool)
+        out_windows = np.empty((steps, batch, n_out), bool)
+        last = np.empty((batch, n_out), np.int64)
+        if safe.any():
+            out_spikes[:, safe], out_windows[:, safe], last[safe] = fire_steps(
+                currents[:, safe], self.thresholds[index], f.v,
+                reset=spec.reset, bound=int(reach[safe].max()),
+            )
+        if not safe.all():
+            exact = currents[:, ~safe].astype(np.int64)
+            v = np.zeros((int((~safe).sum()), n_out), np.int64)
             for t in range(steps):
-                integrated = v + currents[t] if safe else integrate(
-                    v, weight, spikes[index - 1][t], f.v,
-                    positive=positive, negative=negative, current=currents[t],
+                before = integrate(
+                    v, weight, below[t, ~safe], f.v,
+                    positive=positive, negative=negative, current=exact[t],
                 )
-                v, spikes[index][t], windows[index][t] = fire_scan(
-                    integrated, self.thresholds[index], reset=spec.reset
+                v, out_spikes[t, ~safe], out_windows[t, ~safe] = fire_scan(
+                    before, self.thresholds[index], reset=spec.reset
                 )
-        return IntegerTrace(spikes, windows, integrated, _decode(spikes[-1], spec))
+            last[~safe] = before
+        return out_spikes, out_windows, last
 
     def _forward_reference(self, p: np.ndarray) -> IntegerTrace:
         spec, f = self.spec, self.formats
@@ -738,7 +811,8 @@ class IntegerNetwork:
         if self.spec.reset != "subtract" or self.spec.surrogate != "scaled":
             raise ValueError(
                 "spec: integer learning implements the eq. 15 mux, which needs reset "
-                f"'subtract' and surrogate 'scaled' (got {self.spec.reset!r}, {self.spec.surrogate!r})"
+                f"'subtract' and surrogate 'scaled' (got {self.spec.reset!r}, "
+                f"{self.spec.surrogate!r})"
             )
 
     def accumulate(
@@ -765,7 +839,8 @@ class IntegerNetwork:
         """Per-neuron output error (N, n_L) and the steps (0-based) where it is injected."""
         spec = self.spec
         error = output_error(trace.counts, labels, spec)
-        steps = range(spec.timesteps) if spec.decoder == "rate" else range(spec.timesteps - 1, spec.timesteps)
+        last = spec.timesteps - 1
+        steps = range(spec.timesteps) if spec.decoder == "rate" else range(last, last + 1)
         return np.repeat(error, spec.population, axis=1), steps
 
     def _backward_fast(self, trace: IntegerTrace, labels: np.ndarray) -> None:
@@ -821,7 +896,8 @@ class IntegerNetwork:
                         else:
                             column = self.weights[index][:, i]
                             acc = sum(int(d) * int(w) for d, w in zip(dv[index + 1], column))
-                        scaled = mul_shift(acc, int(self.reciprocals[index][i]), self._layer_k(index))
+                        recip = int(self.reciprocals[index][i])
+                        scaled = mul_shift(acc, recip, self._layer_k(index))
                         new[i] = saturate(scaled, f.g)
                     dv[index] = new
                     if index >= 1:  # eq. 10: one row add per presynaptic spike
@@ -954,7 +1030,9 @@ class IntegerNetwork:
 
     # Evaluation ------------------------------------------------------------------------
 
-    def evaluate(self, pixels: np.ndarray, labels: np.ndarray, *, batch: int = 500) -> dict[str, Any]:
+    def evaluate(
+        self, pixels: np.ndarray, labels: np.ndarray, *, batch: int = 500
+    ) -> dict[str, Any]:
         """Test metrics (:func:`model.metrics.summarize`) on u8 pixels and labels."""
         batch = _int_field("batch", batch, 1, 1 << 30)
         spec = self.spec
@@ -982,8 +1060,10 @@ class IntegerNetwork:
             "lfsr_state": self.lfsr.state,
         }
 
-    def save(self, directory: str | os.PathLike[str], *, training: Mapping[str, Any] | None = None) -> Path:
-        """Write an integer checkpoint: ``checkpoint.json`` (kind ``"integer"``) and ``weights.npz``.
+    def save(
+        self, directory: str | os.PathLike[str], *, training: Mapping[str, Any] | None = None
+    ) -> Path:
+        """Write an integer checkpoint: ``checkpoint.json`` (kind "integer"), ``weights.npz``.
 
         Arrays ``weight_<l>`` (l = 1..L) and ``threshold_<l>`` (l = 0..L), int64.
         A pending partial batch is not saved; call :meth:`flush` first.
@@ -1013,7 +1093,8 @@ class IntegerNetwork:
         meta = checkpoint.read_checkpoint_json(directory)
         if meta["kind"] != "integer":
             raise ValueError(
-                f"kind: checkpoint {str(directory)!r} is {meta['kind']!r}, an integer checkpoint is needed"
+                f"kind: checkpoint {str(directory)!r} is {meta['kind']!r}, "
+                "an integer checkpoint is needed"
             )
         try:
             spec = NetworkSpec.from_dict(meta.get("spec"))
@@ -1023,10 +1104,13 @@ class IntegerNetwork:
         if not isinstance(stored, dict):
             raise ValueError("formats: checkpoint.json needs a 'formats' object")
         formats = Formats(**{key: stored.get(key) for key in Formats.KEYS if key in stored})
-        missing = [key for key in (*Formats.KEYS, "shift_w", "shift_th", "rounding", "batch", "lfsr_state") if key not in stored]
+        needed = (*Formats.KEYS, "shift_w", "shift_th", "rounding", "batch", "lfsr_state")
+        missing = [key for key in needed if key not in stored]
         if missing:
             raise ValueError(f"formats: checkpoint lacks {', '.join(missing)}")
-        rule = LearningRule(stored["shift_w"], stored["shift_th"], stored["rounding"], stored["batch"])
+        rule = LearningRule(
+            stored["shift_w"], stored["shift_th"], stored["rounding"], stored["batch"]
+        )
         arrays = checkpoint.read_arrays(directory)
         names = [f"weight_{index}" for index in range(1, spec.num_layers + 1)]
         names += [f"threshold_{index}" for index in range(spec.num_layers + 1)]
@@ -1034,11 +1118,14 @@ class IntegerNetwork:
         absent = [name for name in names if name not in arrays]
         if absent or extra:
             raise ValueError(
-                f"weights.npz: arrays {absent or extra} are {'missing' if absent else 'unexpected'} for {spec.arch}"
+                f"weights.npz: arrays {absent or extra} are "
+                f"{'missing' if absent else 'unexpected'} for {spec.arch}"
             )
         for name in names:
             if not np.issubdtype(arrays[name].dtype, np.integer):
-                raise ValueError(f"{name}: expected integers, got {arrays[name].dtype} (a float checkpoint?)")
+                raise ValueError(
+                    f"{name}: expected integers, got {arrays[name].dtype} (a float checkpoint?)"
+                )
         weights = [arrays[name] for name in names[: spec.num_layers]]
         thresholds = [arrays[name] for name in names[spec.num_layers :]]
         return cls(spec, formats, weights, thresholds, rule=rule, lfsr_state=stored["lfsr_state"])
@@ -1132,10 +1219,14 @@ def fit(
     p = net.check_pixels(pixels)
     y = net.check_labels(labels, len(p))
     if augmentation is not None and (image_shape is None or math.prod(image_shape) != p.shape[1]):
-        raise ValueError(f"image_shape: {image_shape!r} must be (C, H, W) holding {p.shape[1]} pixels")
+        raise ValueError(
+            f"image_shape: {image_shape!r} must be (C, H, W) holding {p.shape[1]} pixels"
+        )
     rng = np.random.default_rng(seed)
     history = History()
-    bar = tqdm(total=epochs * len(y), disable=not progress, unit="sample", leave=False, mininterval=0.5)
+    bar = tqdm(
+        total=epochs * len(y), disable=not progress, unit="sample", leave=False, mininterval=0.5
+    )
     try:
         for epoch in range(epochs):
             shift_w, shift_th = schedule.shifts(epoch, epochs)

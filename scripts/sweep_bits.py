@@ -43,8 +43,11 @@ HEADING = "## Integer model: width and rounding sweeps"
 CONFIGS: list[tuple[str, str, str, str]] = (
     [("weight bits w (fw = w - 1)", f"w={w}", f"w={w},v={max(16, w + 8)}", "stochastic") for w in (4, 6, 8, 10, 12, 16)]
     + [("weight fraction bits fw (w = 8)", f"fw={fw}", f"fw={fw}", "stochastic") for fw in (5, 6, 7)]
-    + [("membrane bits v", f"v={v}", f"v={v}", "stochastic") for v in (10, 12, 14, 16)]
-    + [("gradient bits g (gf = g - 8)", f"g={g}", f"g={g},gf={g - 8},dw={max(24, g)},dth={max(24, g)}", "stochastic") for g in (10, 12, 16, 24)]
+    + [("membrane bits v", f"v={v}", f"v={v}", "stochastic") for v in (8, 9, 10, 12, 16)]
+    + [
+        ("gradient bits g (gf = g - 8)", f"g={g}", f"g={g},gf={g - 8},dw=24,dth=24", "stochastic")
+        for g in (8, 10, 12, 16, 24)
+    ]
     + [("gradient fraction bits gf (g = 16)", f"gf={gf}", f"gf={gf}", "stochastic") for gf in (4, 6, 8, 10)]
     + [("accumulator bits dw = dth", f"dw={a}", f"dw={a},dth={a}", "stochastic") for a in (16, 20, 24)]
     + [("rounding", rounding, "", rounding) for rounding in ("floor", "nearest", "stochastic")]

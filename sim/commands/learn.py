@@ -3,7 +3,9 @@
 Builds an :class:`~model.integer.IntegerNetwork` from scratch (seeded integer init), by
 quantizing a float checkpoint, or from an integer checkpoint, learns on-line (an update
 every ``--batch`` samples, learning rates as shifts), evaluates on the test split and
-writes an integer checkpoint (``--out``) and a JSON report (``--json``).
+writes an integer checkpoint (``--out``) and, with ``--json``, a JSON report (``accuracy``,
+``spikes_per_inference``, ``spikes_per_layer``, ``synaptic_ops_per_inference``,
+``formats``, ``float_accuracy`` for a float init, the learning history and rate).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,25 +25,23 @@ from model.spec import NetworkSpec
 
 #: Datasets of the integer model (flat inputs, FC networks).
 LEARN_DATASETS = ("digits", "mnist10k")
+#: Architecture of ``--init scratch`` without ``--arch`` (the float trainer's default too).
+DEFAULT_ARCH = "128FC-100FC"
 
 
 def _build(args: argparse.Namespace, dataset: Any) -> tuple[IntegerNetwork, dict[str, Any]]:
     """The network to learn and the report's init fields."""
-    rule_fields = {"batch": args.batch}
-    if args.rounding is not None:
-        rule_fields["rounding"] = args.rounding
+    rule = LearningRule(rounding=args.rounding or LearningRule.rounding, batch=args.batch)
     if args.init == "scratch":
-        if args.arch is None:
-            raise ValueError("--arch: required with --init scratch (e.g. 128FC-100FC)")
         spec = NetworkSpec.parse(
-            args.arch,
+            args.arch or DEFAULT_ARCH,
             input_shape=dataset.input_shape,
             timesteps=args.timesteps if args.timesteps is not None else 8,
             population=args.population if args.population is not None else 10,
             decoder=args.decoder,
         )
         formats = Formats.parse(args.bits or "", recipe(args.dataset, "scratch").formats)
-        net = IntegerNetwork.scratch(spec, formats, seed=args.seed, rule=LearningRule(**rule_fields))
+        net = IntegerNetwork.scratch(spec, formats, seed=args.seed, rule=rule)
         return net, {"init": "scratch"}
     kind = load_checkpoint_kind(args.init)
     if kind == "float":
@@ -49,7 +50,7 @@ def _build(args: argparse.Namespace, dataset: Any) -> tuple[IntegerNetwork, dict
         floats = Network.load(args.init)
         _check_overrides(args, floats.spec)
         formats = Formats.parse(args.bits or "", recipe(args.dataset, "finetune").formats)
-        net = IntegerNetwork.from_float(floats, formats, seed=args.seed, rule=LearningRule(**rule_fields))
+        net = IntegerNetwork.from_float(floats, formats, seed=args.seed, rule=rule)
         _check_dataset(net.spec, dataset)
         float_accuracy = evaluate(floats, dataset.test_x, dataset.test_y)["accuracy"]
         return net, {"init": "float", "float_accuracy": float_accuracy}
@@ -59,8 +60,7 @@ def _build(args: argparse.Namespace, dataset: Any) -> tuple[IntegerNetwork, dict
         if args.bits:
             raise ValueError("--bits: an integer checkpoint keeps its formats; omit --bits")
         _check_dataset(net.spec, dataset)
-        rounding = args.rounding or net.rule.rounding
-        net.rule = LearningRule(net.rule.shift_w, net.rule.shift_th, rounding, args.batch)
+        net.rule = replace(net.rule, rounding=args.rounding or net.rule.rounding, batch=args.batch)
         return net, {"init": "integer"}
     raise ValueError(f"--init: checkpoint kind {kind!r} is neither 'float' nor 'integer'")
 
@@ -127,12 +127,19 @@ def run(args: argparse.Namespace) -> int:
         "learn_samples_per_second": history.samples_per_second,
         "checkpoint": str(out),
     }
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    line = f"accuracy {results['accuracy']:.4f}, spikes/inference {results['spikes_per_inference']:.1f}"
+    if args.json is not None:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    line = (
+        f"accuracy {results['accuracy']:.4f}, "
+        f"spikes/inference {results['spikes_per_inference']:.1f}"
+    )
     if "float_accuracy" in report:
-        line += f" (float {report['float_accuracy']:.4f}, quantized {report['quantized_accuracy']:.4f})"
+        line += (
+            f" (float {report['float_accuracy']:.4f}, "
+            f"quantized {report['quantized_accuracy']:.4f})"
+        )
     print(line, file=sys.stderr)
     return 0
 
@@ -153,11 +160,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--dataset", required=True, choices=LEARN_DATASETS)
     parser.add_argument("--data-root", metavar="DIR", help="folder of the mnist10k IDX files")
-    parser.add_argument("--arch", metavar="A", help="FC architecture, e.g. 128FC-100FC (scratch)")
+    parser.add_argument(
+        "--arch", metavar="A", help=f"FC architecture (scratch; default {DEFAULT_ARCH})"
+    )
     parser.add_argument("--timesteps", type=int, metavar="T", help="time steps (scratch default 8)")
-    parser.add_argument("--population", type=int, metavar="P", help="output neurons per class (default 10)")
-    parser.add_argument("--decoder", choices=("last", "rate"), default="last", help="readout (scratch)")
-    parser.add_argument("--batch", type=int, default=1, metavar="B", help="samples per update (1 = on-line)")
+    parser.add_argument(
+        "--population", type=int, metavar="P", help="output neurons per class (default 10)"
+    )
+    parser.add_argument(
+        "--decoder", choices=("last", "rate"), default="last", help="readout (scratch)"
+    )
+    parser.add_argument(
+        "--batch", type=int, default=1, metavar="B", help="samples per update (1 = on-line)"
+    )
     parser.add_argument(
         "--init", required=True, metavar="scratch|DIR",
         help="'scratch' (seeded integer init) or a float / integer checkpoint folder",
@@ -167,15 +182,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"formats, keys {', '.join(Formats.KEYS)} (docs/numerics.md)",
     )
     parser.add_argument("--epochs", type=int, metavar="N", help="passes over the training set")
-    parser.add_argument("--rounding", choices=ROUNDINGS, help="update rounding (default stochastic)")
+    parser.add_argument(
+        "--rounding", choices=ROUNDINGS, help="update rounding (default stochastic)"
+    )
     parser.add_argument(
         "--schedule", metavar="S[:F],...",
         help="weight learning-rate shifts per phase, e.g. 14,15,16 or 14:0.5,15:0.75,16 "
         "(default: the dataset's schedule, moved by the change of fw and gf from their defaults)",
     )
-    parser.add_argument("--threshold-offset", type=int, metavar="D", help="threshold shift minus weight shift")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="init, shuffling and LFSR seed")
-    parser.add_argument("--out", required=True, metavar="DIR", help="integer checkpoint folder (created)")
-    parser.add_argument("--json", required=True, metavar="FILE", help="write the report here")
+    parser.add_argument(
+        "--threshold-offset", type=int, metavar="D", help="threshold shift minus weight shift"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, metavar="S", help="init, shuffling and LFSR seed"
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="integer checkpoint folder (created)"
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the JSON report here")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)

@@ -16,6 +16,7 @@ from model.fixed import (
     encode,
     exact_matmul,
     fire_scan,
+    fire_steps,
     integrate,
     integrate_events,
     lfsr_step,
@@ -177,10 +178,39 @@ def test_mux_dv_steps_equals_step_by_step(steps: int, n: int, bits: int, seed: i
 
 
 @FAST
+@given(st.integers(1, 12), st.sampled_from([8, 16, 23, 24, 30]), st.sampled_from(["subtract", "zero"]), st.integers(0, 2**32 - 1))
+def test_fire_steps_equals_step_by_step(steps: int, bits: int, reset: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    top = ((1 << (bits - 1)) - 1) // steps  # the largest |current| that cannot saturate
+    currents = rng.integers(-top, top + 1, (steps, 4, 5))
+    vth = rng.integers(1, max(2, top), 5)
+    spikes, windows, last = fire_steps(currents, vth, bits, reset=reset)
+    v = np.zeros((4, 5), np.int64)
+    for t in range(steps):
+        before = v + currents[t]
+        v, s, h = fire_scan(before, vth, reset=reset)
+        assert np.array_equal(spikes[t], s) and np.array_equal(windows[t], h)
+    assert np.array_equal(last, before)
+    floats = fire_steps(currents.astype(np.float64), vth, bits, reset=reset, bound=(1 << (bits - 1)) - 1)
+    assert all(np.array_equal(a, b) for a, b in zip(floats, (spikes, windows, last)))
+
+
+def test_fire_steps_refuses_possible_saturation() -> None:
+    # rise 100 and fall 28 both fit 8 bits (their sum 128 does not): V = 100, 95 - 28 = 67
+    assert fire_steps(np.array([[100], [-28]]), np.array([5]), 8)[2].tolist() == [67]
+    with pytest.raises(ValueError, match="^currents: membranes could exceed 8 bits"):
+        fire_steps(np.array([[100], [28]]), np.array([5]), 8)
+    with pytest.raises(ValueError, match="^currents: expected integers"):
+        fire_steps(np.array([[1.0]]), np.array([5]), 8)
+
+
+@FAST
 @given(st.integers(1, 40), st.integers(9, 16), st.sampled_from(["subtract", "zero"]), st.integers(0, 2**32 - 1))
 def test_encode_equals_step_by_step(steps: int, bits: int, reset: str, seed: int) -> None:
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 256, (3, 7))
+    if seed % 2:  # mostly zero pixels (the gathered path)
+        pixels[rng.random((3, 7)) < 0.8] = 0
     pixels[0, :3] = [0, 255, 1]
     vth = rng.integers(1, 300, 7)
     vth[:2] = [1, 255]

@@ -115,8 +115,11 @@ def test_saturation_heavy_network_matches_and_saturates() -> None:
     net = IntegerNetwork(spec, formats, weights, thresholds, rule=LearningRule(0, 0, "stochastic", 2))
     ref = _clone(net)
     pixels = np.full((3, 5), 255, np.uint8)
+    pixels[1] = 0  # a silent sample in the same batch takes the no-saturation path
     trace = net.forward(pixels)
-    assert trace.last_membrane.tolist() == [[-128] * 4] * 3
+    assert trace.last_membrane.tolist() == [[-128] * 4, [0] * 4, [-128] * 4]
+    reference = ref.forward(pixels, reference=True)
+    assert all(np.array_equal(a, b) for a, b in zip(trace.spikes + trace.windows, reference.spikes + reference.windows))
     labels = np.array([0, 1, 0])
     net.learn(pixels, labels)
     ref.learn(pixels, labels, reference=True)
