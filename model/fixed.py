@@ -29,6 +29,8 @@ from typing import Any, overload
 
 import numpy as np
 
+from model.checks import check_field
+
 __all__ = [
     "LFSR",
     "LFSR_BITS",
@@ -70,16 +72,6 @@ IntLike = int | np.integer
 ArrayLike = Any
 
 
-def _check_bits(name: str, bits: Any, minimum: int = 1, maximum: int = MAX_BITS) -> int:
-    try:
-        value = operator.index(bits)
-    except TypeError:
-        raise ValueError(f"{name}: must be an integer, not {bits!r}") from None
-    if isinstance(bits, bool) or not minimum <= value <= maximum:
-        raise ValueError(f"{name}: {bits!r} is out of range (allowed {minimum}..{maximum})")
-    return value
-
-
 def _is_scalar(x: Any) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
@@ -103,7 +95,7 @@ def _result(value: np.ndarray, scalar: bool) -> Any:
 
 def signed_range(bits: int) -> tuple[int, int]:
     """``(-2^(bits-1), 2^(bits-1) - 1)``, the range of a signed ``bits``-bit integer."""
-    bits = _check_bits("bits", bits)
+    bits = check_field("bits", bits, minimum=1, maximum=MAX_BITS)
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 
@@ -131,8 +123,9 @@ class FixedFormat:
     signed: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "bits", _check_bits("bits", self.bits, 2 if self.signed else 1))
-        object.__setattr__(self, "frac", _check_bits("frac", self.frac, 0, 64))
+        minimum = 2 if self.signed else 1
+        object.__setattr__(self, "bits", check_field("bits", self.bits, minimum=minimum, maximum=MAX_BITS))
+        object.__setattr__(self, "frac", check_field("frac", self.frac, minimum=0, maximum=64))
         object.__setattr__(self, "signed", bool(self.signed))
 
     @property
@@ -223,7 +216,7 @@ def round_shift(
     ValueError
         For a bad ``shift``/``rounding``, or ``draws`` missing for stochastic rounding.
     """
-    shift = _check_bits("shift", shift, 0, 31)
+    shift = check_field("shift", shift, minimum=0, maximum=31)
     scalar = _is_scalar(x)
     values = _as_int64("x", x)
     if rounding == "floor":
@@ -255,7 +248,7 @@ def reciprocal(vth: ArrayLike, k: int) -> Any:
     ValueError
         Naming ``vth`` when a threshold is below 1, ``k`` when out of range.
     """
-    k = _check_bits("k", k, 1, 30)
+    k = check_field("k", k, minimum=1, maximum=30)
     scalar = _is_scalar(vth)
     values = _as_int64("vth", vth)
     if values.size and values.min() < 1:
@@ -277,7 +270,7 @@ def mul_shift(acc: ArrayLike, r: ArrayLike, k: int) -> Any:
     ValueError
         When ``r`` is negative or above ``2^31``.
     """
-    k = _check_bits("k", k, 0, 30)
+    k = check_field("k", k, minimum=0, maximum=30)
     scalar = _is_scalar(acc) and _is_scalar(r)
     a = _as_int64("acc", acc)
     recip = _as_int64("r", r)
@@ -815,7 +808,7 @@ class LFSR:
 
     def draw(self, bits: int) -> int:
         """One draw: step, then the low ``bits`` (0..32) bits of the new state."""
-        bits = _check_bits("bits", bits, 0, LFSR_BITS)
+        bits = check_field("bits", bits, minimum=0, maximum=LFSR_BITS)
         return self.step() & ((1 << bits) - 1)
 
     def states(self, count: int, at: ArrayLike | None = None) -> np.ndarray:

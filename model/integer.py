@@ -25,7 +25,6 @@ Quantities and shapes (FC only, flat inputs; layer 0 is the encoder):
 from __future__ import annotations
 
 import math
-import operator
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from model import checkpoint, metrics
+from model.checks import check_field
 from model.fixed import (
     LFSR,
     MAX_BITS,
@@ -91,18 +91,6 @@ INIT_GAIN = 1.0
 # Formats ------------------------------------------------------------------------------
 
 
-def _int_field(name: str, value: Any, minimum: int, maximum: int) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{name}: must be an integer, not {value!r}")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name}: must be an integer, not {value!r}") from None
-    if not minimum <= number <= maximum:
-        raise ValueError(f"{name}: {number} is out of range (allowed {minimum}..{maximum})")
-    return number
-
-
 @dataclass(frozen=True)
 class Formats:
     """Widths of every stored quantity (docs/numerics.md section 1).
@@ -143,14 +131,14 @@ class Formats:
     KEYS = ("w", "fw", "v", "g", "gf", "dw", "dth", "k")
 
     def __post_init__(self) -> None:
-        w = _int_field("w", self.w, 2, 16)
-        fw = w - 1 if self.fw is None else _int_field("fw", self.fw, 0, w - 1)
-        v = _int_field("v", self.v, w, 32)
-        g = _int_field("g", self.g, 4, 32)
-        gf = _int_field("gf", self.gf, 0, g - 1)
-        dw = _int_field("dw", self.dw, g, 48)
-        dth = _int_field("dth", self.dth, g, 48)
-        k = _int_field("k", self.k, 8, 30)
+        w = check_field("w", self.w, minimum=2, maximum=16)
+        fw = w - 1 if self.fw is None else check_field("fw", self.fw, minimum=0, maximum=w - 1)
+        v = check_field("v", self.v, minimum=w, maximum=32)
+        g = check_field("g", self.g, minimum=4, maximum=32)
+        gf = check_field("gf", self.gf, minimum=0, maximum=g - 1)
+        dw = check_field("dw", self.dw, minimum=g, maximum=48)
+        dth = check_field("dth", self.dth, minimum=g, maximum=48)
+        k = check_field("k", self.k, minimum=8, maximum=30)
         for name, value in zip(self.KEYS, (w, fw, v, g, gf, dw, dth, k)):
             object.__setattr__(self, name, value)
 
@@ -273,11 +261,11 @@ class LearningRule:
     batch: int = 1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "shift_w", _int_field("shift_w", self.shift_w, 0, 31))
-        object.__setattr__(self, "shift_th", _int_field("shift_th", self.shift_th, 0, 31))
+        object.__setattr__(self, "shift_w", check_field("shift_w", self.shift_w, minimum=0, maximum=31))
+        object.__setattr__(self, "shift_th", check_field("shift_th", self.shift_th, minimum=0, maximum=31))
         if self.rounding not in ROUNDINGS:
             raise ValueError(f"rounding: {self.rounding!r} is not one of {', '.join(ROUNDINGS)}")
-        object.__setattr__(self, "batch", _int_field("batch", self.batch, 1, 1 << 20))
+        object.__setattr__(self, "batch", check_field("batch", self.batch, minimum=1, maximum=1 << 20))
 
 
 @dataclass(frozen=True)
@@ -303,7 +291,7 @@ class ShiftSchedule:
     threshold_offset: int = 0
 
     def __post_init__(self) -> None:
-        weight = tuple(_int_field("schedule", s, 0, 31) for s in self.weight)
+        weight = tuple(check_field("schedule", s, minimum=0, maximum=31) for s in self.weight)
         milestones = tuple(float(m) for m in self.milestones)
         if len(weight) != len(milestones) + 1:
             raise ValueError("schedule: needs one weight shift more than milestones")
@@ -311,7 +299,7 @@ class ShiftSchedule:
             raise ValueError("schedule: milestones must increase within (0, 1)")
         object.__setattr__(self, "weight", weight)
         object.__setattr__(self, "milestones", milestones)
-        offset = _int_field("threshold_offset", self.threshold_offset, -8, 8)
+        offset = check_field("threshold_offset", self.threshold_offset, minimum=-8, maximum=8)
         object.__setattr__(self, "threshold_offset", offset)
 
     @classmethod
@@ -452,7 +440,7 @@ def equivalent_float_lr(spec: NetworkSpec, formats: Formats, shift: int) -> floa
     ``C (P T)^2 / 2`` (rate decoder): the integer output error is the float model's MSE
     gradient (mean over classes) times ``c`` (numerics section 4.3).
     """
-    shift = _int_field("shift", shift, 0, 31)
+    shift = check_field("shift", shift, minimum=0, maximum=31)
     full = spec.population * (spec.timesteps if spec.decoder == "rate" else 1)
     scale = spec.classes * full**2 / 2
     return scale * 2.0 ** (formats.gf - formats.fw - shift)
@@ -603,7 +591,7 @@ class IntegerNetwork:
         """
         _check_integer_spec(spec)
         formats = Formats() if formats is None else formats
-        seed = _int_field("seed", seed, 0, (1 << 63) - 1)
+        seed = check_field("seed", seed, minimum=0, maximum=(1 << 63) - 1)
         rng = np.random.default_rng(seed)
         weights = []
         for index in range(1, spec.num_layers + 1):
@@ -642,7 +630,7 @@ class IntegerNetwork:
             formats.quantize_threshold(vth, encoder=index == 0)
             for index, vth in enumerate(net.thresholds)
         ]
-        seed = _int_field("seed", seed, 0, (1 << 63) - 1)
+        seed = check_field("seed", seed, minimum=0, maximum=(1 << 63) - 1)
         state = LFSR.from_seed(seed).state
         return cls(spec, formats, weights, thresholds, rule=rule, lfsr_state=state)
 
@@ -1034,7 +1022,7 @@ class IntegerNetwork:
         self, pixels: np.ndarray, labels: np.ndarray, *, batch: int = 500
     ) -> dict[str, Any]:
         """Test metrics (:func:`model.metrics.summarize`) on u8 pixels and labels."""
-        batch = _int_field("batch", batch, 1, 1 << 30)
+        batch = check_field("batch", batch, minimum=1, maximum=1 << 30)
         spec = self.spec
         p = self.check_pixels(pixels)
         y = self.check_labels(labels, len(p))
@@ -1214,8 +1202,8 @@ def fit(
 
     from model.data import augment
 
-    epochs = _int_field("epochs", epochs, 1, 1 << 20)
-    seed = _int_field("seed", seed, 0, (1 << 63) - 1)
+    epochs = check_field("epochs", epochs, minimum=1, maximum=1 << 20)
+    seed = check_field("seed", seed, minimum=0, maximum=(1 << 63) - 1)
     p = net.check_pixels(pixels)
     y = net.check_labels(labels, len(p))
     if augmentation is not None and (image_shape is None or math.prod(image_shape) != p.shape[1]):

@@ -11,17 +11,17 @@ writes an integer checkpoint (``--out``) and, with ``--json``, a JSON report (``
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from model.checkpoint import load_checkpoint_kind
+from model.checks import check_field
 from model.data import load_dataset, to_u8
 from model.fixed import ROUNDINGS
 from model.integer import Formats, IntegerNetwork, LearningRule, ShiftSchedule, fit, recipe
 from model.spec import NetworkSpec
+from sim.cli import write_json
 
 #: Datasets of the integer model (flat inputs, FC networks).
 LEARN_DATASETS = ("digits", "mnist10k")
@@ -82,8 +82,7 @@ def _check_dataset(spec: NetworkSpec, dataset: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.batch < 1:
-        raise ValueError(f"--batch: {args.batch} is out of range (allowed 1 or more)")
+    check_field("--batch", args.batch, minimum=1)
     dataset = load_dataset(args.dataset, root=args.data_root)
     net, report = _build(args, dataset)
     defaults = recipe(args.dataset, "scratch" if report["init"] == "scratch" else "finetune")
@@ -128,9 +127,7 @@ def run(args: argparse.Namespace) -> int:
         "checkpoint": str(out),
     }
     if args.json is not None:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_json(args.json, report)
     line = (
         f"accuracy {results['accuracy']:.4f}, "
         f"spikes/inference {results['spikes_per_inference']:.1f}"
