@@ -1023,18 +1023,14 @@ class IntegerNetwork:
     ) -> dict[str, Any]:
         """Test metrics (:func:`model.metrics.summarize`) on u8 pixels and labels."""
         batch = check_field("batch", batch, minimum=1, maximum=1 << 30)
-        spec = self.spec
         p = self.check_pixels(pixels)
         y = self.check_labels(labels, len(p))
-        layers = spec.spiking_layers()
-        counts = [np.zeros(spec.layer_shape(index), np.int64) for index in layers]
-        predictions = np.empty(len(y), np.int64)
-        for start in range(0, len(y), batch):
-            trace = self._forward_fast(p[start : start + batch])
-            for total, index in zip(counts, layers):
-                total += trace.spikes[index].sum(axis=(0, 1))
-            predictions[start : start + batch] = trace.predictions()
-        return metrics.summarize(spec, counts, len(y), predictions, y)
+
+        def run(start: int, stop: int) -> tuple[list[np.ndarray], np.ndarray]:
+            trace = self._forward_fast(p[start:stop])
+            return trace.spikes, trace.predictions()
+
+        return metrics.evaluate_batches(self.spec, y, batch, run)
 
     # Checkpoints -----------------------------------------------------------------------
 

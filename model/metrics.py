@@ -20,7 +20,7 @@ Definitions
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -222,3 +222,26 @@ def summarize(
         "activation_sparsity": activation_sparsity(spec, per_layer),
         "samples": int(samples),
     }
+
+
+def evaluate_batches(
+    spec: NetworkSpec,
+    labels: np.ndarray,
+    batch: int,
+    run: Callable[[int, int], tuple[Sequence[np.ndarray], np.ndarray]],
+) -> dict[str, Any]:
+    """:func:`summarize` an evaluation run ``batch`` samples at a time.
+
+    ``run(start, stop)`` infers samples ``start..stop-1`` and returns their spikes (indexed
+    by layer, each ``(T, B, *layer shape)``; only the spiking layers are read) and their
+    predicted classes ``(B,)``. Results do not depend on ``batch``.
+    """
+    layers = spec.spiking_layers()
+    counts = [np.zeros(spec.layer_shape(index), np.float64) for index in layers]
+    predictions = np.empty(len(labels), np.int64)
+    for start in range(0, len(labels), batch):
+        stop = min(start + batch, len(labels))
+        spikes, predictions[start:stop] = run(start, stop)
+        for total, index in zip(counts, layers):
+            total += spikes[index].sum(axis=(0, 1), dtype=np.float64)
+    return summarize(spec, counts, len(labels), predictions, labels)

@@ -652,18 +652,14 @@ def evaluate(
         Images per forward pass (memory only; results do not depend on it).
     """
     batch = check_field("batch", batch, minimum=1)
-    spec = net.spec
     labels = net._check_labels(y, len(x))
-    layers = spec.spiking_layers()
-    counts = [np.zeros(spec.layer_shape(index), np.float64) for index in layers]
-    predictions = np.empty(len(labels), np.int64)
-    for start in range(0, len(labels), batch):
-        trace = net.forward(x[start : start + batch])
-        for total, index in zip(counts, layers):
-            total += trace.spikes[index].sum(axis=(0, 1), dtype=np.float64)
-        membrane = trace.last_membrane if spec.decoder != "fc" else None
-        predictions[start : start + batch] = metrics.predict(trace.output, membrane)
-    return metrics.summarize(spec, counts, len(labels), predictions, labels)
+
+    def run(start: int, stop: int) -> tuple[list[np.ndarray | None], np.ndarray]:
+        trace = net.forward(x[start:stop])
+        membrane = trace.last_membrane if net.spec.decoder != "fc" else None
+        return trace.spikes, metrics.predict(trace.output, membrane)
+
+    return metrics.evaluate_batches(net.spec, labels, batch, run)
 
 
 # Training ----------------------------------------------------------------------------
