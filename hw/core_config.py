@@ -33,6 +33,7 @@ __all__ = [
     "COUNTER_BITS",
     "DEFAULT_QUEUE_DEPTH",
     "HOST_REGISTERS",
+    "MAX_QUEUE_DEPTH",
     "PIXEL_BITS",
     "TARGETS",
     "CoreConfig",
@@ -45,6 +46,8 @@ __all__ = [
 COUNTER_BITS = 32
 #: Spike-queue depth Q of the command line's generated and co-simulated cores.
 DEFAULT_QUEUE_DEPTH = 16
+#: Largest spike-queue depth Q a core is built with (the smallest is 1).
+MAX_QUEUE_DEPTH = 1 << 16
 #: Width of a pixel (u8).
 PIXEL_BITS = 8
 #: Host-accessible registers of region 0 of the host map, by word address.
@@ -79,7 +82,7 @@ TARGETS = {
     for target in (
         Target("sim", 1 << 28, 1 << 26, "co-simulation: 256 Mbit in all, 64 Mbit per memory"),
         Target(
-            "ice40up5k", 30 * 4096 + 4 * 262144, 4 * 262144,
+            "ice40-up5k", 30 * 4096 + 4 * 262144, 4 * 262144,
             "Lattice iCE40 UltraPlus 5K: 30 EBR x 4 kbit + 4 SPRAM x 256 kbit",
         ),
         Target("ecp5-25k", 56 * 18432, 56 * 18432, "Lattice ECP5 LFE5U-25: 56 EBR x 18 kbit"),
@@ -195,7 +198,7 @@ class CoreConfig:
     lanes : int
         P, values per memory word, 1 or more.
     queue_depth : int
-        Q, spike-queue capacity, 3 or more.
+        Q, spike-queue capacity, 1 or more (docs/architecture.md section 3).
     timesteps, classes, population : int
         T, C and neurons per class (output layer = ``C x population``).
     decoder : str
@@ -258,7 +261,7 @@ class CoreConfig:
         if spec.decoder not in ("last", "rate"):
             raise ValueError(f"decoder: {spec.decoder!r} is not built by the core (allowed last, rate)")
         lanes = check_int("lanes", lanes, minimum=1, maximum=1024)
-        queue_depth = check_int("queue_depth", queue_depth, minimum=3, maximum=1 << 16)
+        queue_depth = check_int("queue_depth", queue_depth, minimum=1, maximum=MAX_QUEUE_DEPTH)
         rule = network.rule
         return cls(
             sizes=tuple(spec.neurons(index) for index in range(spec.num_layers + 1)),

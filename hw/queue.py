@@ -16,17 +16,30 @@ class SpikeQueue(wiring.Component):
 
     A :class:`amaranth.lib.fifo.SyncFIFOBuffered` (block-RAM friendly, registered output)
     with stream ports. A full queue deasserts ``push.ready``: the producer stalls and no
-    event is ever dropped. Timing (cycles of the ``sync`` domain):
+    event is ever dropped. Timing (cycles of the ``sync`` domain), the same for every
+    depth:
 
     * an index pushed in cycle ``c`` into an empty queue is offered on ``pop`` from cycle
-      ``c + 2``;
-    * ``push.ready`` is ``~full`` (the RAM part of ``depth - 1 >= 2`` entries fills only
-      while the output register is occupied); below full one push and one pop per cycle
-      are sustained, and a full queue accepts again in the cycle after a pop;
-    * ``level`` counts the indices held (pushed and not yet popped);
+      ``c + 2`` (RAM write, then the output register);
+    * ``push.ready`` is ``~full``, whatever ``pop.ready`` does: a full queue accepts again
+      in the cycle after a pop. A slot is free again 3 cycles after its push at the
+      earliest (offered at ``c + 2``, popped, free the next cycle), so against an
+      always-ready consumer the queue sustains ``min(1, depth / 3)`` pushes per cycle;
+    * ``level`` counts the indices held (pushed and not yet popped), the one in flight
+      between the RAM and the output register included;
     * ``high_water`` is a register: the largest ``level`` seen at the end of any cycle since
       reset or since the last ``clear_high_water`` (a clear restarts it from the ``level``
       of the clearing cycle), so it lags ``level`` by one cycle.
+
+    From depth 3 the buffer is ``SyncFIFOBuffered(depth)`` itself: its RAM part of
+    ``depth - 1 >= 2`` entries fills only while the output register is occupied, so its
+    ``w_rdy`` already is ``~full``. Below 3 a ``SyncFIFOBuffered`` of the same depth would
+    differ (depth 1 is a bare register offering an index one cycle after its push; at
+    depth 2 the one-entry RAM refuses a push in the cycle an index moves to the output
+    register, though the queue holds only one). So depths 1 and 2 use the depth-3 buffer
+    (same latency; a RAM of two entries keeps its address one bit wide) and limit
+    ``push.ready`` to ``~full``: capacity ``depth``, at most two index registers more
+    than strictly needed.
 
     The cycle-accurate reference is :func:`model.units.spike_queue_step`.
 
@@ -35,8 +48,7 @@ class SpikeQueue(wiring.Component):
     index_bits : int
         Width of a neuron index (the AER address), 2 or more.
     depth : int
-        Capacity in indices, 3 or more (a RAM of ``depth - 1`` entries, at least 2, plus
-        the output register).
+        Capacity in indices, 1 or more.
 
     Members
     -------
@@ -58,12 +70,12 @@ class SpikeQueue(wiring.Component):
     TypeError
         If a parameter is not an integer.
     ValueError
-        If ``index_bits`` is below 2 or ``depth`` below 3 (the message names the parameter).
+        If ``index_bits`` is below 2 or ``depth`` below 1 (the message names the parameter).
     """
 
     def __init__(self, *, index_bits: int, depth: int) -> None:
         self.index_bits = check_int("index_bits", index_bits, minimum=2)
-        self.depth = check_int("depth", depth, minimum=3)
+        self.depth = check_int("depth", depth, minimum=1)
         super().__init__({
             "push": In(stream.Signature(unsigned(self.index_bits))),
             "pop": Out(stream.Signature(unsigned(self.index_bits))),
@@ -77,8 +89,17 @@ class SpikeQueue(wiring.Component):
         m = Module()
 
         # Datapath
-        m.submodules.fifo = queue = fifo.SyncFIFOBuffered(width=self.index_bits, depth=self.depth)
-        wiring.connect(m, wiring.flipped(self.push), queue.w_stream)
+        buffered = max(self.depth, 3)
+        m.submodules.fifo = queue = fifo.SyncFIFOBuffered(width=self.index_bits, depth=buffered)
+        full = queue.level == self.depth
+        if buffered == self.depth:  # w_rdy is ~full
+            wiring.connect(m, wiring.flipped(self.push), queue.w_stream)
+        else:  # the buffer never holds more than depth: refuse a push when full
+            m.d.comb += [
+                queue.w_stream.payload.eq(self.push.payload),
+                queue.w_stream.valid.eq(self.push.valid & ~full),
+                self.push.ready.eq(queue.w_stream.ready & ~full),
+            ]
         wiring.connect(m, wiring.flipped(self.pop), queue.r_stream)
 
         # Occupancy
@@ -86,7 +107,7 @@ class SpikeQueue(wiring.Component):
         new_maximum = queue.level > high_water
         m.d.comb += [
             self.level.eq(queue.level),
-            self.full.eq(queue.level == self.depth),
+            self.full.eq(full),
             self.high_water.eq(high_water),
         ]
         with m.If(self.clear_high_water | new_maximum):

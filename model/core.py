@@ -77,7 +77,8 @@ PHASES = ("clear", "forward", "readout", "backward", "update")
 MEMORIES = ("PIX", "V", "VTH", "R", "S", "H", "W", "DV", "DW", "DVTH")
 
 #: Cycles from a push into an empty spike queue to the cycle it is offered on ``pop``
-#: (``hw.queue.SpikeQueue``: SyncFIFOBuffered with a registered output).
+#: (``hw.queue.SpikeQueue``: SyncFIFOBuffered with a registered output), the same at every
+#: depth Q >= 1.
 QUEUE_LATENCY = 2
 #: Output-layer dV: the lane write follows its event's cycle (R read latency).
 DV_OUTPUT_LATENCY = 1
@@ -144,7 +145,7 @@ def forward_stage_timing(
         ``c = ceil(n_{l+1} / P)``: cycles the integrate engine spends per event; ``None``
         for the output layer (no queue: every word retires in one cycle).
     depth : int
-        Queue capacity Q, 3 or more.
+        Queue capacity Q, 1 or more.
 
     Returns
     -------
@@ -155,11 +156,12 @@ def forward_stage_timing(
     ``a_0 = 1``. Event e (1-based, in push order) is ready at ``a_k`` (first spike of word
     k) or ``p_{e-1} + 1`` and pushed at ``p_e = max(ready_e, s_{e-Q} + 1)`` (the queue is
     full until event e-Q has been popped); it is popped at
-    ``s_e = max(p_e + 2, s_{e-1} + c)``. Word k retires at ``f_k = a_k`` without spikes,
-    else at the push of its last spike; ``a_{k+1} = f_k + 1``.
+    ``s_e = max(p_e + 2, s_{e-1} + c)`` (``QUEUE_LATENCY`` = 2 at every depth Q >= 1).
+    Word k retires at ``f_k = a_k`` without spikes, else at the push of its last spike;
+    ``a_{k+1} = f_k + 1``.
     ``X = max(f_last, s_E + c)`` and ``D = X + 1``.
     """
-    depth = check_int("depth", depth, minimum=3)
+    depth = check_int("depth", depth, minimum=1)
     c = None if fanout_words is None else check_int("fanout_words", fanout_words, minimum=1)
     retire: list[int] = []
     push: list[int] = []
@@ -607,8 +609,9 @@ class CoreModel:
     lanes : int
         P, parallel lanes (words of P values), 1 or more.
     queue_depth : int
-        Q, capacity of each inter-layer spike queue in indices, 3 or more (the
-        ``hw.queue.SpikeQueue`` keeps its head in a register and Q - 1 indices in RAM).
+        Q, capacity of each inter-layer spike queue in indices, 1 or more (the
+        ``hw.queue.SpikeQueue`` keeps its head in a register, the rest in RAM; one rule,
+        ``QUEUE_LATENCY``, at every depth).
 
     Attributes
     ----------
@@ -640,7 +643,7 @@ class CoreModel:
         spec = network.spec
         check_core_spec(spec)
         self.lanes = check_int("lanes", lanes, minimum=1)
-        self.queue_depth = check_int("queue_depth", queue_depth, minimum=3)
+        self.queue_depth = check_int("queue_depth", queue_depth, minimum=1)
         self.spec = spec
         self.formats = network.formats
         self.rule = network.rule

@@ -129,7 +129,7 @@ def _check_port(name: str, value: int, bits: int) -> int:
     return value
 
 
-# Spike queue (hw.queue.SpikeQueue: SyncFIFOBuffered of depth-1 RAM entries + output register)
+# Spike queue (hw.queue.SpikeQueue: SyncFIFOBuffered, a RAM part + output register)
 
 
 class SpikeQueueState(NamedTuple):
@@ -140,7 +140,8 @@ class SpikeQueueState(NamedTuple):
     index_bits, depth : int
         Parameters (index width in bits, capacity in indices).
     stored : tuple of int
-        Indices in the RAM part, oldest first, at most ``depth - 1`` of them.
+        Indices in the RAM part, oldest first, at most ``max(depth - 1, 1)`` of them (at
+        depth 1 the index waits there one cycle before the output register takes it).
     out_valid : bool
         The output register holds an index (``pop.valid``).
     out_index : int
@@ -183,11 +184,11 @@ def spike_queue_reset(*, index_bits: int, depth: int) -> SpikeQueueState:
     Raises
     ------
     TypeError, ValueError
-        As :class:`hw.queue.SpikeQueue` for bad ``index_bits`` (>= 2) / ``depth`` (>= 3).
+        As :class:`hw.queue.SpikeQueue` for bad ``index_bits`` (>= 2) / ``depth`` (>= 1).
     """
     return SpikeQueueState(
         index_bits=check_int("index_bits", index_bits, minimum=2),
-        depth=check_int("depth", depth, minimum=3),
+        depth=check_int("depth", depth, minimum=1),
         stored=(),
         out_valid=False,
         out_index=0,
@@ -200,9 +201,10 @@ def spike_queue_step(
 ) -> tuple[SpikeQueueOutputs, SpikeQueueState]:
     """Advance the spike queue by one cycle.
 
-    The RAM part holds ``depth - 1`` indices; the output register is refilled from it
-    whenever it is empty or being popped, so a push into an empty queue reaches ``pop``
-    two cycles later. ``push.ready`` is low while the RAM part is full.
+    A push is written to the RAM part; the output register is refilled from it whenever it
+    is empty or being popped, so a push into an empty queue reaches ``pop`` two cycles
+    later, at every depth. ``push.ready`` is ``level != depth`` (not full), independent of
+    ``pop.ready``: a full queue accepts again in the cycle after a pop.
 
     Raises
     ------
@@ -210,8 +212,8 @@ def spike_queue_step(
         If ``push_index`` does not fit ``index_bits`` while ``push_valid`` is set.
     """
     stored = state.stored
-    push_ready = len(stored) != state.depth - 1
     level = len(stored) + state.out_valid
+    push_ready = level != state.depth
     outputs = SpikeQueueOutputs(
         push_ready=push_ready,
         pop_valid=state.out_valid,

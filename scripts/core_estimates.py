@@ -278,8 +278,8 @@ def section(args: argparse.Namespace, argv: Sequence[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    if args.queue_depth < 3:
-        print("core_estimates: --queue-depth: allowed 3 or more", file=sys.stderr)
+    if args.queue_depth < 1:
+        print(f"core_estimates: --queue-depth: {args.queue_depth} is out of range (allowed 1 or more)", file=sys.stderr)
         return 2
     text = section(args, argv)
     if args.write:

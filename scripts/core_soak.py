@@ -3,7 +3,7 @@
 Draws seeded random FC networks (1 to 3 layers after the encoder, layer sizes 1..16,
 population 1..3, T 1..5, last or rate decoder, reset by subtraction or to zero, trainable
 or fixed thresholds, every rounding mode, B 1..3, widths from very narrow (saturating
-everywhere) to the defaults), random lanes P (1, 2, 3, 4, 8) and queue depths Q (3..16),
+everywhere) to the defaults), random lanes P (1, 2, 3, 4, 8) and queue depths Q (1..16),
 random pixels (often sparse) and random input/output stall patterns; learns on each sample
 when the network can learn (else infers). Then trains a digits network (integer model) and
 co-simulates it for inference and learning at several P. Every run must report zero
@@ -100,7 +100,7 @@ def soak(*, networks: int, samples: int, seed: int, digits: bool = True, log=pri
                 pixels[rng.random(pixels.shape) < 0.6] = 0
             labels = rng.integers(0, net.spec.classes, samples)
             options = {
-                "lanes": int(rng.choice(LANES)), "queue_depth": int(rng.choice([3, 4, 5, 8, 16])),
+                "lanes": int(rng.choice(LANES)), "queue_depth": int(rng.choice([1, 2, 3, 4, 5, 8, 16])),
                 "learn": learnable and bool(rng.random() < 0.85), "optimize": False,
                 "input_pattern": str(rng.choice(STALLS)), "output_pattern": str(rng.choice(STALLS)),
                 "seed": int(rng.integers(0, 1 << 31)),

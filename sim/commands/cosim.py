@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from hw.core_config import DEFAULT_QUEUE_DEPTH, CoreConfig
+from hw.core_config import DEFAULT_QUEUE_DEPTH, MAX_QUEUE_DEPTH, CoreConfig
 from model.checks import check_field
 from model.data import DATASETS, load_dataset, to_u8
 from model.integer import IntegerNetwork
@@ -36,6 +36,7 @@ from sim.toolchain import SIMULATORS, ToolchainError, require
 
 def run(args: argparse.Namespace) -> int:
     check_field("--samples", args.samples, minimum=1)
+    check_field("--queue-depth", args.queue_depth, minimum=1, maximum=MAX_QUEUE_DEPTH)
     try:
         require(args.sim)
     except ToolchainError as error:
@@ -127,7 +128,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lanes", type=int, required=True, metavar="P", help="lanes P")
     parser.add_argument(
         "--queue-depth", type=int, default=DEFAULT_QUEUE_DEPTH, metavar="Q",
-        help=f"spike-queue capacity, 3 or more (default {DEFAULT_QUEUE_DEPTH})",
+        help=f"spike-queue capacity, 1..{MAX_QUEUE_DEPTH} (default {DEFAULT_QUEUE_DEPTH})",
     )
     parser.add_argument("--sim", choices=SIMULATORS, default="verilator", help="simulator (default verilator)")
     parser.add_argument(

@@ -176,6 +176,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> None:
         f"{report['cycles_per_inference']:.0f} cycles / inference, table {report['energy_table']['name']}"
     )
     figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)
 
@@ -214,7 +215,7 @@ def measure(
 def run(args: argparse.Namespace) -> int:
     """Estimate, write the JSON (and trace, plot), print a one-line summary."""
     lanes = check_field("--lanes", args.lanes, minimum=1)
-    depth = check_field("--queue-depth", args.queue_depth, minimum=3)
+    depth = check_field("--queue-depth", args.queue_depth, minimum=1)
     samples = check_field("--samples", args.samples, minimum=1)
     table = get_table(args.table).name
     meta = read_checkpoint_json(args.checkpoint)
@@ -279,7 +280,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lanes", type=int, default=8, metavar="P", help="parallel lanes P (default 8)")
     parser.add_argument(
         "--queue-depth", type=int, default=16, metavar="Q",
-        help="capacity of each spike queue, 3 or more (default 16)",
+        help="capacity of each spike queue, 1 or more (default 16)",
     )
     parser.add_argument(
         "--table", default="horowitz45", metavar="NAME",

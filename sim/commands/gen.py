@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 
-from hw.core_config import DEFAULT_QUEUE_DEPTH, TARGETS
+from hw.core_config import DEFAULT_QUEUE_DEPTH, MAX_QUEUE_DEPTH, TARGETS
 from hw.core_export import MANIFEST, TOP, write_core
 from hw.export import UNITS, write_all, write_unit
+from model.checks import check_field
 from model.integer import IntegerNetwork
 
 
@@ -37,9 +38,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--params: only allowed with --unit")
         if args.lanes is None:
             raise ValueError("--lanes: required with --checkpoint")
+        depth = DEFAULT_QUEUE_DEPTH if args.queue_depth is None else args.queue_depth
+        check_field("--queue-depth", depth, minimum=1, maximum=MAX_QUEUE_DEPTH)
         data = write_core(
-            IntegerNetwork.load(args.checkpoint), lanes=args.lanes,
-            queue_depth=DEFAULT_QUEUE_DEPTH if args.queue_depth is None else args.queue_depth,
+            IntegerNetwork.load(args.checkpoint), lanes=args.lanes, queue_depth=depth,
             out_dir=args.out, target=args.target or "sim",
         )
         files = data["files"]
@@ -77,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lanes", type=int, metavar="P", help="core: lanes (values per memory word)")
     parser.add_argument(
         "--queue-depth", type=int, metavar="Q",
-        help=f"core: spike-queue capacity, 3 or more (default {DEFAULT_QUEUE_DEPTH})",
+        help=f"core: spike-queue capacity, 1..{MAX_QUEUE_DEPTH} (default {DEFAULT_QUEUE_DEPTH})",
     )
     parser.add_argument(
         "--target", choices=tuple(TARGETS),

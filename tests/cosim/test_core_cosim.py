@@ -52,7 +52,7 @@ def _samples(inputs: int, classes: int, count: int, seed: int) -> tuple[np.ndarr
     return pixels, rng.integers(0, classes, count)
 
 
-#: Network A: P = 4 divides none of 7, 5, 6; Q = 3 (the smallest); B = 1; stochastic rounding.
+#: Network A: P = 4 divides none of 7, 5, 6; Q = 3 (Q = 1 in one test); B = 1; stochastic rounding.
 def _network_a(seed: int = SEED) -> IntegerNetwork:
     return _random_network(
         "5FC-6FC", 7, seed=seed, timesteps=3, population=2, formats=Formats(w=6, v=10, g=10, dw=12, dth=12, k=10),
@@ -61,7 +61,7 @@ def _network_a(seed: int = SEED) -> IntegerNetwork:
 
 
 #: Network B: rate decoder, B = 3 (two updates and one pending sample), nearest rounding,
-#: narrow accumulators that saturate, P = 2, Q = 5.
+#: narrow accumulators that saturate, P = 2, Q = 2.
 def _network_b() -> IntegerNetwork:
     return _random_network(
         "6FC-4FC", 5, seed=SEED + 1, timesteps=4, population=2, decoder="rate",
@@ -151,11 +151,28 @@ def test_corrupted_model_fails(checkpoint_a) -> None:
     assert report.stats["mismatches"] > 0 and report.stats["mismatches_by_kind"]["trace"] > 0
 
 
+def test_queue_depth_1_learning(checkpoint_a) -> None:
+    """Q = 1: every push waits for the previous index's pop (P = 4, two-word rows, so the
+    queue, not the integration, sets the pace); stalls, counters and cycles match."""
+    from model.core import CoreModel
+
+    pixels, labels = _samples(7, 3, 3, 9)
+    model = CoreModel(IntegerNetwork.load(checkpoint_a), lanes=4, queue_depth=1)
+    forward = [model.learn(image, int(label)).counters.phases["forward"] for image, label in zip(pixels, labels)]
+    assert sum(layer.stall_cycles for phase in forward for layer in phase.layers) > 0
+    assert max(layer.queue_high_water for phase in forward for layer in phase.layers) == 1
+    report = cosimulate(
+        checkpoint_a, pixels, labels, lanes=4, queue_depth=1, learn=True, optimize=False,
+        input_pattern="random", output_pattern="random", seed=9, run_name="pytest-a-q1",
+    )
+    _check(report, 3, learn=True)
+
+
 def test_rate_decoder_batch_updates_saturation(tmp_path) -> None:
     checkpoint = _save(_network_b(), tmp_path / "b")
     pixels, labels = _samples(5, 2, 7, 5)
     report = cosimulate(
-        checkpoint, pixels, labels, lanes=2, queue_depth=5, learn=True, optimize=False,
+        checkpoint, pixels, labels, lanes=2, queue_depth=2, learn=True, optimize=False,
         output_pattern="random", seed=5, run_name="pytest-b",
     )
     _check(report, 7, learn=True)
@@ -250,7 +267,7 @@ def _bad_checkpoints(tmp_path: Path) -> dict[str, str]:
         (["--checkpoint", "DIGITS", "--sim", "modelsim"], "invalid choice: 'modelsim'"),
         (["--checkpoint", "DIGITS", "--sim", "icarus", "--path", ""], "icarus: 'iverilog' not found"),
         (["--checkpoint", "DIGITS", "--waves", "x.fst"], "verilator writes .vcd waveforms"),
-        (["--checkpoint", "DIGITS", "--queue-depth", "2"], "queue_depth: 2 is out of range"),
+        (["--checkpoint", "DIGITS", "--queue-depth", "0"], "--queue-depth: 0 is out of range (allowed 1..65536)"),
     ],
 )
 def test_cli_bad_input_one_line_exit_2(argv, message, digits_checkpoint, tmp_path, capsys, monkeypatch) -> None:

@@ -75,6 +75,21 @@ def test_unit_matches_model(unit: str, params: dict[str, Any], simulator: str) -
     assert all(stats["errors"] == 0 for stats in result.stats.values())
 
 
+@pytest.mark.parametrize("depth", [1, 2])
+def test_spike_queue_small_depths(depth: int) -> None:
+    """Depths 1 and 2 keep the contract of every depth (latency 2, ``push.ready = ~full``):
+    the directed vectors (fill, push against full, drain, stalls) and a shorter seeded
+    random stream under every stall pattern, cycle by cycle against the model; every index
+    popped once, in order."""
+    result = runner.run_unit(
+        "spike_queue", {"index_bits": 3, "depth": depth}, "verilator", seed=SEED, cycles=2_000,
+        run_name="pytest",
+    )
+    assert result.tests == ("directed", "random_stream")
+    assert all(stats["errors"] == 0 and not stats["pending"] for stats in result.stats.values())
+    assert result.stats["random_stream"]["matched"]["transfers"] > 300
+
+
 @pytest.mark.parametrize(
     "corrupt, scoreboard", [("model", "cycle"), ("scoreboard", "transaction")]
 )

@@ -98,8 +98,9 @@ def test_counters_cover_every_model_count() -> None:
 def test_bad_networks_and_parameters() -> None:
     with pytest.raises(ValueError, match="lanes"):
         CoreConfig.from_network(_network(), lanes=0, queue_depth=3)
-    with pytest.raises(ValueError, match="queue_depth"):
-        CoreConfig.from_network(_network(), lanes=2, queue_depth=2)
+    with pytest.raises(ValueError, match=r"queue_depth: 0 is out of range \(allowed 1\.\.65536\)"):
+        CoreConfig.from_network(_network(), lanes=2, queue_depth=0)
+    assert CoreConfig.from_network(_network(), lanes=2, queue_depth=1).queue_depth == 1
     with pytest.raises(TypeError, match="lanes"):
         CoreConfig.from_network(_network(), lanes=2.5, queue_depth=3)
     config = CoreConfig.from_network(_network(), lanes=2, queue_depth=3)
@@ -108,7 +109,7 @@ def test_bad_networks_and_parameters() -> None:
     wide = _network("500FC-500FC", inputs=784)
     big = CoreConfig.from_network(wide, lanes=8, queue_depth=3)
     with pytest.raises(ValueError, match="target: memory DW1 needs"):
-        big.check_target("ice40up5k")
+        big.check_target("ice40-up5k")
     assert big.check_target("sim").name == "sim"
 
 
@@ -159,8 +160,9 @@ def test_gen_units_still_work(tmp_path) -> None:
         (["--unit", "spike_queue", "--lanes", "4"], "--lanes: only allowed with --checkpoint"),
         (["--checkpoint", "CKPT"], "--lanes: required with --checkpoint"),
         (["--checkpoint", "CKPT", "--lanes", "0"], "lanes: 0 is out of range"),
-        (["--checkpoint", "CKPT", "--lanes", "4", "--queue-depth", "1"], "queue_depth: 1 is out of range"),
-        (["--checkpoint", "CKPT", "--lanes", "1", "--target", "ice40up5k"], "target: memory"),
+        (["--checkpoint", "CKPT", "--lanes", "4", "--queue-depth", "0"],
+         "--queue-depth: 0 is out of range (allowed 1..65536)"),
+        (["--checkpoint", "CKPT", "--lanes", "1", "--target", "ice40-up5k"], "target: memory"),
         (["--checkpoint", "CONV", "--lanes", "4"], "arch"),
         (["--checkpoint", "MISSING", "--lanes", "4"], "does not exist"),
     ],

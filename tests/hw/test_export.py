@@ -114,8 +114,8 @@ def test_cli_gen_unit_and_all_units(
         (["--unit", "adder"],
          "unit: 'adder' is not a unit (allowed spike_queue, reciprocal_divider, neuron_lane, "
          "dv_unit, dot_product_lane, gradient_accumulator, update_unit)"),
-        (["--unit", "spike_queue", "--params", "depth=2"],
-         "depth: 2 is out of range (allowed 3 or more)"),
+        (["--unit", "spike_queue", "--params", "depth=0"],
+         "depth: 0 is out of range (allowed 1 or more)"),
         (["--unit", "spike_queue", "--params", "depth"], "--params: 'depth' is not KEY=VALUE"),
         (["--unit", "spike_queue", "--params", "depth=x"],
          "--params: depth: 'x' is not an integer"),

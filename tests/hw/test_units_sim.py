@@ -160,7 +160,7 @@ def run_queue(index_bits: int, depth: int, drive: Drive, cycles: int) -> Trace:
     )
 
 
-@pytest.mark.parametrize("index_bits, depth", [(2, 3), (5, 4), (6, 7)])
+@pytest.mark.parametrize("index_bits, depth", [(3, 1), (2, 2), (2, 3), (5, 4), (6, 7)])
 @pytest.mark.parametrize("p_push, p_pop", [(0.9, 0.3), (0.3, 0.9), (0.6, 0.6)])
 def test_spike_queue_matches_model(
     index_bits: int, depth: int, p_push: float, p_pop: float
@@ -171,9 +171,10 @@ def test_spike_queue_matches_model(
     assert max(levels) == depth if p_push > p_pop else min(levels) == 0
 
 
-def test_spike_queue_fills_and_keeps_order() -> None:
+@pytest.mark.parametrize("depth", [1, 2, 5])
+def test_spike_queue_fills_and_keeps_order(depth: int) -> None:
     """Push 0..depth-1 with the consumer stalled, then pop them all: same order, no loss."""
-    depth, stall = 5, 8
+    stall = 8
     pending = list(range(depth))
 
     def drive(previous: Any, out: Mapping[str, int] | None) -> SpikeQueueInputs:
@@ -458,8 +459,8 @@ def test_learning_unit_latency_and_stall(name: str) -> None:
 BAD_PARAMETERS = [
     (SpikeQueue, {"index_bits": 1, "depth": 4}, ValueError,
      "index_bits: 1 is out of range (allowed 2 or more)"),
-    (SpikeQueue, {"index_bits": 8, "depth": 2}, ValueError,
-     "depth: 2 is out of range (allowed 3 or more)"),
+    (SpikeQueue, {"index_bits": 8, "depth": 0}, ValueError,
+     "depth: 0 is out of range (allowed 1 or more)"),
     (SpikeQueue, {"index_bits": 8.0, "depth": 4}, TypeError,
      "index_bits: must be an integer, not 8.0"),
     (SpikeQueue, {"index_bits": 8, "depth": True}, TypeError,

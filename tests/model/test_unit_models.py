@@ -27,7 +27,7 @@ queue_cycles = st.lists(
 
 
 @settings(max_examples=60, deadline=None)
-@given(depth=st.integers(3, 6), cycles=queue_cycles)
+@given(depth=st.integers(1, 6), cycles=queue_cycles)
 def test_spike_queue_is_a_lossless_fifo(depth: int, cycles: list) -> None:
     state = spike_queue_reset(index_bits=4, depth=depth)
     pushed: list[int] = []
@@ -46,6 +46,29 @@ def test_spike_queue_is_a_lossless_fifo(depth: int, cycles: list) -> None:
         if pop_ready and out.pop_valid:
             popped.append(out.pop_index)
     assert popped == pushed[: len(popped)]
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_small_spike_queues_keep_latency_two(depth: int) -> None:
+    """Q = 1, 2: latency 2 and push.ready = ~full as at every depth; a full queue takes a
+    push again in the cycle after a pop, never in the pop's own cycle."""
+    state = spike_queue_reset(index_bits=4, depth=depth)
+    seen = []
+    for cycle in range(5):  # push 0, 1, 2, ... with the consumer stalled
+        out, state = spike_queue_step(state, SpikeQueueInputs(push_valid=True, push_index=cycle))
+        seen.append((out.pop_valid, out.level, out.push_ready))
+    filled = [(False, 0, True), (False, 1, depth > 1)] + [(True, depth, False)] * 3
+    assert seen == filled
+    out, state = spike_queue_step(state, SpikeQueueInputs(push_valid=True, push_index=9, pop_ready=True))
+    assert out.pop_valid and out.pop_index == 0 and not out.push_ready  # full: the push waits
+    popped = [out.pop_index]
+    out, state = spike_queue_step(state, SpikeQueueInputs(push_valid=True, push_index=9))
+    assert out.push_ready and out.level == depth - 1
+    while state.stored or state.out_valid:
+        out, state = spike_queue_step(state, SpikeQueueInputs(pop_ready=True))
+        if out.pop_valid:
+            popped.append(out.pop_index)
+    assert popped == [0, *range(1, depth), 9]
 
 
 def test_spike_queue_latency_and_capacity() -> None:
