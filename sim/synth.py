@@ -574,7 +574,20 @@ class SynthReport:
             "tool_versions": dict(self.tool_versions),
             "seconds": self.seconds,
             "commands": list(self.commands),
+            "failure": self.failure,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SynthReport:
+        """The report :meth:`to_dict` wrote (e.g. a saved ``--json`` file)."""
+        return cls(
+            target=data["target"], device=data["device"], top=data["top"], io=data["io"],
+            fits=data["fits"], fmax_mhz=data["fmax_mhz"], freq_mhz=data["constraint_mhz"],
+            seed=data["seed"], clocks=data["clocks_mhz"], utilisation=data["utilisation"],
+            cells=data["yosys_cells"], scan_bits=data["scan_bits"],
+            tool_versions=data["tool_versions"], seconds=data["seconds"],
+            failure=data.get("failure"), commands=tuple(data.get("commands", ())),
+        )
 
 
 Progress = Callable[[str], None]

@@ -196,6 +196,13 @@ def test_overflow_message_names_resource_and_excess() -> None:
     assert _report({"ICESTORM_LC": {"used": 1, "available": 5280}}).overflow_message() == ""
 
 
+def test_report_round_trips_through_its_json() -> None:
+    unroutable = _report({"ICESTORM_LC": {"used": 5200, "available": 5280}}, failure="ERROR: Failed to route")
+    again = SynthReport.from_dict(json.loads(json.dumps(unroutable.to_dict())))
+    assert again == unroutable
+    assert again.overflow_message() == unroutable.overflow_message()
+
+
 # Design folder, top module, scan wrapper
 
 

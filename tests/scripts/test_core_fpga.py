@@ -1,0 +1,56 @@
+"""scripts/core_fpga.py: latency at Fmax and the per-target tables (no FPGA tools needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+
+import pytest
+
+from model.integer import Formats, IntegerNetwork
+from model.spec import NetworkSpec
+from sim.synth import SynthReport
+
+SCRIPT = "core_fpga"
+
+
+@pytest.fixture
+def net() -> IntegerNetwork:
+    spec = NetworkSpec.parse("16FC-10FC", input_shape=(64,), timesteps=4, population=1)
+    return IntegerNetwork.scratch(spec, Formats(), seed=0)
+
+
+def test_latency_only_for_a_routed_design(script: ModuleType, synth_report: Callable[..., SynthReport]) -> None:
+    fits = script.Point(1, synth_report("core", 4000, 40.0), 6000.0, 18000.0)
+    assert fits.latency_us(fits.cycles_per_inference) == 150.0
+    assert fits.latency_us(None) is None
+    too_big = script.Point(2, synth_report("core", 9000, None), 3000.0, 9000.0)
+    assert too_big.latency_us(too_big.cycles_per_inference) is None
+
+
+def test_section_names_smallest_and_largest_fitting_p(
+    script: ModuleType, synth_report: Callable[..., SynthReport], net: IntegerNetwork
+) -> None:
+    points = {"ice40-up5k": [
+        script.Point(1, synth_report("core", 4000, 40.0), 6000.0, 18000.0),
+        script.Point(2, synth_report("core", 5000, 30.0), 3000.0, 9000.0),
+        script.Point(4, synth_report("core", 9000, None), 1500.0, 4500.0),
+    ]}
+    text = script.section("CKPT", net, points, ["--checkpoint", "CKPT"], 12.0)
+    lines = text.splitlines()
+    assert lines[0] == "## Whole core on FPGAs"
+    assert "| 1 | yes | 4,000 (76 %) | 2,000 (38 %) | 0 (0 %) | 0 (0 %) | 0 (0 %) | 40.0 | 6,000 | 150.0 | 18,000 | 450.0 | 8 |" in lines
+    assert "| 4 | no | 9,000 (170 %) | 4,500 (85 %) | 0 (0 %) | 0 (0 %) | 0 (0 %) | - | 1,500 | - | 4,500 | - | 8 |" in lines
+    assert "Fits ice40-up5k for P = 1 (smallest) to 2 (largest) of those tried." in lines
+    # anchors: 0.52 ms inference, 1.5 ms learning; the fastest fitting core is P = 2 at 30 MHz
+    assert any(line.startswith("- inference: 0.52 ms = 520 us") and "100.0 us (5.2x faster)" in line for line in lines)
+    assert any(line.startswith("- learning: 1.5 ms = 1,500 us") and "300.0 us (5.0x faster)" in line for line in lines)
+
+
+def test_section_when_nothing_fits(
+    script: ModuleType, synth_report: Callable[..., SynthReport], net: IntegerNetwork
+) -> None:
+    points = {"ice40-up5k": [script.Point(1, synth_report("core", 12633, None), 60000.0, 168000.0)]}
+    text = script.section("CKPT", net, points, [], 1.0)
+    assert "No P tried fits ice40-up5k; at P = 1: ICESTORM_LC: 12633 used, 5280 available (+7353); FF: " in text
+    assert "fastest fitting core" not in text
