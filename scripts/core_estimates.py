@@ -36,13 +36,13 @@ from model.data import load_dataset, to_u8  # noqa: E402
 from model.energy import estimate_energy, get_table  # noqa: E402
 from model.integer import IntegerNetwork, recipe  # noqa: E402
 from model.spec import NetworkSpec  # noqa: E402
-from model.stbp import Network, train  # noqa: E402
+from model.stbp import Network, train, training_defaults  # noqa: E402
 from results_md import machine_note, write_section  # noqa: E402
 from sim.commands.estimate import measure  # noqa: E402
 
 HEADING = "## Core model: cycles, spikes and energy"
 LANES = (1, 2, 4, 8, 16, 32, 128)
-DEPTHS = (3, 4, 8, 16, 64)
+DEPTHS = (1, 2, 3, 4, 8, 16, 64)
 GAINS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 TABLE = "horowitz45"
 
@@ -60,8 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mnist", required=True, metavar="DIR", help="integer checkpoint, mnist10k network")
     parser.add_argument("--enhanced", metavar="DIR", help="float checkpoint, enhanced STBP (default: train one)")
     parser.add_argument("--baseline", metavar="DIR", help="float checkpoint, baseline STBP (default: train one)")
-    parser.add_argument("--float-epochs", type=_positive, default=30, metavar="N", help="epochs of the float networks")
-    parser.add_argument("--float-lr", type=float, default=0.2, metavar="LR", help="learning rate of the float networks")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the float networks")
     parser.add_argument("--data-root", metavar="DIR", help="folder of the mnist10k IDX files")
     parser.add_argument("--samples", type=_positive, default=100, metavar="N", help="test samples per point")
@@ -154,7 +152,11 @@ def float_network(path: str | None, switches: dict[str, str], data: Any, args: a
         return Network.load(path)
     spec = NetworkSpec.parse("128FC-100FC", input_shape=data.input_shape, population=10, timesteps=8, **switches)
     net = Network(spec, seed=args.seed)
-    train(net, data, epochs=args.float_epochs, lr=args.float_lr, seed=args.seed, progress=False)
+    defaults = training_defaults("digits")  # those of `spikeforge train --dataset digits`
+    train(
+        net, data, epochs=defaults["epochs"], lr=defaults["lr"], augmentation=defaults["augmentation"],
+        seed=args.seed, progress=False,
+    )
     return net
 
 
@@ -258,10 +260,11 @@ def section(args: argparse.Namespace, argv: Sequence[str]) -> str:
         "",
         "`128FC-100FC`, population 10, T = 8, trained in float "
         + (
-            f"by `model.stbp.train` ({args.float_epochs} epochs, lr {args.float_lr} with the cosine "
-            f"schedule, batch 50, Nesterov momentum 0.9, seed {args.seed}, no augmentation) "
+            f"by `model.stbp.train` with the defaults of `spikeforge train --dataset digits` "
+            f"(seed {args.seed}) "
             if args.enhanced is None or args.baseline is None
-            else "(the given checkpoints) "
+            else f"(`{args.enhanced}` and `{args.baseline}`, written by `spikeforge train --dataset digits` "
+            "with its defaults and the switches below) "
         )
         + "and quantized with `IntegerNetwork.from_float` at the digits formats; the core runs "
         "their integer forward pass (the baseline cannot learn on the core: reset-to-zero has "
