@@ -1,6 +1,6 @@
 """The whole core on FPGAs: utilisation, Fmax and latency per inference and learning step.
 
-For an integer checkpoint, each target and each lane count P: writes the core
+For each integer checkpoint, each target and each lane count P: writes the core
 (``spikeforge gen --checkpoint CKPT --lanes P``), synthesizes, places and routes it
 (``spikeforge synth``; needs the ``fpga`` extra), runs the core model on test samples
 (``spikeforge estimate``) for the cycles per inference and per learning step, and turns
@@ -9,7 +9,7 @@ them into latency at the achieved Fmax, next to published anchors. Writes the se
 
 Usage::
 
-    nice python3 scripts/core_fpga.py --checkpoint runs/core/digits --lanes 1 2 4 8 \\
+    nice python3 scripts/core_fpga.py --checkpoints runs/core/digits --lanes 1 2 4 8 \\
         --targets ice40-up5k ecp5-25k ecp5-85k --out runs/core_fpga --write docs/results.md
 """
 
@@ -64,7 +64,7 @@ class Point:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="integer checkpoint folder")
+    parser.add_argument("--checkpoints", nargs="+", required=True, metavar="DIR", help="integer checkpoint folders")
     parser.add_argument("--lanes", type=int, nargs="+", default=[1, 2, 4, 8], metavar="P")
     parser.add_argument("--queue-depth", type=int, default=DEFAULT_QUEUE_DEPTH, metavar="Q")
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
@@ -129,37 +129,66 @@ def table(target: str, points: Sequence[Point]) -> list[str]:
     return lines
 
 
-def section(
-    checkpoint: str, net: IntegerNetwork, points: Mapping[str, Sequence[Point]], argv: Sequence[str], seconds: float
-) -> str:
+@dataclass(frozen=True)
+class Sweep:
+    """The runs of one checkpoint: its path, network and points per target."""
+
+    checkpoint: str
+    net: IntegerNetwork
+    points: Mapping[str, Sequence[Point]]
+
+    def subsection(self) -> list[str]:
+        """``### checkpoint``: the network, then one table per target."""
+        net = self.net
+        lines = [
+            f"### `{self.checkpoint}`",
+            "",
+            f"`{net.spec.arch}`, {net.spec.input_shape[0]} inputs, population {net.spec.population}, "
+            f"T = {net.spec.timesteps}, on-line learning with B = {net.rule.batch}; formats "
+            + ", ".join(f"{key} = {value}" for key, value in net.formats_dict().items() if key in FORMAT_KEYS)
+            + ".",
+            "",
+        ]
+        for target, target_points in self.points.items():
+            lines += table(target, target_points) + [""]
+        return lines
+
+
+#: Formats named in the subsection headings (widths of docs/numerics.md).
+FORMAT_KEYS = ("w", "fw", "v", "g", "gf", "dw", "dth", "k")
+
+
+def section(sweeps: Sequence[Sweep], argv: Sequence[str], seconds: float) -> str:
     """The ``## Whole core on FPGAs`` section."""
     tools = sorted({
-        f"{name} {version}" for rows in points.values() for name, version in rows[0].report.tool_versions.items()
+        f"{name} {version}"
+        for sweep in sweeps for rows in sweep.points.values()
+        for name, version in rows[0].report.tool_versions.items()
     })
     lines = [
         HEADING,
         "",
         f"Command: `python3 scripts/core_fpga.py {shlex.join(argv)}`",
         "",
-        (f"Checkpoint `{checkpoint}` (`{net.spec.arch}`, {net.spec.input_shape[0]} inputs, population "
-        f"{net.spec.population}, T = {net.spec.timesteps}, on-line learning with B = {net.rule.batch}, "
-        f"formats {net.formats_dict()}). Per P: `spikeforge gen --checkpoint CKPT --lanes P`, then "
-        f"`spikeforge synth --gen-dir DIR --target TARGET` ({', '.join(tools)}; ports through the "
-        "4-pin scan wrapper, memories initialised from the images). Cycles are the core model's "
-        "(equal to the RTL's, see the co-simulation section) on test samples (inference) and "
-        "training samples (learning step: inference + backward + update); latency = cycles / Fmax "
-        "after routing (seed 1). Resources grow with P, so a target is not tried at larger P "
-        "once a P does not fit."),
+        (
+            "Per checkpoint and P: `spikeforge gen --checkpoint CKPT --lanes P`, then "
+            f"`spikeforge synth --gen-dir DIR --target TARGET` ({', '.join(tools)}; ports through "
+            "the 4-pin scan wrapper, memories initialised from the images). Cycles are the core "
+            "model's (equal to the RTL's, see the co-simulation section) on test samples "
+            "(inference) and training samples (learning step: inference + backward + update); "
+            "latency = cycles / Fmax after routing (seed 1). Resources grow with P, so a target "
+            "is not tried at larger P once a P does not fit."
+        ),
         "",
     ]
-    for target, target_points in points.items():
-        lines += table(target, target_points) + [""]
+    for sweep in sweeps:
+        lines += sweep.subsection()
     lines.append("Anchors:")
     lines.append("")
     for kind, (ms, source) in ANCHORS.items():
         best = [
             point.latency_us(point.cycles_per_inference if kind == "inference" else point.cycles_per_learning_step)
-            for rows in points.values() for point in rows
+            for sweep in sweeps for rows in sweep.points.values() for point in rows
         ]
         best = [value for value in best if value is not None]
         ours = f"; fastest fitting core here: {min(best):,.1f} us ({1000 * ms / min(best):.1f}x faster)" if best else ""
@@ -168,13 +197,11 @@ def section(
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    start = time.monotonic()
-    net = IntegerNetwork.load(args.checkpoint)
-    dataset = (read_checkpoint_json(args.checkpoint).get("training") or {}).get("dataset", "digits")
-    out = Path(args.out)
+def sweep(checkpoint: str, args: argparse.Namespace) -> Sweep:
+    """Generate, estimate and synthesize ``checkpoint`` for every P and target."""
+    net = IntegerNetwork.load(checkpoint)
+    dataset = (read_checkpoint_json(checkpoint).get("training") or {}).get("dataset", "digits")
+    out = Path(args.out) / Path(checkpoint).name
     points: dict[str, list[Point]] = {}
     for lanes in args.lanes:
         gen_dir = out / f"p{lanes}"
@@ -183,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for target in args.targets:
             if any(not point.report.fits for point in points.get(target, ())):
                 continue  # resources grow with P
-            print(f"P = {lanes} on {target}", file=sys.stderr, flush=True)
+            print(f"{checkpoint}: P = {lanes} on {target}", file=sys.stderr, flush=True)
             saved = out / f"p{lanes}.{target}.json"
             if args.reuse and saved.is_file():
                 report = SynthReport.from_dict(json.loads(saved.read_text()))
@@ -192,7 +219,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 saved.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
             points.setdefault(target, []).append(Point(lanes, report, *cycles))
             print(f"  fits {report.fits}, Fmax {report.fmax_mhz}, {report.overflow_message()}", file=sys.stderr)
-    text = section(args.checkpoint, net, points, argv, time.monotonic() - start)
+    return Sweep(checkpoint, net, points)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    start = time.monotonic()
+    sweeps = [sweep(checkpoint, args) for checkpoint in args.checkpoints]
+    text = section(sweeps, argv, time.monotonic() - start)
     if args.write:
         write_section(args.write, text)
     print(text)

@@ -36,6 +36,7 @@ from model.data import load_dataset, to_u8
 from model.energy import TABLES
 from model.integer import IntegerNetwork
 from sim.cli import CLIError, write_json
+from sim.core_cosim import WAVE_FORMATS
 from sim.synth import TARGETS
 from sim.toolchain import SIMULATORS
 
@@ -80,7 +81,7 @@ def plan(args: argparse.Namespace, out: Path, target: str | None) -> list[tuple[
     quiet = ["--no-progress"] if args.no_progress else []
     core = ["--lanes", str(args.lanes), "--queue-depth", str(args.queue_depth)]
     cosim = ["cosim", "--checkpoint", path["checkpoint"], "--dataset", DATASET, *core, "--sim", args.sim, *quiet]
-    waves = WAVE_SUFFIX[args.sim]
+    waves = WAVE_FORMATS[args.sim]
     steps = [
         ("learn", [
             "learn", "--dataset", DATASET, "--init", args.init, "--seed", str(args.seed),
@@ -108,10 +109,6 @@ def plan(args: argparse.Namespace, out: Path, target: str | None) -> list[tuple[
             "--work", str(out / "synth"),
         ]))
     return steps
-
-
-#: Waveform file suffix of each simulator (``cosim --waves``).
-WAVE_SUFFIX = {"verilator": ".vcd", "icarus": ".fst"}
 
 
 def run_step(argv: Sequence[str]) -> int:

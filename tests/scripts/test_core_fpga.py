@@ -36,9 +36,11 @@ def test_section_names_smallest_and_largest_fitting_p(
         script.Point(2, synth_report("core", 5000, 30.0), 3000.0, 9000.0),
         script.Point(4, synth_report("core", 9000, None), 1500.0, 4500.0),
     ]}
-    text = script.section("CKPT", net, points, ["--checkpoint", "CKPT"], 12.0)
+    text = script.section([script.Sweep("CKPT", net, points)], ["--checkpoints", "CKPT"], 12.0)
     lines = text.splitlines()
     assert lines[0] == "## Whole core on FPGAs"
+    assert "### `CKPT`" in lines
+    assert any(line.startswith("`16FC-10FC`, 64 inputs, population 1, T = 4") and "dw = 24" in line for line in lines)
     assert "| 1 | yes | 4,000 (76 %) | 2,000 (38 %) | 0 (0 %) | 0 (0 %) | 0 (0 %) | 40.0 | 6,000 | 150.0 | 18,000 | 450.0 | 8 |" in lines
     assert "| 4 | no | 9,000 (170 %) | 4,500 (85 %) | 0 (0 %) | 0 (0 %) | 0 (0 %) | - | 1,500 | - | 4,500 | - | 8 |" in lines
     assert "Fits ice40-up5k for P = 1 (smallest) to 2 (largest) of those tried." in lines
@@ -51,6 +53,6 @@ def test_section_when_nothing_fits(
     script: ModuleType, synth_report: Callable[..., SynthReport], net: IntegerNetwork
 ) -> None:
     points = {"ice40-up5k": [script.Point(1, synth_report("core", 12633, None), 60000.0, 168000.0)]}
-    text = script.section("CKPT", net, points, [], 1.0)
+    text = script.section([script.Sweep("CKPT", net, points)], [], 1.0)
     assert "No P tried fits ice40-up5k; at P = 1: ICESTORM_LC: 12633 used, 5280 available (+7353); FF: " in text
     assert "fastest fitting core" not in text
