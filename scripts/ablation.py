@@ -640,6 +640,19 @@ def summary_json(results: dict[Run, dict[str, Any]], out: Path) -> dict[str, Any
     }
 
 
+def table_json(cells: dict[tuple[str, str, int], Cell]) -> dict[str, list[dict[str, Any]]]:
+    """Mean accuracy and spikes of every (row, T) per dataset: ``docs/ablation.json``, the
+    data of ``spikeforge demo``'s accuracy-against-spikes plot."""
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for (dataset, name, timesteps), cell in sorted(cells.items(), key=lambda item: item[0]):
+        tables.setdefault(dataset, []).append({
+            "row": name, "timesteps": timesteps, "seeds": len(cell.accuracy),
+            "accuracy": cell.mean_accuracy, "spikes_per_inference": cell.mean_spikes,
+            "synaptic_ops_per_inference": cell.mean_ops,
+        })
+    return tables
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -655,6 +668,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     if args.write:
         write_section(args.write, text)
+        tables = table_json(collect(results))
+        Path(args.write).with_name("ablation.json").write_text(json.dumps(tables, indent=1) + "\n")
     return 0
 
 

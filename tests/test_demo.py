@@ -113,3 +113,19 @@ def test_bad_options_exit_2_with_one_line(
     assert main(["demo", "--out", str(tmp_path / "demo"), *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("spikeforge demo: error: ") and message in err[0]
+
+
+def test_ablation_rows_of_the_network_timesteps(tmp_path: Path) -> None:
+    path = tmp_path / "ablation.json"
+    path.write_text(json.dumps({
+        "digits": [
+            {"row": "baseline", "timesteps": 8, "accuracy": 0.96, "spikes_per_inference": 485.7},
+            {"row": "enhanced", "timesteps": 4, "accuracy": 0.97, "spikes_per_inference": 192.7},
+        ],
+        "mnist10k": [{"row": "baseline", "timesteps": 8, "accuracy": 0.95, "spikes_per_inference": 1372.9}],
+    }))
+    assert [row["row"] for row in demo.ablation_rows(8, path)] == ["baseline"]
+    assert [row["row"] for row in demo.ablation_rows(4, path)] == ["enhanced"]
+    assert demo.ablation_rows(8, tmp_path / "missing.json") == []
+    # the committed table holds the baseline and the ten rows at the demo's T = 8
+    assert len(demo.ablation_rows(8)) == 11

@@ -157,11 +157,11 @@ def plot_ablation(rows: Sequence[dict[str, Any]], ours: tuple[float, float], pat
     figure, axis = plt.subplots(figsize=(7, 5))
     for row in rows:
         axis.scatter(row["spikes_per_inference"], 100 * row["accuracy"], color="tab:blue")
-        axis.annotate(row["name"], (row["spikes_per_inference"], 100 * row["accuracy"]), fontsize=7)
+        axis.annotate(row["row"], (row["spikes_per_inference"], 100 * row["accuracy"]), fontsize=7)
     axis.scatter(ours[1], 100 * ours[0], marker="*", s=200, color="tab:red", label="this demo (integer, on-line)")
     axis.set_xlabel("spikes per inference")
     axis.set_ylabel("test accuracy (%)")
-    axis.set_title("digits: accuracy against spikes across the ablation (float, scripts/ablation.py)")
+    axis.set_title("digits: accuracy against spikes, float ablation (scripts/ablation.py) and this core", fontsize=9)
     axis.legend()
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -262,9 +262,10 @@ def summary_table(summary: dict[str, Any], fpga_note: str = "") -> str:
     return "\n".join([title, "", *lines, f"FPGA: {fpga}"])
 
 
-def _ablation_rows() -> list[dict[str, Any]]:
-    data = _read(ABLATION_JSON) or {}
-    return [row for row in data.get(DATASET, []) if "accuracy" in row and "spikes_per_inference" in row]
+def ablation_rows(timesteps: int, path: Path = ABLATION_JSON) -> list[dict[str, Any]]:
+    """The float ablation's rows on digits at ``timesteps`` (``[]`` without the file)."""
+    data = _read(path) or {}
+    return [row for row in data.get(DATASET, []) if row.get("timesteps") == timesteps]
 
 
 def run(args: argparse.Namespace, runner: Callable[[Sequence[str]], int] = run_step) -> int:
@@ -313,7 +314,7 @@ def run(args: argparse.Namespace, runner: Callable[[Sequence[str]], int] = run_s
     plot_raster(network, to_u8(data.test_x[:1])[0], int(data.test_y[0]), out / FILES["raster"])
     summary = summarize(out)
     plots = [FILES["raster"], FILES["energy"]]
-    rows = _ablation_rows()
+    rows = ablation_rows(network.spec.timesteps)
     if rows:
         plot_ablation(rows, (summary["model_accuracy"], summary["spikes_per_inference"]), out / FILES["ablation"])
         plots.append(FILES["ablation"])

@@ -99,6 +99,13 @@ def test_tiny_run_tables_resume_and_conflict(
     assert "10 runs trained, 0 reused" in text
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["runs"]) == 10
+    tables = json.loads((tmp_path / "ablation.json").read_text())  # next to the Markdown file
+    assert sorted((row["row"], row["timesteps"]) for row in tables["digits"]) == [
+        ("baseline", 4), ("baseline", 8), ("enhanced", 4), ("enhanced", 8), ("subtract", 8)
+    ]
+    runs = [run for run in summary["runs"] if run["row"] == "subtract"]
+    row = next(row for row in tables["digits"] if row["row"] == "subtract")
+    assert row["seeds"] == 2 and row["accuracy"] == sum(run["accuracy"] for run in runs) / 2
 
     def no_training(*_: object) -> None:
         raise AssertionError("a finished run was trained again")
