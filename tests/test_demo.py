@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -89,7 +90,8 @@ def test_synth_that_does_not_fit_is_reported(tmp_path: Path, monkeypatch: pytest
     out = tmp_path / "demo"
     runner, calls = _fake_runner(out)
     monkeypatch.setattr(demo, "plot_raster", lambda *args: None)
-    monkeypatch.setattr(demo.IntegerNetwork, "load", lambda *args: None)
+    monkeypatch.setattr(demo.IntegerNetwork, "load", lambda *args: SimpleNamespace(spec=SimpleNamespace(timesteps=8)))
+    monkeypatch.setattr(demo, "ablation_rows", lambda *args: [])
     assert demo.run(_args(out, "--target", "ecp5-25k"), runner=runner) == 0
     assert calls[-1] == "synth"
     summary = json.loads((out / "report.json").read_text())["summary"]
