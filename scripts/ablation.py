@@ -43,7 +43,7 @@ for path in (ROOT, ROOT / "scripts"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from results_md import machine_note, write_section
+from results_md import machine_note, positive_int, write_section
 
 from model.stbp import training_defaults
 from sim.cli import build_parser as build_cli_parser
@@ -158,15 +158,6 @@ class _Parser(argparse.ArgumentParser):
 # Options -----------------------------------------------------------------------------
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is out of range (allowed 1 or more)")
-    return value
-
 
 def _datasets(text: str) -> list[str]:
     names = [part.strip() for part in text.split(",") if part.strip()]
@@ -187,7 +178,7 @@ def _per_dataset(text: str) -> dict[str | None, int]:
         name, _, value = part.rpartition("=")
         if "=" in part and name not in DATASETS:
             raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(DATASETS)}")
-        budget[name or None] = _positive(value)
+        budget[name or None] = positive_int(value)
     if not budget:
         raise argparse.ArgumentTypeError("needs N or dataset=N entries, e.g. 'mnist10k=10'")
     return budget
@@ -202,7 +193,7 @@ def _rows(text: str) -> list[str]:
 
 
 def _timesteps(text: str) -> list[int]:
-    values = [_positive(part) for part in text.split(",") if part.strip()]
+    values = [positive_int(part) for part in text.split(",") if part.strip()]
     if not values:
         raise argparse.ArgumentTypeError("needs one or more time steps, e.g. 4,8,16")
     return sorted(set(values))

@@ -37,7 +37,7 @@ from model.energy import estimate_energy, get_table  # noqa: E402
 from model.integer import IntegerNetwork, recipe  # noqa: E402
 from model.spec import NetworkSpec  # noqa: E402
 from model.stbp import Network, train, training_defaults  # noqa: E402
-from results_md import machine_note, write_section  # noqa: E402
+from results_md import machine_note, positive_int, publish  # noqa: E402
 from sim.commands.estimate import measure  # noqa: E402
 
 HEADING = "## Core model: cycles, spikes and energy"
@@ -46,12 +46,6 @@ DEPTHS = (1, 2, 3, 4, 8, 16, 64)
 GAINS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 TABLE = "horowitz45"
 
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is out of range (allowed 1 or more)")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", metavar="DIR", help="float checkpoint, baseline STBP (default: train one)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the float networks")
     parser.add_argument("--data-root", metavar="DIR", help="folder of the mnist10k IDX files")
-    parser.add_argument("--samples", type=_positive, default=100, metavar="N", help="test samples per point")
-    parser.add_argument("--lanes", type=_positive, default=8, metavar="P", help="P of the depth/rate/config tables")
+    parser.add_argument("--samples", type=positive_int, default=100, metavar="N", help="test samples per point")
+    parser.add_argument("--lanes", type=positive_int, default=8, metavar="P", help="P of the depth/rate/config tables")
     parser.add_argument("--queue-depth", type=int, default=16, metavar="Q", help="Q of the lane/rate/config tables")
     parser.add_argument("--write", metavar="FILE", help="replace or append the section in this Markdown file")
     return parser
@@ -285,9 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"core_estimates: --queue-depth: {args.queue_depth} is out of range (allowed 1 or more)", file=sys.stderr)
         return 2
     text = section(args, argv)
-    if args.write:
-        write_section(args.write, text)
-    print(text)
+    publish(text, args.write)
     return 0
 
 

@@ -34,7 +34,7 @@ from hw.core_export import write_core  # noqa: E402
 from model.checkpoint import read_checkpoint_json  # noqa: E402
 from model.data import load_dataset, to_u8  # noqa: E402
 from model.integer import IntegerNetwork  # noqa: E402
-from results_md import machine_note, write_section  # noqa: E402
+from results_md import machine_note, publish  # noqa: E402
 from sim.commands.estimate import measure  # noqa: E402
 from sim.synth import TARGETS, SynthReport, get_target, synthesize  # noqa: E402
 
@@ -228,9 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.monotonic()
     sweeps = [sweep(checkpoint, args) for checkpoint in args.checkpoints]
     text = section(sweeps, argv, time.monotonic() - start)
-    if args.write:
-        write_section(args.write, text)
-    print(text)
+    publish(text, args.write)
     return 0
 
 

@@ -27,7 +27,7 @@ for path in (ROOT, ROOT / "scripts"):
         sys.path.insert(0, str(path))
 
 from hw.export import UNITS, get_unit  # noqa: E402
-from results_md import machine_note, write_section  # noqa: E402
+from results_md import machine_note, positive_int, publish  # noqa: E402
 from sim import runner, toolchain  # noqa: E402
 
 HEADING = "## Co-simulation throughput"
@@ -35,20 +35,11 @@ HEADING = "## Co-simulation throughput"
 Row = tuple[str, str, str, int, float]
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is out of range (allowed 1 or more)")
-    return value
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cycles", type=_positive, default=20_000, help="random cycles per run")
-    parser.add_argument("--repeats", type=_positive, default=3, help="runs per unit, best kept")
+    parser.add_argument("--cycles", type=positive_int, default=20_000, help="random cycles per run")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="runs per unit, best kept")
     parser.add_argument("--seed", type=int, default=1, help="bench seed")
     parser.add_argument("--write", type=Path, metavar="FILE", help="update this Markdown file")
     return parser
@@ -122,9 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cosim_throughput: error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2
     text = section(simulators, rows, argv)
-    print(text, end="")
-    if args.write:
-        write_section(args.write, text)
+    publish(text, args.write)
     return 0
 
 

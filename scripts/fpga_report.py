@@ -28,7 +28,7 @@ for path in (ROOT, ROOT / "scripts"):
         sys.path.insert(0, str(path))
 
 from hw.export import UNITS, write_all  # noqa: E402
-from results_md import machine_note, write_section  # noqa: E402
+from results_md import machine_note, publish  # noqa: E402
 from sim.synth import TARGETS, SynthReport, get_target, synthesize  # noqa: E402
 
 HEADING = "## FPGA reports"
@@ -117,9 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             (out / f"{unit}.{target}.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
             reports.setdefault(target, []).append(report)
     text = section(reports, argv, time.monotonic() - start)
-    if args.write:
-        write_section(args.write, text)
-    print(text)
+    publish(text, args.write)
     return 0
 
 

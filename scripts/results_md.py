@@ -1,7 +1,9 @@
-"""Replace one ``## `` section of a Markdown results file (docs/results.md) in place."""
+"""Shared helpers of the scripts: replace one ``## `` section of a Markdown results file
+(docs/results.md) in place, the machine note, and a positive-integer option type."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import re
@@ -33,3 +35,21 @@ def machine_note() -> str:
         f"Python {platform.python_version()}, {os.cpu_count()} CPU cores shared with other "
         f"jobs (load average {os.getloadavg()[0]:.1f} at the end)."
     )
+
+
+def publish(text: str, path: str | os.PathLike[str] | None) -> None:
+    """Print a results section and, when ``path`` is given, write it there (:func:`write_section`)."""
+    print(text, end="" if text.endswith("\n") else "\n")
+    if path is not None:
+        write_section(path, text)
+
+
+def positive_int(text: str) -> int:
+    """``argparse`` type: an integer, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (allowed 1 or more)")
+    return value

@@ -35,7 +35,7 @@ from model.data import load_dataset, to_u8  # noqa: E402
 from model.integer import Formats, IntegerNetwork, LearningRule, fit, recipe  # noqa: E402
 from model.spec import NetworkSpec  # noqa: E402
 from model.stbp import Network, evaluate  # noqa: E402
-from results_md import machine_note, write_section  # noqa: E402
+from results_md import machine_note, publish  # noqa: E402
 
 HEADING = "## Integer model: width and rounding sweeps"
 
@@ -148,9 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(row), file=sys.stderr)
     text = section(argv, results, args.epochs, args.float, float_accuracy)
     (args.workdir / "sweep.json").write_text(json.dumps(results, indent=2))
-    print(text)
-    if args.write:
-        write_section(args.write, text)
+    publish(text, args.write)
     return 0
 
 

@@ -12,7 +12,7 @@ def test_section_is_appended_then_replaced_in_place(script: ModuleType, tmp_path
     path = tmp_path / "results.md"
     path.write_text("# Results\n\n## Accuracy\n\nA table.\n")
     first = script.section(["verilator"], [("u", "k=1", "verilator", 10, 1234.4)], ["--cycles", "10"])
-    script.write_section(path, first)
+    script.publish(first, path)
     text = path.read_text()
     assert text.startswith("# Results\n\n## Accuracy\n\nA table.\n\n## Co-simulation throughput\n")
     assert "Command: `python3 scripts/cosim_throughput.py --cycles 10`" in text
@@ -20,7 +20,7 @@ def test_section_is_appended_then_replaced_in_place(script: ModuleType, tmp_path
 
     path.write_text(text + "\n## Energy\n\nKept.\n")
     second = script.section(["verilator"], [("u", "k=1", "verilator", 20, 99.0)], [])
-    script.write_section(path, second)
+    script.publish(second, path)
     text = path.read_text()
     assert text.count("## Co-simulation throughput") == 1
     assert "| u | k=1 | verilator | 20 | 99 |" in text and "1,234" not in text
@@ -29,5 +29,5 @@ def test_section_is_appended_then_replaced_in_place(script: ModuleType, tmp_path
 
 def test_new_file_gets_a_title(script: ModuleType, tmp_path: Path) -> None:
     path = tmp_path / "docs" / "results.md"
-    script.write_section(path, script.section([], [], []))
+    script.publish(script.section([], [], []), path)
     assert path.read_text().startswith("# Results\n\n## Co-simulation throughput\n")
