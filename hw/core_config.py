@@ -76,14 +76,15 @@ class Target:
 
 
 #: Targets of ``spikeforge gen --target``: ``sim`` bounds only what a simulator builds in
-#: reasonable time; the FPGA figures are the devices' block RAM (plus SPRAM on the UP5K).
+#: reasonable time; the FPGA figures are the devices' dual-port block RAM.
 TARGETS = {
     target.name: target
     for target in (
         Target("sim", 1 << 28, 1 << 26, "co-simulation: 256 Mbit in all, 64 Mbit per memory"),
         Target(
-            "ice40-up5k", 30 * 4096 + 4 * 262144, 4 * 262144,
-            "Lattice iCE40 UltraPlus 5K: 30 EBR x 4 kbit + 4 SPRAM x 256 kbit",
+            "ice40-up5k", 30 * 4096, 30 * 4096,
+            "Lattice iCE40 UltraPlus 5K: 30 EBR x 4 kbit (its 4 SPRAMs are single-ported; every "
+            "core memory is read and written in the same cycle, docs/architecture.md section 8)",
         ),
         Target("ecp5-25k", 56 * 18432, 56 * 18432, "Lattice ECP5 LFE5U-25: 56 EBR x 18 kbit"),
         Target("ecp5-85k", 208 * 18432, 208 * 18432, "Lattice ECP5 LFE5U-85: 208 EBR x 18 kbit"),
