@@ -176,8 +176,9 @@ def section(sweeps: Sequence[Sweep], argv: Sequence[str], seconds: float) -> str
             "the 4-pin scan wrapper, memories initialised from the images). Cycles are the core "
             "model's (equal to the RTL's, see the co-simulation section) on test samples "
             "(inference) and training samples (learning step: inference + backward + update); "
-            "latency = cycles / Fmax after routing (seed 1). Resources grow with P, so a target "
-            "is not tried at larger P once a P does not fit."
+            "latency = cycles / Fmax after routing (seed 1). A target is not tried at larger P "
+            "once a P does not fit: logic grows with P (block RAM can shrink a little as wider "
+            "words pack better, compare the rows of a larger device)."
         ),
         "",
     ]
@@ -191,7 +192,12 @@ def section(sweeps: Sequence[Sweep], argv: Sequence[str], seconds: float) -> str
             for sweep in sweeps for rows in sweep.points.values() for point in rows
         ]
         best = [value for value in best if value is not None]
-        ours = f"; fastest fitting core here: {min(best):,.1f} us ({1000 * ms / min(best):.1f}x faster)" if best else ""
+        ours = ""
+        if best:
+            ratio = 1000 * ms / min(best)
+            ours = f"; fastest fitting core here: {min(best):,.1f} us, " + (
+                f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
+            )
         lines.append(f"- {kind}: {ms} ms = {1000 * ms:,.0f} us, {source}{ours}.")
     lines += ["", f"Wall-clock time of the script: {seconds:.0f} s. {machine_note()}"]
     return "\n".join(lines) + "\n"
@@ -209,7 +215,7 @@ def sweep(checkpoint: str, args: argparse.Namespace) -> Sweep:
         cycles = _cycles(net, dataset, lanes, args.queue_depth, args.samples, args.learn_samples)
         for target in args.targets:
             if any(not point.report.fits for point in points.get(target, ())):
-                continue  # resources grow with P
+                continue  # logic grows with P
             print(f"{checkpoint}: P = {lanes} on {target}", file=sys.stderr, flush=True)
             saved = out / f"p{lanes}.{target}.json"
             if args.reuse and saved.is_file():
