@@ -48,6 +48,18 @@ def test_train_writes_checkpoint_and_result(trained):
     assert (trained / "ckpt" / "weights.npz").is_file()
 
 
+def test_train_default_lr_follows_timesteps(tmp_path, capsys):
+    """Above T = 8 the recipe's learning rate is scaled by 8 / T; the config records it."""
+    small = ["--arch", "10FC-10FC", "--population", "1", "--epochs", "1", "--no-progress"]
+    for timesteps, extra, lr in ((16, [], 0.25), (4, [], 0.5), (16, ["--lr", "0.3"], 0.3)):
+        out = tmp_path / f"T{timesteps}-{len(extra)}"
+        assert main(["train", "--dataset", "digits", *small, "--timesteps", str(timesteps),
+                     *extra, "--out", str(out)]) == 0
+        config = json.loads((out / "result.json").read_text())["config"]
+        assert config["timesteps"] == timesteps and config["lr"] == lr
+    capsys.readouterr()
+
+
 def test_eval_reproduces_train_metrics(trained, capsys):
     code, out, err = run(["eval", "--checkpoint", str(trained / "ckpt"), "--json",
                           str(trained / "eval.json")], capsys)

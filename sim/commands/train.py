@@ -53,7 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "training (defaults per dataset: model.stbp.TRAINING_DEFAULTS)"
     )
     opt.add_argument("--epochs", type=int, metavar="N")
-    opt.add_argument("--lr", type=float, metavar="LR")
+    opt.add_argument(
+        "--lr",
+        type=float,
+        metavar="LR",
+        help="base learning rate (default: the dataset's times min(1, 8/T), model.stbp.default_lr)",
+    )
     opt.add_argument("--batch", type=int, default=50, metavar="B", help="default 50")
     opt.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum, default 0.9")
     opt.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="cosine")
@@ -133,7 +138,6 @@ def run_train(args: argparse.Namespace) -> int:
     json_path = _check_json_target(args.json)
     defaults = training_defaults(args.dataset)
     epochs = defaults["epochs"] if args.epochs is None else args.epochs
-    lr = defaults["lr"] if args.lr is None else args.lr
     flatten = parse_arch(args.arch)[0].kind == "fc"
     dataset = _load(args.dataset, args.data_root, None, flatten)
     spec = NetworkSpec.parse(
@@ -147,6 +151,8 @@ def run_train(args: argparse.Namespace) -> int:
         decoder=args.decoder,
         classes=dataset.classes,
     )
+    # The recipe's learning rate is tuned at T = 8; above, it shrinks as 8 / T (default_lr).
+    lr = training_defaults(args.dataset, spec.timesteps)["lr"] if args.lr is None else args.lr
     augmentation = {
         "auto": defaults["augmentation"],
         "on": default_augmentation(args.dataset),

@@ -13,12 +13,18 @@ from model import checkpoint
 from model.data import load_dataset
 from model.spec import NetworkSpec
 from model.stbp import (
+    INIT_GAIN,
+    REFERENCE_TIMESTEPS,
     THRESHOLD_FLOOR,
+    TRAINING_DEFAULTS,
     Network,
+    default_lr,
     evaluate,
+    init_bound,
     membrane_grad,
     surrogate_window,
     train,
+    training_defaults,
 )
 
 SWITCHES = [
@@ -226,6 +232,46 @@ def _subset(dataset, train=400):
         classes=dataset.classes,
         image_shape=dataset.image_shape,
     )
+
+
+@pytest.mark.parametrize("timesteps", [1, 2, 4, 7, 8])
+def test_t_aware_defaults_are_the_tuned_recipe_up_to_t8(timesteps):
+    assert REFERENCE_TIMESTEPS == 8
+    for fan_in in (64, 784):
+        tuned = INIT_GAIN * 0.5 / timesteps * np.sqrt(3.0 / fan_in)
+        assert init_bound(0.5, timesteps, fan_in) == pytest.approx(tuned, rel=1e-15)
+    for dataset, recipe in TRAINING_DEFAULTS.items():
+        assert default_lr(recipe["lr"], timesteps) == recipe["lr"]
+        assert training_defaults(dataset, timesteps) == training_defaults(dataset)
+    assert training_defaults("digits")["lr"] == 0.5 and training_defaults("mnist10k")["lr"] == 0.2
+
+
+@pytest.mark.parametrize("timesteps", [12, 16, 32, 64])
+def test_t_aware_defaults_scale_above_t8(timesteps):
+    ratio = timesteps / 8
+    tuned = INIT_GAIN * 0.5 / timesteps * np.sqrt(3.0 / 784)  # the 1/T rule of T <= 8
+    assert init_bound(0.5, timesteps, 784) == pytest.approx(tuned * np.sqrt(ratio), rel=1e-15)
+    assert init_bound(0.5, timesteps, 784) == pytest.approx(
+        INIT_GAIN * 0.5 * np.sqrt(3.0 / (8 * timesteps * 784)), rel=1e-15
+    )
+    assert default_lr(0.5, timesteps) == pytest.approx(0.5 / ratio, rel=1e-15)
+    assert training_defaults("mnist10k", timesteps)["lr"] == pytest.approx(0.2 * 8 / timesteps)
+    assert TRAINING_DEFAULTS["mnist10k"]["lr"] == 0.2  # the table itself is not changed
+
+
+def test_network_init_uses_init_bound():
+    for timesteps in (4, 16):
+        spec = NetworkSpec.parse("200FC-50FC", input_shape=(784,), timesteps=timesteps)
+        net = Network(spec, seed=0)
+        for weight, fan_in in zip(net.weights, (784, 200)):
+            bound = init_bound(spec.initial_threshold, timesteps, fan_in)
+            assert np.abs(weight).max() <= bound
+            assert np.abs(weight).max() > 0.99 * bound
+
+
+def test_training_defaults_rejects_bad_timesteps():
+    with pytest.raises(ValueError, match="timesteps"):
+        training_defaults("digits", 0)
 
 
 def test_training_learns_digits(digits):
