@@ -9,8 +9,8 @@ them into latency at the achieved Fmax, next to published anchors. Writes the se
 
 Usage::
 
-    nice python3 scripts/core_fpga.py --checkpoints runs/core/digits --lanes 1 2 4 8 \\
-        --targets ice40-up5k ecp5-25k ecp5-85k --out runs/core_fpga --write docs/results.md
+    nice python3 scripts/core_fpga.py --checkpoints runs/core/digits runs/core/digits_dw16=ecp5-25k \\
+        --lanes 1 2 4 8 --targets ice40-up5k ecp5-25k ecp5-85k --out runs/core_fpga --write docs/results.md
 """
 
 from __future__ import annotations
@@ -62,9 +62,26 @@ class Point:
         return cycles / self.report.fmax_mhz
 
 
+def _checkpoint(text: str) -> tuple[str, tuple[str, ...] | None]:
+    """``DIR`` or ``DIR=TARGET,TARGET``: a checkpoint and the targets to try it on."""
+    folder, sep, names = text.partition("=")
+    if not sep:
+        return folder, None
+    targets = tuple(name.strip() for name in names.split(",") if name.strip())
+    for name in targets:
+        if name not in TARGETS:
+            raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(TARGETS)}")
+    if not targets:
+        raise argparse.ArgumentTypeError(f"{text!r} names no target after '='")
+    return folder, targets
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoints", nargs="+", required=True, metavar="DIR", help="integer checkpoint folders")
+    parser.add_argument(
+        "--checkpoints", nargs="+", required=True, type=_checkpoint, metavar="DIR[=TARGET,...]",
+        help="integer checkpoint folders, each optionally with its own targets (default --targets)",
+    )
     parser.add_argument("--lanes", type=int, nargs="+", default=[1, 2, 4, 8], metavar="P")
     parser.add_argument("--queue-depth", type=int, default=DEFAULT_QUEUE_DEPTH, metavar="Q")
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
@@ -203,7 +220,7 @@ def section(sweeps: Sequence[Sweep], argv: Sequence[str], seconds: float) -> str
     return "\n".join(lines) + "\n"
 
 
-def sweep(checkpoint: str, args: argparse.Namespace) -> Sweep:
+def sweep(checkpoint: str, targets: Sequence[str], args: argparse.Namespace) -> Sweep:
     """Generate, estimate and synthesize ``checkpoint`` for every P and target."""
     net = IntegerNetwork.load(checkpoint)
     dataset = (read_checkpoint_json(checkpoint).get("training") or {}).get("dataset", "digits")
@@ -213,7 +230,7 @@ def sweep(checkpoint: str, args: argparse.Namespace) -> Sweep:
         gen_dir = out / f"p{lanes}"
         write_core(net, lanes=lanes, queue_depth=args.queue_depth, out_dir=gen_dir)
         cycles = _cycles(net, dataset, lanes, args.queue_depth, args.samples, args.learn_samples)
-        for target in args.targets:
+        for target in targets:
             if any(not point.report.fits for point in points.get(target, ())):
                 continue  # logic grows with P
             print(f"{checkpoint}: P = {lanes} on {target}", file=sys.stderr, flush=True)
@@ -232,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     start = time.monotonic()
-    sweeps = [sweep(checkpoint, args) for checkpoint in args.checkpoints]
+    sweeps = [sweep(folder, targets or args.targets, args) for folder, targets in args.checkpoints]
     text = section(sweeps, argv, time.monotonic() - start)
     publish(text, args.write)
     return 0

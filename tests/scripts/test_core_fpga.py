@@ -56,3 +56,10 @@ def test_section_when_nothing_fits(
     text = script.section([script.Sweep("CKPT", net, points)], [], 1.0)
     assert "No P tried fits ice40-up5k; at P = 1: ICESTORM_LC: 12633 used, 5280 available (+7353); FF: " in text
     assert "fastest fitting core" not in text
+
+
+def test_checkpoint_option_with_its_own_targets(script: ModuleType) -> None:
+    args = script.build_parser().parse_args(["--checkpoints", "A", "B=ecp5-25k,ecp5-85k"])
+    assert args.checkpoints == [("A", None), ("B", ("ecp5-25k", "ecp5-85k"))]
+    with pytest.raises(SystemExit):
+        script.build_parser().parse_args(["--checkpoints", "B=ecp5-12k"])
