@@ -3,13 +3,15 @@
 Runs the subcommands in turn, each writing into the report folder ``--out``:
 
 1. ``learn``: on-line learning (B = 1) in the integer model, from scratch or by fine-tuning a
-   float checkpoint (``--init DIR``, e.g. the folder ``spikeforge train`` wrote);
+   float checkpoint (``--init DIR``, e.g. the folder ``spikeforge train`` wrote), with
+   16-bit gradient accumulators by default (:data:`DEFAULT_BITS`);
 2. ``estimate``: the core model on the test split: cycles, spikes, synaptic ops and energy
    per inference and per learning step;
 3. ``gen``: the core's Verilog, memory images and manifest;
 4. ``cosim``: test images inferred and training images learned on the generated core under
    cocotb, every memory write, output and counter compared with the model;
-5. ``synth``: utilisation and Fmax when the ``fpga`` extra is installed.
+5. ``synth``: utilisation and Fmax when the ``fpga`` extra is installed (default: the
+   ECP5-25k, which the default core, P = 2, fits).
 
 Then it draws the plots (spike raster of one inference, accuracy against spikes across the
 paper's ablation, energy breakdown), prints the summary table and writes ``report.json``
@@ -31,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from hw.core_config import DEFAULT_QUEUE_DEPTH, MAX_QUEUE_DEPTH
+from model.checkpoint import load_checkpoint_kind
 from model.checks import check_field
 from model.data import load_dataset, to_u8
 from model.energy import TABLES
@@ -44,6 +47,14 @@ from sim.toolchain import SIMULATORS
 DATASET = "digits"
 #: Passes over the training set of the default on-line learning (about 40 s).
 DEFAULT_EPOCHS = 20
+#: Formats of the demo's network: 16-bit dW / dVth accumulators, enough for on-line
+#: learning (B = 1; no loss in the width sweep of docs/results.md) and what lets the core
+#: fit the ECP5-25k (docs/architecture.md section 8).
+DEFAULT_BITS = "dw=16,dth=16"
+#: Lanes of the demo's core: P = 2 fits the ECP5-25k with those formats.
+DEFAULT_LANES = 2
+#: FPGA of ``--target auto`` when the fpga extra is installed.
+DEFAULT_TARGET = "ecp5-25k"
 #: Measured float ablation (written by ``scripts/ablation.py``), drawn when present.
 ABLATION_JSON = Path(__file__).resolve().parents[2] / "docs" / "ablation.json"
 #: The report's files, relative to ``--out``.
@@ -85,6 +96,7 @@ def plan(args: argparse.Namespace, out: Path, target: str | None) -> list[tuple[
     steps = [
         ("learn", [
             "learn", "--dataset", DATASET, "--init", args.init, "--seed", str(args.seed),
+            *(["--bits", args.bits] if args.bits else []),
             "--out", path["checkpoint"], "--json", path["learn"], *quiet,
             *(["--epochs", str(args.epochs)] if args.epochs is not None else []),
         ]),
@@ -275,10 +287,13 @@ def run(args: argparse.Namespace, runner: Callable[[Sequence[str]], int] = run_s
     check_field("--queue-depth", args.queue_depth, minimum=1, maximum=MAX_QUEUE_DEPTH)
     if args.epochs is not None:
         check_field("--epochs", args.epochs, minimum=1)
-    if args.init != "scratch" and not Path(args.init).is_dir():
-        raise FileNotFoundError(f"--init: {args.init!r} is not a checkpoint folder")
+    if args.init != "scratch":
+        if not Path(args.init).is_dir():
+            raise FileNotFoundError(f"--init: {args.init!r} is not a checkpoint folder")
+        if load_checkpoint_kind(args.init) == "integer":
+            args.bits = ""  # an integer checkpoint keeps its formats
     installed = fpga_tools_installed()
-    target = {"auto": "ecp5-85k" if installed else None, "none": None}.get(args.target, args.target)
+    target = {"auto": DEFAULT_TARGET if installed else None, "none": None}.get(args.target, args.target)
     fpga_note = "not run (--target none)" if args.target == "none" else (
         "not run: install the fpga extra (pip install -e .[fpga])"
     )
@@ -353,7 +368,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--epochs", type=int, metavar="N",
         help=f"passes over the training set (default {DEFAULT_EPOCHS} from scratch, the recipe's when fine-tuning)",
     )
-    parser.add_argument("--lanes", type=int, default=8, metavar="P", help="lanes P (default 8)")
+    parser.add_argument(
+        "--lanes", type=int, default=DEFAULT_LANES, metavar="P", help=f"lanes P (default {DEFAULT_LANES})"
+    )
+    parser.add_argument(
+        "--bits", default=DEFAULT_BITS, metavar="KEY=N,...",
+        help=f"formats of the learned network (learn --bits; default {DEFAULT_BITS}; '' for "
+        "learn's defaults; an integer --init checkpoint keeps its own)",
+    )
     parser.add_argument(
         "--queue-depth", type=int, default=DEFAULT_QUEUE_DEPTH, metavar="Q",
         help=f"spike-queue capacity, 1..{MAX_QUEUE_DEPTH} (default {DEFAULT_QUEUE_DEPTH})",
@@ -373,7 +395,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sim", choices=SIMULATORS, default="verilator", help="simulator (default verilator)")
     parser.add_argument(
         "--target", default="auto", choices=["auto", "none", *TARGETS],
-        help="FPGA for synthesis: auto = ecp5-85k when the fpga extra is installed, else none",
+        help=f"FPGA for synthesis: auto = {DEFAULT_TARGET} when the fpga extra is installed, else none",
     )
     parser.add_argument("--waves", action="store_true", help="write waveforms under OUT/waves")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="init, shuffling and LFSR seed")
