@@ -107,6 +107,7 @@ def test_synth_that_does_not_fit_is_reported(tmp_path: Path, monkeypatch: pytest
         (["--samples", "0"], "--samples"),
         (["--epochs", "0"], "--epochs"),
         (["--init", "/nonexistent/float"], "--init"),
+        (["--bits", "w=99"], "--bits: w: 99 is out of range"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(

@@ -37,7 +37,7 @@ from model.checkpoint import load_checkpoint_kind
 from model.checks import check_field
 from model.data import load_dataset, to_u8
 from model.energy import TABLES
-from model.integer import IntegerNetwork
+from model.integer import Formats, IntegerNetwork
 from sim.cli import CLIError, write_json
 from sim.core_cosim import WAVE_FORMATS
 from sim.synth import TARGETS
@@ -287,6 +287,11 @@ def run(args: argparse.Namespace, runner: Callable[[Sequence[str]], int] = run_s
     check_field("--queue-depth", args.queue_depth, minimum=1, maximum=MAX_QUEUE_DEPTH)
     if args.epochs is not None:
         check_field("--epochs", args.epochs, minimum=1)
+    if args.bits:
+        try:
+            Formats.parse(args.bits)
+        except ValueError as error:
+            raise ValueError(f"--bits: {error}") from None
     if args.init != "scratch":
         if not Path(args.init).is_dir():
             raise FileNotFoundError(f"--init: {args.init!r} is not a checkpoint folder")
