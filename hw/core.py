@@ -128,16 +128,42 @@ class HostSignature(wiring.Signature):
         })
 
 
-class _MemoryPorts:
-    """A memory with one read and one write port, each shared by prioritised requests."""
+class _Port:
+    """The signals of a memory port that a bank arbiter drives (``addr``, ``en``, ``data``)."""
 
-    def __init__(self, spec: MemorySpec, init: Sequence[Sequence[int]] | None, *, transparent: bool) -> None:
+    def __init__(self, name: str, layout: data.ArrayLayout, address_bits: int, enable_bits: int) -> None:
+        self.addr = Signal(address_bits, name=f"{name}_addr")
+        self.en = Signal(enable_bits, name=f"{name}_en")
+        self.data = Signal(layout, name=f"{name}_data")
+
+
+def _lane_layout(spec: MemorySpec) -> data.ArrayLayout:
+    """Word shape of ``spec``: P lanes of its (signed or unsigned) lane format."""
+    lane = signed(spec.lane_bits) if spec.signed else unsigned(spec.lane_bits)
+    return data.ArrayLayout(lane, spec.lanes)
+
+
+class _MemoryPorts:
+    """A memory with one read and one write port, each shared by prioritised requests.
+
+    With ``banked`` the memory is logical: its ports are :class:`_Port` signals that
+    :func:`_weight_banks` maps onto the shared single-port banks.
+    """
+
+    def __init__(
+        self, spec: MemorySpec, init: Sequence[Sequence[int]] | None, *, transparent: bool, banked: bool = False
+    ) -> None:
         self.spec = spec
-        lane = signed(spec.lane_bits) if spec.signed else unsigned(spec.lane_bits)
-        # A memory of one word still gets a one-bit address (an unused second word).
-        self.memory = Memory(shape=data.ArrayLayout(lane, spec.lanes), depth=max(spec.depth, 2), init=init or [])
-        self.write = self.memory.write_port(granularity=1)
-        self.read = self.memory.read_port(transparent_for=(self.write,) if transparent else ())
+        layout = _lane_layout(spec)
+        if banked:
+            self.memory = None
+            self.write = _Port(f"{spec.key}_write", layout, spec.address_bits, spec.lanes)
+            self.read = _Port(f"{spec.key}_read", layout, spec.address_bits, 1)
+        else:
+            # A memory of one word still gets a one-bit address (an unused second word).
+            self.memory = Memory(shape=layout, depth=max(spec.depth, 2), init=init or [])
+            self.write = self.memory.write_port(granularity=1)
+            self.read = self.memory.read_port(transparent_for=(self.write,) if transparent else ())
         self._reads: list[tuple[Value, Value]] = []
         self._writes: list[tuple[Value, Value, Value, Sequence[Value] | Value]] = []
 
@@ -170,6 +196,51 @@ class _MemoryPorts:
                     m.d.comb += write.data.as_value().eq(lanes)
                 else:
                     m.d.comb += [write.data[x].eq(value) for x, value in enumerate(lanes)]
+
+
+def _weight_banks(
+    m: Module, config: CoreConfig, mems: Mapping[tuple[str, int], _MemoryPorts],
+    init: Mapping[str, Sequence[Sequence[int]]],
+) -> None:
+    """Map the logical W and dW memories onto two single-port banks each (even, odd words).
+
+    A bank is one ``Memory`` whose read and write ports share the address (a write wins
+    the cycle; the schedule never asks for both, docs/architecture.md section 2.1), so
+    Yosys maps it to one iCE40 SPRAM (``ram_style = "huge"``). Layer ``l``'s word ``a``
+    sits in bank ``a mod 2`` at ``bank_base(l) + a div 2``. A logical read returns the
+    bank its address chose, one cycle later.
+    """
+    for name, depth, _ in config.weight_banks()[::2]:
+        kind = name.split("_")[0]
+        logical = [(layer, ports) for (memory, layer), ports in mems.items() if memory == kind]
+        layout = _lane_layout(logical[0][1].spec)
+        banks = []
+        for parity, suffix in enumerate(("even", "odd")):
+            words = []
+            for layer, ports in logical:
+                contents = list(init.get(ports.spec.key, []))
+                contents += [[0] * config.lanes] * (ports.spec.depth - len(contents))
+                words += contents[parity::2]
+            memory = Memory(shape=layout, depth=depth, init=words, attrs={"ram_style": "huge"})
+            m.submodules[f"mem_{kind}_{suffix}"] = memory
+            write, read = memory.write_port(granularity=1), memory.read_port()
+            address = Signal(range(depth), name=f"{kind}_{suffix}_addr")
+            writing = Signal(name=f"{kind}_{suffix}_writing")
+            reading = Signal(name=f"{kind}_{suffix}_reading")
+            for layer, ports in logical:  # reads first: a write's address wins
+                with m.If(ports.read.en & (ports.read.addr[0] == parity)):
+                    m.d.comb += [reading.eq(1), address.eq(config.bank_base(kind, layer) + (ports.read.addr >> 1))]
+            for layer, ports in logical:
+                with m.If(ports.write.en.any() & (ports.write.addr[0] == parity)):
+                    m.d.comb += [writing.eq(1), write.en.eq(ports.write.en), write.data.eq(ports.write.data)]
+                    m.d.comb += address.eq(config.bank_base(kind, layer) + (ports.write.addr >> 1))
+            m.d.comb += [write.addr.eq(address), read.addr.eq(address), read.en.eq(reading & ~writing)]
+            banks.append(read.data)
+        for layer, ports in logical:
+            odd = Signal(name=f"{ports.spec.key}_read_odd")
+            with m.If(ports.read.en):
+                m.d.sync += odd.eq(ports.read.addr[0])
+            m.d.comb += ports.read.data.eq(Mux(odd, banks[1], banks[0]))
 
 
 def _wire(m: Module, value: Value, name: str) -> Signal:
@@ -295,8 +366,9 @@ class _Builder:
         return now
 
     def count(self, name: str, amount: Value) -> None:
-        """Add ``amount`` to performance counter ``name`` this cycle."""
-        self.increments[name].append(amount)
+        """Add ``amount`` to performance counter ``name`` this cycle (if the core has it)."""
+        if name in self.increments:
+            self.increments[name].append(amount)
 
     def reads(self, memory: str, index: int, condition: Value) -> None:
         """Count a word read of ``memory`` on layer ``index`` (the model's attribution)."""
@@ -390,9 +462,11 @@ class Core(wiring.Component):
 
         # Memories
         for spec in cfg.memories:
-            ports = _MemoryPorts(spec, self.init.get(spec.key), transparent=spec.name == "V")
+            banked = cfg.in_weight_banks(spec)
+            ports = _MemoryPorts(spec, self.init.get(spec.key), transparent=spec.name == "V", banked=banked)
             mems[(spec.name, spec.layer)] = ports
-            m.submodules[f"mem_{spec.key}"] = ports.memory
+            if not banked:
+                m.submodules[f"mem_{spec.key}"] = ports.memory
 
         # Registers: learning-rate shifts, LFSR, label
         shift_w = Signal(SHIFT_BITS, init=cfg.shift_w)
@@ -638,6 +712,7 @@ class Core(wiring.Component):
 
         for ports in mems.values():
             ports.connect(m)
+        _weight_banks(m, cfg, mems, self.init)
 
         # Result stream and done strobe
         m.d.comb += [

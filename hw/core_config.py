@@ -31,6 +31,7 @@ from model.integer import Formats, IntegerNetwork
 
 __all__ = [
     "COUNTER_BITS",
+    "COUNTER_SETS",
     "DEFAULT_QUEUE_DEPTH",
     "HOST_REGISTERS",
     "MAX_QUEUE_DEPTH",
@@ -50,6 +51,11 @@ DEFAULT_QUEUE_DEPTH = 16
 MAX_QUEUE_DEPTH = 1 << 16
 #: Width of a pixel (u8).
 PIXEL_BITS = 8
+#: Counter sets of ``counters=``: ``all`` (every counter of the model) or ``events`` (cycles
+#: per phase, spikes, synaptic operations and backward window events: what the energy
+#: estimate prices, without the per-memory read/write counters that dominate the core's
+#: logic on a small FPGA).
+COUNTER_SETS = ("all", "events")
 #: Host-accessible registers of region 0 of the host map, by word address.
 HOST_REGISTERS = ("shift_w", "shift_th", "lfsr_state", "pending")
 
@@ -62,17 +68,28 @@ class Target:
     ----------
     name : str
     total_bits : int
-        All memory bits of the core must fit (sum over memories of depth x word bits).
+        All dual-port memory bits of the core must fit (sum over memories of depth x word
+        bits).
     memory_bits : int
         Bits of the largest single memory.
     source : str
         Where the figures come from.
+    single_port_blocks : int
+        Single-port RAM blocks of ``single_port_depth`` x ``single_port_width`` bits (iCE40
+        SPRAM); when nonzero the core keeps W and dW in them (``single_port_weights``).
     """
 
     name: str
     total_bits: int
     memory_bits: int
     source: str
+    single_port_blocks: int = 0
+    single_port_depth: int = 16384
+    single_port_width: int = 16
+
+    def single_port_cost(self, depth: int, word_bits: int) -> int:
+        """Single-port blocks one memory of ``depth`` words of ``word_bits`` takes."""
+        return math.ceil(depth / self.single_port_depth) * math.ceil(word_bits / self.single_port_width)
 
 
 #: Targets of ``spikeforge gen --target``: ``sim`` bounds only what a simulator builds in
@@ -83,8 +100,9 @@ TARGETS = {
         Target("sim", 1 << 28, 1 << 26, "co-simulation: 256 Mbit in all, 64 Mbit per memory"),
         Target(
             "ice40-up5k", 30 * 4096, 30 * 4096,
-            "Lattice iCE40 UltraPlus 5K: 30 EBR x 4 kbit (its 4 SPRAMs are single-ported; every "
-            "core memory is read and written in the same cycle, docs/architecture.md section 8)",
+            "Lattice iCE40 UltraPlus 5K: 30 EBR x 4 kbit; W and dW in its 4 single-port "
+            "SPRAMs of 16K x 16 (docs/architecture.md section 8)",
+            single_port_blocks=4,
         ),
         Target("ecp5-25k", 56 * 18432, 56 * 18432, "Lattice ECP5 LFE5U-25: 56 EBR x 18 kbit"),
         Target("ecp5-85k", 208 * 18432, 208 * 18432, "Lattice ECP5 LFE5U-85: 208 EBR x 18 kbit"),
@@ -242,16 +260,26 @@ class CoreConfig:
     shift_th: int
     lfsr_state: int
     pending: int
+    counter_set: str = "all"
+    single_port_weights: bool = False
 
     @classmethod
-    def from_network(cls, network: IntegerNetwork, *, lanes: int, queue_depth: int) -> CoreConfig:
+    def from_network(
+        cls, network: IntegerNetwork, *, lanes: int, queue_depth: int, target: str = "sim",
+        counters: str = "all",
+    ) -> CoreConfig:
         """The configuration of a core running ``network`` with P lanes and queues of depth Q.
+
+        ``target`` (a key of :data:`TARGETS`) decides where W and dW live: a target with
+        single-port RAM blocks (iCE40 SPRAM) gets ``single_port_weights``. ``counters`` is
+        one of :data:`COUNTER_SETS`.
 
         Raises
         ------
         ValueError
             For a network the core cannot build (``arch``: conv or pool layers;
-            ``decoder``), or ``lanes`` / ``queue_depth`` out of range (naming them).
+            ``decoder``), ``lanes`` / ``queue_depth`` out of range, an unknown ``target``
+            or ``counters`` (naming them), or single-port weights with an odd row length.
         TypeError
             When ``lanes`` or ``queue_depth`` is not an integer.
         """
@@ -263,8 +291,12 @@ class CoreConfig:
             raise ValueError(f"decoder: {spec.decoder!r} is not built by the core (allowed last, rate)")
         lanes = check_int("lanes", lanes, minimum=1, maximum=1024)
         queue_depth = check_int("queue_depth", queue_depth, minimum=1, maximum=MAX_QUEUE_DEPTH)
+        if target not in TARGETS:
+            raise ValueError(f"target: {target!r} is not one of {', '.join(TARGETS)}")
+        if counters not in COUNTER_SETS:
+            raise ValueError(f"counters: {counters!r} is not one of {', '.join(COUNTER_SETS)}")
         rule = network.rule
-        return cls(
+        config = cls(
             sizes=tuple(spec.neurons(index) for index in range(spec.num_layers + 1)),
             lanes=lanes,
             queue_depth=queue_depth,
@@ -282,7 +314,17 @@ class CoreConfig:
             shift_th=rule.shift_th,
             lfsr_state=network.lfsr.state,
             pending=network.pending,
+            counter_set=counters,
+            single_port_weights=TARGETS[target].single_port_blocks > 0,
         )
+        if config.single_port_weights:
+            for layer in range(1, config.layers + 1):
+                if config.row_words(layer) % 2:
+                    raise ValueError(
+                        f"lanes: single-port weight memories ({target}) need an even number of "
+                        f"words per weight row; P = {lanes} gives c_{layer} = {config.row_words(layer)}"
+                    )
+        return config
 
     # Geometry ------------------------------------------------------------------------------
 
@@ -402,18 +444,52 @@ class CoreConfig:
         if target not in TARGETS:
             raise ValueError(f"target: {target!r} is not one of {', '.join(TARGETS)}")
         chosen = TARGETS[target]
-        largest = max(self.memories, key=lambda spec: spec.bits)
+        dual = [spec for spec in self.memories if not self.in_weight_banks(spec)]
+        if self.single_port_weights:
+            blocks = sum(chosen.single_port_cost(depth, bits) for _, depth, bits in self.weight_banks())
+            if blocks > chosen.single_port_blocks:
+                raise ValueError(
+                    f"target: W and dW need {blocks} single-port blocks of {chosen.single_port_depth} x "
+                    f"{chosen.single_port_width} bits, more than the {chosen.single_port_blocks} of {target}"
+                )
+        largest = max(dual, key=lambda spec: spec.bits)
         if largest.bits > chosen.memory_bits:
             raise ValueError(
                 f"target: memory {largest.key} needs {largest.bits} bits, more than the "
                 f"{chosen.memory_bits} of one memory on {target}"
             )
-        if self.memory_bits > chosen.total_bits:
+        total = sum(spec.bits for spec in dual)
+        if total > chosen.total_bits:
             raise ValueError(
-                f"target: the memories need {self.memory_bits} bits, more than the "
+                f"target: the memories need {total} bits, more than the "
                 f"{chosen.total_bits} available on {target}"
             )
         return chosen
+
+    def in_weight_banks(self, spec: MemorySpec) -> bool:
+        """``spec`` lives in the shared single-port banks (W and dW with ``single_port_weights``)."""
+        return self.single_port_weights and spec.name in ("W", "DW")
+
+    def weight_banks(self) -> list[tuple[str, int, int]]:
+        """``(name, depth, word_bits)`` of each single-port bank (none without ``single_port_weights``).
+
+        W and dW each get two banks, even and odd word addresses, every layer's words stacked
+        from layer 1 up (:meth:`bank_base`); a pass never reads and writes one bank in the
+        same cycle (docs/architecture.md section 2.1).
+        """
+        if not self.single_port_weights:
+            return []
+        banks = []
+        for name in ("W", "DW"):
+            specs = [spec for spec in self.memories if spec.name == name]
+            if specs:
+                depth = sum(spec.depth for spec in specs) // 2
+                banks += [(f"{name}_even", depth, specs[0].word_bits), (f"{name}_odd", depth, specs[0].word_bits)]
+        return banks
+
+    def bank_base(self, name: str, layer: int) -> int:
+        """First bank word of ``name`` (W or DW) of ``layer`` in its single-port banks."""
+        return sum(self.memory(name, below).depth for below in range(1, layer)) // 2
 
     # Host map ------------------------------------------------------------------------------
 
@@ -463,16 +539,18 @@ class CoreConfig:
     @property
     def counters(self) -> tuple[CounterSpec, ...]:
         """The performance counters, in counter-port order."""
+        everything = self.counter_set == "all"
         specs = [CounterSpec(f"cycles.{phase}", "cycles", None, phase) for phase in self.phases]
         for layer in range(self.layers + 1):
             events = ["spikes"]
             if layer < self.layers:
-                events += ["synaptic_ops", "stall_cycles", "queue_high_water"]
+                events += ["synaptic_ops", "stall_cycles", "queue_high_water"] if everything else ["synaptic_ops"]
             if self.learnable and layer >= self.first_backward_layer:
                 events.append("window_events")
             specs += [CounterSpec(f"{event}.{layer}", "event", layer, event) for event in events]
-            for kind, names in (("reads", self.read_counts(layer)), ("writes", self.write_counts(layer))):
-                specs += [CounterSpec(f"{kind}.{name}.{layer}", kind, layer, name) for name in names]
+            if everything:
+                for kind, names in (("reads", self.read_counts(layer)), ("writes", self.write_counts(layer))):
+                    specs += [CounterSpec(f"{kind}.{name}.{layer}", kind, layer, name) for name in names]
         return tuple(specs)
 
     @property
@@ -596,4 +674,6 @@ class CoreConfig:
             "shift_th": self.shift_th,
             "lfsr_state": self.lfsr_state,
             "pending": self.pending,
+            "counter_set": self.counter_set,
+            "single_port_weights": self.single_port_weights,
         }

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ from hw.core import HOST_READ_LATENCY, Core
 from hw.core_config import COUNTER_BITS, HOST_REGISTERS, TARGETS, CoreConfig
 from model.integer import IntegerNetwork
 
-__all__ = ["LINT_WAIVERS", "MANIFEST", "TOP", "core_verilog", "manifest", "port_list", "write_core"]
+__all__ = [
+    "LINT_WAIVERS", "MANIFEST", "TOP", "core_verilog", "drop_initial_block", "manifest", "port_list", "write_core",
+]
 
 #: Default top module name.
 TOP = "spikeforge_core"
@@ -43,8 +46,34 @@ LINT_WAIVERS = (
 
 
 def core_verilog(core: Core, *, name: str = TOP) -> str:
-    """Verilog of ``core`` (top module ``name``), with the Verilator waivers."""
-    return LINT_WAIVERS + verilog.convert(core, name=name, emit_src=False)
+    """Verilog of ``core`` (top module ``name``), with the Verilator waivers.
+
+    Single-port weight banks (iCE40 SPRAM) have no power-up contents on the device, so their
+    ``initial`` blocks are left out: the host loads W and clears dW through the host port
+    (the manifest's ``host_load``).
+    """
+    text = verilog.convert(core, name=name, emit_src=False)
+    for bank, _, _ in core.config.weight_banks():
+        text = drop_initial_block(text, f"mem_{bank}")
+    return LINT_WAIVERS + text
+
+
+def drop_initial_block(text: str, memory: str) -> str:
+    """``text`` without the ``initial`` block that fills Verilog memory ``memory``.
+
+    Raises
+    ------
+    ValueError
+        When ``text`` declares no such initialised memory.
+    """
+    declaration = re.compile(
+        rf"(reg \[[^\]]+\] {re.escape(memory)} \[[^\]]+\];\n)\s*initial begin\n"
+        rf"(?:\s*{re.escape(memory)}\[\d+\] = [^;\n]+;\n)*\s*end\n"
+    )
+    text, found = declaration.subn(r"\1", text)
+    if found != 1:
+        raise ValueError(f"memory: no initialised Verilog memory {memory!r}")
+    return text
 
 
 def port_list(signature: wiring.Signature) -> list[dict[str, Any]]:
@@ -122,6 +151,11 @@ def manifest(
                     "follows re (and counter_value follows counter_select) by read_latency cycles",
         },
         "counters": [spec.name for spec in config.counters],
+        "host_load": {
+            "note": "single-port banks have no power-up contents: after configuration the host "
+                    "writes these memories (W from their images, dW zeros) before the first sample",
+            "memories": [spec.key for spec in config.memories if config.in_weight_banks(spec)],
+        },
         "streams": {
             "pixels": {"words_per_sample": config.words[0], "payload": _fields(members["pixels"])},
             "result": {"payload": _fields(members["result"])},
@@ -138,7 +172,7 @@ def _fields(stream: wiring.Member) -> dict[str, dict[str, int]]:
 
 def write_core(
     network: IntegerNetwork, *, lanes: int, queue_depth: int, out_dir: str | Path,
-    target: str = "sim", top: str = TOP,
+    target: str = "sim", counters: str = "all", top: str = TOP,
 ) -> dict[str, Any]:
     """Write the core's Verilog, memory images and manifest into ``out_dir``.
 
@@ -153,7 +187,7 @@ def write_core(
         For a network the core cannot build, ``lanes`` / ``queue_depth`` out of range, or
         memories that do not fit ``target`` (naming the field).
     """
-    config = CoreConfig.from_network(network, lanes=lanes, queue_depth=queue_depth)
+    config = CoreConfig.from_network(network, lanes=lanes, queue_depth=queue_depth, target=target, counters=counters)
     config.check_target(target)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

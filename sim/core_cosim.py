@@ -101,6 +101,8 @@ def cosimulate(
     *,
     lanes: int,
     queue_depth: int,
+    target: str = "sim",
+    counters: str = "all",
     learn: bool = False,
     simulator: str = "verilator",
     load: str | Path | None = None,
@@ -124,6 +126,9 @@ def cosimulate(
         Samples and labels (labels are the learning targets and give the accuracy).
     lanes, queue_depth : int
         P and Q.
+    target, counters : str
+        The core as generated for ``target`` (single-port weight banks on iCE40) with the
+        counter set ``counters`` (:meth:`CoreConfig.from_network`).
     learn : bool
         Learn on every sample instead of inferring.
     simulator : str
@@ -161,7 +166,7 @@ def cosimulate(
     if waves is not None:
         check_waves(simulator, waves)
     network = IntegerNetwork.load(checkpoint)
-    config = CoreConfig.from_network(network, lanes=lanes, queue_depth=queue_depth)
+    config = CoreConfig.from_network(network, lanes=lanes, queue_depth=queue_depth, target=target, counters=counters)
     pixels = network.check_pixels(np.asarray(pixels))
     labels = network.check_labels(np.asarray(labels), len(pixels))
     if learn and not config.learnable:
@@ -188,6 +193,8 @@ def cosimulate(
         "learn": bool(learn),
         "lanes": lanes,
         "queue_depth": queue_depth,
+        "target": target,
+        "counters": counters,
         "input_pattern": input_pattern,
         "output_pattern": output_pattern,
         "corrupt": corrupt,

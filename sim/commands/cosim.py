@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from hw.core_config import DEFAULT_QUEUE_DEPTH, MAX_QUEUE_DEPTH, CoreConfig
+from hw.core_config import COUNTER_SETS, DEFAULT_QUEUE_DEPTH, MAX_QUEUE_DEPTH, TARGETS, CoreConfig
 from model.checks import check_field
 from model.data import DATASETS, load_dataset, to_u8
 from model.integer import IntegerNetwork
@@ -44,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     if args.waves:
         check_waves(args.sim, args.waves)
     network = IntegerNetwork.load(args.checkpoint)
-    config = CoreConfig.from_network(network, lanes=args.lanes, queue_depth=args.queue_depth)
+    config = CoreConfig.from_network(
+        network, lanes=args.lanes, queue_depth=args.queue_depth, target=args.target, counters=args.counters
+    )
     config.check_target("sim")
     if args.learn and not config.learnable:
         raise ValueError("--learn: the core learns only networks with reset 'subtract' and surrogate 'scaled'")
@@ -63,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = cosimulate(
             args.checkpoint, pixels, labels, lanes=args.lanes, queue_depth=args.queue_depth,
+            target=args.target, counters=args.counters,
             learn=args.learn, simulator=args.sim, input_pattern=args.input_stalls,
             output_pattern=args.output_stalls, seed=args.seed, waves=args.waves,
             optimize=not args.quick_build, progress=lambda done: bar.update(done - bar.n),
@@ -129,6 +132,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--queue-depth", type=int, default=DEFAULT_QUEUE_DEPTH, metavar="Q",
         help=f"spike-queue capacity, 1..{MAX_QUEUE_DEPTH} (default {DEFAULT_QUEUE_DEPTH})",
+    )
+    parser.add_argument(
+        "--target", choices=TARGETS, default="sim",
+        help="the core as generated for this target (gen --target; default sim)",
+    )
+    parser.add_argument(
+        "--counters", choices=COUNTER_SETS, default="all",
+        help="performance counters built (gen --counters; default all)",
     )
     parser.add_argument("--sim", choices=SIMULATORS, default="verilator", help="simulator (default verilator)")
     parser.add_argument(

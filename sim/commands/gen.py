@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from hw.core_config import DEFAULT_QUEUE_DEPTH, MAX_QUEUE_DEPTH, TARGETS
+from hw.core_config import COUNTER_SETS, DEFAULT_QUEUE_DEPTH, MAX_QUEUE_DEPTH, TARGETS
 from hw.core_export import MANIFEST, TOP, write_core
 from hw.export import UNITS, write_all, write_unit
 from model.checks import check_field
@@ -28,7 +28,9 @@ def _parse_params(text: str | None) -> dict[str, int]:
 
 def run(args: argparse.Namespace) -> int:
     """Write the requested units (or the core) and print one path per line."""
-    core_options = {"--lanes": args.lanes, "--queue-depth": args.queue_depth, "--target": args.target}
+    core_options = {
+        "--lanes": args.lanes, "--queue-depth": args.queue_depth, "--target": args.target, "--counters": args.counters,
+    }
     if args.checkpoint is None:
         given = [name for name, value in core_options.items() if value is not None]
         if given:
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         check_field("--queue-depth", depth, minimum=1, maximum=MAX_QUEUE_DEPTH)
         data = write_core(
             IntegerNetwork.load(args.checkpoint), lanes=args.lanes, queue_depth=depth,
-            out_dir=args.out, target=args.target or "sim",
+            out_dir=args.out, target=args.target or "sim", counters=args.counters or "all",
         )
         files = data["files"]
         for name in (files["verilog"], *files["images"], MANIFEST):
@@ -83,7 +85,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--target", choices=tuple(TARGETS),
-        help="core: check that the memories fit this device (default sim)",
+        help="core: build for this device and check that the memories fit (default sim; "
+             "ice40-up5k keeps W and dW in its single-port SPRAM, loaded by the host)",
+    )
+    parser.add_argument(
+        "--counters", choices=COUNTER_SETS,
+        help="core: performance counters (default all; events: cycles per phase, spikes, "
+             "synaptic ops and window events only)",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     parser.add_argument(
