@@ -140,6 +140,21 @@ def test_run_time_load_through_host_port(checkpoint_a, tmp_path) -> None:
     _check(report, 3, learn=True)
 
 
+def test_single_port_weight_banks(checkpoint_a, tmp_path) -> None:
+    """The iCE40 build: W and dW in even/odd single-port banks shared by both layers (P = 4:
+    two-word rows), the events counter set; a network loaded through the host port into the
+    banks, learning with stalls, then every bank word read back through the host port."""
+    other = _network_a(seed=SEED + 11)
+    loaded = _save(other, tmp_path / "other")
+    pixels, labels = _samples(7, 3, 4, 12)
+    report = cosimulate(
+        checkpoint_a, pixels, labels, lanes=4, queue_depth=3, target="ice40-up5k", counters="events",
+        learn=True, optimize=False, load=loaded, input_pattern="random", output_pattern="burst", seed=12,
+        run_name="pytest-a-banks",
+    )
+    _check(report, 4, learn=True)
+
+
 def test_corrupted_model_fails(checkpoint_a) -> None:
     pixels, labels = _samples(7, 3, 1, 4)
     pixels[:] = 255  # every input spikes every step, so the corrupted weight is used
