@@ -787,8 +787,20 @@ class Core(wiring.Component):
         errors = Array(n - Mux(label == c, target, 0) for c, n in enumerate(class_counts))
         injected = Const(1) if cfg.decoder == "rate" else (t == steps)
 
-        # DV(l, t): the eq. 15 mux for the neurons with h = 1
+        # DV(l, t): the eq. 15 mux for the neurons with h = 1. One DV pass runs at a time, so
+        # the layers share the dot product (sized for the longest row: the sum is exact) and
+        # the multiplier of (acc * R) >> K.
         dv_done = []
+        hidden = range(lowest, layers)
+        acc_bits = len(Value.cast(errors[0] << f.error_shift))
+        if hidden:
+            dot = DotProductLane(lanes=lanes, g=f.g, w=f.w, fan_out=max(sizes[index + 1] for index in hidden))
+            m.submodules["dot"] = dot
+            m.d.comb += dot.result.ready.eq(1)
+            acc_bits = max(acc_bits, len(dot.result.payload.sum))
+        dv_acc = Signal(signed(acc_bits), name="dv_acc")
+        dv_r = Signal(f.k + 1, name="dv_r")
+        product = _wire(m, dv_acc * dv_r, "dv_product")
         for index in range(layers + 1):
             if index < lowest:
                 dv_done.append(Const(0))
@@ -834,8 +846,6 @@ class Core(wiring.Component):
                 up_mem.request_read(walker.event, walker.sub)
                 reads("W", index, walker.event)
                 reads("DV", index, walker.event)
-                dot = DotProductLane(lanes=lanes, g=f.g, w=f.w, fan_out=sizes[upper])
-                m.submodules[f"dot{index}"] = dot
                 arrived = Signal(name=f"dv{index}_arrived")
                 closing = Signal(name=f"dv{index}_closing")
                 started = Signal(name=f"dv{index}_started")
@@ -844,13 +854,13 @@ class Core(wiring.Component):
                     closing.eq(walker.event & (walker.sub == cost - 1)),
                     started.eq(walker.event_start),
                 ]
-                m.d.comb += [
-                    dot.operand.valid.eq(arrived),
-                    dot.operand.payload.weights.eq(w_mem.data),
-                    dot.operand.payload.grads.eq(up_mem.data),
-                    dot.operand.payload.last.eq(closing),
-                    dot.result.ready.eq(1),
-                ]
+                with m.If(active):
+                    m.d.comb += [
+                        dot.operand.valid.eq(arrived),
+                        dot.operand.payload.weights.eq(w_mem.data),
+                        dot.operand.payload.grads.eq(up_mem.data),
+                        dot.operand.payload.last.eq(closing),
+                    ]
                 lane_b = Signal(_counter(lanes), name=f"dv{index}_lane_b")
                 word_b = Signal(_counter(words[index]), name=f"dv{index}_word_b")
                 r_b = Signal(f.k + 1, name=f"dv{index}_r")
@@ -858,8 +868,10 @@ class Core(wiring.Component):
                     m.d.sync += [lane_b.eq(lane_a), word_b.eq(word_a), r_b.eq(r_mem.data[lane_a])]
                 acc = dot.result.payload.sum
                 r = r_b
-                writing, write_word, write_lane = dot.result.valid, word_b, lane_b
-            value = saturate(_wire(m, (acc * r) >> shift, f"dv{index}_scaled"), f.g)
+                writing, write_word, write_lane = active & dot.result.valid, word_b, lane_b
+            with m.If(active):
+                m.d.comb += [dv_acc.eq(acc), dv_r.eq(r)]
+            value = saturate(_wire(m, product >> shift, f"dv{index}_scaled"), f.g)
             one_hot = Cat(*(write_lane == x for x in range(lanes)))
             dv_mem.request_write(writing, write_word, one_hot, [value] * lanes)
             writes("DV", index, writing)
