@@ -330,6 +330,33 @@ class _Walker:
                     m.d.sync += self.k.eq(self.k + 1)
 
 
+class _UpdateLanes:
+    """Operands and result of the update's shared datapath (P lanes).
+
+    Attributes
+    ----------
+    value : accumulator lanes (dW or dVth), signed ``value_bits``.
+    base : the stored lanes the step is subtracted from (W or Vth), signed ``base_bits + 1``.
+    shift : learning-rate shift; mask : valid lanes (one LFSR draw each).
+    difference : ``base - round_shift(value, shift)``, exact; state : the LFSR after the draws.
+    """
+
+    def __init__(self, lanes: int, *, value_bits: int, base_bits: int) -> None:
+        self.value = [Signal(signed(value_bits), name=f"update_value{x}") for x in range(lanes)]
+        self.base = [Signal(signed(base_bits + 1), name=f"update_base{x}") for x in range(lanes)]
+        self.shift = Signal(SHIFT_BITS, name="update_shift")
+        self.mask = Signal(lanes, name="update_mask")
+        self.difference = [Signal(signed(max(base_bits, value_bits) + 2), name=f"update_difference{x}") for x in range(lanes)]
+        self.state: Value | None = None
+
+    def load(self, shift: Value, mask: Value, values: data.View, bases: data.View) -> list:
+        """Statements presenting one word's operands."""
+        statements = [self.shift.eq(shift), self.mask.eq(mask)]
+        for x, (value, base) in enumerate(zip(self.value, self.base)):
+            statements += [value.eq(values[x]), base.eq(bases[x])]
+        return statements
+
+
 class _Builder:
     """Elaboration state shared by the engines: module, configuration, control, memories,
     counter increments and the LFSR's update requests."""
@@ -940,10 +967,24 @@ class Core(wiring.Component):
             done[Pass.DVTH] = Array(dvth_done)[control.layer]
 
         # UPDATE: weights of layers 1..L, thresholds of layers 0..L (trainable)
-        done[Pass.UPDATE_W] = self._update_weights(b, shift_w, lfsr)
+        lane = self._update_lanes(m, lfsr)
+        done[Pass.UPDATE_W] = self._update_weights(b, shift_w, lane)
         if cfg.trainable:
-            done[Pass.UPDATE_TH] = self._update_thresholds(b, shift_th, lfsr)
+            done[Pass.UPDATE_TH] = self._update_thresholds(b, shift_th, lane)
         return done
+
+    def _update_lanes(self, m: Module, lfsr: Signal) -> _UpdateLanes:
+        """The update's shared datapath: ``base - round_shift(value, shift)`` per lane, with
+        one LFSR draw per lane of ``mask`` (one update pass runs at a time)."""
+        cfg = self.config
+        f = cfg.formats
+        accumulator = max(f.dw, f.dth if cfg.trainable else 0)
+        lane = _UpdateLanes(cfg.lanes, value_bits=accumulator, base_bits=max(f.w, f.v))
+        draws, lane.state = self._draws(m, "update", lfsr, lane.mask)
+        for x in range(cfg.lanes):
+            step = self._round_shift(lane.value[x], lane.shift, draws[x])
+            m.d.comb += lane.difference[x].eq(lane.base[x] - step)
+        return lane
 
     def _draws(self, m: Module, name: str, lfsr: Value, mask: Value) -> tuple[list[Value], Value]:
         """One LFSR step per set lane of ``mask`` (lanes ascending): each lane's state, the last."""
@@ -967,7 +1008,7 @@ class Core(wiring.Component):
         low_bits = draw & ~(Const((1 << LFSR_BITS) - 1, LFSR_BITS) << shift)[:LFSR_BITS]
         return (value + low_bits) >> shift
 
-    def _update_weights(self, b: _Builder, shift_w: Signal, lfsr: Signal) -> Value:
+    def _update_weights(self, b: _Builder, shift_w: Signal, lane: _UpdateLanes) -> Value:
         """W = sat_w(W - round_shift(dW, s_w)), dW = 0, every word of layer l in address order."""
         m, control, mems = b.m, b.control, b.mems
         reads, writes, valid, sweep, running = b.reads, b.writes, b.valid, b.sweep, b.running
@@ -996,14 +1037,11 @@ class Core(wiring.Component):
             loaded_word = Signal(_counter(cost), name=f"update_w{index}_word")
             m.d.sync += [loaded.eq(reading), loaded_address.eq(at), loaded_word.eq(word_now)]
             mask = valid(index, loaded_word)
-            draws, state = self._draws(m, f"update_w{index}", lfsr, mask)
+            with m.If(active):
+                m.d.comb += lane.load(shift_w, mask, dw_mem.data, w_mem.data)
             if stochastic:
-                lfsr_updates.append((loaded, state))
-            updated = []
-            for x in range(cfg.lanes):
-                step = self._round_shift(dw_mem.data[x], shift_w, draws[x])
-                difference = _wire(m, w_mem.data[x] - step, f"update_w{index}_difference{x}")
-                updated.append(saturate(difference, f.w))
+                lfsr_updates.append((loaded, lane.state))
+            updated = [saturate(lane.difference[x], f.w) for x in range(cfg.lanes)]
             w_mem.request_write(loaded, loaded_address, mask, updated)
             dw_mem.request_write(loaded, loaded_address, mask, Const(0))
             for memory in ("W", "DW"):
@@ -1011,7 +1049,7 @@ class Core(wiring.Component):
             finished.append(active & (at == total))
         return Array(finished)[control.layer]
 
-    def _update_thresholds(self, b: _Builder, shift_th: Signal, lfsr: Signal) -> Value:
+    def _update_thresholds(self, b: _Builder, shift_th: Signal, lane: _UpdateLanes) -> Value:
         """Vth = clamp(Vth - round_shift(dVth, s), 1, max), dVth = 0; R of changed lanes."""
         m, control, mems = b.m, b.control, b.mems
         reads, writes, valid, running = b.reads, b.writes, b.valid, b.running
@@ -1046,14 +1084,14 @@ class Core(wiring.Component):
             last = k == words - 1
             mask = valid(index, k)
             shift = encoder_shift if index == 0 else shift_th
-            draws, state = self._draws(m, f"update_th{index}", lfsr, mask)
+            with m.If(active):
+                m.d.comb += lane.load(shift, mask, dth_mem.data, th_mem.data)
             if stochastic:
-                lfsr_updates.append((arrived, state))
-            new = []
-            for x in range(lanes):
-                step = self._round_shift(dth_mem.data[x], shift, draws[x])
-                difference = _wire(m, th_mem.data[x] - step, f"update_th{index}_difference{x}")
-                new.append(_wire(m, clamp(difference, 1, f.threshold_max, f.v), f"update_th{index}_new{x}"))
+                lfsr_updates.append((arrived, lane.state))
+            new = [
+                _wire(m, clamp(lane.difference[x], 1, f.threshold_max, f.v), f"update_th{index}_new{x}")
+                for x in range(lanes)
+            ]
             differs = Cat(*(new[x] != th_mem.data[x] for x in range(lanes)))
             changed = _wire(m, differs & mask, f"update_th{index}_changes")
             th_mem.request_write(arrived, k, mask, new)
