@@ -20,9 +20,12 @@ K + 2 cycles); the neuron lane, dV unit, gradient accumulator and update unit ad
 registers that the recurrences leave no room for (a dW word is written in the cycle after
 its read, ``DW_LATENCY = 1``), so the core forms those results combinationally with the
 same arithmetic (:func:`hw.datapath.saturate`, :func:`~hw.datapath.clamp`,
-:func:`hw.update.lfsr_next`). Engines are instantiated per layer (SCAN, INTEGRATE, the dV
-dot product and multiply, DW, DVTH, the weight update); the P reciprocal dividers and the
-LFSR are shared.
+:func:`hw.update.lfsr_next`). The control of every engine is per layer (SCAN, INTEGRATE,
+the dV, DW and DVTH walkers, the update sweeps); the datapaths that only one pass uses at a
+time are shared by the layers: the dV dot product and its (acc * R) multiplier, the
+update's round-shift, LFSR draws and subtraction, the P reciprocal dividers. With
+``single_port_weights`` W and dW of all layers live in two single-port banks each
+(:func:`_weight_banks`), the iCE40 SPRAM layout.
 
 Ports (Verilog names join paths with ``__``):
 
@@ -618,12 +621,13 @@ class Core(wiring.Component):
             if index == layers:
                 # Readout registers: class counts (last: t = T only) and class membranes at T.
                 counting = retire if cfg.decoder == "rate" else retire & (t == steps)
+                lane_classes = [
+                    _wire(m, _select([cfg.class_of(w, x) for w in range(words[index])], k, cfg.class_bits),
+                          f"scan{index}_class{x}")
+                    for x in range(lanes)
+                ]
                 for c in range(cfg.classes):
-                    masks = [
-                        sum(1 << x for x in range(lanes) if cfg.class_of(w, x) == c and w * lanes + x < sizes[index])
-                        for w in range(words[index])
-                    ]
-                    in_class = _select(masks, k, lanes)
+                    in_class = Cat(*(lane_classes[x] == c for x in range(lanes))) & lanes_valid
                     with m.If(counting):
                         m.d.sync += class_counts[c].eq(class_counts[c] + _popcount(spikes & in_class))
                     with m.If(retire & (t == steps)):
