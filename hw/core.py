@@ -621,13 +621,12 @@ class Core(wiring.Component):
             if index == layers:
                 # Readout registers: class counts (last: t = T only) and class membranes at T.
                 counting = retire if cfg.decoder == "rate" else retire & (t == steps)
-                lane_classes = [
-                    _wire(m, _select([cfg.class_of(w, x) for w in range(words[index])], k, cfg.class_bits),
-                          f"scan{index}_class{x}")
-                    for x in range(lanes)
-                ]
                 for c in range(cfg.classes):
-                    in_class = Cat(*(lane_classes[x] == c for x in range(lanes))) & lanes_valid
+                    masks = [
+                        sum(1 << x for x in range(lanes) if cfg.class_of(w, x) == c and w * lanes + x < sizes[index])
+                        for w in range(words[index])
+                    ]
+                    in_class = _select(masks, k, lanes)
                     with m.If(counting):
                         m.d.sync += class_counts[c].eq(class_counts[c] + _popcount(spikes & in_class))
                     with m.If(retire & (t == steps)):
