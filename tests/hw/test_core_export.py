@@ -186,3 +186,38 @@ def _conv(tmp_path) -> str:
     meta["spec"].update(input_shape=[1, 4, 4], classes=10, population=1)
     (folder / "checkpoint.json").write_text(json.dumps(meta))
     return str(folder)
+
+
+def test_single_port_weight_banks_layout_and_export(tmp_path) -> None:
+    """ice40-up5k: W and dW in even/odd banks stacked by layer, no power-up contents in the
+    Verilog (the host loads them), the other memories keep their images."""
+    from hw.core_export import drop_initial_block, write_core
+
+    spec = NetworkSpec.parse("8FC-4FC", input_shape=(5,), timesteps=3, population=2)
+    net = IntegerNetwork.scratch(spec, Formats(w=8, v=16, g=16, dw=16, dth=16, k=16), seed=4)
+    config = CoreConfig.from_network(net, lanes=1, queue_depth=3, target="ice40-up5k", counters="events")
+    assert config.single_port_weights and config.counter_set == "events"
+    assert [(name, depth) for name, depth, _ in config.weight_banks()] == [
+        ("W_even", (40 + 32) // 2), ("W_odd", 36), ("DW_even", 36), ("DW_odd", 36),
+    ]
+    assert config.bank_base("W", 1) == 0 and config.bank_base("W", 2) == 20
+    assert [spec.name for spec in config.counters][:5] == [f"cycles.{p}" for p in ("clear", "forward", "readout", "backward", "update")]
+    assert not any(spec.kind in ("reads", "writes") for spec in config.counters)
+    data = write_core(net, lanes=1, queue_depth=3, out_dir=tmp_path, target="ice40-up5k", counters="events")
+    verilog = (tmp_path / data["files"]["verilog"]).read_text()
+    for bank in ("W_even", "W_odd", "DW_even", "DW_odd"):
+        assert f" mem_{bank} [" in verilog
+        assert f"mem_{bank}[0] =" not in verilog
+    assert verilog.count('ram_style = "huge"') == 4
+    assert "mem_VTH1[0] =" in verilog
+    assert data["host_load"]["memories"] == ["W1", "DW1", "W2", "DW2"]
+    assert data["parameters"]["single_port_weights"] is True
+    with pytest.raises(ValueError, match="no initialised Verilog memory 'mem_W_even'"):
+        drop_initial_block(verilog, "mem_W_even")
+
+
+def test_single_port_weight_banks_refused_with_odd_rows() -> None:
+    with pytest.raises(ValueError, match=r"lanes: single-port weight memories \(ice40-up5k\) .* c_1 = 3"):
+        CoreConfig.from_network(_network("6FC-4FC", inputs=5), lanes=2, queue_depth=3, target="ice40-up5k")
+    with pytest.raises(ValueError, match="counters: 'some' is not one of all, events"):
+        CoreConfig.from_network(_network(), lanes=2, queue_depth=3, counters="some")
