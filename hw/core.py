@@ -33,7 +33,8 @@ Ports (Verilog names join paths with ``__``):
   ``label``, ``learn``; the label and learn flag of the last word apply.
 * ``result`` (out stream): ``prediction`` and ``counts`` (class spike counts), offered
   after the sample's last pass; ``done`` pulses in the first cycle it is offered.
-* ``host``: run-time access to the memories and registers while the core is idle
+* ``host``: run-time access to the learned memories (W, VTH, R, DW, DVTH) and the
+  registers while the core is idle
   (:attr:`CoreConfig.host_address <hw.core_config.CoreConfig.host_address>` gives the map):
   ``addr``, ``wdata``, ``we``, ``re``, registered: an access is performed in the cycle
   after it is presented, ``rdata`` follows ``re`` by :data:`HOST_READ_LATENCY` cycles.

@@ -33,6 +33,7 @@ __all__ = [
     "COUNTER_BITS",
     "COUNTER_SETS",
     "DEFAULT_QUEUE_DEPTH",
+    "HOST_MEMORIES",
     "HOST_REGISTERS",
     "MAX_QUEUE_DEPTH",
     "PIXEL_BITS",
@@ -56,6 +57,8 @@ PIXEL_BITS = 8
 #: estimate prices, without the per-memory read/write counters that dominate the core's
 #: logic on a small FPGA).
 COUNTER_SETS = ("all", "events")
+#: Memories of the host map (:attr:`CoreConfig.host_memories`).
+HOST_MEMORIES = ("VTH", "R", "W", "DW", "DVTH")
 #: Host-accessible registers of region 0 of the host map, by word address.
 HOST_REGISTERS = ("shift_w", "shift_th", "lfsr_state", "pending")
 
@@ -495,8 +498,10 @@ class CoreConfig:
 
     @property
     def host_memories(self) -> tuple[MemorySpec, ...]:
-        """Memories reachable through the host port (all but PIX), in region order 1, 2, ..."""
-        return tuple(spec for spec in self.memories if spec.name != "PIX")
+        """Memories reachable through the host port, in region order 1, 2, ...: the learned
+        state and parameters (W, VTH, R, dW, dVth); the per-sample memories (PIX, V, S, H,
+        dV) are rewritten by every sample and have no host port."""
+        return tuple(spec for spec in self.memories if spec.name in HOST_MEMORIES)
 
     @property
     def host_word_bits(self) -> int:

@@ -108,20 +108,16 @@ def manifest(
     f = config.formats
     images = images or {}
     chosen = TARGETS[target]
+    regions = {spec.key: region for region, spec in enumerate(config.host_memories, start=1)}
     memories = []
-    for region, spec in enumerate(config.host_memories, start=1):
+    for spec in config.memories:
+        hosted = spec.key in regions
         memories.append({
             "name": spec.name, "layer": spec.layer, "key": spec.key, "depth": spec.depth,
             "lanes": spec.lanes, "lane_bits": spec.lane_bits, "word_bits": spec.word_bits,
-            "signed": spec.signed, "host_region": region,
-            "host_base": config.host_address(spec.key, 0), "image": images.get(spec.key),
+            "signed": spec.signed, "host_region": regions.get(spec.key),
+            "host_base": config.host_address(spec.key, 0) if hosted else None, "image": images.get(spec.key),
         })
-    pix = config.memory("PIX", 0)
-    memories.insert(0, {
-        "name": "PIX", "layer": 0, "key": pix.key, "depth": pix.depth, "lanes": pix.lanes,
-        "lane_bits": pix.lane_bits, "word_bits": pix.word_bits, "signed": False,
-        "host_region": None, "host_base": None, "image": None,
-    })
     members = signature.members
     return {
         "top": top,
