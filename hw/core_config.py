@@ -52,11 +52,12 @@ DEFAULT_QUEUE_DEPTH = 16
 MAX_QUEUE_DEPTH = 1 << 16
 #: Width of a pixel (u8).
 PIXEL_BITS = 8
-#: Counter sets of ``counters=``: ``all`` (every counter of the model) or ``events`` (cycles
+#: Counter sets of ``counters=``: ``all`` (every counter of the model), ``events`` (cycles
 #: per phase, spikes, synaptic operations and backward window events: what the energy
 #: estimate prices, without the per-memory read/write counters that dominate the core's
-#: logic on a small FPGA).
-COUNTER_SETS = ("all", "events")
+#: logic on a small FPGA) or ``cycles`` (cycles per phase only; the model predicts the
+#: rest exactly).
+COUNTER_SETS = ("all", "events", "cycles")
 #: Memories of the host map (:attr:`CoreConfig.host_memories`).
 HOST_MEMORIES = ("VTH", "R", "W", "DW", "DVTH")
 #: Host-accessible registers of region 0 of the host map, by word address.
@@ -546,6 +547,8 @@ class CoreConfig:
         """The performance counters, in counter-port order."""
         everything = self.counter_set == "all"
         specs = [CounterSpec(f"cycles.{phase}", "cycles", None, phase) for phase in self.phases]
+        if self.counter_set == "cycles":
+            return tuple(specs)
         for layer in range(self.layers + 1):
             events = ["spikes"]
             if layer < self.layers:

@@ -91,7 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--counters", choices=COUNTER_SETS,
         help="core: performance counters (default all; events: cycles per phase, spikes, "
-             "synaptic ops and window events only)",
+             "synaptic ops and window events; cycles: cycles per phase)",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     parser.add_argument(

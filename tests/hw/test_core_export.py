@@ -219,5 +219,7 @@ def test_single_port_weight_banks_layout_and_export(tmp_path) -> None:
 def test_single_port_weight_banks_refused_with_odd_rows() -> None:
     with pytest.raises(ValueError, match=r"lanes: single-port weight memories \(ice40-up5k\) .* c_1 = 3"):
         CoreConfig.from_network(_network("6FC-4FC", inputs=5), lanes=2, queue_depth=3, target="ice40-up5k")
-    with pytest.raises(ValueError, match="counters: 'some' is not one of all, events"):
+    cycles = CoreConfig.from_network(_network(), lanes=2, queue_depth=3, counters="cycles")
+    assert [spec.kind for spec in cycles.counters] == ["cycles"] * len(cycles.phases)
+    with pytest.raises(ValueError, match="counters: 'some' is not one of all, events, cycles"):
         CoreConfig.from_network(_network(), lanes=2, queue_depth=3, counters="some")
