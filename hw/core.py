@@ -621,32 +621,18 @@ class Core(wiring.Component):
 
             if index == layers:
                 # Readout registers: class counts (last: t = T only) and class membranes at T.
-                # A word's lanes belong to the consecutive classes first, first + 1, ...; one
-                # adder pair per class a word can touch (one at P <= population) updates them.
                 counting = retire if cfg.decoder == "rate" else retire & (t == steps)
-                lanes_of = [[x for x in range(lanes) if w * lanes + x < sizes[index]] for w in range(words[index])]
-                first_classes = [cfg.class_of(w, 0) for w in range(words[index])]
-                span = max(cfg.class_of(w, xs[-1]) - first_classes[w] + 1 for w, xs in enumerate(lanes_of))
-                first_class = _wire(m, _select(first_classes, k, cfg.class_bits), "readout_first_class")
-                for j in range(span):
+                for c in range(cfg.classes):
                     masks = [
-                        sum(1 << x for x in lanes_of[w] if cfg.class_of(w, x) == first_classes[w] + j)
+                        sum(1 << x for x in range(lanes) if cfg.class_of(w, x) == c and w * lanes + x < sizes[index])
                         for w in range(words[index])
                     ]
-                    in_class = _wire(m, _select(masks, k, lanes), f"readout_lanes{j}")
-                    touched = _wire(m, first_class + j, f"readout_class{j}")
-                    count_sum = _wire(
-                        m, Array(class_counts)[touched] + _popcount(spikes & in_class), f"readout_count_sum{j}"
-                    )
-                    membrane_sum = _wire(
-                        m, Array(class_membranes)[touched] + sum(Mux(in_class[x], integrated[x], 0) for x in range(lanes)),
-                        f"readout_membrane_sum{j}",
-                    )
-                    for c in range(cfg.classes):
-                        with m.If(counting & (touched == c)):
-                            m.d.sync += class_counts[c].eq(count_sum)
-                        with m.If(retire & (t == steps) & (touched == c)):
-                            m.d.sync += class_membranes[c].eq(membrane_sum)
+                    in_class = _select(masks, k, lanes)
+                    with m.If(counting):
+                        m.d.sync += class_counts[c].eq(class_counts[c] + _popcount(spikes & in_class))
+                    with m.If(retire & (t == steps)):
+                        total = sum(Mux(in_class[x], integrated[x], 0) for x in range(lanes))
+                        m.d.sync += class_membranes[c].eq(class_membranes[c] + total)
                 forward_done.append(scanned)
                 continue
 
