@@ -37,7 +37,8 @@ Ports (Verilog names join paths with ``__``):
   registers while the core is idle
   (:attr:`CoreConfig.host_address <hw.core_config.CoreConfig.host_address>` gives the map):
   ``addr``, ``wdata``, ``we``, ``re``, registered: an access is performed in the cycle
-  after it is presented, ``rdata`` follows ``re`` by :data:`HOST_READ_LATENCY` cycles.
+  after it is presented (``we`` wins over ``re`` in one cycle), ``rdata`` follows ``re``
+  by :data:`HOST_READ_LATENCY` cycles.
 * ``counter_select`` / ``counter_value``: performance counter ``counter_select``
   (:attr:`CoreConfig.counters <hw.core_config.CoreConfig.counters>` order)
   :data:`HOST_READ_LATENCY` cycles later; every counter restarts at 0 with each sample.
@@ -117,7 +118,8 @@ class HostSignature(wiring.Signature):
     wdata : ``Out(data_bits)``
         Word to write (lane 0 in the low bits).
     we, re : ``Out(1)``
-        Write / read strobes, registered; honoured when the core is idle in the cycle after.
+        Write / read strobes, registered; honoured when the core is idle in the cycle after
+        (a memory write and a read in one cycle: the write is performed, the read is not).
     rdata : ``In(data_bits)``
         The word or register read, :data:`HOST_READ_LATENCY` cycles after ``re``.
     """
@@ -165,7 +167,13 @@ class _MemoryPorts:
             self.read = _Port(f"{spec.key}_read", layout, spec.address_bits, 1)
         else:
             # A memory of one word still gets a one-bit address (an unused second word).
-            self.memory = Memory(shape=layout, depth=max(spec.depth, 2), init=init or [])
+            # Only V reads an address in the cycle it is written (transparent port); the
+            # schedule never does for the others, which tells Yosys so (``no_rw_check``:
+            # no collision logic around the block RAM).
+            self.memory = Memory(
+                shape=layout, depth=max(spec.depth, 2), init=init or [],
+                attrs=None if transparent else {"no_rw_check": 1},
+            )
             self.write = self.memory.write_port(granularity=1)
             self.read = self.memory.read_port(transparent_for=(self.write,) if transparent else ())
         self._reads: list[tuple[Value, Value]] = []
@@ -736,7 +744,7 @@ class Core(wiring.Component):
         for number, spec in enumerate(cfg.host_memories, start=1):
             ports = mems[(spec.name, spec.layer)]
             hit = idle & (region == number)
-            ports.request_read(hit & host_re, address)
+            ports.request_read(hit & host_re & ~host_we, address)  # a write wins the cycle
             ports.request_write(hit & host_we, address, Const(full, lanes), host_wdata[:spec.word_bits])
             with m.If(read_region == number):
                 m.d.comb += host.rdata.eq(ports.data.as_value())
