@@ -302,11 +302,13 @@ class _Walker:
     """
 
     def __init__(
-        self, m: Module, name: str, *, active: Value, first: Value, words: int, cost: int,
-        lanes: int, bits: Value, valid: Callable[[Value], Value],
+        self, m: Module, name: str, *, active: Value, first: Value, words: int | Value, cost: int | Value,
+        lanes: int, bits: Value, valid: Callable[[Value], Value], max_words: int = 0, max_cost: int = 0,
     ) -> None:
-        self.k = Signal(_counter(words), name=f"{name}_k")
-        self.sub = Signal(_counter(cost), name=f"{name}_sub")
+        # ``words`` and ``cost`` may be Values (a walker shared by layers): then ``max_*`` size it.
+        self.k = Signal(_counter(words if isinstance(words, int) else max_words), name=f"{name}_k")
+        self.sub = Signal(_counter(cost if isinstance(cost, int) else max_cost), name=f"{name}_sub")
+        self.cost = cost
         have = Signal(name=f"{name}_have")
         finished = Signal(name=f"{name}_finished")
         done_lanes = Signal(lanes, name=f"{name}_done_lanes")
@@ -827,41 +829,72 @@ class Core(wiring.Component):
         injected = Const(1) if cfg.decoder == "rate" else (t == steps)
 
         # DV(l, t): the eq. 15 mux for the neurons with h = 1. One DV pass runs at a time, so
-        # the layers share the dot product (sized for the longest row: the sum is exact) and
-        # the multiplier of (acc * R) >> K.
-        dv_done = []
+        # the layers share one walker (their word counts and event costs selected by the
+        # layer), the dot product (sized for the longest row: the sum is exact) and the
+        # multiplier of (acc * R) >> K.
+        dv_layers = range(lowest, layers + 1)
         hidden = range(lowest, layers)
+        costs = {index: 1 if index == layers else cfg.row_words(index + 1) for index in dv_layers}
+        actives = {index: running(Pass.DV, index) for index in dv_layers}
+        layer = control.layer
+
+        def _pick(values: Mapping[int, Value | int], shape) -> Value:
+            """``values[layer]`` (0 on the layers without a DV pass)."""
+            chosen = Const(0, shape)
+            for index, value in values.items():
+                chosen = Mux(layer == index, value, chosen)
+            return chosen
+
+        walker = _Walker(
+            m, "dv", active=control.kind == Pass.DV, first=first,
+            words=_pick({i: words[i] for i in dv_layers}, _counter(max(words) + 1)),
+            cost=_pick(costs, _counter(max(costs.values()) + 1)),
+            max_words=max(words[i] for i in dv_layers), max_cost=max(costs.values()), lanes=lanes,
+            bits=_pick({i: mems[("H", i)].data.as_value() for i in dv_layers}, lanes),
+            valid=lambda k: _pick({i: valid(i, k) for i in dv_layers}, lanes),
+        )
+        lane_a = Signal(_counter(lanes), name="dv_lane")
+        word_a = Signal(_counter(max(words)), name="dv_word")
+        with m.If(walker.event_start):
+            m.d.sync += [lane_a.eq(walker.lane), word_a.eq(walker.k)]
         acc_bits = len(Value.cast(errors[0] << f.error_shift))
         if hidden:
             dot = DotProductLane(lanes=lanes, g=f.g, w=f.w, fan_out=max(sizes[index + 1] for index in hidden))
             m.submodules["dot"] = dot
             m.d.comb += dot.result.ready.eq(1)
             acc_bits = max(acc_bits, len(dot.result.payload.sum))
+            arrived = Signal(name="dv_arrived")
+            closing = Signal(name="dv_closing")
+            started = Signal(name="dv_started")
+            m.d.sync += [
+                arrived.eq(walker.event),
+                closing.eq(walker.event & (walker.sub == walker.cost - 1)),
+                started.eq(walker.event_start),
+            ]
+            lane_b = Signal(_counter(lanes), name="dv_lane_b")
+            word_b = Signal(_counter(max(words)), name="dv_word_b")
+            r_b = Signal(f.k + 1, name="dv_r_b")
+            with m.If(started):
+                m.d.sync += [
+                    lane_b.eq(lane_a), word_b.eq(word_a),
+                    r_b.eq(_pick({i: mems[("R", i)].data[lane_a] for i in hidden}, f.k + 1)),
+                ]
         dv_acc = Signal(signed(acc_bits), name="dv_acc")
         dv_r = Signal(f.k + 1, name="dv_r")
         product = _wire(m, dv_acc * dv_r, "dv_product")
-        for index in range(layers + 1):
-            if index < lowest:
-                dv_done.append(Const(0))
-                continue
-            active = running(Pass.DV, index)
+        writes_now = []
+        for index in dv_layers:
+            active = actives[index]
             h_mem, r_mem, dv_mem = mems[("H", index)], mems[("R", index)], mems[("DV", index)]
-            cost = 1 if index == layers else cfg.row_words(index + 1)
-            walker = _Walker(
-                m, f"dv{index}", active=active, first=first, words=words[index], cost=cost,
-                lanes=lanes, bits=h_mem.data.as_value(), valid=lambda k, i=index: valid(i, k),
-            )
-            base = (t - 1) * words[index]
-            h_mem.request_read(walker.issue, base + walker.issue_word)
-            reads("H", index, walker.issue)
-            r_mem.request_read(walker.event_start, walker.k)
-            reads("R", index, walker.event_start)
-            count(f"window_events.{index}", walker.event_start)
+            cost = costs[index]
+            issue = active & walker.issue
+            h_mem.request_read(issue, (t - 1) * words[index] + walker.issue_word)
+            reads("H", index, issue)
+            start = active & walker.event_start
+            r_mem.request_read(start, walker.k)
+            reads("R", index, start)
+            count(f"window_events.{index}", start)
             shift = f.encoder_k if index == 0 else f.k
-            lane_a = Signal(_counter(lanes), name=f"dv{index}_lane")
-            word_a = Signal(_counter(words[index]), name=f"dv{index}_word")
-            with m.If(walker.event_start):
-                m.d.sync += [lane_a.eq(walker.lane), word_a.eq(walker.k)]
             if index == layers:
                 # Output layer: acc = e_c << E (where injected), written one cycle after the R read.
                 classes = Signal(cfg.class_bits, name="dv_class")
@@ -872,7 +905,7 @@ class Core(wiring.Component):
                 with m.If(walker.event_start):
                     m.d.sync += classes.eq(lane_class)
                 stage = Signal(name=f"dv{index}_stage")
-                m.d.sync += stage.eq(walker.event_start)
+                m.d.sync += stage.eq(start)
                 acc = Mux(injected, errors[classes] << f.error_shift, 0)
                 r = r_mem.data[lane_a]
                 writing, write_word, write_lane = stage, word_a, lane_a
@@ -881,18 +914,11 @@ class Core(wiring.Component):
                 upper = index + 1
                 w_mem, up_mem = mems[("W", upper)], mems[("DV", upper)]
                 neuron = walker.k * lanes + walker.lane
-                w_mem.request_read(walker.event, neuron * cost + walker.sub)
-                up_mem.request_read(walker.event, walker.sub)
-                reads("W", index, walker.event)
-                reads("DV", index, walker.event)
-                arrived = Signal(name=f"dv{index}_arrived")
-                closing = Signal(name=f"dv{index}_closing")
-                started = Signal(name=f"dv{index}_started")
-                m.d.sync += [
-                    arrived.eq(walker.event),
-                    closing.eq(walker.event & (walker.sub == cost - 1)),
-                    started.eq(walker.event_start),
-                ]
+                event = active & walker.event
+                w_mem.request_read(event, neuron * cost + walker.sub)
+                up_mem.request_read(event, walker.sub)
+                reads("W", index, event)
+                reads("DV", index, event)
                 with m.If(active):
                     m.d.comb += [
                         dot.operand.valid.eq(arrived),
@@ -900,11 +926,6 @@ class Core(wiring.Component):
                         dot.operand.payload.grads.eq(up_mem.data),
                         dot.operand.payload.last.eq(closing),
                     ]
-                lane_b = Signal(_counter(lanes), name=f"dv{index}_lane_b")
-                word_b = Signal(_counter(words[index]), name=f"dv{index}_word_b")
-                r_b = Signal(f.k + 1, name=f"dv{index}_r")
-                with m.If(started):
-                    m.d.sync += [lane_b.eq(lane_a), word_b.eq(word_a), r_b.eq(r_mem.data[lane_a])]
                 acc = dot.result.payload.sum
                 r = r_b
                 writing, write_word, write_lane = active & dot.result.valid, word_b, lane_b
@@ -914,11 +935,11 @@ class Core(wiring.Component):
             one_hot = Cat(*(write_lane == x for x in range(lanes)))
             dv_mem.request_write(writing, write_word, one_hot, [value] * lanes)
             writes("DV", index, writing)
-            in_flight = Signal(range(4), name=f"dv{index}_in_flight")
-            after = in_flight + walker.event_start - writing
-            m.d.sync += in_flight.eq(after)
-            dv_done.append(walker.finished & (after == 0))
-        done[Pass.DV] = Array(dv_done)[control.layer]
+            writes_now.append(writing)
+        in_flight = Signal(range(4), name="dv_in_flight")
+        after = in_flight + walker.event_start - Cat(*writes_now).any()
+        m.d.sync += in_flight.eq(after)
+        done[Pass.DV] = walker.finished & (after == 0)
 
         # DW(l, t): row i of dW^l += dV^l[t] for each spike i of layer l - 1
         dw_done = [Const(0)]
