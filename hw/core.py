@@ -941,36 +941,51 @@ class Core(wiring.Component):
         m.d.sync += in_flight.eq(after)
         done[Pass.DV] = walker.finished & (after == 0)
 
-        # DW(l, t): row i of dW^l += dV^l[t] for each spike i of layer l - 1
-        dw_done = [Const(0)]
-        for index in range(1, layers + 1):
+        # DW(l, t): row i of dW^l += dV^l[t] for each spike i of layer l - 1; one walker and
+        # one adder per lane for every layer (one DW pass runs at a time).
+        dw_layers = range(1, layers + 1)
+        dw_costs = {index: cfg.row_words(index) for index in dw_layers}
+        walker = _Walker(
+            m, "dw", active=control.kind == Pass.DW, first=first,
+            words=_pick({i: words[i - 1] for i in dw_layers}, _counter(max(words) + 1)),
+            cost=_pick(dw_costs, _counter(max(dw_costs.values()) + 1)),
+            max_words=max(words[i - 1] for i in dw_layers), max_cost=max(dw_costs.values()), lanes=lanes,
+            bits=_pick({i: mems[("S", i - 1)].data.as_value() for i in dw_layers}, lanes),
+            valid=lambda k: _pick({i: valid(i - 1, k) for i in dw_layers}, lanes),
+        )
+        longest_row = max(sizes[i - 1] * dw_costs[i] for i in dw_layers)
+        address = _wire(
+            m, _pick({i: (walker.k * lanes + walker.lane) * dw_costs[i] + walker.sub for i in dw_layers},
+                     _counter(longest_row)),
+            "dw_address_now",
+        )
+        written = Signal(name="dw_write")
+        written_address = Signal(_counter(longest_row), name="dw_address")
+        written_word = Signal(_counter(max(dw_costs.values())), name="dw_word")
+        m.d.sync += [written.eq(walker.event), written_address.eq(address), written_word.eq(walker.sub)]
+        sums = [
+            saturate(_wire(
+                m,
+                _pick({i: mems[("DW", i)].data[x] for i in dw_layers}, signed(f.dw))
+                + _pick({i: mems[("DV", i)].data[x] for i in dw_layers}, signed(f.g)),
+                f"dw_sum{x}",
+            ), f.dw)
+            for x in range(lanes)
+        ]
+        for index in dw_layers:
             active = running(Pass.DW, index)
             s_mem = mems[("S", index - 1)]
             dw_mem, dv_mem = mems[("DW", index)], mems[("DV", index)]
-            cost = cfg.row_words(index)
-            walker = _Walker(
-                m, f"dw{index}", active=active, first=first, words=words[index - 1], cost=cost,
-                lanes=lanes, bits=s_mem.data.as_value(), valid=lambda k, i=index - 1: valid(i, k),
-            )
-            s_mem.request_read(walker.issue, (t - 1) * words[index - 1] + walker.issue_word)
-            reads("S", index, walker.issue)
-            address = (walker.k * lanes + walker.lane) * cost + walker.sub
-            dw_mem.request_read(walker.event, address)
-            dv_mem.request_read(walker.event, walker.sub)
-            reads("DW", index, walker.event)
-            reads("DV", index, walker.event)
-            written = Signal(name=f"dw{index}_write")
-            written_address = Signal(_counter(sizes[index - 1] * cost), name=f"dw{index}_address")
-            written_word = Signal(_counter(cost), name=f"dw{index}_word")
-            m.d.sync += [written.eq(walker.event), written_address.eq(address), written_word.eq(walker.sub)]
-            sums = [
-                saturate(_wire(m, dw_mem.data[x] + dv_mem.data[x], f"dw{index}_sum{x}"), f.dw)
-                for x in range(lanes)
-            ]
-            dw_mem.request_write(written, written_address, valid(index, written_word), sums)
-            writes("DW", index, written)
-            dw_done.append(walker.finished & ~walker.event)
-        done[Pass.DW] = Array(dw_done)[control.layer]
+            issue, event = active & walker.issue, active & walker.event
+            s_mem.request_read(issue, (t - 1) * words[index - 1] + walker.issue_word)
+            reads("S", index, issue)
+            dw_mem.request_read(event, address)
+            dv_mem.request_read(event, walker.sub)
+            reads("DW", index, event)
+            reads("DV", index, event)
+            dw_mem.request_write(active & written, written_address, valid(index, written_word), sums)
+            writes("DW", index, active & written)
+        done[Pass.DW] = walker.finished & ~walker.event
 
         # DVTH(l, t), t >= 2: dVth -= dV[t] for the neurons that fired at t - 1
         if cfg.trainable:
