@@ -987,32 +987,42 @@ class Core(wiring.Component):
             writes("DW", index, active & written)
         done[Pass.DW] = walker.finished & ~walker.event
 
-        # DVTH(l, t), t >= 2: dVth -= dV[t] for the neurons that fired at t - 1
+        # DVTH(l, t), t >= 2: dVth -= dV[t] for the neurons that fired at t - 1 (one sweep and
+        # one subtractor per lane for every layer)
         if cfg.trainable:
-            dvth_done = []
-            for index in range(layers + 1):
+            every = range(layers + 1)
+            sweeping = control.kind == Pass.DVTH
+            layer_words = _pick({i: words[i] for i in every}, _counter(max(words) + 1))
+            at = sweep("dvth_word", sweeping, max(words))
+            reading = sweeping & (at < layer_words)
+            loaded = Signal(name="dvth_loaded")
+            loaded_word = Signal(_counter(max(words)), name="dvth_loaded_word")
+            m.d.sync += [loaded.eq(reading), loaded_word.eq(at)]
+            fired = _wire(
+                m, _pick({i: mems[("S", i)].data.as_value() & valid(i, loaded_word) for i in every}, lanes),
+                "dvth_fired",
+            )
+            writing = loaded & fired.any()
+            differences = [
+                saturate(_wire(
+                    m,
+                    _pick({i: mems[("DVTH", i)].data[x] for i in every}, signed(f.dth))
+                    - _pick({i: mems[("DV", i)].data[x] for i in every}, signed(f.g)),
+                    f"dvth_sum{x}",
+                ), f.dth)
+                for x in range(lanes)
+            ]
+            for index in every:
                 active = running(Pass.DVTH, index)
                 th_mem, dv_mem, s_mem = mems[("DVTH", index)], mems[("DV", index)], mems[("S", index)]
-                at = sweep(f"dvth{index}_word", active, words[index])
-                reading = active & (at < words[index])
-                th_mem.request_read(reading, at)
-                dv_mem.request_read(reading, at)
-                s_mem.request_read(reading, (t - 2) * words[index] + at)
+                th_mem.request_read(active & reading, at)
+                dv_mem.request_read(active & reading, at)
+                s_mem.request_read(active & reading, (t - 2) * words[index] + at)
                 for memory in ("DVTH", "DV", "S"):
-                    reads(memory, index, reading)
-                loaded = Signal(name=f"dvth{index}_loaded")
-                loaded_word = Signal(_counter(words[index]), name=f"dvth{index}_loaded_word")
-                m.d.sync += [loaded.eq(reading), loaded_word.eq(at)]
-                fired = s_mem.data.as_value() & valid(index, loaded_word)
-                writing = loaded & fired.any()
-                differences = [
-                    saturate(_wire(m, th_mem.data[x] - dv_mem.data[x], f"dvth{index}_sum{x}"), f.dth)
-                    for x in range(lanes)
-                ]
-                th_mem.request_write(writing, loaded_word, fired, differences)
-                writes("DVTH", index, writing)
-                dvth_done.append(active & (at == words[index]))
-            done[Pass.DVTH] = Array(dvth_done)[control.layer]
+                    reads(memory, index, active & reading)
+                th_mem.request_write(active & writing, loaded_word, fired, differences)
+                writes("DVTH", index, active & writing)
+            done[Pass.DVTH] = sweeping & (at == layer_words)
 
         # UPDATE: weights of layers 1..L, thresholds of layers 0..L (trainable)
         lane = self._update_lanes(m, lfsr)
