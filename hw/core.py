@@ -363,7 +363,7 @@ class _UpdateLanes:
         self.difference = [Signal(signed(max(base_bits, value_bits) + 2), name=f"update_difference{x}") for x in range(lanes)]
         self.state: Value | None = None
 
-    def load(self, shift: Value, mask: Value, values: data.View, bases: data.View) -> list:
+    def load(self, shift: Value, mask: Value, values: Sequence[Value], bases: Sequence[Value]) -> list:
         """Statements presenting one word's operands."""
         statements = [self.shift.eq(shift), self.mask.eq(mask)]
         for x, (value, base) in enumerate(zip(self.value, self.base)):
@@ -390,6 +390,14 @@ class _Builder:
         if index is not None:
             condition &= self.control.layer == index
         return _wire(self.m, condition, f"{name}_active")
+
+    def by_layer(self, values: Mapping[int, Value | int], shape) -> Value:
+        """``values[layer]`` for the controller's layer (0 on layers absent from ``values``):
+        the operand of a datapath that the layers share."""
+        chosen = Const(0, shape)
+        for index, value in values.items():
+            chosen = Mux(self.control.layer == index, value, chosen)
+        return chosen
 
     def valid(self, index: int, word: Value) -> Value:
         """Lane mask of the neurons in ``word`` of layer ``index``."""
@@ -836,22 +844,13 @@ class Core(wiring.Component):
         hidden = range(lowest, layers)
         costs = {index: 1 if index == layers else cfg.row_words(index + 1) for index in dv_layers}
         actives = {index: running(Pass.DV, index) for index in dv_layers}
-        layer = control.layer
-
-        def _pick(values: Mapping[int, Value | int], shape) -> Value:
-            """``values[layer]`` (0 on the layers without a DV pass)."""
-            chosen = Const(0, shape)
-            for index, value in values.items():
-                chosen = Mux(layer == index, value, chosen)
-            return chosen
-
         walker = _Walker(
             m, "dv", active=control.kind == Pass.DV, first=first,
-            words=_pick({i: words[i] for i in dv_layers}, _counter(max(words) + 1)),
-            cost=_pick(costs, _counter(max(costs.values()) + 1)),
+            words=b.by_layer({i: words[i] for i in dv_layers}, _counter(max(words) + 1)),
+            cost=b.by_layer(costs, _counter(max(costs.values()) + 1)),
             max_words=max(words[i] for i in dv_layers), max_cost=max(costs.values()), lanes=lanes,
-            bits=_pick({i: mems[("H", i)].data.as_value() for i in dv_layers}, lanes),
-            valid=lambda k: _pick({i: valid(i, k) for i in dv_layers}, lanes),
+            bits=b.by_layer({i: mems[("H", i)].data.as_value() for i in dv_layers}, lanes),
+            valid=lambda k: b.by_layer({i: valid(i, k) for i in dv_layers}, lanes),
         )
         lane_a = Signal(_counter(lanes), name="dv_lane")
         word_a = Signal(_counter(max(words)), name="dv_word")
@@ -877,7 +876,7 @@ class Core(wiring.Component):
             with m.If(started):
                 m.d.sync += [
                     lane_b.eq(lane_a), word_b.eq(word_a),
-                    r_b.eq(_pick({i: mems[("R", i)].data[lane_a] for i in hidden}, f.k + 1)),
+                    r_b.eq(b.by_layer({i: mems[("R", i)].data[lane_a] for i in hidden}, f.k + 1)),
                 ]
         dv_acc = Signal(signed(acc_bits), name="dv_acc")
         dv_r = Signal(f.k + 1, name="dv_r")
@@ -947,15 +946,15 @@ class Core(wiring.Component):
         dw_costs = {index: cfg.row_words(index) for index in dw_layers}
         walker = _Walker(
             m, "dw", active=control.kind == Pass.DW, first=first,
-            words=_pick({i: words[i - 1] for i in dw_layers}, _counter(max(words) + 1)),
-            cost=_pick(dw_costs, _counter(max(dw_costs.values()) + 1)),
+            words=b.by_layer({i: words[i - 1] for i in dw_layers}, _counter(max(words) + 1)),
+            cost=b.by_layer(dw_costs, _counter(max(dw_costs.values()) + 1)),
             max_words=max(words[i - 1] for i in dw_layers), max_cost=max(dw_costs.values()), lanes=lanes,
-            bits=_pick({i: mems[("S", i - 1)].data.as_value() for i in dw_layers}, lanes),
-            valid=lambda k: _pick({i: valid(i - 1, k) for i in dw_layers}, lanes),
+            bits=b.by_layer({i: mems[("S", i - 1)].data.as_value() for i in dw_layers}, lanes),
+            valid=lambda k: b.by_layer({i: valid(i - 1, k) for i in dw_layers}, lanes),
         )
         longest_row = max(sizes[i - 1] * dw_costs[i] for i in dw_layers)
         address = _wire(
-            m, _pick({i: (walker.k * lanes + walker.lane) * dw_costs[i] + walker.sub for i in dw_layers},
+            m, b.by_layer({i: (walker.k * lanes + walker.lane) * dw_costs[i] + walker.sub for i in dw_layers},
                      _counter(longest_row)),
             "dw_address_now",
         )
@@ -966,8 +965,8 @@ class Core(wiring.Component):
         sums = [
             saturate(_wire(
                 m,
-                _pick({i: mems[("DW", i)].data[x] for i in dw_layers}, signed(f.dw))
-                + _pick({i: mems[("DV", i)].data[x] for i in dw_layers}, signed(f.g)),
+                b.by_layer({i: mems[("DW", i)].data[x] for i in dw_layers}, signed(f.dw))
+                + b.by_layer({i: mems[("DV", i)].data[x] for i in dw_layers}, signed(f.g)),
                 f"dw_sum{x}",
             ), f.dw)
             for x in range(lanes)
@@ -992,22 +991,22 @@ class Core(wiring.Component):
         if cfg.trainable:
             every = range(layers + 1)
             sweeping = control.kind == Pass.DVTH
-            layer_words = _pick({i: words[i] for i in every}, _counter(max(words) + 1))
+            layer_words = b.by_layer({i: words[i] for i in every}, _counter(max(words) + 1))
             at = sweep("dvth_word", sweeping, max(words))
             reading = sweeping & (at < layer_words)
             loaded = Signal(name="dvth_loaded")
             loaded_word = Signal(_counter(max(words)), name="dvth_loaded_word")
             m.d.sync += [loaded.eq(reading), loaded_word.eq(at)]
             fired = _wire(
-                m, _pick({i: mems[("S", i)].data.as_value() & valid(i, loaded_word) for i in every}, lanes),
+                m, b.by_layer({i: mems[("S", i)].data.as_value() & valid(i, loaded_word) for i in every}, lanes),
                 "dvth_fired",
             )
             writing = loaded & fired.any()
             differences = [
                 saturate(_wire(
                     m,
-                    _pick({i: mems[("DVTH", i)].data[x] for i in every}, signed(f.dth))
-                    - _pick({i: mems[("DV", i)].data[x] for i in every}, signed(f.g)),
+                    b.by_layer({i: mems[("DVTH", i)].data[x] for i in every}, signed(f.dth))
+                    - b.by_layer({i: mems[("DV", i)].data[x] for i in every}, signed(f.g)),
                     f"dvth_sum{x}",
                 ), f.dth)
                 for x in range(lanes)
@@ -1126,60 +1125,58 @@ class Core(wiring.Component):
         results_ready = Cat(*(divider.result.valid for divider in dividers)).any()
         encoder_shift = Signal(SHIFT_BITS)  # s_th0 = max(s_th - 8 + fw, 0)
         m.d.comb += encoder_shift.eq(Mux(shift_th + f.fw >= PIXEL_FRAC, shift_th + f.fw - PIXEL_FRAC, 0))
-        finished_by_layer = []
-        starts = []
-        for index in range(cfg.layers + 1):
-            active = running(Pass.UPDATE_TH, index)
+        # One engine for every layer (one threshold update runs at a time).
+        every = range(cfg.layers + 1)
+        active = control.kind == Pass.UPDATE_TH
+        k = Signal(_counter(max(cfg.words)), name="update_th_k")
+        have = Signal(name="update_th_have")
+        waiting = Signal(name="update_th_waiting")
+        finished = Signal(name="update_th_finished")
+        changed_lanes = Signal(lanes, name="update_th_changed")
+        have_now = have & ~first
+        arrived = _wire(m, active & have_now & ~waiting, "update_th_arrived")
+        last = k == b.by_layer({i: cfg.words[i] - 1 for i in every}, _counter(max(cfg.words)))
+        mask = _wire(m, b.by_layer({i: valid(i, k) for i in every}, lanes), "update_th_mask")
+        thresholds = [
+            b.by_layer({i: mems[("VTH", i)].data[x] for i in every}, unsigned(f.v - 1)) for x in range(lanes)
+        ]
+        accumulators = [
+            b.by_layer({i: mems[("DVTH", i)].data[x] for i in every}, signed(f.dth)) for x in range(lanes)
+        ]
+        with m.If(active):
+            m.d.comb += lane.load(Mux(control.layer == 0, encoder_shift, shift_th), mask, accumulators, thresholds)
+        if stochastic:
+            lfsr_updates.append((arrived, lane.state))
+        new = [_wire(m, clamp(lane.difference[x], 1, f.threshold_max, f.v), f"update_th_new{x}") for x in range(lanes)]
+        differs = Cat(*(new[x] != thresholds[x] for x in range(lanes)))
+        changed = _wire(m, differs & mask, "update_th_changes")
+        delivered = _wire(m, active & waiting & results_ready, "update_th_delivered")
+        retire = _wire(m, (arrived & ~changed.any()) | delivered, "update_th_retire")
+        issue = _wire(m, active & (first | (retire & ~last)), "update_th_issue")
+        issue_word = Mux(first, 0, k + 1)
+        for index in every:
+            on = running(Pass.UPDATE_TH, index)
             th_mem, dth_mem, r_mem = mems[("VTH", index)], mems[("DVTH", index)], mems[("R", index)]
-            words = cfg.words[index]
-            k = Signal(_counter(words), name=f"update_th{index}_k")
-            have = Signal(name=f"update_th{index}_have")
-            waiting = Signal(name=f"update_th{index}_waiting")
-            finished = Signal(name=f"update_th{index}_finished")
-            changed_lanes = Signal(lanes, name=f"update_th{index}_changed")
-            have_now = have & ~first
-            arrived = _wire(m, active & have_now & ~waiting, f"update_th{index}_arrived")
-            last = k == words - 1
-            mask = valid(index, k)
-            shift = encoder_shift if index == 0 else shift_th
-            with m.If(active):
-                m.d.comb += lane.load(shift, mask, dth_mem.data, th_mem.data)
-            if stochastic:
-                lfsr_updates.append((arrived, lane.state))
-            new = [
-                _wire(m, clamp(lane.difference[x], 1, f.threshold_max, f.v), f"update_th{index}_new{x}")
-                for x in range(lanes)
-            ]
-            differs = Cat(*(new[x] != th_mem.data[x] for x in range(lanes)))
-            changed = _wire(m, differs & mask, f"update_th{index}_changes")
-            th_mem.request_write(arrived, k, mask, new)
-            dth_mem.request_write(arrived, k, mask, Const(0))
+            th_mem.request_write(on & arrived, k, mask, new)
+            dth_mem.request_write(on & arrived, k, mask, Const(0))
             for memory in ("VTH", "DVTH"):
-                writes(memory, index, arrived)
-            starts.append((arrived, changed, new))
-            delivered = _wire(m, active & waiting & results_ready, f"update_th{index}_delivered")
-            r_mem.request_write(delivered, k, changed_lanes, [divider.result.payload for divider in dividers])
-            writes("R", index, delivered)
-            retire = _wire(m, (arrived & ~changed.any()) | delivered, f"update_th{index}_retire")
-            issue = _wire(m, active & (first | (retire & ~last)), f"update_th{index}_issue")
-            issue_word = Mux(first, 0, k + 1)
+                writes(memory, index, on & arrived)
+            r_mem.request_write(on & delivered, k, changed_lanes, [divider.result.payload for divider in dividers])
+            writes("R", index, on & delivered)
             for memory in (th_mem, dth_mem):
-                memory.request_read(issue, issue_word)
-            reads("VTH", index, issue)
-            reads("DVTH", index, issue)
-            with m.If(active & first):
-                m.d.sync += [k.eq(0), have.eq(1), waiting.eq(0), finished.eq(0)]
-            with m.Elif(arrived & changed.any()):
-                m.d.sync += [waiting.eq(1), changed_lanes.eq(changed)]
-            with m.If(retire):
-                m.d.sync += waiting.eq(0)
-                with m.If(last):
-                    m.d.sync += [have.eq(0), finished.eq(1)]
-                with m.Else():
-                    m.d.sync += k.eq(k + 1)
-            finished_by_layer.append((finished & ~first) | (retire & last))
+                memory.request_read(on & issue, issue_word)
+            reads("VTH", index, on & issue)
+            reads("DVTH", index, on & issue)
+        with m.If(active & first):
+            m.d.sync += [k.eq(0), have.eq(1), waiting.eq(0), finished.eq(0)]
+        with m.Elif(arrived & changed.any()):
+            m.d.sync += [waiting.eq(1), changed_lanes.eq(changed)]
+        with m.If(retire):
+            m.d.sync += waiting.eq(0)
+            with m.If(last):
+                m.d.sync += [have.eq(0), finished.eq(1)]
+            with m.Else():
+                m.d.sync += k.eq(k + 1)
         for x, divider in enumerate(dividers):
-            for index, (arrived, changed, new) in enumerate(starts):
-                with m.If(arrived) if index == 0 else m.Elif(arrived):
-                    m.d.comb += [divider.vth.valid.eq(changed[x]), divider.vth.payload.eq(new[x])]
-        return Array(finished_by_layer)[control.layer]
+            m.d.comb += [divider.vth.valid.eq(arrived & changed[x]), divider.vth.payload.eq(new[x])]
+        return (finished & ~first) | (retire & last)
