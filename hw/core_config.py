@@ -448,8 +448,9 @@ class CoreConfig:
         if target not in TARGETS:
             raise ValueError(f"target: {target!r} is not one of {', '.join(TARGETS)}")
         chosen = TARGETS[target]
-        dual = [spec for spec in self.memories if not self.in_weight_banks(spec)]
-        if self.single_port_weights:
+        banked = self.single_port_weights and chosen.single_port_blocks > 0
+        dual = [spec for spec in self.memories if not (banked and self.in_weight_banks(spec))]
+        if banked:
             blocks = sum(chosen.single_port_cost(depth, bits) for _, depth, bits in self.weight_banks())
             if blocks > chosen.single_port_blocks:
                 raise ValueError(

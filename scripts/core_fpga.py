@@ -21,7 +21,7 @@ import shlex
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +29,8 @@ for path in (ROOT, ROOT / "scripts"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from hw.core_config import DEFAULT_QUEUE_DEPTH  # noqa: E402
+from hw.core_config import COUNTER_SETS, DEFAULT_QUEUE_DEPTH  # noqa: E402
+from hw.core_config import TARGETS as CORE_TARGETS  # noqa: E402
 from hw.core_export import write_core  # noqa: E402
 from model.checkpoint import read_checkpoint_json  # noqa: E402
 from model.data import load_dataset, to_u8  # noqa: E402
@@ -91,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--reuse", action="store_true", help="keep the synthesis reports already in --out (resume)"
     )
+    parser.add_argument(
+        "--counters", choices=COUNTER_SETS, default="all", help="performance counters built (gen --counters)"
+    )
+    parser.add_argument("--heading", default=HEADING, help=f"section heading (default {HEADING!r})")
     parser.add_argument("--write", metavar="MD", help="replace or append the section in this file")
     return parser
 
@@ -148,11 +153,13 @@ def table(target: str, points: Sequence[Point]) -> list[str]:
 
 @dataclass(frozen=True)
 class Sweep:
-    """The runs of one checkpoint: its path, network and points per target."""
+    """The runs of one checkpoint: its path, network, points per target and, per target, the
+    first P whose core ``gen`` refused to build for it (with the reason)."""
 
     checkpoint: str
     net: IntegerNetwork
     points: Mapping[str, Sequence[Point]]
+    refused: Mapping[str, tuple[int, str]] = field(default_factory=dict)
 
     def subsection(self) -> list[str]:
         """``### checkpoint``: the network, then one table per target."""
@@ -166,8 +173,13 @@ class Sweep:
             + ".",
             "",
         ]
-        for target, target_points in self.points.items():
-            lines += table(target, target_points) + [""]
+        for target in dict.fromkeys([*self.points, *self.refused]):
+            if self.points.get(target):
+                lines += table(target, self.points[target])
+            if target in self.refused:
+                lanes, reason = self.refused[target]
+                lines += ["", f"P = {lanes} is not built for {target}: {reason}."]
+            lines.append("")
         return lines
 
 
@@ -175,21 +187,25 @@ class Sweep:
 FORMAT_KEYS = ("w", "fw", "v", "g", "gf", "dw", "dth", "k")
 
 
-def section(sweeps: Sequence[Sweep], argv: Sequence[str], seconds: float) -> str:
-    """The ``## Whole core on FPGAs`` section."""
+def section(
+    sweeps: Sequence[Sweep], argv: Sequence[str], seconds: float, heading: str = HEADING, counters: str = "all"
+) -> str:
+    """The results section (``## Whole core on FPGAs`` by default)."""
     tools = sorted({
         f"{name} {version}"
         for sweep in sweeps for rows in sweep.points.values()
         for name, version in rows[0].report.tool_versions.items()
     })
     lines = [
-        HEADING,
+        heading,
         "",
         f"Command: `python3 scripts/core_fpga.py {shlex.join(argv)}`",
         "",
         (
-            "Per checkpoint and P: `spikeforge gen --checkpoint CKPT --lanes P`, then "
-            f"`spikeforge synth --gen-dir DIR --target TARGET` ({', '.join(tools)}; ports through "
+            f"Per checkpoint and P: `spikeforge gen --checkpoint CKPT --lanes P --counters {counters}` "
+            "(with `--target TARGET` for a target with single-port RAM, which then holds W and dW: "
+            "docs/architecture.md section 2.1), then "
+            f"`spikeforge synth --gen-dir DIR --target TARGET` ({', '.join(tools) or 'no synthesis run'}; ports through "
             "the 4-pin scan wrapper, memories initialised from the images). Cycles are the core "
             "model's (equal to the RTL's, see the co-simulation section) on test samples "
             "(inference) and training samples (learning step: inference + backward + update); "
@@ -226,14 +242,27 @@ def sweep(checkpoint: str, targets: Sequence[str], args: argparse.Namespace) -> 
     dataset = (read_checkpoint_json(checkpoint).get("training") or {}).get("dataset", "digits")
     out = Path(args.out) / Path(checkpoint).name
     points: dict[str, list[Point]] = {}
+    refused: dict[str, tuple[int, str]] = {}
     for lanes in args.lanes:
-        gen_dir = out / f"p{lanes}"
-        write_core(net, lanes=lanes, queue_depth=args.queue_depth, out_dir=gen_dir)
+        dual = out / f"p{lanes}"
+        write_core(net, lanes=lanes, queue_depth=args.queue_depth, out_dir=dual, counters=args.counters)
         cycles = _cycles(net, dataset, lanes, args.queue_depth, args.samples, args.learn_samples)
         for target in targets:
-            if any(not point.report.fits for point in points.get(target, ())):
+            if target in refused or any(not point.report.fits for point in points.get(target, ())):
                 continue  # logic grows with P
             print(f"{checkpoint}: P = {lanes} on {target}", file=sys.stderr, flush=True)
+            gen_dir = dual
+            if CORE_TARGETS[target].single_port_blocks:
+                gen_dir = out / f"p{lanes}.{target}.gen"
+                try:
+                    write_core(
+                        net, lanes=lanes, queue_depth=args.queue_depth, out_dir=gen_dir, target=target,
+                        counters=args.counters,
+                    )
+                except ValueError as error:
+                    refused[target] = (lanes, str(error))
+                    print(f"  not built: {error}", file=sys.stderr)
+                    continue
             saved = out / f"p{lanes}.{target}.json"
             if args.reuse and saved.is_file():
                 report = SynthReport.from_dict(json.loads(saved.read_text()))
@@ -242,7 +271,7 @@ def sweep(checkpoint: str, targets: Sequence[str], args: argparse.Namespace) -> 
                 saved.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
             points.setdefault(target, []).append(Point(lanes, report, *cycles))
             print(f"  fits {report.fits}, Fmax {report.fmax_mhz}, {report.overflow_message()}", file=sys.stderr)
-    return Sweep(checkpoint, net, points)
+    return Sweep(checkpoint, net, points, refused)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -250,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = time.monotonic()
     sweeps = [sweep(folder, targets or args.targets, args) for folder, targets in args.checkpoints]
-    text = section(sweeps, argv, time.monotonic() - start)
+    text = section(sweeps, argv, time.monotonic() - start, args.heading, args.counters)
     publish(text, args.write)
     return 0
 

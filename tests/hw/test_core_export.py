@@ -201,6 +201,7 @@ def test_single_port_weight_banks_layout_and_export(tmp_path) -> None:
         ("W_even", (40 + 32) // 2), ("W_odd", 36), ("DW_even", 36), ("DW_odd", 36),
     ]
     assert config.bank_base("W", 1) == 0 and config.bank_base("W", 2) == 20
+    assert config.check_target("sim").name == "sim"  # the co-simulated build: banks count as memory bits
     assert [spec.name for spec in config.counters][:5] == [f"cycles.{p}" for p in ("clear", "forward", "readout", "backward", "update")]
     assert not any(spec.kind in ("reads", "writes") for spec in config.counters)
     data = write_core(net, lanes=1, queue_depth=3, out_dir=tmp_path, target="ice40-up5k", counters="events")

@@ -63,3 +63,19 @@ def test_checkpoint_option_with_its_own_targets(script: ModuleType) -> None:
     assert args.checkpoints == [("A", None), ("B", ("ecp5-25k", "ecp5-85k"))]
     with pytest.raises(SystemExit):
         script.build_parser().parse_args(["--checkpoints", "B=ecp5-12k"])
+
+
+def test_section_names_a_p_that_gen_refused(
+    script: ModuleType, synth_report: Callable[..., SynthReport], net: IntegerNetwork
+) -> None:
+    points = {"ice40-up5k": [script.Point(1, synth_report("core", 5100, 10.0), 40000.0, 130000.0)]}
+    refused = {"ice40-up5k": (2, "target: W and dW need 6 single-port blocks"), "ecp5-25k": (1, "lanes: odd")}
+    text = script.section(
+        [script.Sweep("CKPT", net, points, refused)], [], 1.0, heading="## Whole core on the iCE40", counters="cycles"
+    )
+    lines = text.splitlines()
+    assert lines[0] == "## Whole core on the iCE40"
+    assert "--counters cycles" in text
+    assert "Fits ice40-up5k for P = 1 (smallest) to 1 (largest) of those tried." in lines
+    assert "P = 2 is not built for ice40-up5k: target: W and dW need 6 single-port blocks." in lines
+    assert "P = 1 is not built for ecp5-25k: lanes: odd." in lines
