@@ -81,6 +81,8 @@ class Target:
     single_port_blocks : int
         Single-port RAM blocks of ``single_port_depth`` x ``single_port_width`` bits (iCE40
         SPRAM); when nonzero the core keeps W and dW in them (``single_port_weights``).
+    counters : str
+        The counter set built for the target unless one is asked for (:data:`COUNTER_SETS`).
     """
 
     name: str
@@ -90,6 +92,7 @@ class Target:
     single_port_blocks: int = 0
     single_port_depth: int = 16384
     single_port_width: int = 16
+    counters: str = "all"
 
     def single_port_cost(self, depth: int, word_bits: int) -> int:
         """Single-port blocks one memory of ``depth`` words of ``word_bits`` takes."""
@@ -105,8 +108,8 @@ TARGETS = {
         Target(
             "ice40-up5k", 30 * 4096, 30 * 4096,
             "Lattice iCE40 UltraPlus 5K: 30 EBR x 4 kbit; W and dW in its 4 single-port "
-            "SPRAMs of 16K x 16 (docs/architecture.md section 8)",
-            single_port_blocks=4,
+            "SPRAMs of 16K x 16 (docs/architecture.md section 2.1); cycle counters only",
+            single_port_blocks=4, counters="cycles",
         ),
         Target("ecp5-25k", 56 * 18432, 56 * 18432, "Lattice ECP5 LFE5U-25: 56 EBR x 18 kbit"),
         Target("ecp5-85k", 208 * 18432, 208 * 18432, "Lattice ECP5 LFE5U-85: 208 EBR x 18 kbit"),
@@ -270,13 +273,13 @@ class CoreConfig:
     @classmethod
     def from_network(
         cls, network: IntegerNetwork, *, lanes: int, queue_depth: int, target: str = "sim",
-        counters: str = "all",
+        counters: str | None = None,
     ) -> CoreConfig:
         """The configuration of a core running ``network`` with P lanes and queues of depth Q.
 
         ``target`` (a key of :data:`TARGETS`) decides where W and dW live: a target with
         single-port RAM blocks (iCE40 SPRAM) gets ``single_port_weights``. ``counters`` is
-        one of :data:`COUNTER_SETS`.
+        one of :data:`COUNTER_SETS` (default: the target's, :attr:`Target.counters`).
 
         Raises
         ------
@@ -297,6 +300,8 @@ class CoreConfig:
         queue_depth = check_int("queue_depth", queue_depth, minimum=1, maximum=MAX_QUEUE_DEPTH)
         if target not in TARGETS:
             raise ValueError(f"target: {target!r} is not one of {', '.join(TARGETS)}")
+        if counters is None:
+            counters = TARGETS[target].counters
         if counters not in COUNTER_SETS:
             raise ValueError(f"counters: {counters!r} is not one of {', '.join(COUNTER_SETS)}")
         rule = network.rule

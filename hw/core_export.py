@@ -168,7 +168,7 @@ def _fields(stream: wiring.Member) -> dict[str, dict[str, int]]:
 
 def write_core(
     network: IntegerNetwork, *, lanes: int, queue_depth: int, out_dir: str | Path,
-    target: str = "sim", counters: str = "all", top: str = TOP,
+    target: str = "sim", counters: str | None = None, top: str = TOP,
 ) -> dict[str, Any]:
     """Write the core's Verilog, memory images and manifest into ``out_dir``.
 

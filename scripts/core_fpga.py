@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reuse", action="store_true", help="keep the synthesis reports already in --out (resume)"
     )
     parser.add_argument(
-        "--counters", choices=COUNTER_SETS, default="all", help="performance counters built (gen --counters)"
+        "--counters", choices=COUNTER_SETS, help="performance counters built (gen --counters; default: the target's)"
     )
     parser.add_argument("--heading", default=HEADING, help=f"section heading (default {HEADING!r})")
     parser.add_argument("--write", metavar="MD", help="replace or append the section in this file")
@@ -188,7 +188,7 @@ FORMAT_KEYS = ("w", "fw", "v", "g", "gf", "dw", "dth", "k")
 
 
 def section(
-    sweeps: Sequence[Sweep], argv: Sequence[str], seconds: float, heading: str = HEADING, counters: str = "all"
+    sweeps: Sequence[Sweep], argv: Sequence[str], seconds: float, heading: str = HEADING, counters: str | None = None
 ) -> str:
     """The results section (``## Whole core on FPGAs`` by default)."""
     tools = sorted({
@@ -202,8 +202,9 @@ def section(
         f"Command: `python3 scripts/core_fpga.py {shlex.join(argv)}`",
         "",
         (
-            f"Per checkpoint and P: `spikeforge gen --checkpoint CKPT --lanes P --counters {counters}` "
-            "(with `--target TARGET` for a target with single-port RAM, which then holds W and dW: "
+            "Per checkpoint and P: `spikeforge gen --checkpoint CKPT --lanes P"
+            + (f" --counters {counters}` " if counters else "` ")
+            + "(with `--target TARGET` for a target with single-port RAM, which then holds W and dW: "
             "docs/architecture.md section 2.1), then "
             f"`spikeforge synth --gen-dir DIR --target TARGET` ({', '.join(tools) or 'no synthesis run'}; ports through "
             "the 4-pin scan wrapper, memories initialised from the images except the single-port "

@@ -102,7 +102,7 @@ def cosimulate(
     lanes: int,
     queue_depth: int,
     target: str = "sim",
-    counters: str = "all",
+    counters: str | None = None,
     learn: bool = False,
     simulator: str = "verilator",
     load: str | Path | None = None,
@@ -128,7 +128,7 @@ def cosimulate(
         P and Q.
     target, counters : str
         The core as generated for ``target`` (single-port weight banks on iCE40) with the
-        counter set ``counters`` (:meth:`CoreConfig.from_network`).
+        counter set ``counters`` (default: the target's; :meth:`CoreConfig.from_network`).
     learn : bool
         Learn on every sample instead of inferring.
     simulator : str

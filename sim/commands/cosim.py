@@ -138,8 +138,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the core as generated for this target (gen --target; default sim)",
     )
     parser.add_argument(
-        "--counters", choices=COUNTER_SETS, default="all",
-        help="performance counters built (gen --counters; default all)",
+        "--counters", choices=COUNTER_SETS,
+        help="performance counters built (gen --counters; default: the target's)",
     )
     parser.add_argument("--sim", choices=SIMULATORS, default="verilator", help="simulator (default verilator)")
     parser.add_argument(

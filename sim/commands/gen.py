@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         check_field("--queue-depth", depth, minimum=1, maximum=MAX_QUEUE_DEPTH)
         data = write_core(
             IntegerNetwork.load(args.checkpoint), lanes=args.lanes, queue_depth=depth,
-            out_dir=args.out, target=args.target or "sim", counters=args.counters or "all",
+            out_dir=args.out, target=args.target or "sim", counters=args.counters,
         )
         files = data["files"]
         for name in (files["verilog"], *files["images"], MANIFEST):
@@ -90,8 +90,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--counters", choices=COUNTER_SETS,
-        help="core: performance counters (default all; events: cycles per phase, spikes, "
-             "synaptic ops and window events; cycles: cycles per phase)",
+        help="core: performance counters (default: all; cycles on ice40-up5k; events: cycles "
+             "per phase, spikes, synaptic ops and window events; cycles: cycles per phase)",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     parser.add_argument(
