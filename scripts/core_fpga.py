@@ -37,7 +37,7 @@ from model.data import load_dataset, to_u8  # noqa: E402
 from model.integer import IntegerNetwork  # noqa: E402
 from results_md import machine_note, publish  # noqa: E402
 from sim.commands.estimate import measure  # noqa: E402
-from sim.synth import TARGETS, SynthReport, get_target, synthesize  # noqa: E402
+from sim.synth import TARGETS, SynthError, SynthReport, get_target, synthesize  # noqa: E402
 
 HEADING = "## Whole core on FPGAs"
 #: Published latencies the core is compared with (milliseconds, source).
@@ -154,7 +154,8 @@ def table(target: str, points: Sequence[Point]) -> list[str]:
 @dataclass(frozen=True)
 class Sweep:
     """The runs of one checkpoint: its path, network, points per target and, per target, the
-    first P whose core ``gen`` refused to build for it (with the reason)."""
+    first P whose core ``gen`` refused to build or the tools failed to synthesize (with the
+    reason)."""
 
     checkpoint: str
     net: IntegerNetwork
@@ -269,7 +270,12 @@ def sweep(checkpoint: str, targets: Sequence[str], args: argparse.Namespace) -> 
             if args.reuse and saved.is_file():
                 report = SynthReport.from_dict(json.loads(saved.read_text()))
             else:
-                report = synthesize(gen_dir, target, work_dir=out / f"p{lanes}.{target}")
+                try:
+                    report = synthesize(gen_dir, target, work_dir=out / f"p{lanes}.{target}")
+                except SynthError as error:  # a tool failure: say so in the section, go on
+                    refused[target] = (lanes, f"the synthesis did not complete ({error})")
+                    print(f"  {error}", file=sys.stderr)
+                    continue
                 saved.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
             points.setdefault(target, []).append(Point(lanes, report, *cycles))
             print(f"  fits {report.fits}, Fmax {report.fmax_mhz}, {report.overflow_message()}", file=sys.stderr)
