@@ -202,6 +202,9 @@ def test_single_port_weight_banks_layout_and_export(tmp_path) -> None:
     ]
     assert config.bank_base("W", 1) == 0 and config.bank_base("W", 2) == 20
     assert config.check_target("sim").name == "sim"  # the co-simulated build: banks count as memory bits
+    default = CoreConfig.from_network(net, lanes=1, queue_depth=3, target="ice40-up5k")
+    assert default.counter_set == "cycles" and [spec.kind for spec in default.counters] == ["cycles"] * 5
+    assert CoreConfig.from_network(net, lanes=1, queue_depth=3).counter_set == "all"
     assert [spec.name for spec in config.counters][:5] == [f"cycles.{p}" for p in ("clear", "forward", "readout", "backward", "update")]
     assert not any(spec.kind in ("reads", "writes") for spec in config.counters)
     data = write_core(net, lanes=1, queue_depth=3, out_dir=tmp_path, target="ice40-up5k", counters="events")
