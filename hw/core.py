@@ -286,6 +286,35 @@ def _select(values: Sequence[int], index: Value, bits: int) -> Value:
     return Array(Const(value, bits) for value in values)[index]
 
 
+class _WordSequence:
+    """The word counter of a pass that takes words one after another: ``k``, whether a word
+    is in hand (``have_now``) and, from :meth:`advance`, the pass's end.
+
+    ``start`` (the pass's first cycle) loads word 0; each retire moves to the next word or,
+    after the last, ends the pass.
+    """
+
+    def __init__(self, m: Module, name: str, *, start: Value, first: Value, words: int) -> None:
+        self.m, self.start, self.first = m, start, first
+        self.k = Signal(_counter(words), name=f"{name}_k")
+        self.have = Signal(name=f"{name}_have")
+        self.finished = Signal(name=f"{name}_finished")
+        self.have_now = self.have & ~first
+
+    def advance(self, retire: Value, last: Value) -> Value:
+        """Step on ``retire`` (``last``: ``k`` is the last word); returns "every word has
+        retired, this cycle included"."""
+        m = self.m
+        with m.If(self.start):
+            m.d.sync += [self.k.eq(0), self.have.eq(1), self.finished.eq(0)]
+        with m.Elif(retire):
+            with m.If(last):
+                m.d.sync += [self.have.eq(0), self.finished.eq(1)]
+            with m.Else():
+                m.d.sync += self.k.eq(self.k + 1)
+        return (self.finished & ~self.first) | (retire & last)
+
+
 class _Walker:
     """Walk the words of a bit-plane: one event per set (valid) lane, ``cost`` cycles each.
 
@@ -306,14 +335,14 @@ class _Walker:
         lanes: int, bits: Value, valid: Callable[[Value], Value], max_words: int = 0, max_cost: int = 0,
     ) -> None:
         # ``words`` and ``cost`` may be Values (a walker shared by layers): then ``max_*`` size it.
-        self.k = Signal(_counter(words if isinstance(words, int) else max_words), name=f"{name}_k")
+        sequence = _WordSequence(
+            m, name, start=active & first, first=first, words=words if isinstance(words, int) else max_words
+        )
+        self.k, have_now = sequence.k, sequence.have_now
         self.sub = Signal(_counter(cost if isinstance(cost, int) else max_cost), name=f"{name}_sub")
         self.cost = cost
-        have = Signal(name=f"{name}_have")
-        finished = Signal(name=f"{name}_finished")
         done_lanes = Signal(lanes, name=f"{name}_done_lanes")
 
-        have_now = have & ~first
         remaining = _wire(m, bits & valid(self.k) & ~done_lanes, f"{name}_remaining")
         lane, one_hot = _lowest(remaining, lanes)
         self.lane = _wire(m, lane, f"{name}_lane")
@@ -327,21 +356,14 @@ class _Walker:
         last = self.k == words - 1
         self.issue = _wire(m, active & (first | (retire & ~last)), f"{name}_issue")
         self.issue_word = Mux(first, 0, self.k + 1)
-        self.finished = (finished & ~first) | (retire & last)
+        self.finished = sequence.advance(retire, last)
 
-        with m.If(active & first):
-            m.d.sync += [self.k.eq(0), self.sub.eq(0), have.eq(1), finished.eq(0), done_lanes.eq(0)]
-        with m.Elif(active):
-            with m.If(self.event):
-                m.d.sync += self.sub.eq(Mux(event_end, 0, self.sub + 1))
-                with m.If(event_end):
-                    m.d.sync += done_lanes.eq(done_lanes | one_hot)
-            with m.If(retire):
-                m.d.sync += [done_lanes.eq(0), self.sub.eq(0)]
-                with m.If(last):
-                    m.d.sync += [have.eq(0), finished.eq(1)]
-                with m.Else():
-                    m.d.sync += self.k.eq(self.k + 1)
+        with m.If(self.event):
+            m.d.sync += self.sub.eq(Mux(event_end, 0, self.sub + 1))
+            with m.If(event_end):
+                m.d.sync += done_lanes.eq(done_lanes | one_hot)
+        with m.If((active & first) | retire):
+            m.d.sync += [done_lanes.eq(0), self.sub.eq(0)]
 
 
 class _UpdateLanes:
@@ -565,11 +587,9 @@ class Core(wiring.Component):
         for index in range(layers + 1):
             active = running(Pass.FORWARD, index)
             v_mem, th_mem = mems[("V", index)], mems[("VTH", index)]
-            k = Signal(_counter(words[index]), name=f"scan{index}_k")
-            have = Signal(name=f"scan{index}_have")
-            finished = Signal(name=f"scan{index}_finished")
+            sequence = _WordSequence(m, f"scan{index}", start=active & first, first=first, words=words[index])
+            k, have_now = sequence.k, sequence.have_now
             pushed = Signal(lanes, name=f"scan{index}_pushed")
-            have_now = have & ~first
             last = k == words[index] - 1
             lanes_valid = valid(index, k)
 
@@ -627,15 +647,9 @@ class Core(wiring.Component):
             for memory in ("V", "S", "H"):
                 writes(memory, index, retire)
             count(f"spikes.{index}", Mux(retire, _popcount(spikes), 0))
-            with m.If(active & first):
-                m.d.sync += [k.eq(0), have.eq(1), finished.eq(0), pushed.eq(0)]
-            with m.Elif(retire):
+            with m.If((active & first) | retire):
                 m.d.sync += pushed.eq(0)
-                with m.If(last):
-                    m.d.sync += [have.eq(0), finished.eq(1)]
-                with m.Else():
-                    m.d.sync += k.eq(k + 1)
-            scanned = (finished & ~first) | (retire & last)
+            scanned = sequence.advance(retire, last)
 
             if index == layers:
                 # Readout registers: class counts (last: t = T only) and class membranes at T.
@@ -1128,12 +1142,10 @@ class Core(wiring.Component):
         # One engine for every layer (one threshold update runs at a time).
         every = range(cfg.layers + 1)
         active = control.kind == Pass.UPDATE_TH
-        k = Signal(_counter(max(cfg.words)), name="update_th_k")
-        have = Signal(name="update_th_have")
+        sequence = _WordSequence(m, "update_th", start=active & first, first=first, words=max(cfg.words))
+        k, have_now = sequence.k, sequence.have_now
         waiting = Signal(name="update_th_waiting")
-        finished = Signal(name="update_th_finished")
         changed_lanes = Signal(lanes, name="update_th_changed")
-        have_now = have & ~first
         arrived = _wire(m, active & have_now & ~waiting, "update_th_arrived")
         last = k == b.by_layer({i: cfg.words[i] - 1 for i in every}, _counter(max(cfg.words)))
         mask = _wire(m, b.by_layer({i: valid(i, k) for i in every}, lanes), "update_th_mask")
@@ -1167,16 +1179,10 @@ class Core(wiring.Component):
                 memory.request_read(on & issue, issue_word)
             reads("VTH", index, on & issue)
             reads("DVTH", index, on & issue)
-        with m.If(active & first):
-            m.d.sync += [k.eq(0), have.eq(1), waiting.eq(0), finished.eq(0)]
-        with m.Elif(arrived & changed.any()):
+        with m.If(arrived & changed.any()):
             m.d.sync += [waiting.eq(1), changed_lanes.eq(changed)]
-        with m.If(retire):
+        with m.If((active & first) | retire):
             m.d.sync += waiting.eq(0)
-            with m.If(last):
-                m.d.sync += [have.eq(0), finished.eq(1)]
-            with m.Else():
-                m.d.sync += k.eq(k + 1)
         for x, divider in enumerate(dividers):
             m.d.comb += [divider.vth.valid.eq(arrived & changed[x]), divider.vth.payload.eq(new[x])]
-        return (finished & ~first) | (retire & last)
+        return sequence.advance(retire, last)
