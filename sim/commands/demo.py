@@ -29,7 +29,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from hw.core_config import DEFAULT_QUEUE_DEPTH, MAX_QUEUE_DEPTH
 from model.checkpoint import load_checkpoint_kind
@@ -39,6 +38,7 @@ from model.energy import TABLES
 from model.integer import Formats, IntegerNetwork
 from sim.cli import CLIError, write_json
 from sim.core_cosim import WAVE_FORMATS
+from sim.plots import plot_ablation, plot_raster
 from sim.synth import TARGETS, get_target, require_tools
 from sim.toolchain import SIMULATORS, ToolchainError
 
@@ -120,56 +120,6 @@ def run_step(argv: Sequence[str]) -> int:
 
     args = build_parser().parse_args(list(argv))
     return int(args.func(args) or 0)
-
-
-def plot_raster(network: IntegerNetwork, pixels: np.ndarray, label: int, path: Path) -> None:
-    """Spike raster of one inference: every layer's spikes against the time step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    trace = network.forward(pixels[None, :])
-    names = ["encoder"] + [layer.notation() for layer in network.spec.layers]
-    figure, axes = plt.subplots(
-        len(names), 1, figsize=(7, 1.6 * len(names) + 1), sharex=True, squeeze=False
-    )
-    for axis, name, spikes in zip(axes[:, 0], names, trace.spikes):
-        steps, neurons = np.nonzero(spikes[:, 0, :])
-        axis.scatter(steps + 1, neurons, s=6, marker="|")
-        axis.set_ylabel(f"{name}\nneuron")
-        axis.set_ylim(-1, spikes.shape[2])
-        axis.set_title(f"{name}: {int(spikes.sum())} spikes", fontsize=9, loc="left")
-    axes[-1, 0].set_xlabel("time step t")
-    axes[-1, 0].set_xticks(range(1, network.spec.timesteps + 1))
-    prediction = int(trace.predictions()[0])
-    figure.suptitle(f"One inference: test image 0, label {label}, predicted {prediction}")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
-def plot_ablation(rows: Sequence[dict[str, Any]], ours: tuple[float, float], path: Path) -> None:
-    """Test accuracy against spikes per inference: the float ablation rows and this core."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 5))
-    for row in rows:
-        axis.scatter(row["spikes_per_inference"], 100 * row["accuracy"], color="tab:blue")
-        axis.annotate(row["row"], (row["spikes_per_inference"], 100 * row["accuracy"]), fontsize=7)
-    axis.scatter(ours[1], 100 * ours[0], marker="*", s=200, color="tab:red", label="this demo (integer, on-line)")
-    axis.set_xlabel("spikes per inference")
-    axis.set_ylabel("test accuracy (%)")
-    axis.set_title("digits: accuracy against spikes, float ablation (scripts/ablation.py) and this core", fontsize=9)
-    axis.legend()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def _read(path: Path) -> dict[str, Any] | None:

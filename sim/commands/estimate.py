@@ -35,6 +35,7 @@ from model.integer import IntegerNetwork
 from model.metrics import spikes_per_layer, synaptic_ops_per_layer
 from model.spec import NetworkSpec
 from sim.cli import write_json
+from sim.plots import plot_report
 
 #: Phases of an inference (a learning step adds ``backward`` and ``update``).
 INFERENCE_PHASES = ("clear", "forward", "readout")
@@ -142,43 +143,6 @@ def build_report(
             set(energy.unpriced) | set(learn_energy.unpriced)
         )
     return report
-
-
-def plot_report(report: dict[str, Any], path: str | Path) -> None:
-    """Bar chart of the per-layer breakdown: cycles and energy, inference and learning."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    layers = report["per_layer"]
-    names = [f"{item['layer']}: {item['name']}" for item in layers]
-    x = np.arange(len(layers))
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    panels = (("cycles", "cycles per sample"), ("energy", f"energy per sample ({report['energy_unit']})"))
-    for axis, (key, label) in zip(axes, panels):
-        bottom = np.zeros(len(layers))
-        first = "cycles" if key == "cycles" else "energy_per_inference"
-        values = np.array([item[first] for item in layers], dtype=float)
-        axis.bar(x, values, label="inference", color="tab:blue")
-        bottom += values
-        for phase, color in zip(LEARNING_PHASES, ("tab:orange", "tab:green")):
-            if "learning" not in layers[0] or phase not in layers[0]["learning"]:
-                continue
-            values = np.array([item["learning"][phase][key] for item in layers], dtype=float)
-            axis.bar(x, values, bottom=bottom, label=f"learning: {phase}", color=color)
-            bottom += values
-        axis.set_xticks(x, names)
-        axis.set_ylabel(label)
-        axis.legend(fontsize=8)
-    figure.suptitle(
-        f"P = {report['lanes']}, Q = {report['queue_depth']}: "
-        f"{report['cycles_per_inference']:.0f} cycles / inference, table {report['energy_table']['name']}"
-    )
-    figure.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def measure(
