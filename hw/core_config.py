@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_QUEUE_DEPTH",
     "HOST_MEMORIES",
     "HOST_REGISTERS",
+    "MAX_LANES",
     "MAX_QUEUE_DEPTH",
     "PIXEL_BITS",
     "TARGETS",
@@ -48,6 +49,8 @@ __all__ = [
 COUNTER_BITS = 32
 #: Spike-queue depth Q of the command line's generated and co-simulated cores.
 DEFAULT_QUEUE_DEPTH = 16
+#: Largest lanes P a core is built with (the smallest is 1).
+MAX_LANES = 1024
 #: Largest spike-queue depth Q a core is built with (the smallest is 1).
 MAX_QUEUE_DEPTH = 1 << 16
 #: Width of a pixel (u8).
@@ -296,7 +299,7 @@ class CoreConfig:
         check_core_spec(spec)
         if spec.decoder not in ("last", "rate"):
             raise ValueError(f"decoder: {spec.decoder!r} is not built by the core (allowed last, rate)")
-        lanes = check_int("lanes", lanes, minimum=1, maximum=1024)
+        lanes = check_int("lanes", lanes, minimum=1, maximum=MAX_LANES)
         queue_depth = check_int("queue_depth", queue_depth, minimum=1, maximum=MAX_QUEUE_DEPTH)
         if target not in TARGETS:
             raise ValueError(f"target: {target!r} is not one of {', '.join(TARGETS)}")
@@ -334,6 +337,67 @@ class CoreConfig:
                         f"words per weight row; P = {lanes} gives c_{layer} = {config.row_words(layer)}"
                     )
         return config
+
+    @classmethod
+    def for_target(
+        cls, network: IntegerNetwork, *, lanes: int, queue_depth: int, target: str = "sim",
+        counters: str | None = None,
+    ) -> CoreConfig:
+        """:meth:`from_network` for ``target``, checked to fit it (:meth:`check_target`).
+
+        Raises
+        ------
+        ValueError
+            As :meth:`from_network` and :meth:`check_target`; when P is what does not fit,
+            the message names the P values that do (:meth:`lanes_that_fit`).
+        """
+        if target not in TARGETS:
+            raise ValueError(f"target: {target!r} is not one of {', '.join(TARGETS)}")
+        try:
+            config = cls.from_network(
+                network, lanes=lanes, queue_depth=queue_depth, target=target, counters=counters
+            )
+            config.check_target(target)
+        except ValueError as error:
+            if not str(error).startswith(("lanes:", "target:")):
+                raise
+            fitting = cls._fitting_lanes_text(network, queue_depth, target, counters)
+            raise ValueError(f"{error}; {fitting}") from None
+        return config
+
+    @classmethod
+    def lanes_that_fit(
+        cls, network: IntegerNetwork, *, queue_depth: int, target: str, counters: str | None = None
+    ) -> list[int]:
+        """The lanes P (1 up to the widest layer) whose core for ``network`` fits ``target``."""
+        widest = max(network.spec.neurons(index) for index in range(network.spec.num_layers + 1))
+        fitting = []
+        for lanes in range(1, min(MAX_LANES, widest) + 1):
+            try:
+                config = cls.from_network(
+                    network, lanes=lanes, queue_depth=queue_depth, target=target, counters=counters
+                )
+                config.check_target(target)
+            except ValueError:
+                continue
+            fitting.append(lanes)
+        return fitting
+
+    @classmethod
+    def _fitting_lanes_text(
+        cls, network: IntegerNetwork, queue_depth: int, target: str, counters: str | None
+    ) -> str:
+        fitting = cls.lanes_that_fit(network, queue_depth=queue_depth, target=target, counters=counters)
+        if not fitting:
+            return f"no P fits {target} at Q = {queue_depth} with these formats"
+        runs: list[list[int]] = []
+        for lanes in fitting:
+            if runs and lanes == runs[-1][-1] + 1:
+                runs[-1].append(lanes)
+            else:
+                runs.append([lanes])
+        spans = ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}..{run[-1]}" for run in runs)
+        return f"lanes that fit {target} at Q = {queue_depth}: {spans}"
 
     # Geometry ------------------------------------------------------------------------------
 

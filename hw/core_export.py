@@ -183,8 +183,7 @@ def write_core(
         For a network the core cannot build, ``lanes`` / ``queue_depth`` out of range, or
         memories that do not fit ``target`` (naming the field).
     """
-    config = CoreConfig.from_network(network, lanes=lanes, queue_depth=queue_depth, target=target, counters=counters)
-    config.check_target(target)
+    config = CoreConfig.for_target(network, lanes=lanes, queue_depth=queue_depth, target=target, counters=counters)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     images = config.write_images(network, out)

@@ -6,12 +6,14 @@ Three datasets, loaded by :func:`load_dataset`:
   scikit-learn). Pixels 0..16 are divided by 16. Split 80/20 with
   ``sklearn.model_selection.train_test_split(test_size=0.2, random_state=0, stratify=y)``
   into 1,437 training and 360 test images.
-* ``mnist10k``: the MNIST test set (10,000 images, IDX format) from
-  ``<repository>/../shared/data/mnist/``, or the folder given by ``root=`` (CLI
-  ``--data-root``) or the environment variable ``SPIKEFORGE_MNIST``. The first 8,000
-  images train, the last 2,000 test. Pixels 0..255 are divided by 255.
-* ``cifar10``: the CIFAR-10 python batches from ``root=`` or ``SPIKEFORGE_CIFAR10``.
-  Pixels 0..255 are divided by 255.
+* ``mnist10k``: the MNIST test set (10,000 images, the two gzip IDX files of
+  :data:`MNIST_FILES`, sha256 in :data:`MNIST_SHA256`) from the folder given by ``root=``
+  (CLI ``--data-root``), else the environment variable ``SPIKEFORGE_MNIST``, else
+  ``<repository>/data/mnist``. The first 8,000 images train, the last 2,000 test. Pixels
+  0..255 are divided by 255.
+* ``cifar10``: the CIFAR-10 python batches (``cifar-10-python.tar.gz`` unpacked) from
+  ``root=``, else ``SPIKEFORGE_CIFAR10``, else ``<repository>/data/cifar10``. Pixels
+  0..255 are divided by 255.
 
 Inputs ``x`` are float32 in [0, 1], labels ``y`` int64 in 0..classes-1.
 """
@@ -46,6 +48,11 @@ DIGITS_SPLIT_SEED = 0
 MNIST_IMAGES = 10_000
 MNIST_TRAIN = 8_000
 MNIST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+#: sha256 of the gzip files of :data:`MNIST_FILES` (the standard MNIST test set; README "Data").
+MNIST_SHA256 = {
+    "t10k-images-idx3-ubyte.gz": "ba05d2d6e06f59dd97d2d5378250478bb5c9b64296a5c2681700569121e3a2d7",
+    "t10k-labels-idx1-ubyte.gz": "94088eab8a64f51a9b34cc9716f54b6548ef8b2fd16ada6d1575091b933dbf4b",
+}
 
 #: CIFAR-10 python batch files: ``data_batch_1``, ``data_batch_2``, ... and ``test_batch``.
 CIFAR10_TRAIN_PREFIX = "data_batch_"
@@ -53,7 +60,10 @@ CIFAR10_TEST_FILE = "test_batch"
 #: Folder name inside ``cifar-10-python.tar.gz``; ``root`` may be its parent.
 CIFAR10_FOLDER = "cifar-10-batches-py"
 
-_DEFAULT_MNIST_ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
+#: Default data folders, inside the repository (``data/`` is not tracked).
+DATA_ROOT = Path(__file__).resolve().parents[1] / "data"
+DEFAULT_MNIST_ROOT = DATA_ROOT / "mnist"
+DEFAULT_CIFAR10_ROOT = DATA_ROOT / "cifar10"
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -216,14 +226,12 @@ def _load_digits() -> _Loaded:
 
 
 def _data_folder(
-    dataset: str, root: str | os.PathLike[str] | None, env: str, default: Path | None, contents: str
+    dataset: str, root: str | os.PathLike[str] | None, env: str, default: Path, contents: str
 ) -> Path:
     """Resolve ``root`` > ``$env`` > ``default`` and check the folder exists."""
     hint = f"pass --data-root DIR or set {env} to a folder with {contents}"
     if root is None:
         root = os.environ.get(env) or default
-    if root is None:
-        raise FileNotFoundError(f"{dataset}: no data folder given; {hint}")
     folder = Path(root)
     if not folder.is_dir():
         raise FileNotFoundError(f"{dataset}: data folder {str(folder)!r} does not exist; {hint}")
@@ -232,7 +240,7 @@ def _data_folder(
 
 def _load_mnist10k(root: str | os.PathLike[str] | None) -> _Loaded:
     folder = _data_folder(
-        "mnist10k", root, MNIST_ENV, _DEFAULT_MNIST_ROOT.resolve(), " and ".join(MNIST_FILES)
+        "mnist10k", root, MNIST_ENV, DEFAULT_MNIST_ROOT, " and ".join(MNIST_FILES)
     )
     images_path, labels_path = (folder / file for file in MNIST_FILES)
     images = read_idx(images_path)
@@ -251,7 +259,7 @@ def _load_mnist10k(root: str | os.PathLike[str] | None) -> _Loaded:
 
 def _load_cifar10(root: str | os.PathLike[str] | None) -> _Loaded:
     contents = f"{CIFAR10_TRAIN_PREFIX}1..5 and {CIFAR10_TEST_FILE} (CIFAR-10 python version)"
-    folder = _data_folder("cifar10", root, CIFAR10_ENV, None, contents)
+    folder = _data_folder("cifar10", root, CIFAR10_ENV, DEFAULT_CIFAR10_ROOT, contents)
     if (folder / CIFAR10_FOLDER).is_dir():
         folder = folder / CIFAR10_FOLDER
     train_files = []

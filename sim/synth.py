@@ -235,16 +235,13 @@ def require_tools(target: Target) -> dict[str, str]:
     Raises
     ------
     ToolchainError
-        Naming the first missing package and ``pip install -e .[fpga]``.
+        Naming every missing package and ``pip install -e .[fpga]``.
     """
-    versions = {}
-    for tool in target.tools:
-        if importlib.util.find_spec(tool.module) is None:
-            raise ToolchainError(
-                f"synth: {tool.package} is not installed (the fpga extra: {INSTALL_HINT})"
-            )
-        versions[tool.package] = importlib.metadata.version(tool.package)
-    return versions
+    missing = [tool.package for tool in target.tools if importlib.util.find_spec(tool.module) is None]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise ToolchainError(f"{', '.join(missing)} {verb} not installed (the fpga extra: {INSTALL_HINT})")
+    return {tool.package: importlib.metadata.version(tool.package) for tool in target.tools}
 
 
 @dataclass(frozen=True)

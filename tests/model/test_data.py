@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import pickle
 from pathlib import Path
@@ -86,7 +87,9 @@ def test_digits_is_deterministic_and_stratified(digits: Dataset) -> None:
     reason="shared MNIST 10k folder ../shared/data/mnist is absent",
 )
 def test_mnist10k_real_data(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(data.MNIST_ENV, raising=False)
+    monkeypatch.setenv(data.MNIST_ENV, str(MNIST_SHARED))
+    for name, digest in data.MNIST_SHA256.items():
+        assert hashlib.sha256((MNIST_SHARED / name).read_bytes()).hexdigest() == digest
     flat = load_dataset("mnist10k")
     assert flat.train_x.shape == (8000, 784) and flat.test_x.shape == (2000, 784)
     assert set(np.unique(flat.train_y)) == set(range(10)) == set(np.unique(flat.test_y))
@@ -248,8 +251,9 @@ def test_cifar10_accepts_archive_parent(cifar_root: Path, tmp_path_factory) -> N
 
 def test_cifar10_missing_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(data.CIFAR10_ENV, raising=False)
-    with pytest.raises(FileNotFoundError, match="no data folder.*--data-root.*SPIKEFORGE_CIFAR10"):
-        load_dataset("cifar10")
+    if not data.DEFAULT_CIFAR10_ROOT.is_dir():
+        with pytest.raises(FileNotFoundError, match=r"data/cifar10' does not exist.*--data-root.*SPIKEFORGE_CIFAR10"):
+            load_dataset("cifar10")
     with pytest.raises(FileNotFoundError, match="does not exist.*--data-root.*SPIKEFORGE_CIFAR10"):
         load_dataset("cifar10", root=tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="data_batch_1"):
@@ -438,3 +442,9 @@ def test_augment_rejects_bad_arguments() -> None:
         augment(x, rng, flip=False, shift=1.5, rotate_deg=0)
     with pytest.raises(ValueError, match=r"rotate_deg: -1 is out of range \(allowed 0..180\)"):
         augment(x, rng, flip=False, shift=0, rotate_deg=-1)
+
+
+def test_default_data_folders_are_inside_the_repository() -> None:
+    repository = Path(data.__file__).resolve().parents[1]
+    for folder in (data.DEFAULT_MNIST_ROOT, data.DEFAULT_CIFAR10_ROOT):
+        assert folder.resolve().is_relative_to(repository)
