@@ -59,9 +59,13 @@ def check_int(
     except TypeError:
         raise type_error(f"{name}: must be an integer, not {value!r}") from None
     if number < minimum or (maximum is not None and number > maximum):
-        allowed = f"{minimum}..{maximum}" if maximum is not None else f"{minimum} or more"
-        raise ValueError(f"{name}: {number} is out of range (allowed {allowed})")
+        raise ValueError(f"{name}: {number} is out of range (allowed {allowed_range(minimum, maximum)})")
     return number
+
+
+def allowed_range(minimum: int, maximum: int | None) -> str:
+    """``"1..1024"``, or ``"1 or more"`` without an upper bound: the range in every message."""
+    return f"{minimum}..{maximum}" if maximum is not None else f"{minimum} or more"
 
 
 def check_field(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import re
 from pathlib import Path
+
+from sim.options import positive
 
 
 def write_section(path: str | os.PathLike[str], text: str) -> None:
@@ -44,12 +45,5 @@ def publish(text: str, path: str | os.PathLike[str] | None) -> None:
         write_section(path, text)
 
 
-def positive_int(text: str) -> int:
-    """``argparse`` type: an integer, 1 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is out of range (allowed 1 or more)")
-    return value
+#: ``argparse`` type: an integer, 1 or more (the CLI's own, :data:`sim.options.positive`).
+positive_int = positive

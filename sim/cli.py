@@ -12,6 +12,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -41,9 +42,21 @@ def write_json(path: str | os.PathLike[str], data: Mapping[str, Any], *, sort_ke
         raise CLIError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
 
 
+_ROLE = re.compile(r":[a-z]+:`(~?)([^`]+)`")
+
+
+def plain_text(text: str) -> str:
+    """``text`` without reStructuredText markup: ``:class:`~a.B``` -> ``B``, ````x```` -> ``x``."""
+    text = _ROLE.sub(lambda match: match[2].rsplit(".", 1)[-1] if match[1] else match[2], text)
+    return text.replace("``", "")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def format_help(self) -> str:  # help texts come from docstrings: show them as plain text
+        return plain_text(super().format_help())
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,19 +24,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from hw.core_config import COUNTER_SETS, DEFAULT_QUEUE_DEPTH, MAX_QUEUE_DEPTH, TARGETS, CoreConfig
-from model.checks import check_field
+from hw.core_config import COUNTER_SETS, TARGETS, CoreConfig
 from model.data import DATASETS, load_dataset, to_u8
 from model.integer import IntegerNetwork
+from sim import options
 from sim.cli import CLIError, write_json
 from sim.core_cosim import WAVE_FORMATS, check_waves, cosimulate
 from sim.runner import BuildError
 from sim.tb.common import PATTERNS
-from sim.toolchain import SIMULATORS, ToolchainError, require
+from sim.toolchain import ToolchainError, require
 
 def run(args: argparse.Namespace) -> int:
-    check_field("--samples", args.samples, minimum=1)
-    check_field("--queue-depth", args.queue_depth, minimum=1, maximum=MAX_QUEUE_DEPTH)
     try:
         require(args.sim)
     except ToolchainError as error:
@@ -124,14 +122,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--checkpoint", required=True, metavar="DIR", help="integer checkpoint folder")
     parser.add_argument("--dataset", required=True, choices=DATASETS, help="samples to stream")
-    parser.add_argument("--data-root", metavar="DIR", help="folder of the mnist10k IDX files")
-    parser.add_argument("--samples", type=int, default=10, metavar="N", help="samples (default 10)")
+    options.add_data_root(parser)
+    parser.add_argument("--samples", type=options.positive, default=10, metavar="N", help="samples (default 10)")
     parser.add_argument("--learn", action="store_true", help="learn on training samples (else infer test samples)")
-    parser.add_argument("--lanes", type=int, required=True, metavar="P", help="lanes P")
-    parser.add_argument(
-        "--queue-depth", type=int, default=DEFAULT_QUEUE_DEPTH, metavar="Q",
-        help=f"spike-queue capacity, 1..{MAX_QUEUE_DEPTH} (default {DEFAULT_QUEUE_DEPTH})",
-    )
+    options.add_lanes(parser, required=True)
+    options.add_queue_depth(parser)
     parser.add_argument(
         "--target", choices=TARGETS, default="sim",
         help="the core as generated for this target (gen --target; default sim)",
@@ -140,7 +135,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--counters", choices=COUNTER_SETS,
         help="performance counters built (gen --counters; default: the target's)",
     )
-    parser.add_argument("--sim", choices=SIMULATORS, default="verilator", help="simulator (default verilator)")
+    options.add_sim(parser)
     parser.add_argument(
         "--waves", type=_waves, metavar="FILE",
         help="write the waveform: FILE.vcd with Verilator, FILE.fst with Icarus",

@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 
 from model.checkpoint import read_checkpoint_json
-from model.checks import check_field
 from model.core import CoreCounters, CoreModel, TraceRecord, check_core_spec, run_samples
 from model.data import DATASETS, load_dataset, to_u8
 from model.energy import TABLES, EnergyReport, estimate_energy, get_table, neurobench_metrics
 from model.integer import IntegerNetwork
 from model.metrics import spikes_per_layer, synaptic_ops_per_layer
 from model.spec import NetworkSpec
+from sim import options
 from sim.cli import write_json
 from sim.plots import plot_report
 
@@ -178,9 +178,7 @@ def measure(
 
 def run(args: argparse.Namespace) -> int:
     """Estimate, write the JSON (and trace, plot), print a one-line summary."""
-    lanes = check_field("--lanes", args.lanes, minimum=1)
-    depth = check_field("--queue-depth", args.queue_depth, minimum=1)
-    samples = check_field("--samples", args.samples, minimum=1)
+    lanes, depth, samples = args.lanes, args.queue_depth, args.samples
     table = get_table(args.table).name
     meta = read_checkpoint_json(args.checkpoint)
     if meta["kind"] == "integer":
@@ -236,16 +234,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--dataset", choices=DATASETS, default=None,
         help="samples to run (default: the dataset recorded in the checkpoint)",
     )
-    parser.add_argument("--data-root", metavar="DIR", help="folder of the mnist10k IDX files")
+    options.add_data_root(parser)
     parser.add_argument(
-        "--samples", type=int, default=100, metavar="N",
+        "--samples", type=options.positive, default=100, metavar="N",
         help="test samples to infer and training samples to learn (default 100)",
     )
-    parser.add_argument("--lanes", type=int, default=8, metavar="P", help="parallel lanes P (default 8)")
-    parser.add_argument(
-        "--queue-depth", type=int, default=16, metavar="Q",
-        help="capacity of each spike queue, 1 or more (default 16)",
-    )
+    options.add_lanes(parser, default=8)
+    options.add_queue_depth(parser)
     parser.add_argument(
         "--table", default="horowitz45", metavar="NAME",
         help=f"energy table: {', '.join(TABLES)} (default horowitz45)",

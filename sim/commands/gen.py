@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 
-from hw.core_config import COUNTER_SETS, DEFAULT_QUEUE_DEPTH, MAX_QUEUE_DEPTH, TARGETS
+from hw.core_config import COUNTER_SETS, DEFAULT_QUEUE_DEPTH, TARGETS
 from hw.core_export import MANIFEST, TOP, write_core
 from hw.export import UNITS, write_all, write_unit
-from model.checks import check_field
 from model.integer import IntegerNetwork
+from sim import options
 
 
 def _parse_params(text: str | None) -> dict[str, int]:
@@ -41,7 +41,6 @@ def run(args: argparse.Namespace) -> int:
         if args.lanes is None:
             raise ValueError("--lanes: required with --checkpoint")
         depth = DEFAULT_QUEUE_DEPTH if args.queue_depth is None else args.queue_depth
-        check_field("--queue-depth", depth, minimum=1, maximum=MAX_QUEUE_DEPTH)
         data = write_core(
             IntegerNetwork.load(args.checkpoint), lanes=args.lanes, queue_depth=depth,
             out_dir=args.out, target=args.target or "sim", counters=args.counters,
@@ -78,11 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     which.add_argument("--unit", metavar="NAME", help="one unit")
     which.add_argument("--all-units", action="store_true", help="every unit, default parameters")
     which.add_argument("--checkpoint", metavar="DIR", help="integer checkpoint: generate the whole core")
-    parser.add_argument("--lanes", type=int, metavar="P", help="core: lanes (values per memory word)")
-    parser.add_argument(
-        "--queue-depth", type=int, metavar="Q",
-        help=f"core: spike-queue capacity, 1..{MAX_QUEUE_DEPTH} (default {DEFAULT_QUEUE_DEPTH})",
-    )
+    options.add_lanes(parser, prefix="core: ")
+    options.add_queue_depth(parser, default=None, prefix="core: ")
     parser.add_argument(
         "--target", choices=tuple(TARGETS),
         help="core: build for this device and check that the memories fit (default sim; "

@@ -16,11 +16,11 @@ from dataclasses import replace
 from typing import Any
 
 from model.checkpoint import load_checkpoint_kind
-from model.checks import check_field
 from model.data import load_dataset, to_u8
 from model.fixed import ROUNDINGS
 from model.integer import Formats, IntegerNetwork, LearningRule, ShiftSchedule, fit, recipe
 from model.spec import NetworkSpec
+from sim import options
 from sim.cli import write_json
 
 #: Datasets of the integer model (flat inputs, FC networks).
@@ -29,7 +29,7 @@ LEARN_DATASETS = ("digits", "mnist10k")
 DEFAULT_ARCH = "128FC-100FC"
 
 
-def _build(args: argparse.Namespace, dataset: Any) -> tuple[IntegerNetwork, dict[str, Any]]:
+def build_network(args: argparse.Namespace, dataset: Any) -> tuple[IntegerNetwork, dict[str, Any]]:
     """The network to learn and the report's init fields."""
     rule = LearningRule(rounding=args.rounding or LearningRule.rounding, batch=args.batch)
     if args.init == "scratch":
@@ -82,9 +82,8 @@ def _check_dataset(spec: NetworkSpec, dataset: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_field("--batch", args.batch, minimum=1)
     dataset = load_dataset(args.dataset, root=args.data_root)
-    net, report = _build(args, dataset)
+    net, report = build_network(args, dataset)
     defaults = recipe(args.dataset, "scratch" if report["init"] == "scratch" else "finetune")
     epochs = args.epochs if args.epochs is not None else defaults.epochs
     if args.schedule:
@@ -141,14 +140,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bits(text: str) -> str:
-    try:
-        Formats.parse(text)  # fail early, naming the key
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "learn",
@@ -156,7 +147,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n")[1],
     )
     parser.add_argument("--dataset", required=True, choices=LEARN_DATASETS)
-    parser.add_argument("--data-root", metavar="DIR", help="folder of the mnist10k IDX files")
+    options.add_data_root(parser)
     parser.add_argument(
         "--arch", metavar="A", help=f"FC architecture (scratch; default {DEFAULT_ARCH})"
     )
@@ -168,17 +159,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--decoder", choices=("last", "rate"), default="last", help="readout (scratch)"
     )
     parser.add_argument(
-        "--batch", type=int, default=1, metavar="B", help="samples per update (1 = on-line)"
+        "--batch", type=options.positive, default=1, metavar="B", help="samples per update (1 = on-line)"
     )
     parser.add_argument(
         "--init", required=True, metavar="scratch|DIR",
         help="'scratch' (seeded integer init) or a float / integer checkpoint folder",
     )
-    parser.add_argument(
-        "--bits", type=_bits, metavar="w=8,v=16,...",
-        help=f"formats, keys {', '.join(Formats.KEYS)} (docs/numerics.md)",
-    )
-    parser.add_argument("--epochs", type=int, metavar="N", help="passes over the training set")
+    options.add_bits(parser)
+    parser.add_argument("--epochs", type=options.positive, metavar="N", help="passes over the training set")
     parser.add_argument(
         "--rounding", choices=ROUNDINGS, help="update rounding (default stochastic)"
     )

@@ -20,6 +20,7 @@ from model.data import DATASETS, Dataset, default_augmentation, load_dataset, to
 from model.integer import IntegerNetwork
 from model.spec import DECODERS, RESETS, SURROGATES, THRESHOLDS, NetworkSpec, parse_arch
 from model.stbp import LR_SCHEDULES, Network, evaluate, training_defaults, train
+from sim import options
 from sim.cli import CLIError, write_json
 
 #: File written next to the checkpoint with the test metrics.
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     data = train_parser.add_argument_group("data")
     data.add_argument("--dataset", choices=DATASETS, default="digits", help="default: digits")
-    data.add_argument("--data-root", metavar="PATH", help="data folder (mnist10k, cifar10)")
+    options.add_data_root(data)
     net = train_parser.add_argument_group("network (the paper's switches)")
     net.add_argument(
         "--arch", default="128FC-100FC", help="layers, e.g. 128FC-100FC or 16C3-AP2-100FC"
@@ -52,14 +53,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     opt = train_parser.add_argument_group(
         "training (defaults per dataset: model.stbp.TRAINING_DEFAULTS)"
     )
-    opt.add_argument("--epochs", type=int, metavar="N")
+    opt.add_argument("--epochs", type=options.positive, metavar="N")
     opt.add_argument(
         "--lr",
         type=float,
         metavar="LR",
         help="base learning rate (default: the dataset's times min(1, 8/T), model.stbp.default_lr)",
     )
-    opt.add_argument("--batch", type=int, default=50, metavar="B", help="default 50")
+    opt.add_argument("--batch", type=options.positive, default=50, metavar="B", help="default 50")
     opt.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum, default 0.9")
     opt.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="cosine")
     opt.add_argument(
@@ -88,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     eval_parser.add_argument(
         "--dataset", choices=DATASETS, help="default: the dataset the checkpoint was trained on"
     )
-    eval_parser.add_argument("--data-root", metavar="PATH", help="data folder (mnist10k, cifar10)")
+    options.add_data_root(eval_parser)
     eval_parser.add_argument("--json", metavar="FILE", help="write the result JSON here")
     eval_parser.set_defaults(func=run_eval)
 

@@ -1,0 +1,95 @@
+"""Command-line options that several subcommands share: one name, range, metavar and help
+wording each, checked by ``argparse`` while parsing (a bad value exits 2 with one line
+``spikeforge CMD: error: argument --NAME: ...`` before any work starts)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from hw.core_config import DEFAULT_QUEUE_DEPTH, MAX_LANES, MAX_QUEUE_DEPTH
+from model.checks import allowed_range
+from model.integer import Formats
+from sim.toolchain import SIMULATORS
+
+
+def bounded_int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An ``argparse`` type: an integer in ``minimum..maximum`` (no upper bound for ``None``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(
+                f"{value} is out of range (allowed {allowed_range(minimum, maximum)})"
+            )
+        return value
+
+    return parse
+
+
+def bits(text: str) -> str:
+    """An ``argparse`` type: formats ``KEY=N,...`` (:meth:`Formats.parse`), kept as text."""
+    try:
+        Formats.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+#: Lanes P of a core.
+lanes = bounded_int(1, MAX_LANES)
+#: Spike-queue depth Q of a core.
+queue_depth = bounded_int(1, MAX_QUEUE_DEPTH)
+#: A count of samples, epochs or the like.
+positive = bounded_int(1)
+
+
+def add_lanes(
+    parser: argparse.ArgumentParser, *, default: int | None = None, required: bool = False, prefix: str = ""
+) -> None:
+    """``--lanes P``: 1..:data:`MAX_LANES` values per memory word."""
+    shown = f", default {default}" if default is not None else ""
+    parser.add_argument(
+        "--lanes", type=lanes, default=default, required=required, metavar="P",
+        help=f"{prefix}lanes P, values per memory word, 1..{MAX_LANES}{shown}",
+    )
+
+
+def add_queue_depth(
+    parser: argparse.ArgumentParser, *, default: int | None = DEFAULT_QUEUE_DEPTH, prefix: str = ""
+) -> None:
+    """``--queue-depth Q``: 1..:data:`MAX_QUEUE_DEPTH` events per spike queue (``default=None``:
+    the command applies :data:`DEFAULT_QUEUE_DEPTH` itself)."""
+    parser.add_argument(
+        "--queue-depth", type=queue_depth, default=default, metavar="Q",
+        help=f"{prefix}spike-queue capacity Q, 1..{MAX_QUEUE_DEPTH}, default {DEFAULT_QUEUE_DEPTH}",
+    )
+
+
+def add_data_root(parser: argparse.ArgumentParser) -> None:
+    """``--data-root DIR``: the folder of the mnist10k or cifar10 files (README "Data")."""
+    parser.add_argument(
+        "--data-root", metavar="DIR",
+        help="folder of the mnist10k IDX or cifar10 batch files (default: $SPIKEFORGE_MNIST / "
+        "$SPIKEFORGE_CIFAR10, else data/mnist or data/cifar10 in the repository)",
+    )
+
+
+def add_sim(parser: argparse.ArgumentParser) -> None:
+    """``--sim``: the Verilog simulator."""
+    parser.add_argument(
+        "--sim", choices=SIMULATORS, default="verilator",
+        help="Verilog simulator (default verilator; icarus needs iverilog on PATH)",
+    )
+
+
+def add_bits(parser: argparse.ArgumentParser, *, default: str | None = None, extra: str = "") -> None:
+    """``--bits KEY=N,...``: the integer formats (docs/numerics.md)."""
+    shown = f"; default {default}" if default else ""
+    parser.add_argument(
+        "--bits", type=bits, default=default, metavar="KEY=N,...",
+        help=f"formats, keys {', '.join(Formats.KEYS)} (docs/numerics.md){shown}{extra}",
+    )
