@@ -79,10 +79,12 @@ def check_waves(simulator: str, path: str | Path) -> None:
 def build_core(
     network: IntegerNetwork, config: CoreConfig, simulator: str, *, waves: bool = False,
     optimize: bool = True, build_root: str | Path | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> runner.Build:
     """Generate and compile the harness for ``network`` (cached per Verilog text and options).
 
-    ``optimize=False`` compiles Verilator's C++ without optimisation (:data:`QUICK_BUILD_ARGS`).
+    ``optimize=False`` compiles Verilator's C++ without optimisation (:data:`QUICK_BUILD_ARGS`);
+    ``announce`` gets one line before a compilation starts (:func:`sim.runner.build`).
     """
     verilog = harness_verilog(config, config.initial_contents(network), simulator=simulator)
     digest = hashlib.sha256(verilog.encode()).hexdigest()[:12]
@@ -90,7 +92,7 @@ def build_core(
     variant = f"p{config.lanes}_q{config.queue_depth}_{digest}" + "_quick" * quick + "_waves" * waves
     return runner.build(
         TOP, verilog, simulator, variant=variant, build_root=build_root, waves=waves,
-        build_args=QUICK_BUILD_ARGS if quick else (), public=False,
+        build_args=QUICK_BUILD_ARGS if quick else (), public=False, announce=announce,
     )
 
 
@@ -115,6 +117,7 @@ def cosimulate(
     build_root: str | Path | None = None,
     run_name: str = "run",
     progress: Callable[[int], None] | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> CosimReport:
     """Co-simulate ``pixels`` (u8, (N, n_0)) on the core built from ``checkpoint``.
 
@@ -149,7 +152,10 @@ def cosimulate(
     build_root, run_name : optional
         Build cache and run directory name (:func:`sim.runner.run`).
     progress : callable, optional
-        Called with the number of finished samples while the simulation runs.
+        Called with the number of finished samples while the simulation runs, first with 0
+        when the build is ready.
+    announce : callable, optional
+        Called with one line before the simulation is compiled (not when it is cached).
 
     Raises
     ------
@@ -177,9 +183,12 @@ def cosimulate(
         IntegerNetwork.load(load)  # fail early on a bad checkpoint
     started = time.perf_counter()
     build = build_core(
-        network, config, simulator, waves=waves is not None, optimize=optimize, build_root=build_root
+        network, config, simulator, waves=waves is not None, optimize=optimize, build_root=build_root,
+        announce=announce,
     )
     build_seconds = time.perf_counter() - started
+    if progress is not None:
+        progress(0)
     directory = build.directory / "runs" / run_name
     directory.mkdir(parents=True, exist_ok=True)
     samples = directory / "samples.npz"

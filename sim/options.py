@@ -34,8 +34,8 @@ def bits(text: str) -> str:
     """An ``argparse`` type: formats ``KEY=N,...`` (:meth:`Formats.parse`), kept as text."""
     try:
         Formats.parse(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    except ValueError as error:  # the model names the field "bits"; argparse names the option
+        raise argparse.ArgumentTypeError(str(error).removeprefix("bits: ")) from None
     return text
 
 

@@ -27,7 +27,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +58,8 @@ __all__ = [
 #: Default cache of builds, shared by all tests of a run and kept between runs.
 DEFAULT_BUILD_ROOT = Path(__file__).resolve().parents[1] / "build" / "cosim"
 TIMESCALE = ("1ns", "1ps")
+#: What a whole-core compilation takes on a 2-core machine (the digits core, P = 2).
+BUILD_TIME = {"verilator": "about a minute", "icarus": "a few seconds"}
 _BUILD_ARGS = {
     "verilator": ("-j", "2", *(f"-Wno-{warning}" for warning in VERILATOR_WAIVERS)),
     "icarus": (),
@@ -209,6 +211,7 @@ def build(
     waves: bool = False,
     build_args: Sequence[str] = (),
     public: bool = True,
+    announce: Callable[[str], None] | None = None,
 ) -> Build:
     """Compile ``verilog`` (top module ``top``) for ``simulator`` unless already built.
 
@@ -229,6 +232,8 @@ def build(
         ``run(..., waves=True)``.
     build_args : sequence of str
         Simulator options added after the default ones (e.g. Verilator's ``-CFLAGS -O0``).
+    announce : callable, optional
+        Called with one line just before a compilation starts (not for a cached build).
     public : bool
         Verilator: every signal visible to the bench (cocotb's ``--public-flat-rw``, the
         default). ``False`` lets Verilator optimise the design (several times faster); the
@@ -262,6 +267,8 @@ def build(
         if output.is_file() and stamp.is_file() and stamp.read_text() == digest:
             return result
         stamp.unlink(missing_ok=True)
+        if announce is not None:
+            announce(f"compiling {top} with {simulator} ({BUILD_TIME[simulator]}; cached for later runs)")
         source = directory / f"{top}.v"
         source.write_text(verilog)
         log = directory / "build.log"

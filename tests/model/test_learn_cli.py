@@ -53,7 +53,7 @@ def test_learn_from_float_checkpoint_reports_float_accuracy(tmp_path: Path) -> N
     "args, message",
     [
         (["--init", "scratch", "--arch", "12FC-20FC", "--population", "2", "--bits", "w=40"], "w: 40 is out of range"),
-        (["--init", "scratch", "--arch", "12FC-20FC", "--population", "2", "--bits", "q=4"], "bits: 'q=4'"),
+        (["--init", "scratch", "--arch", "12FC-20FC", "--population", "2", "--bits", "q=4"], "argument --bits: 'q=4' is not key=value"),
         (["--init", "scratch", "--arch", "4C3-20FC", "--population", "2"], "arch: "),
         (["--init", "scratch", "--arch", "12FC-21FC", "--population", "2"], "population:"),
         (["--init", "/nonexistent/ck", "--population", "2"], "does not exist"),
