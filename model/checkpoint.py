@@ -38,9 +38,17 @@ def checkpoint_folder(directory: str | os.PathLike[str]) -> Path:
         When the folder does not exist or is not a folder.
     """
     folder = Path(directory)
+    if folder.is_file():
+        raise FileNotFoundError(f"checkpoint: {str(folder)!r} is a file, not a checkpoint folder")
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint: folder {str(folder)!r} does not exist")
     return folder
+
+
+def _unreadable(path: Path, error: Exception) -> ValueError:
+    """The error of an npz that cannot be read (numpy's advice to unpickle is not passed on)."""
+    reason = "it holds pickled data, which is never loaded" if "pickle" in str(error) else str(error)
+    return ValueError(f"{path}: not a readable npz archive ({reason})")
 
 
 def read_checkpoint_json(directory: str | os.PathLike[str]) -> dict[str, Any]:
@@ -139,11 +147,11 @@ def read_arrays(directory: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     try:
         archive = np.load(path, allow_pickle=False)
     except errors as error:
-        raise ValueError(f"{path}: not a readable npz archive ({error})") from None
+        raise _unreadable(path, error) from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ValueError(f"{path}: not an npz archive (found a single .npy array)")
     with archive:
         try:
             return {name: archive[name] for name in archive.files}
         except errors as error:
-            raise ValueError(f"{path}: not a readable npz archive ({error})") from None
+            raise _unreadable(path, error) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import zipfile
 
 import numpy as np
@@ -411,8 +412,14 @@ def test_checkpoint_rejects_corrupt_files(saved, tmp_path):
     with pytest.raises(ValueError, match="npz"):
         Network.load(folder)
     np.savez(folder / "weights.npz", weight_1=np.array([object()], dtype=object))
-    with pytest.raises(ValueError, match="npz"):
+    with pytest.raises(ValueError, match="npz") as caught:
         Network.load(folder)
+    assert "allow_pickle" not in str(caught.value) and "pickle.load" not in str(caught.value)
+    (folder / "weights.npz").write_bytes(pickle.dumps({"weight_1": [1, 2]}))  # a plain pickle
+    with pytest.raises(ValueError, match=r"not a readable npz archive \(it holds pickled data, which is never loaded\)"):
+        Network.load(folder)
+    with pytest.raises(FileNotFoundError, match="is a file, not a checkpoint folder"):
+        Network.load(folder / "weights.npz")
     (folder / "weights.npz").unlink()
     with pytest.raises(FileNotFoundError, match="weights.npz"):
         Network.load(folder)
