@@ -82,14 +82,21 @@ def test_digits_is_deterministic_and_stratified(digits: Dataset) -> None:
 # mnist10k -----------------------------------------------------------------------------
 
 
+#: The real MNIST 10k files: $SPIKEFORGE_MNIST, data/mnist, or the shared copy beside the repository.
+MNIST_REAL = next(
+    (Path(folder) for folder in (os.environ.get(data.MNIST_ENV), data.DEFAULT_MNIST_ROOT, MNIST_SHARED)
+     if folder and (Path(folder) / data.MNIST_FILES[0]).is_file()),
+    None,
+)
+
+
 @pytest.mark.skipif(
-    not (MNIST_SHARED / data.MNIST_FILES[0]).is_file(),
-    reason="shared MNIST 10k folder ../shared/data/mnist is absent",
+    MNIST_REAL is None, reason="no MNIST 10k files ($SPIKEFORGE_MNIST, data/mnist or ../shared/data/mnist)"
 )
 def test_mnist10k_real_data(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(data.MNIST_ENV, str(MNIST_SHARED))
+    monkeypatch.setenv(data.MNIST_ENV, str(MNIST_REAL))
     for name, digest in data.MNIST_SHA256.items():
-        assert hashlib.sha256((MNIST_SHARED / name).read_bytes()).hexdigest() == digest
+        assert hashlib.sha256((MNIST_REAL / name).read_bytes()).hexdigest() == digest
     flat = load_dataset("mnist10k")
     assert flat.train_x.shape == (8000, 784) and flat.test_x.shape == (2000, 784)
     assert set(np.unique(flat.train_y)) == set(range(10)) == set(np.unique(flat.test_y))
