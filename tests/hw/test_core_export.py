@@ -227,3 +227,21 @@ def test_single_port_weight_banks_refused_with_odd_rows() -> None:
     assert [spec.kind for spec in cycles.counters] == ["cycles"] * len(cycles.phases)
     with pytest.raises(ValueError, match="counters: 'some' is not one of all, events, cycles"):
         CoreConfig.from_network(_network(), lanes=2, queue_depth=3, counters="some")
+
+
+def test_a_core_that_does_not_fit_names_the_lanes_that_do(tmp_path, capsys) -> None:
+    spec = NetworkSpec.parse("128FC-100FC", input_shape=(64,), timesteps=8, population=10)
+    network = IntegerNetwork.scratch(spec, Formats.parse("v=12,dw=16,dth=16"), seed=0)
+    assert CoreConfig.lanes_that_fit(network, queue_depth=4, target="ice40-up5k") == [1]
+    assert CoreConfig.lanes_that_fit(network, queue_depth=4, target="sim")[:3] == [1, 2, 3]
+    with pytest.raises(ValueError, match=r"need 6 single-port blocks.*; lanes that fit ice40-up5k at Q = 4: 1$"):
+        CoreConfig.for_target(network, lanes=2, queue_depth=4, target="ice40-up5k")
+    assert CoreConfig.for_target(network, lanes=1, queue_depth=4, target="ice40-up5k").single_port_weights
+    network.save(tmp_path / "up5k")
+    argv = ["gen", "--checkpoint", str(tmp_path / "up5k"), "--lanes", "8", "--target", "ice40-up5k",
+            "--queue-depth", "4", "--out", str(tmp_path / "core")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("spikeforge gen: error: lanes: ")
+    assert err[0].endswith("lanes that fit ice40-up5k at Q = 4: 1")
+    assert not (tmp_path / "core").exists()
