@@ -29,7 +29,7 @@ from model.data import DATASETS, load_dataset, to_u8
 from model.integer import IntegerNetwork
 from sim import options
 from sim.cli import CLIError, write_json
-from sim.core_cosim import WAVE_FORMATS, check_waves, cosimulate
+from sim.core_cosim import WAVE_BYTES_PER_CYCLE, WAVE_FORMATS, check_waves, cosimulate
 from sim.runner import BuildError
 from sim.tb.common import PATTERNS
 from sim.toolchain import ToolchainError, require
@@ -146,7 +146,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     options.add_sim(parser)
     parser.add_argument(
         "--waves", type=_waves, metavar="FILE",
-        help="write the waveform: FILE.vcd with Verilator, FILE.fst with Icarus",
+        help="write the waveform of every sample: FILE.vcd with Verilator (about "
+        f"{WAVE_BYTES_PER_CYCLE / 1000:.1f} kB per simulated cycle at P = 2, some 100 MB per digits inference), "
+        "FILE.fst with Icarus; keep --samples small",
     )
     parser.add_argument(
         "--quick-build", action="store_true",

@@ -39,7 +39,7 @@ from model.energy import TABLES
 from model.integer import IntegerNetwork
 from sim import options
 from sim.cli import CLIError, write_json
-from sim.core_cosim import WAVE_FORMATS
+from sim.core_cosim import WAVE_BYTES_PER_CYCLE, WAVE_FORMATS
 from sim.plots import plot_ablation, plot_raster
 from sim.synth import TARGETS, get_target, require_tools
 from sim.toolchain import ToolchainError, require
@@ -70,9 +70,6 @@ TARGET_DEFAULTS = {
 }
 #: FPGA of ``--target auto`` when the fpga extra is installed.
 DEFAULT_TARGET = "ecp5-25k"
-#: Waveform bytes per simulated cycle, measured on the digits core at P = 2 (VCD from
-#: Verilator, 98 MB for one 20,760-cycle inference); wider cores write more.
-WAVE_BYTES_PER_CYCLE = 4_700
 #: Measured float ablation (written by ``scripts/ablation.py``), drawn when present.
 ABLATION_JSON = Path(__file__).resolve().parents[2] / "docs" / "ablation.json"
 #: The report's files, relative to ``--out``.
@@ -464,7 +461,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--waves", action="store_true",
         help="also write waveforms of the first --waves-samples test and training samples under OUT/waves "
-        f"(about {WAVE_BYTES_PER_CYCLE // 1000} kB per simulated cycle at P = 2: ~100 MB per inference, "
+        f"(about {WAVE_BYTES_PER_CYCLE / 1000:.1f} kB per simulated cycle at P = 2: ~100 MB per inference, "
         "~320 MB per learning step)",
     )
     parser.add_argument(
