@@ -41,10 +41,12 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from sim.options import bounded_int
 
 PEERS_HINT = "install the peers extra: pip install -e .[peers]"
 
@@ -99,21 +101,6 @@ class Throughput:
         return statistics.stdev(self.samples_per_s) if len(self.samples_per_s) > 1 else 0.0
 
 
-def _count(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(
-                f"{value} is out of range (allowed {minimum} or more)"
-            )
-        return value
-
-    return parse
-
-
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -148,12 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for flag, minimum, default, text in options:
         parser.add_argument(
-            flag, type=_count(minimum), default=default, help=f"{text} (default {default})"
+            flag, type=bounded_int(minimum), default=default, help=f"{text} (default {default})"
         )
     parser.add_argument(
         "--lr", type=_positive_float, default=0.5, help="learning rate (default 0.5)"
     )
-    parser.add_argument("--seed", type=_count(0), default=0, help="weights and shuffling seed")
+    parser.add_argument("--seed", type=bounded_int(0), default=0, help="weights and shuffling seed")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     return parser
 
