@@ -1,0 +1,501 @@
+"""The HLS C++ target: a Vitis HLS project of the learning core for an integer network.
+
+The C++ implements the numerics contract once (``templates/spikeforge_fixed.h``) and one
+sample of the core on it (``templates/spikeforge_core.h``); the top function
+(``templates/spikeforge.cpp``) adds the interfaces and memory partitioning. This module writes
+the parts that depend on the network -- ``parameters.h`` (sizes, formats, switches, the
+memory layout) and ``weights.h`` (the checkpoint's initial contents) -- next to copies of the
+templates, plus the testbench, its data files and ``build_prj.tcl`` (see docs/hls.md):
+
+``<out>/firmware/``
+    ``spikeforge.cpp`` (top ``spikeforge_top``), ``spikeforge.h``, ``spikeforge_core.h``,
+    ``spikeforge_fixed.h``, ``parameters.h``, ``weights.h``;
+``<out>/tb/``
+    ``tb_spikeforge.cpp`` (self-checking), ``tb_input.dat``, ``tb_expected.dat``;
+``<out>/build_prj.tcl``, ``<out>/README.md``.
+
+The same core compiled with ``templates/engine.cpp`` is the native engine of
+:mod:`sim.hls_engine`. Running the C simulation and producing the expected values from the
+integer model is :mod:`sim.hls_csim`'s job.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hw.core_config import MAX_LANES
+from model.checks import check_field, check_int
+from model.fixed import ceil_log2
+from model.integer import PIXEL_FRAC, IntegerNetwork
+
+__all__ = [
+    "DEFAULT_CLOCK_NS",
+    "DEFAULT_PART",
+    "ENGINE_SOURCE",
+    "MAX_SPIKE_BITS",
+    "OPS",
+    "STATE_ARRAYS",
+    "TOP",
+    "Layout",
+    "Vectors",
+    "check_target",
+    "engine_sources",
+    "firmware_sources",
+    "write_project",
+]
+
+#: Folder of the C++ and Tcl templates.
+TEMPLATES = Path(__file__).with_name("templates")
+#: Firmware files copied verbatim from :data:`TEMPLATES`.
+FIRMWARE_TEMPLATES = ("spikeforge_fixed.h", "spikeforge_core.h", "spikeforge.h", "spikeforge.cpp")
+#: The testbench source (tb/).
+TESTBENCH = "tb_spikeforge.cpp"
+#: The native engine's C ABI wrapper (not part of the HLS project).
+ENGINE_SOURCE = "engine.cpp"
+#: The HLS top function.
+TOP = "spikeforge_top"
+#: Default FPGA part of build_prj.tcl (Zynq-7020, e.g. PYNQ-Z2) and clock period (ns).
+DEFAULT_PART = "xc7z020clg400-1"
+DEFAULT_CLOCK_NS = 10.0
+#: Largest per-sample S and h memory (T x neurons bits each) the target accepts.
+MAX_SPIKE_BITS = 1 << 24
+#: Largest memory (words x lanes) the target's int indices address.
+MAX_MEMORY = (1 << 31) - 1
+#: Testbench record operations (``op`` of tb_input.dat); 0..2 are the top's modes.
+OPS = {"infer": 0, "learn": 1, "flush": 2, "check": 3}
+#: The learned memories in the order of the testbench, the engine and :meth:`Layout.pack`.
+STATE_ARRAYS = ("weights", "thresholds", "reciprocals", "dw", "dth")
+#: Testbench data files.
+INPUT_FILE = "tb_input.dat"
+EXPECTED_FILE = "tb_expected.dat"
+
+_ROUNDINGS = {"floor": "ROUND_FLOOR", "nearest": "ROUND_NEAREST", "stochastic": "ROUND_STOCHASTIC"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The target's flat memories: neurons and weights of every layer, P lanes per word.
+
+    Layer l (0 = encoder) holds ``words[l] = ceil(n_l / P)`` words from ``neuron_base[l]``
+    of the per-neuron memories (V, Vth, R, dVth, dV); layer l = 1..L holds ``n_{l-1}`` rows
+    of ``words[l]`` words from ``weight_base[l]`` of the weight memories (W, dW), row i the
+    fan-out of presynaptic neuron i. Padding lanes (past ``n_l``) are 0.
+
+    Parameters
+    ----------
+    neurons : tuple of int
+        ``n_0 .. n_L``.
+    lanes : int
+        P, values per word, 1..:data:`~hw.core_config.MAX_LANES`.
+    """
+
+    neurons: tuple[int, ...]
+    lanes: int
+    words: tuple[int, ...] = field(init=False)
+    neuron_base: tuple[int, ...] = field(init=False)
+    weight_base: tuple[int, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        lanes = check_field("lanes", self.lanes, minimum=1, maximum=MAX_LANES)
+        words = tuple(-(-n // lanes) for n in self.neurons)
+        neuron_base = tuple(int(b) for b in np.cumsum((0, *words[:-1])) * lanes)
+        blocks = [0] + [self.neurons[l - 1] * words[l] * lanes for l in range(1, len(words))]
+        weight_base = (0, *(int(b) for b in np.cumsum(blocks[:-1])))
+        object.__setattr__(self, "words", words)
+        object.__setattr__(self, "neuron_base", neuron_base)
+        object.__setattr__(self, "weight_base", weight_base)
+
+    @classmethod
+    def of(cls, net: IntegerNetwork, lanes: int) -> Layout:
+        """The layout of ``net``'s layers at P = ``lanes``."""
+        spec = net.spec
+        return cls(tuple(spec.neurons(l) for l in range(spec.num_layers + 1)), lanes)
+
+    @property
+    def layers(self) -> int:
+        """L, layers after the encoder."""
+        return len(self.neurons) - 1
+
+    @property
+    def neuron_total(self) -> int:
+        """Entries of a per-neuron memory (``N_TOTAL``)."""
+        return self.neuron_base[-1] + self.words[-1] * self.lanes
+
+    @property
+    def weight_total(self) -> int:
+        """Entries of a weight memory (``W_TOTAL``)."""
+        last = self.layers
+        return self.weight_base[last] + self.neurons[last - 1] * self.words[last] * self.lanes
+
+    def _rows(self, flat: np.ndarray, l: int) -> np.ndarray:
+        """Layer l's weight block of ``flat`` as (n_{l-1}, words x P) rows (a view)."""
+        stride = self.words[l] * self.lanes
+        start = self.weight_base[l]
+        return flat[start : start + self.neurons[l - 1] * stride].reshape(-1, stride)
+
+    def pack(self, net: IntegerNetwork) -> dict[str, Any]:
+        """``net``'s learned state in this layout: :data:`STATE_ARRAYS` (int64) plus
+        ``lfsr`` and ``pending`` (int)."""
+        state: dict[str, Any] = {
+            name: np.zeros(self.weight_total if name in ("weights", "dw") else self.neuron_total, np.int64)
+            for name in STATE_ARRAYS
+        }
+        for l in range(1, self.layers + 1):
+            self._rows(state["weights"], l)[:, : self.neurons[l]] = net.weights[l - 1].T
+            self._rows(state["dw"], l)[:, : self.neurons[l]] = net.dw[l - 1].T
+        for l in range(self.layers + 1):
+            where = slice(self.neuron_base[l], self.neuron_base[l] + self.neurons[l])
+            state["thresholds"][where] = net.thresholds[l]
+            state["reciprocals"][where] = net.reciprocals[l]
+            state["dth"][where] = net.dth[l]
+        state["lfsr"] = net.lfsr.state
+        state["pending"] = net.pending
+        return state
+
+    def unpack(self, state: dict[str, Any]) -> dict[str, list[np.ndarray]]:
+        """Per-layer arrays of a packed state: ``weights``/``dw`` (n_l, n_{l-1}) for l = 1..L,
+        ``thresholds``/``dth`` (n_l,) for l = 0..L (copies, int64)."""
+        out: dict[str, list[np.ndarray]] = {}
+        for name in ("weights", "dw"):
+            out[name] = [
+                self._rows(state[name], l)[:, : self.neurons[l]].T.copy()
+                for l in range(1, self.layers + 1)
+            ]
+        for name in ("thresholds", "dth"):
+            out[name] = [
+                state[name][self.neuron_base[l] : self.neuron_base[l] + self.neurons[l]].copy()
+                for l in range(self.layers + 1)
+            ]
+        return out
+
+
+def check_target(net: IntegerNetwork, lanes: int) -> Layout:
+    """The layout of ``net`` at P = ``lanes`` after checking the target can express it.
+
+    Every spec, format, rounding and batch that :class:`~model.integer.IntegerNetwork`
+    accepts maps onto the C++; the limits are the target's memory sizes.
+
+    Raises
+    ------
+    ValueError
+        Naming ``net``, ``lanes``, ``timesteps`` (the per-sample S and h memories exceed
+        :data:`MAX_SPIKE_BITS` bits) or ``arch`` (a weight memory exceeds 2^31 - 1 entries).
+    """
+    if not isinstance(net, IntegerNetwork):
+        raise ValueError(f"net: expected an IntegerNetwork, got {type(net).__name__}")
+    check_int("lanes", lanes, minimum=1, maximum=MAX_LANES, type_error=ValueError)
+    layout = Layout.of(net, lanes)
+    bits = net.spec.timesteps * layout.neuron_total
+    if bits > MAX_SPIKE_BITS:
+        raise ValueError(
+            f"timesteps: T x neurons = {bits} spike bits per sample exceed the HLS target's "
+            f"{MAX_SPIKE_BITS} (fewer time steps or neurons)"
+        )
+    if layout.weight_total > MAX_MEMORY:
+        raise ValueError(
+            f"arch: {net.spec.arch} needs {layout.weight_total} weight entries, more than the "
+            f"HLS target's {MAX_MEMORY}"
+        )
+    return layout
+
+
+# Generated headers -------------------------------------------------------------------
+
+
+def _array(name: str, values: Sequence[int], ctype: str = "int") -> str:
+    return f"constexpr {ctype} {name}[{len(values)}] = {{{', '.join(str(int(v)) for v in values)}}};"
+
+
+def parameters_header(net: IntegerNetwork, layout: Layout) -> str:
+    """``parameters.h``: sizes, formats, switches, memory layout and storage types of ``net``.
+
+    Only the network's structure enters (not its values), so equal structures share one
+    engine build (:mod:`sim.hls_engine`).
+    """
+    spec, f, rule = net.spec, net.formats, net.rule
+    full = spec.population * (spec.timesteps if spec.decoder == "rate" else 1)
+    spike_max = max(layout.neurons) * spec.timesteps
+    learnable = spec.reset == "subtract" and spec.surrogate == "scaled"
+    constants = {
+        "LAYERS": layout.layers,
+        "TIMESTEPS": spec.timesteps,
+        "POPULATION": spec.population,
+        "CLASSES": spec.classes,
+        "LANES": layout.lanes,
+        "BATCH": rule.batch,
+        "W_BITS": f.w,
+        "FW": f.fw,
+        "V_BITS": f.v,
+        "G_BITS": f.g,
+        "GF": f.gf,
+        "DW_BITS": f.dw,
+        "DTH_BITS": f.dth,
+        "K": f.k,
+        "ENCODER_K": f.encoder_k,
+        "ERROR_SHIFT": f.error_shift,
+        "PIXEL_FRAC": PIXEL_FRAC,
+        "N_TOTAL": layout.neuron_total,
+        "W_TOTAL": layout.weight_total,
+        "MAX_NEURONS": max(layout.neurons),
+        "MAX_WORDS": max(layout.words),
+    }
+    widths = {
+        "COUNT_BITS": max(ceil_log2(full + 1), 1),
+        "SPIKE_BITS": max(ceil_log2(spike_max + 1), 1),
+        "CLASS_BITS": max(ceil_log2(spec.classes), 1),
+        "PENDING_BITS": max(ceil_log2(rule.batch + 1), 1),
+    }
+    lines = [
+        "// parameters.h: generated by spikeforge hls (hw/hls) -- do not edit.",
+        f"// {spec.arch}, input {spec.input_shape[0]}, T = {spec.timesteps}, {spec.decoder} decoder, "
+        f"population {spec.population}, reset {spec.reset}, thresholds {spec.threshold}, "
+        f"rounding {rule.rounding}, B = {rule.batch}, P = {layout.lanes}.",
+        "#ifndef SPIKEFORGE_PARAMETERS_H",
+        "#define SPIKEFORGE_PARAMETERS_H",
+        "",
+        '#include "spikeforge_fixed.h"',
+        "",
+        "namespace spikeforge {",
+        "",
+        "// Sizes, formats (docs/numerics.md section 1) and derived constants.",
+        *(f"constexpr int {name} = {value};" for name, value in constants.items()),
+        f"constexpr int64_t THRESHOLD_MAX = {f.threshold_max};  // 2^(v-1) - 1",
+        "",
+        "// Switches of the spec and the update rule.",
+        f"constexpr bool RATE_DECODER = {str(spec.decoder == 'rate').lower()};",
+        f"constexpr bool RESET_TO_ZERO = {str(spec.reset == 'zero').lower()};",
+        f"constexpr bool TRAINABLE = {str(spec.threshold == 'trainable').lower()};",
+        f"constexpr bool LEARNABLE = {str(learnable).lower()};  // reset subtract, surrogate scaled",
+        f"constexpr Rounding ROUNDING = {_ROUNDINGS[rule.rounding]};",
+        "",
+        "// Memory layout: neurons n_l, words ceil(n_l / P), per-neuron and weight base addresses.",
+        _array("NEURONS", layout.neurons),
+        _array("WORDS", layout.words),
+        _array("NEURON_BASE", layout.neuron_base),
+        _array("WEIGHT_BASE", layout.weight_base),
+        "",
+        "// Widths of the outputs and registers.",
+        *(f"constexpr int {name} = {value};" for name, value in widths.items()),
+        "",
+        "// Storage types (signed s_int<W> / unsigned u_int<W>, exact widths).",
+        "typedef u_int<8> pixel_t;         // pixel p, LSB 1/255",
+        "typedef s_int<W_BITS> weight_t;   // W, LSB 2^-fw",
+        "typedef s_int<V_BITS> membrane_t; // V, LSB 2^-fw (encoder: 1/255)",
+        "typedef u_int<V_BITS - 1> threshold_t; // Vth, 1..2^(v-1)-1",
+        "typedef u_int<K + 1> recip_t;     // R = floor(2^K / Vth)",
+        "typedef s_int<G_BITS> dv_t;       // dV, LSB 2^-gf",
+        "typedef s_int<DW_BITS> dw_t;      // dW accumulator",
+        "typedef s_int<DTH_BITS> dth_t;    // dVth accumulator",
+        "typedef u_int<32> lfsr_t;         // LFSR state, never 0",
+        "typedef u_int<PENDING_BITS> pending_t; // learned samples since the last update",
+        "typedef u_int<COUNT_BITS> count_t;     // class count n_c",
+        "typedef u_int<SPIKE_BITS> spikes_t;    // spikes of one layer per sample",
+        "typedef u_int<CLASS_BITS> class_t;     // class index",
+        "typedef u_int<5> shift_t;         // learning-rate shift",
+        "typedef u_int<2> op_t;            // 0 infer, 1 learn, 2 flush",
+        "",
+        "}  // namespace spikeforge",
+        "",
+        "#endif  // SPIKEFORGE_PARAMETERS_H",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _values(name: str, values: np.ndarray) -> str:
+    rows = [", ".join(str(int(v)) for v in values[i : i + 16]) for i in range(0, len(values), 16)]
+    body = ",\n    ".join(rows)
+    return f"const int64_t {name}[{len(values)}] = {{\n    {body}}};"
+
+
+def weights_header(net: IntegerNetwork, layout: Layout) -> str:
+    """``weights.h``: the checkpoint's W, Vth, R and LFSR state in the memory layout (the
+    accumulators and the pending count start at 0)."""
+    state = layout.pack(net)
+    return "\n".join([
+        "// weights.h: generated by spikeforge hls (hw/hls) -- the checkpoint's initial contents.",
+        "#ifndef SPIKEFORGE_WEIGHTS_H",
+        "#define SPIKEFORGE_WEIGHTS_H",
+        "",
+        '#include "parameters.h"',
+        "",
+        "namespace spikeforge {",
+        "",
+        _values("INIT_WEIGHTS", state["weights"]),
+        _values("INIT_THRESHOLDS", state["thresholds"]),
+        _values("INIT_RECIPROCALS", state["reciprocals"]),
+        f"const int64_t INIT_LFSR = {state['lfsr']};",
+        "",
+        "}  // namespace spikeforge",
+        "",
+        "#endif  // SPIKEFORGE_WEIGHTS_H",
+        "",
+    ])
+
+
+def _template(name: str) -> str:
+    return (TEMPLATES / name).read_text(encoding="utf-8")
+
+
+def firmware_sources(net: IntegerNetwork, layout: Layout) -> dict[str, str]:
+    """The files of ``firmware/``: name -> text."""
+    sources = {name: _template(name) for name in FIRMWARE_TEMPLATES}
+    sources["parameters.h"] = parameters_header(net, layout)
+    sources["weights.h"] = weights_header(net, layout)
+    return sources
+
+
+def engine_sources(net: IntegerNetwork, layout: Layout) -> dict[str, str]:
+    """The native engine's sources (the core, ``parameters.h`` and ``engine.cpp``)."""
+    names = ("spikeforge_fixed.h", "spikeforge_core.h", ENGINE_SOURCE)
+    return {**{name: _template(name) for name in names}, "parameters.h": parameters_header(net, layout)}
+
+
+# Testbench vectors -------------------------------------------------------------------
+
+
+class Vectors:
+    """The testbench's records and expected values (tb_input.dat, tb_expected.dat).
+
+    Parameters
+    ----------
+    inputs : int
+        Pixels per sample (n_0).
+    """
+
+    def __init__(self, inputs: int) -> None:
+        self.inputs = check_field("inputs", inputs, minimum=1)
+        self.records: list[np.ndarray] = []
+        self.expected: list[np.ndarray] = []
+        self.ops: list[int] = []
+
+    def _add(self, op: str, head: Sequence[int], pixels: np.ndarray | None, expected: np.ndarray) -> None:
+        row = np.zeros(4 + self.inputs, np.int64)
+        row[:4] = [OPS[op], *head]
+        if pixels is not None:
+            row[4:] = pixels
+        self.records.append(row)
+        self.expected.append(np.asarray(expected, np.int64).ravel())
+        self.ops.append(OPS[op])
+
+    def sample(
+        self,
+        pixels: np.ndarray,
+        label: int,
+        shifts: tuple[int, int],
+        *,
+        learn: bool,
+        prediction: int,
+        counts: np.ndarray,
+        layer_spikes: np.ndarray,
+    ) -> None:
+        """An infer or learn record with its expected prediction, counts and spikes per layer."""
+        expected = np.concatenate([[prediction], counts, layer_spikes])
+        self._add("learn" if learn else "infer", (label, *shifts), pixels, expected)
+
+    def flush(self, shifts: tuple[int, int]) -> None:
+        """A flush record (applies a pending partial batch; nothing to compare)."""
+        self._add("flush", (0, *shifts), None, np.zeros(0))
+
+    def check(self, state: dict[str, Any]) -> None:
+        """A record comparing the whole learned state (:meth:`Layout.pack`)."""
+        parts = [state[name] for name in STATE_ARRAYS] + [[state["lfsr"], state["pending"]]]
+        self._add("check", (0, 0, 0), None, np.concatenate(parts))
+
+    def count(self, op: str) -> int:
+        """Records of one operation (``infer``, ``learn``, ``flush``, ``check``)."""
+        return self.ops.count(OPS[op])
+
+    def write(self, folder: str | os.PathLike[str]) -> list[Path]:
+        """Write tb_input.dat and tb_expected.dat into ``folder``; returns their paths."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        inputs, expected = folder / INPUT_FILE, folder / EXPECTED_FILE
+        rows = [" ".join(map(str, row.tolist())) for row in self.records]
+        inputs.write_text("\n".join([str(len(rows)), *rows]) + "\n", encoding="ascii")
+        lines = [" ".join(map(str, values.tolist())) for values in self.expected if values.size]
+        expected.write_text("\n".join(lines) + "\n", encoding="ascii")
+        return [inputs, expected]
+
+
+# The project ---------------------------------------------------------------------------
+
+
+def _fill(text: str, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", value)
+    return text
+
+
+def write_project(
+    net: IntegerNetwork,
+    out_dir: str | os.PathLike[str],
+    vectors: Vectors,
+    *,
+    lanes: int = 1,
+    part: str = DEFAULT_PART,
+    clock_ns: float = DEFAULT_CLOCK_NS,
+) -> list[Path]:
+    """Write the HLS project of ``net`` into ``out_dir`` (created).
+
+    Parameters
+    ----------
+    net : IntegerNetwork
+        The network (its checkpoint values become ``weights.h``).
+    out_dir : path
+        Project folder: ``firmware/``, ``tb/``, ``build_prj.tcl``, ``README.md``.
+    vectors : Vectors
+        Testbench records and expected values (:func:`sim.hls_csim.make_vectors`).
+    lanes : int
+        P, the partition factor of every memory (values per word).
+    part : str
+        FPGA part of ``set_part``.
+    clock_ns : float
+        Clock period of ``create_clock`` in ns, > 0.
+
+    Returns
+    -------
+    list of Path
+        Every file written.
+
+    Raises
+    ------
+    ValueError
+        As :func:`check_target`; naming ``part`` or ``clock_ns`` when invalid, ``vectors``
+        when its pixel count differs from the network's.
+    """
+    layout = check_target(net, lanes)
+    if not part or any(c.isspace() or c in "{}[]$\"\\;" for c in part):
+        raise ValueError(f"part: {part!r} is not an FPGA part name such as {DEFAULT_PART}")
+    if not (isinstance(clock_ns, (int, float)) and np.isfinite(clock_ns) and clock_ns > 0):
+        raise ValueError(f"clock_ns: {clock_ns!r} must be a period in ns > 0")
+    if vectors.inputs != layout.neurons[0]:
+        raise ValueError(f"vectors: {vectors.inputs} pixels per sample, the network has {layout.neurons[0]}")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: {str(out)!r} exists and is not a folder")
+    files = {f"firmware/{name}": text for name, text in firmware_sources(net, layout).items()}
+    files[f"tb/{TESTBENCH}"] = _template(TESTBENCH)
+    values = {
+        "PART": part,
+        "CLOCK_NS": f"{clock_ns:g}",
+        "TOP": TOP,
+        "ARCH": net.spec.arch,
+        "LANES": str(lanes),
+        "RECORDS": str(len(vectors.records)),
+    }
+    files["build_prj.tcl"] = _fill(_template("build_prj.tcl"), values)
+    files["README.md"] = _fill(_template("README.md"), values)
+    written = []
+    for name, text in files.items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written + vectors.write(out / "tb")

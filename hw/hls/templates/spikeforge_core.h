@@ -1,0 +1,291 @@
+// spikeforge_core.h: one sample of the learning core (docs/numerics.md sections 2-4).
+//
+// Forward pass (integration in ascending event order, fire scan), readout and prediction,
+// backward pass (output error, spatial sums, eq. 15 mux, eq. 10/11 accumulators) and the
+// update every BATCH samples (rounding shifts, LFSR draws in the contract's order, threshold
+// floor at 1 LSB, reciprocals). Sizes, formats and switches come from parameters.h.
+//
+// Memory layout (docs/hls.md): per-neuron memories hold layers 0..L one after the other,
+// layer l from NEURON_BASE[l] in WORDS[l] words of LANES values; the weight memory holds,
+// per layer l = 1..L from WEIGHT_BASE[l], one row per presynaptic neuron i (its fan-out
+// weights W_ji, j ascending) of WORDS[l] words. Lanes past a layer's size are padding,
+// never read or written. Arrays are partitioned cyclically by LANES (one bank per lane).
+#ifndef SPIKEFORGE_CORE_H
+#define SPIKEFORGE_CORE_H
+
+#include "parameters.h"
+
+namespace spikeforge {
+
+// Operations of one call of the top function.
+enum Mode { MODE_INFER = 0, MODE_LEARN = 1, MODE_FLUSH = 2 };
+
+// Row of presynaptic neuron i in layer l's weight block.
+inline int weight_row(int l, int i) {
+  return WEIGHT_BASE[l] + i * WORDS[l] * LANES;
+}
+
+// Forward pass of one sample (section 2) and its readout (2.1). Records S and h per step
+// and neuron; returns the class counts, the spikes of each layer and the prediction.
+inline void forward(const pixel_t pixels[NEURONS[0]], const weight_t weights[W_TOTAL],
+                    const threshold_t thresholds[N_TOTAL], membrane_t v[N_TOTAL],
+                    bool spike[TIMESTEPS][N_TOTAL], bool window[TIMESTEPS][N_TOTAL],
+                    count_t counts[CLASSES], spikes_t layer_spikes[LAYERS + 1],
+                    class_t& prediction) {
+  int64_t fired[LAYERS + 1];
+  int64_t membrane[CLASSES];  // class membrane at t = T before the reset (tie-break)
+  int64_t count[CLASSES];
+  for (int l = 0; l <= LAYERS; ++l) fired[l] = 0;
+  for (int c = 0; c < CLASSES; ++c) membrane[c] = count[c] = 0;
+  for (int n = 0; n < N_TOTAL; ++n) {
+    SPIKEFORGE_HLS(HLS PIPELINE II=1)
+    v[n] = 0;
+  }
+  for (int t = 0; t < TIMESTEPS; ++t) {
+    // Encoder: V0 = sat_v(V0 + p), then the fire scan.
+    for (int word = 0; word < WORDS[0]; ++word) {
+      SPIKEFORGE_HLS(HLS PIPELINE II=1)
+      for (int lane = 0; lane < LANES; ++lane) {
+        SPIKEFORGE_HLS(HLS UNROLL)
+        const int i = word * LANES + lane;
+        if (i < NEURONS[0]) {
+          const Fire f = fire_scan<RESET_TO_ZERO>(saturate<V_BITS>(wide(v[i]) + wide(pixels[i])),
+                                                  wide(thresholds[i]));
+          v[i] = f.next;
+          spike[t][i] = f.spike;
+          window[t][i] = f.window;
+          fired[0] += f.spike;
+        }
+      }
+    }
+    for (int l = 1; l <= LAYERS; ++l) {
+      const int below = NEURON_BASE[l - 1];
+      const int base = NEURON_BASE[l];
+      // Integrate: row i for each presynaptic spike, ascending i, saturating after each.
+      for (int i = 0; i < NEURONS[l - 1]; ++i) {
+        SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
+        if (spike[t][below + i]) {
+          const int row = weight_row(l, i);
+          for (int word = 0; word < WORDS[l]; ++word) {
+            SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_WORDS)
+            SPIKEFORGE_HLS(HLS PIPELINE II=1)
+            for (int lane = 0; lane < LANES; ++lane) {
+              SPIKEFORGE_HLS(HLS UNROLL)
+              const int j = word * LANES + lane;
+              if (j < NEURONS[l]) {
+                v[base + j] = saturate<V_BITS>(wide(v[base + j]) + wide(weights[row + j]));
+              }
+            }
+          }
+        }
+      }
+      // Fire scan on the integrated membranes.
+      for (int word = 0; word < WORDS[l]; ++word) {
+        SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_WORDS)
+        SPIKEFORGE_HLS(HLS PIPELINE II=1)
+        for (int lane = 0; lane < LANES; ++lane) {
+          SPIKEFORGE_HLS(HLS UNROLL)
+          const int j = word * LANES + lane;
+          if (j < NEURONS[l]) {
+            const int64_t integrated = wide(v[base + j]);
+            const Fire f = fire_scan<RESET_TO_ZERO>(integrated, wide(thresholds[base + j]));
+            v[base + j] = f.next;
+            spike[t][base + j] = f.spike;
+            window[t][base + j] = f.window;
+            fired[l] += f.spike;
+            if (l == LAYERS) {
+              const int c = j / POPULATION;
+              if (t == TIMESTEPS - 1) membrane[c] += integrated;
+              if (RATE_DECODER || t == TIMESTEPS - 1) count[c] += f.spike;
+            }
+          }
+        }
+      }
+    }
+  }
+  // Prediction: the largest count, then the largest class membrane, then the lowest index.
+  int best = 0;
+  for (int c = 0; c < CLASSES; ++c) {
+    counts[c] = count[c];
+    if (count[c] > count[best] || (count[c] == count[best] && membrane[c] > membrane[best])) best = c;
+  }
+  for (int l = 0; l <= LAYERS; ++l) layer_spikes[l] = fired[l];
+  prediction = best;
+}
+
+// The spatial sum of neuron i of layer l (section 3.2): sum_j dV_j^{l+1} W_ji^{l+1}, exact,
+// over row i of layer l + 1's weight memory.
+inline int64_t spatial_sum(int l, int i, const weight_t weights[W_TOTAL], const dv_t dv[N_TOTAL]) {
+  const int row = weight_row(l + 1, i);
+  const int above = NEURON_BASE[l + 1];
+  int64_t acc = 0;
+  for (int word = 0; word < WORDS[l + 1]; ++word) {
+    SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_WORDS)
+    SPIKEFORGE_HLS(HLS PIPELINE II=1)
+    int64_t partial = 0;
+    for (int lane = 0; lane < LANES; ++lane) {
+      SPIKEFORGE_HLS(HLS UNROLL)
+      const int j = word * LANES + lane;
+      if (j < NEURONS[l + 1]) partial += wide(dv[above + j]) * wide(weights[row + j]);
+    }
+    acc += partial;
+  }
+  return acc;
+}
+
+// Backward pass and accumulation of one labelled sample (section 3): t = T..1, layers
+// L..1 then the encoder (trainable thresholds only), accumulators saturating after each add.
+inline void backward(int label, const count_t counts[CLASSES], const weight_t weights[W_TOTAL],
+                     const recip_t reciprocals[N_TOTAL], const bool spike[TIMESTEPS][N_TOTAL],
+                     const bool window[TIMESTEPS][N_TOTAL], dv_t dv[N_TOTAL], dw_t dw[W_TOTAL],
+                     dth_t dth[N_TOTAL]) {
+  constexpr int first = TRAINABLE ? 0 : 1;
+  int64_t error[CLASSES];  // e_c = n_c - P y_c (last) or n_c - P T y_c (rate)
+  for (int c = 0; c < CLASSES; ++c) {
+    error[c] = wide(counts[c]) - (c == label ? POPULATION * (RATE_DECODER ? TIMESTEPS : 1) : 0);
+  }
+  for (int n = 0; n < N_TOTAL; ++n) {
+    SPIKEFORGE_HLS(HLS PIPELINE II=1)
+    dv[n] = 0;
+  }
+  for (int t = TIMESTEPS - 1; t >= 0; --t) {
+    const bool inject = RATE_DECODER || t == TIMESTEPS - 1;
+    for (int l = LAYERS; l >= first; --l) {
+      const int base = NEURON_BASE[l];
+      const int k = l == 0 ? ENCODER_K : K;
+      // dV by the eq. 15 mux; a row is read only where h = 1.
+      for (int i = 0; i < NEURONS[l]; ++i) {
+        SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
+        const bool h = window[t][base + i];
+        int64_t acc = 0;
+        if (h) {
+          acc = l == LAYERS ? (inject ? error[i / POPULATION] * (int64_t(1) << ERROR_SHIFT) : 0)
+                            : spatial_sum(l, i, weights, dv);
+        }
+        dv[base + i] = mux_dv<G_BITS>(h, acc, wide(reciprocals[base + i]), k, wide(dv[base + i]));
+      }
+      // eq. 10: dW_ji += dV_j[t] for each presynaptic spike S_i[t].
+      if (l >= 1) {
+        const int below = NEURON_BASE[l - 1];
+        for (int i = 0; i < NEURONS[l - 1]; ++i) {
+          SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
+          if (spike[t][below + i]) {
+            const int row = weight_row(l, i);
+            for (int word = 0; word < WORDS[l]; ++word) {
+              SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_WORDS)
+              SPIKEFORGE_HLS(HLS PIPELINE II=1)
+              for (int lane = 0; lane < LANES; ++lane) {
+                SPIKEFORGE_HLS(HLS UNROLL)
+                const int j = word * LANES + lane;
+                if (j < NEURONS[l]) {
+                  dw[row + j] = saturate<DW_BITS>(wide(dw[row + j]) + wide(dv[base + j]));
+                }
+              }
+            }
+          }
+        }
+      }
+      // eq. 11: dVth_j += -dV_j[t] S_j[t-1] for t >= 2.
+      if (TRAINABLE && t >= 1) {
+        for (int word = 0; word < WORDS[l]; ++word) {
+          SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_WORDS)
+          SPIKEFORGE_HLS(HLS PIPELINE II=1)
+          for (int lane = 0; lane < LANES; ++lane) {
+            SPIKEFORGE_HLS(HLS UNROLL)
+            const int j = word * LANES + lane;
+            if (j < NEURONS[l] && spike[t - 1][base + j]) {
+              dth[base + j] = saturate<DTH_BITS>(wide(dth[base + j]) - wide(dv[base + j]));
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// The update (section 4): W = sat_w(W - round_shift(dW, s_w)), then (trainable thresholds)
+// Vth = clamp(Vth - round_shift(dVth, s), 1, max) with s = s_th (layers 1..L) or
+// max(s_th - 8 + fw, 0) (encoder), reciprocals recomputed; accumulators cleared. Stochastic
+// rounding steps the LFSR once per element: layers 1..L, rows i, then j ascending; then
+// thresholds of layers 0..L, channel ascending.
+inline void update(int shift_w, int shift_th, weight_t weights[W_TOTAL],
+                   threshold_t thresholds[N_TOTAL], recip_t reciprocals[N_TOTAL],
+                   dw_t dw[W_TOTAL], dth_t dth[N_TOTAL], lfsr_t& lfsr) {
+  uint32_t state = static_cast<uint32_t>(wide(lfsr));
+  for (int l = 1; l <= LAYERS; ++l) {
+    for (int i = 0; i < NEURONS[l - 1]; ++i) {
+      SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
+      const int row = weight_row(l, i);
+      for (int word = 0; word < WORDS[l]; ++word) {
+        SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_WORDS)
+        SPIKEFORGE_HLS(HLS PIPELINE II=1)
+        for (int lane = 0; lane < LANES; ++lane) {
+          SPIKEFORGE_HLS(HLS UNROLL)
+          const int j = word * LANES + lane;
+          if (j < NEURONS[l]) {
+            if (ROUNDING == ROUND_STOCHASTIC) state = lfsr_step(state);
+            const int64_t step = round_shift<ROUNDING>(wide(dw[row + j]), shift_w, state);
+            weights[row + j] = saturate<W_BITS>(wide(weights[row + j]) - step);
+            dw[row + j] = 0;
+          }
+        }
+      }
+    }
+  }
+  if (TRAINABLE) {
+    const int shift_encoder = shift_th - PIXEL_FRAC + FW > 0 ? shift_th - PIXEL_FRAC + FW : 0;
+    for (int l = 0; l <= LAYERS; ++l) {
+      const int base = NEURON_BASE[l];
+      const int shift = l == 0 ? shift_encoder : shift_th;
+      for (int word = 0; word < WORDS[l]; ++word) {
+        SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_WORDS)
+        SPIKEFORGE_HLS(HLS PIPELINE II=1)
+        for (int lane = 0; lane < LANES; ++lane) {
+          SPIKEFORGE_HLS(HLS UNROLL)
+          const int c = word * LANES + lane;
+          if (c < NEURONS[l]) {
+            if (ROUNDING == ROUND_STOCHASTIC) state = lfsr_step(state);
+            const int64_t step = round_shift<ROUNDING>(wide(dth[base + c]), shift, state);
+            const int64_t vth = clamp(wide(thresholds[base + c]) - step, 1, THRESHOLD_MAX);
+            thresholds[base + c] = vth;
+            reciprocals[base + c] = reciprocal(vth, K);
+            dth[base + c] = 0;
+          }
+        }
+      }
+    }
+  }
+  lfsr = state;
+}
+
+// One call of the core: infer a sample, learn from it (an update after every BATCH-th
+// learned sample), or flush (apply a pending partial batch). The learned state (weights
+// .. pending) persists in the caller's memories; v, spike, window and dv are per-sample.
+inline void run(int mode, const pixel_t pixels[NEURONS[0]], int label, int shift_w, int shift_th,
+                class_t& prediction, count_t counts[CLASSES], spikes_t layer_spikes[LAYERS + 1],
+                weight_t weights[W_TOTAL], threshold_t thresholds[N_TOTAL],
+                recip_t reciprocals[N_TOTAL], dw_t dw[W_TOTAL], dth_t dth[N_TOTAL],
+                lfsr_t& lfsr, pending_t& pending, membrane_t v[N_TOTAL],
+                bool spike[TIMESTEPS][N_TOTAL], bool window[TIMESTEPS][N_TOTAL],
+                dv_t dv[N_TOTAL]) {
+  if (mode == MODE_FLUSH) {
+    if (wide(pending) > 0) {
+      update(shift_w, shift_th, weights, thresholds, reciprocals, dw, dth, lfsr);
+      pending = 0;
+    }
+    return;
+  }
+  forward(pixels, weights, thresholds, v, spike, window, counts, layer_spikes, prediction);
+  if (LEARNABLE && mode == MODE_LEARN) {
+    backward(label, counts, weights, reciprocals, spike, window, dv, dw, dth);
+    pending = wide(pending) + 1;
+    if (wide(pending) >= BATCH) {
+      update(shift_w, shift_th, weights, thresholds, reciprocals, dw, dth, lfsr);
+      pending = 0;
+    }
+  }
+}
+
+}  // namespace spikeforge
+
+#endif  // SPIKEFORGE_CORE_H
