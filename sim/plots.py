@@ -1,98 +1,268 @@
 """Plots the commands write: the per-layer cycle and energy breakdown (``estimate --plot``),
 the spike raster of one inference and accuracy against spikes across the float ablation
-(``demo``). Every plot is drawn with matplotlib's Agg backend (no display needed)."""
+(``demo``). Each ``*_figure`` function builds a :class:`~matplotlib.figure.Figure` on the Agg
+canvas (no display, no pyplot state); the ``plot_*`` functions write it as a PNG."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+from matplotlib.transforms import Bbox
 
 from model.integer import IntegerNetwork
 
+#: Plot labels of the ablation rows of ``scripts/ablation.py`` (``docs/ablation.json``'s
+#: ``row``), named by what they change relative to the baseline (the original STBP).
+ABLATION_LABELS = {
+    "baseline": "baseline",
+    "subtract": "+ reset-sub",
+    "scaled": "+ scaled surrogate",
+    "last": "+ last-spike decoder",
+    "fc": "+ fc decoder",
+    "subtract_trainable": "+ reset-sub + trainable threshold",
+    "subtract_scaled": "+ reset-sub + scaled",
+    "subtract_trainable_scaled": "+ reset-sub + trainable + scaled",
+    "enhanced": "enhanced (last)",
+    "subtract_trainable_scaled_fc": "enhanced (fc)",
+    "subtract_fixed_scaled_last": "enhanced (last), fixed threshold",
+}
 
-def plot_report(report: dict[str, Any], path: str | Path) -> None:
-    """Bar chart of the per-layer breakdown: cycles and energy, inference and learning."""
-    import matplotlib
+#: Bar colours of the breakdown: the inference, then the learning phases.
+_COLORS = {"inference": "tab:blue", "backward": "tab:orange", "update": "tab:green"}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def _figure(**kwargs: Any) -> Figure:
+    figure = Figure(**kwargs)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, path: str | Path, dpi: int) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi)
+
+
+def _count(value: float) -> str:
+    """``37,023``: a count with thousands separators."""
+    return f"{value:,.0f}"
+
+
+#: SI prefixes by power of 1000.
+_PREFIXES = {-5: "f", -4: "p", -3: "n", -2: "\u00b5", -1: "m", 0: "", 1: "k", 2: "M", 3: "G"}
+
+
+def _si(value: float, unit: str) -> str:
+    """``298 nJ``: three significant digits and an SI prefix."""
+    if value == 0:
+        return f"0 {unit}"
+    power = min(max(int(np.floor(np.log10(abs(value)) / 3)), min(_PREFIXES)), max(_PREFIXES))
+    return f"{value / 1000.0 ** power:.3g} {_PREFIXES[power]}{unit}"
+
+
+def _count_tick(value: float) -> str:
+    """A tick's count: ``40,000``, from a million on ``20 M``."""
+    return _count(value) if abs(value) < 1e6 else _si(value, "")
+
+
+def energy_text(unit: str, ticks: bool = False) -> Callable[[float], str]:
+    """Formatter of energies in ``unit``: SI prefixes for ``pJ`` (``298 nJ``), else a count
+    (``445 spikes``; ``ticks``: without the unit, which the axis label names)."""
+    if unit == "pJ":
+        return lambda value: _si(value * 1e-12, "J")
+    return _count_tick if ticks else lambda value: f"{value:,.0f} {unit}s"
+
+
+def report_figure(report: dict[str, Any]) -> Figure:
+    """Horizontal stacked bars per layer, cycles and energy: an inference, and what a learning
+    step adds to it (backward and update) when the report has learning."""
     layers = report["per_layer"]
     names = [f"{item['layer']}: {item['name']}" for item in layers]
-    x = np.arange(len(layers))
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    panels = (("cycles", "cycles per sample"), ("energy", f"energy per sample ({report['energy_unit']})"))
-    for axis, (key, label) in zip(axes, panels):
-        bottom = np.zeros(len(layers))
-        first = "cycles" if key == "cycles" else "energy_per_inference"
-        values = np.array([item[first] for item in layers], dtype=float)
-        axis.bar(x, values, label="inference", color="tab:blue")
-        bottom += values
-        for phase, color in zip(layers[0].get("learning", {}), ("tab:orange", "tab:green")):
-            values = np.array([item["learning"][phase][key] for item in layers], dtype=float)
-            axis.bar(x, values, bottom=bottom, label=f"learning: {phase}", color=color)
-            bottom += values
-        axis.set_xticks(x, names)
-        axis.set_ylabel(label)
-        axis.legend(fontsize=8)
-    figure.suptitle(
-        f"P = {report['lanes']}, Q = {report['queue_depth']}: "
-        f"{report['cycles_per_inference']:.0f} cycles / inference, table {report['energy_table']['name']}"
+    phases = list(layers[0].get("learning", {}))
+    energy_format = energy_text(report["energy_unit"])
+    figure = _figure(figsize=(10, 1.6 + 0.45 * len(layers)), layout="constrained")
+    axes = figure.subplots(1, 2, sharey=True)
+    table = report["energy_table"]["name"]
+    unit = "" if report["energy_unit"] == "pJ" else f"{report['energy_unit']}s, "
+    panels = (
+        ("cycles", "cycles", "cycles per sample", _count_tick, _count_tick),
+        ("energy", "energy_per_inference", f"energy per sample ({unit}table {table})",
+         energy_text(report["energy_unit"], ticks=True), energy_format),
     )
-    figure.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    y = np.arange(len(layers))
+    for axis, (key, first, label, tick, text) in zip(axes, panels):
+        left = np.array([item[first] for item in layers], dtype=float)
+        axis.barh(y, left, color=_COLORS["inference"], label="inference (clear, forward, readout)")
+        unpriced = []
+        for phase in phases:
+            values = np.array([item["learning"][phase][key] for item in layers], dtype=float)
+            if not values.any():
+                unpriced.append(phase)
+                continue
+            axis.barh(y, values, left=left, color=_COLORS[phase], label=f"learning step adds: {phase}")
+            left = left + values
+        for row, total in zip(y, left):
+            axis.annotate(text(total), (total, row), xytext=(3, 0), textcoords="offset points",
+                          va="center", fontsize=8)
+        if unpriced and key == "energy":
+            label += f"\nno {' / '.join(unpriced)} bars: not priced by this table"
+        axis.set_xlim(0, 1.18 * max(left.max(), 1.0))
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _, tick=tick: tick(value)))
+        axis.locator_params(axis="x", nbins=5)
+        axis.set_xlabel(label)
+    axes[0].set_yticks(y, names)
+    axes[0].invert_yaxis()  # the encoder on top, the output layer last
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8, frameon=False)
+    title = (f"P = {report['lanes']}, Q = {report['queue_depth']}: {_count(report['cycles_per_inference'])} "
+             f"cycles, {energy_format(report['energy_per_inference'])} per inference")
+    if report.get("cycles_per_learning_step") is not None:
+        title += (f"; {_count(report['cycles_per_learning_step'])} cycles, "
+                  f"{energy_format(report['energy_per_learning_step'])} per learning step")
+    figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def plot_report(report: dict[str, Any], path: str | Path) -> None:
+    """Write :func:`report_figure` to ``path``."""
+    _save(report_figure(report), path, dpi=100)
+
+
+def raster_figure(network: IntegerNetwork, pixels: np.ndarray, label: int) -> Figure:
+    """Spike raster of one inference: every layer's neurons against the time step, the output
+    layer's neurons grouped by class."""
+    spec = network.spec
+    trace = network.forward(pixels[None, :])
+    prediction = int(trace.predictions()[0])
+    names = ["encoder"] + [layer.notation() for layer in spec.layers]
+    figure = _figure(figsize=(7, 1.6 * len(names) + 1), layout="constrained")
+    axes = figure.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
+    for axis, name, spikes in zip(axes, names, trace.spikes):
+        grid = spikes[:, 0, :].reshape(spikes.shape[0], -1).T  # neuron x step
+        axis.imshow(grid, aspect="auto", origin="lower", cmap="Greys", vmin=0, vmax=1,
+                    interpolation="nearest", extent=(0.5, spec.timesteps + 0.5, -0.5, grid.shape[0] - 0.5))
+        axis.set_title(f"{name}: {_count(grid.sum())} spikes", fontsize=9, loc="left")
+        axis.set_ylabel("neuron")
+        for step in range(1, spec.timesteps):  # keeps a neuron's spikes at t and t + 1 apart
+            axis.axvline(step + 0.5, color="white", linewidth=1)
+    output, population = axes[-1], spec.population
+    output.set_xlabel("time step t")
+    output.set_xticks(range(1, spec.timesteps + 1))
+    figure.suptitle(f"One inference: test image 0, label {label}, predicted {prediction}", fontsize=11)
+    for boundary in range(1, spec.classes):
+        output.axhline(boundary * population - 0.5, color="0.8", linewidth=0.5)
+    output.axhspan(prediction * population - 0.5, (prediction + 1) * population - 0.5,
+                   color="tab:orange", alpha=0.3)
+    output.set_title(f"{output.get_title('left')}, {population} neurons per class, predicted class "
+                     f"{prediction} shaded", fontsize=9, loc="left")
+    output.set_yticks(np.arange(spec.classes) * population + (population - 1) / 2, range(spec.classes))
+    output.set_ylabel("class")
+    return figure
 
 
 def plot_raster(network: IntegerNetwork, pixels: np.ndarray, label: int, path: Path) -> None:
-    """Spike raster of one inference: every layer's spikes against the time step."""
-    import matplotlib
+    """Write :func:`raster_figure` to ``path``."""
+    _save(raster_figure(network, pixels, label), path, dpi=120)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    trace = network.forward(pixels[None, :])
-    names = ["encoder"] + [layer.notation() for layer in network.spec.layers]
-    figure, axes = plt.subplots(
-        len(names), 1, figsize=(7, 1.6 * len(names) + 1), sharex=True, squeeze=False
-    )
-    for axis, name, spikes in zip(axes[:, 0], names, trace.spikes):
-        steps, neurons = np.nonzero(spikes[:, 0, :])
-        axis.scatter(steps + 1, neurons, s=6, marker="|")
-        axis.set_ylabel(f"{name}\nneuron")
-        axis.set_ylim(-1, spikes.shape[2])
-        axis.set_title(f"{name}: {int(spikes.sum())} spikes", fontsize=9, loc="left")
-    axes[-1, 0].set_xlabel("time step t")
-    axes[-1, 0].set_xticks(range(1, network.spec.timesteps + 1))
-    prediction = int(trace.predictions()[0])
-    figure.suptitle(f"One inference: test image 0, label {label}, predicted {prediction}")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+#: Offsets (points) a point's label may take: beside it, above or below it (with a leader line).
+_LABEL_OFFSETS = [(dx, dy) for dy in range(-64, 65, 8) for dx in (6, -6, 0) if dx or dy]
+
+
+def _overlap(box: Bbox, others: Sequence[Bbox]) -> float:
+    """Area of ``box`` shared with ``others`` (display pixels squared)."""
+    common = (Bbox.intersection(box, other) for other in others)
+    return sum(part.width * part.height for part in common if part is not None)
+
+
+def _label_box(anchor: np.ndarray, size: tuple[float, float], offset: tuple[int, int], pixels: float) -> Bbox:
+    """Display box of a label of ``size`` at ``offset`` points from ``anchor``, aligned as
+    :func:`_place_labels` aligns it (``pixels``: per point)."""
+    (width, height), (dx, dy) = size, offset
+    left = anchor[0] + dx * pixels - (0 if dx > 0 else width if dx < 0 else width / 2)
+    bottom = anchor[1] + dy * pixels - (height / 2 if dy == 0 else 0 if dy > 0 else height)
+    return Bbox.from_bounds(left, bottom, width, height).expanded(1.05, 1.2)
+
+
+def _place_labels(
+    figure: Figure, axis: Any, points: Sequence[tuple[float, float, str]],
+    hard: Sequence[Bbox], soft: Sequence[Bbox],
+) -> None:
+    """Annotate each point at the offset that costs least: overlap with the placed labels, the
+    markers, the ``hard`` boxes and the outside of the axes counts ten times overlap with the
+    ``soft`` boxes (error bars), plus the leader line's length."""
+    renderer = figure.canvas.get_renderer()
+    frame = axis.get_window_extent(renderer)
+    to_display = axis.transData.transform
+    taken = [Bbox.from_bounds(*(to_display((x, y)) - 5), 10, 10) for x, y, _ in points]
+    taken += hard
+    pixels = figure.dpi / 72  # per point
+    for x, y, text in sorted(points, key=lambda point: -point[1]):
+        probe = axis.text(0, 0, text, fontsize=7)
+        size = tuple(probe.get_window_extent(renderer).size)
+        probe.remove()
+        boxes = {offset: _label_box(to_display((x, y)), size, offset, pixels) for offset in _LABEL_OFFSETS}
+        costs = {
+            (dx, dy): 10 * (box.width * box.height - _overlap(box, [frame]) + _overlap(box, taken))
+            + _overlap(box, soft) + 2 * abs(dy) + (dx < 0)
+            for (dx, dy), box in boxes.items()
+        }
+        dx, dy = min(costs, key=costs.__getitem__)
+        axis.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=7,
+                      ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                      va="center" if dy == 0 else "bottom" if dy > 0 else "top",
+                      arrowprops={"arrowstyle": "-", "color": "0.5", "linewidth": 0.5,
+                                  "shrinkA": 0, "shrinkB": 3} if dy else None)
+        taken.append(boxes[dx, dy])
+
+
+def ablation_figure(rows: Sequence[dict[str, Any]], ours: tuple[float, float]) -> Figure:
+    """Test accuracy against spikes per inference: the float ablation rows (mean over seeds,
+    error bars of one standard deviation where a row has ``accuracy_std`` / ``spikes_std``) and
+    this core (``ours``: accuracy, spikes per inference)."""
+    figure = _figure(figsize=(8, 5.5), layout="constrained")
+    axis = figure.subplots()
+    x = np.array([row["spikes_per_inference"] for row in rows], dtype=float)
+    y = 100 * np.array([row["accuracy"] for row in rows], dtype=float)
+    xerr = np.array([row.get("spikes_std") or 0.0 for row in rows], dtype=float)
+    yerr = 100 * np.array([row.get("accuracy_std") or 0.0 for row in rows], dtype=float)
+    seeds = sorted({row.get("seeds", 1) for row in rows})
+    over = f"mean over {'/'.join(map(str, seeds))} seed{'s' if seeds != [1] else ''}"
+    if xerr.any() or yerr.any():
+        axis.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", color="tab:blue", ecolor="tab:blue",
+                      elinewidth=0.8, capsize=2, label=f"float ablation ({over} ± 1 std)")
+    else:
+        axis.scatter(x, y, color="tab:blue", label=f"float ablation ({over})")
+    axis.scatter(ours[1], 100 * ours[0], marker="*", s=180, color="tab:red", edgecolors="white",
+                 linewidths=0.5, zorder=3,
+                 label=f"this demo (integer, on-line): {100 * ours[0]:.1f} %, {ours[1]:,.0f} spikes")
+    axis.margins(x=0.25, y=0.12)
+    axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: _count(value)))
+    axis.set_xlabel("spikes per inference")
+    axis.set_ylabel("test accuracy (%)")
+    steps = ", ".join(f"T = {t}" for t in sorted({row["timesteps"] for row in rows}))
+    axis.set_title(f"digits, {steps}: accuracy against spikes, float ablation (scripts/ablation.py) "
+                   "and this core", fontsize=9)
+    figure.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    figure.draw_without_rendering()  # final layout before the labels are placed
+    labels = [ABLATION_LABELS.get(row["row"], row["row"].replace("_", " ")) for row in rows]
+    to_display = axis.transData.transform
+    star = Bbox.from_bounds(*(to_display((ours[1], 100 * ours[0])) - 10), 20, 20)
+    bars = []
+    for xs, ys in zip(np.stack([x - xerr, x + xerr], axis=1), np.stack([y - yerr, y + yerr], axis=1),
+                      strict=True):
+        bars += [Bbox(to_display([(xs[0], ys.mean()), (xs[1], ys.mean())])).padded(3),
+                 Bbox(to_display([(xs.mean(), ys[0]), (xs.mean(), ys[1])])).padded(3)]
+    _place_labels(figure, axis, list(zip(x, y, labels)), [star], bars)
+    figure.set_layout_engine("none")  # keep the positions the labels were placed against
+    return figure
 
 
 def plot_ablation(rows: Sequence[dict[str, Any]], ours: tuple[float, float], path: Path) -> None:
-    """Test accuracy against spikes per inference: the float ablation rows and this core."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 5))
-    for row in rows:
-        axis.scatter(row["spikes_per_inference"], 100 * row["accuracy"], color="tab:blue")
-        axis.annotate(row["row"], (row["spikes_per_inference"], 100 * row["accuracy"]), fontsize=7)
-    axis.scatter(ours[1], 100 * ours[0], marker="*", s=200, color="tab:red", label="this demo (integer, on-line)")
-    axis.set_xlabel("spikes per inference")
-    axis.set_ylabel("test accuracy (%)")
-    axis.set_title("digits: accuracy against spikes, float ablation (scripts/ablation.py) and this core", fontsize=9)
-    axis.legend()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    """Write :func:`ablation_figure` to ``path``."""
+    _save(ablation_figure(rows, ours), path, dpi=120)
