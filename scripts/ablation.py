@@ -632,14 +632,17 @@ def summary_json(results: dict[Run, dict[str, Any]], out: Path) -> dict[str, Any
 
 
 def table_json(cells: dict[tuple[str, str, int], Cell]) -> dict[str, list[dict[str, Any]]]:
-    """Mean accuracy and spikes of every (row, T) per dataset: ``docs/ablation.json``, the
-    data of ``spikeforge demo``'s accuracy-against-spikes plot."""
+    """Mean accuracy and spikes of every (row, T) per dataset, with their sample standard
+    deviations over seeds (``None`` for one seed): ``docs/ablation.json``, the data of
+    ``spikeforge demo``'s accuracy-against-spikes plot (error bars)."""
     tables: dict[str, list[dict[str, Any]]] = {}
     for (dataset, name, timesteps), cell in sorted(cells.items(), key=lambda item: item[0]):
         tables.setdefault(dataset, []).append({
             "row": name, "timesteps": timesteps, "seeds": len(cell.accuracy),
             "accuracy": cell.mean_accuracy, "spikes_per_inference": cell.mean_spikes,
             "synaptic_ops_per_inference": cell.mean_ops,
+            "accuracy_std": cell.spread,
+            "spikes_std": statistics.stdev(cell.spikes) if len(cell.spikes) > 1 else None,
         })
     return tables
 

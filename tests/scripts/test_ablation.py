@@ -145,3 +145,19 @@ def test_failed_runs_are_explained(script: ModuleType) -> None:
     assert lines[3].startswith("- enhanced, T = 16, seed 1: test accuracy 50.00 %; its training accuracy peaked at 70.0 % in epoch 2")
     assert len(lines) == 5  # seed 2 is within 10 points
     assert script.failed_runs(runs, script.collect(runs), "mnist10k") == []
+
+
+def test_table_json_carries_the_spread_over_seeds(script: ModuleType) -> None:
+    def cell(accuracy: list[float], spikes: list[float]) -> object:
+        n = len(accuracy)
+        return script.Cell(accuracy=accuracy, spikes=spikes, encoder=[0.0] * n, ops=[0.0] * n,
+                           seconds=[1.0] * n, epochs=1, arch="128FC-100FC", population=10, test_images=360)
+
+    tables = script.table_json({
+        ("digits", "baseline", 8): cell([0.90, 0.94], [100.0, 120.0]),
+        ("digits", "enhanced", 8): cell([0.97], [90.0]),
+    })
+    baseline, enhanced = tables["digits"]
+    assert baseline["accuracy_std"] == pytest.approx(0.0282843, abs=1e-6)
+    assert baseline["spikes_std"] == pytest.approx(14.142136, abs=1e-5)
+    assert enhanced["accuracy_std"] is None and enhanced["spikes_std"] is None
