@@ -6,10 +6,12 @@
 // floor at 1 LSB, reciprocals). Sizes, formats and switches come from parameters.h.
 //
 // Memory layout (docs/hls.md): per-neuron memories hold layers 0..L one after the other,
-// layer l from NEURON_BASE[l] in WORDS[l] words of LANES values; the weight memory holds,
-// per layer l = 1..L from WEIGHT_BASE[l], one row per presynaptic neuron i (its fan-out
-// weights W_ji, j ascending) of WORDS[l] words. Lanes past a layer's size are padding,
-// never read or written. Arrays are partitioned cyclically by LANES (one bank per lane).
+// layer l from NEURON_BASE[l] (a multiple of LANES); the weight memory holds, per layer
+// l = 1..L from WEIGHT_BASE[l], one row per presynaptic neuron i (its fan-out weights W_ji,
+// j ascending) of WORDS[l] words of LANES values. Arrays are partitioned cyclically by
+// LANES (one bank per lane), and every loop over a layer's neurons is unrolled by LANES, so
+// each iteration touches one word: lane j % LANES of every bank. Padding lanes (past a
+// layer's size) are never read or written.
 #ifndef SPIKEFORGE_CORE_H
 #define SPIKEFORGE_CORE_H
 
@@ -39,66 +41,53 @@ inline void forward(const pixel_t pixels[NEURONS[0]], const weight_t weights[W_T
   for (int c = 0; c < CLASSES; ++c) membrane[c] = count[c] = 0;
   for (int n = 0; n < N_TOTAL; ++n) {
     SPIKEFORGE_HLS(HLS PIPELINE II=1)
+    SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
     v[n] = 0;
   }
   for (int t = 0; t < TIMESTEPS; ++t) {
     // Encoder: V0 = sat_v(V0 + p), then the fire scan.
-    for (int word = 0; word < WORDS[0]; ++word) {
+    for (int i = 0; i < NEURONS[0]; ++i) {
       SPIKEFORGE_HLS(HLS PIPELINE II=1)
-      for (int lane = 0; lane < LANES; ++lane) {
-        SPIKEFORGE_HLS(HLS UNROLL)
-        const int i = word * LANES + lane;
-        if (i < NEURONS[0]) {
-          const Fire f = fire_scan<RESET_TO_ZERO>(saturate<V_BITS>(wide(v[i]) + wide(pixels[i])),
-                                                  wide(thresholds[i]));
-          v[i] = f.next;
-          spike[t][i] = f.spike;
-          window[t][i] = f.window;
-          fired[0] += f.spike;
-        }
-      }
+      SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
+      const Fire f = fire_scan<RESET_TO_ZERO>(saturate<V_BITS>(wide(v[i]) + wide(pixels[i])),
+                                              wide(thresholds[i]));
+      v[i] = f.next;
+      spike[t][i] = f.spike;
+      window[t][i] = f.window;
+      fired[0] += f.spike;
     }
     for (int l = 1; l <= LAYERS; ++l) {
       const int below = NEURON_BASE[l - 1];
       const int base = NEURON_BASE[l];
+      const int size = NEURONS[l];
       // Integrate: row i for each presynaptic spike, ascending i, saturating after each.
       for (int i = 0; i < NEURONS[l - 1]; ++i) {
         SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
         if (spike[t][below + i]) {
           const int row = weight_row(l, i);
-          for (int word = 0; word < WORDS[l]; ++word) {
-            SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_WORDS)
+          for (int j = 0; j < size; ++j) {
+            SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
             SPIKEFORGE_HLS(HLS PIPELINE II=1)
-            for (int lane = 0; lane < LANES; ++lane) {
-              SPIKEFORGE_HLS(HLS UNROLL)
-              const int j = word * LANES + lane;
-              if (j < NEURONS[l]) {
-                v[base + j] = saturate<V_BITS>(wide(v[base + j]) + wide(weights[row + j]));
-              }
-            }
+            SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
+            v[base + j] = saturate<V_BITS>(wide(v[base + j]) + wide(weights[row + j]));
           }
         }
       }
       // Fire scan on the integrated membranes.
-      for (int word = 0; word < WORDS[l]; ++word) {
-        SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_WORDS)
+      for (int j = 0; j < size; ++j) {
+        SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
         SPIKEFORGE_HLS(HLS PIPELINE II=1)
-        for (int lane = 0; lane < LANES; ++lane) {
-          SPIKEFORGE_HLS(HLS UNROLL)
-          const int j = word * LANES + lane;
-          if (j < NEURONS[l]) {
-            const int64_t integrated = wide(v[base + j]);
-            const Fire f = fire_scan<RESET_TO_ZERO>(integrated, wide(thresholds[base + j]));
-            v[base + j] = f.next;
-            spike[t][base + j] = f.spike;
-            window[t][base + j] = f.window;
-            fired[l] += f.spike;
-            if (l == LAYERS) {
-              const int c = j / POPULATION;
-              if (t == TIMESTEPS - 1) membrane[c] += integrated;
-              if (RATE_DECODER || t == TIMESTEPS - 1) count[c] += f.spike;
-            }
-          }
+        SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
+        const int64_t integrated = wide(v[base + j]);
+        const Fire f = fire_scan<RESET_TO_ZERO>(integrated, wide(thresholds[base + j]));
+        v[base + j] = f.next;
+        spike[t][base + j] = f.spike;
+        window[t][base + j] = f.window;
+        fired[l] += f.spike;
+        if (l == LAYERS) {
+          const int c = j / POPULATION;
+          if (t == TIMESTEPS - 1) membrane[c] += integrated;
+          if (RATE_DECODER || t == TIMESTEPS - 1) count[c] += f.spike;
         }
       }
     }
@@ -118,17 +107,13 @@ inline void forward(const pixel_t pixels[NEURONS[0]], const weight_t weights[W_T
 inline int64_t spatial_sum(int l, int i, const weight_t weights[W_TOTAL], const dv_t dv[N_TOTAL]) {
   const int row = weight_row(l + 1, i);
   const int above = NEURON_BASE[l + 1];
+  const int size = NEURONS[l + 1];
   int64_t acc = 0;
-  for (int word = 0; word < WORDS[l + 1]; ++word) {
-    SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_WORDS)
+  for (int j = 0; j < size; ++j) {
+    SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
     SPIKEFORGE_HLS(HLS PIPELINE II=1)
-    int64_t partial = 0;
-    for (int lane = 0; lane < LANES; ++lane) {
-      SPIKEFORGE_HLS(HLS UNROLL)
-      const int j = word * LANES + lane;
-      if (j < NEURONS[l + 1]) partial += wide(dv[above + j]) * wide(weights[row + j]);
-    }
-    acc += partial;
+    SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
+    acc += wide(dv[above + j]) * wide(weights[row + j]);
   }
   return acc;
 }
@@ -146,15 +131,17 @@ inline void backward(int label, const count_t counts[CLASSES], const weight_t we
   }
   for (int n = 0; n < N_TOTAL; ++n) {
     SPIKEFORGE_HLS(HLS PIPELINE II=1)
+    SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
     dv[n] = 0;
   }
   for (int t = TIMESTEPS - 1; t >= 0; --t) {
     const bool inject = RATE_DECODER || t == TIMESTEPS - 1;
     for (int l = LAYERS; l >= first; --l) {
       const int base = NEURON_BASE[l];
+      const int size = NEURONS[l];
       const int k = l == 0 ? ENCODER_K : K;
       // dV by the eq. 15 mux; a row is read only where h = 1.
-      for (int i = 0; i < NEURONS[l]; ++i) {
+      for (int i = 0; i < size; ++i) {
         SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
         const bool h = window[t][base + i];
         int64_t acc = 0;
@@ -171,31 +158,23 @@ inline void backward(int label, const count_t counts[CLASSES], const weight_t we
           SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
           if (spike[t][below + i]) {
             const int row = weight_row(l, i);
-            for (int word = 0; word < WORDS[l]; ++word) {
-              SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_WORDS)
+            for (int j = 0; j < size; ++j) {
+              SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
               SPIKEFORGE_HLS(HLS PIPELINE II=1)
-              for (int lane = 0; lane < LANES; ++lane) {
-                SPIKEFORGE_HLS(HLS UNROLL)
-                const int j = word * LANES + lane;
-                if (j < NEURONS[l]) {
-                  dw[row + j] = saturate<DW_BITS>(wide(dw[row + j]) + wide(dv[base + j]));
-                }
-              }
+              SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
+              dw[row + j] = saturate<DW_BITS>(wide(dw[row + j]) + wide(dv[base + j]));
             }
           }
         }
       }
       // eq. 11: dVth_j += -dV_j[t] S_j[t-1] for t >= 2.
       if (TRAINABLE && t >= 1) {
-        for (int word = 0; word < WORDS[l]; ++word) {
-          SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_WORDS)
+        for (int j = 0; j < size; ++j) {
+          SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
           SPIKEFORGE_HLS(HLS PIPELINE II=1)
-          for (int lane = 0; lane < LANES; ++lane) {
-            SPIKEFORGE_HLS(HLS UNROLL)
-            const int j = word * LANES + lane;
-            if (j < NEURONS[l] && spike[t - 1][base + j]) {
-              dth[base + j] = saturate<DTH_BITS>(wide(dth[base + j]) - wide(dv[base + j]));
-            }
+          SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
+          if (spike[t - 1][base + j]) {
+            dth[base + j] = saturate<DTH_BITS>(wide(dth[base + j]) - wide(dv[base + j]));
           }
         }
       }
@@ -213,21 +192,20 @@ inline void update(int shift_w, int shift_th, weight_t weights[W_TOTAL],
                    dw_t dw[W_TOTAL], dth_t dth[N_TOTAL], lfsr_t& lfsr) {
   uint32_t state = static_cast<uint32_t>(wide(lfsr));
   for (int l = 1; l <= LAYERS; ++l) {
+    const int size = NEURONS[l];
     for (int i = 0; i < NEURONS[l - 1]; ++i) {
       SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
       const int row = weight_row(l, i);
-      for (int word = 0; word < WORDS[l]; ++word) {
-        SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_WORDS)
+      for (int j = 0; j < size; ++j) {
+        SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
         SPIKEFORGE_HLS(HLS PIPELINE II=1)
-        for (int lane = 0; lane < LANES; ++lane) {
-          SPIKEFORGE_HLS(HLS UNROLL)
-          const int j = word * LANES + lane;
-          if (j < NEURONS[l]) {
-            if (ROUNDING == ROUND_STOCHASTIC) state = lfsr_step(state);
-            const int64_t step = round_shift<ROUNDING>(wide(dw[row + j]), shift_w, state);
-            weights[row + j] = saturate<W_BITS>(wide(weights[row + j]) - step);
-            dw[row + j] = 0;
-          }
+        SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
+        if (ROUNDING == ROUND_STOCHASTIC) state = lfsr_step(state);
+        const int64_t gradient = wide(dw[row + j]);
+        if (gradient != 0) {  // round_shift(0) = 0: a zero accumulator only takes its draw
+          const int64_t step = round_shift<ROUNDING>(gradient, shift_w, state);
+          weights[row + j] = saturate<W_BITS>(wide(weights[row + j]) - step);
+          dw[row + j] = 0;
         }
       }
     }
@@ -236,22 +214,18 @@ inline void update(int shift_w, int shift_th, weight_t weights[W_TOTAL],
     const int shift_encoder = shift_th - PIXEL_FRAC + FW > 0 ? shift_th - PIXEL_FRAC + FW : 0;
     for (int l = 0; l <= LAYERS; ++l) {
       const int base = NEURON_BASE[l];
+      const int size = NEURONS[l];
       const int shift = l == 0 ? shift_encoder : shift_th;
-      for (int word = 0; word < WORDS[l]; ++word) {
-        SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_WORDS)
+      for (int c = 0; c < size; ++c) {
+        SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
         SPIKEFORGE_HLS(HLS PIPELINE II=1)
-        for (int lane = 0; lane < LANES; ++lane) {
-          SPIKEFORGE_HLS(HLS UNROLL)
-          const int c = word * LANES + lane;
-          if (c < NEURONS[l]) {
-            if (ROUNDING == ROUND_STOCHASTIC) state = lfsr_step(state);
-            const int64_t step = round_shift<ROUNDING>(wide(dth[base + c]), shift, state);
-            const int64_t vth = clamp(wide(thresholds[base + c]) - step, 1, THRESHOLD_MAX);
-            thresholds[base + c] = vth;
-            reciprocals[base + c] = reciprocal(vth, K);
-            dth[base + c] = 0;
-          }
-        }
+        SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
+        if (ROUNDING == ROUND_STOCHASTIC) state = lfsr_step(state);
+        const int64_t step = round_shift<ROUNDING>(wide(dth[base + c]), shift, state);
+        const int64_t vth = clamp(wide(thresholds[base + c]) - step, 1, THRESHOLD_MAX);
+        thresholds[base + c] = vth;
+        reciprocals[base + c] = reciprocal(vth, K);
+        dth[base + c] = 0;
       }
     }
   }

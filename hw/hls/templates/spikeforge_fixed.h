@@ -31,35 +31,59 @@ using s_int = ap_int<W>;
 template <int W>
 using u_int = ap_uint<W>;
 #else
-// Signed W-bit integer (2..63 bits) held in an int64_t; a stored value wraps to W bits
-// (two's complement), like ap_int<W>. The datapath saturates before every store.
+// The smallest C integer of at least W bits: storage of the portable types below.
+template <bool CONDITION, class A, class B>
+struct pick {
+  typedef A type;
+};
+template <class A, class B>
+struct pick<false, A, B> {
+  typedef B type;
+};
+template <int W, class I8, class I16, class I32, class I64>
+struct smallest {
+  typedef typename pick<(W <= 8), I8,
+                        typename pick<(W <= 16), I16, typename pick<(W <= 32), I32, I64>::type>::type>::type
+      type;
+};
+
+// Signed W-bit integer (2..63 bits) in the smallest C integer that holds it; a stored
+// value wraps to W bits (two's complement), like ap_int<W>. The datapath saturates before
+// every store, so the wrap never changes a value; it is computed in the storage width.
 template <int W>
 class s_int {
   static_assert(W >= 2 && W <= 63, "s_int: 2..63 bits");
+  typedef typename smallest<W, int8_t, int16_t, int32_t, int64_t>::type storage;
+  typedef typename smallest<W, uint8_t, uint16_t, uint32_t, uint64_t>::type bits;
+  static constexpr int SPARE = 8 * static_cast<int>(sizeof(storage)) - W;
 
  public:
   constexpr s_int() : value_(0) {}
   constexpr s_int(int64_t x)  // NOLINT: implicit, like ap_int
-      : value_(static_cast<int64_t>(static_cast<uint64_t>(x) << (64 - W)) >> (64 - W)) {}
+      : value_(static_cast<storage>(
+            static_cast<storage>(static_cast<bits>(static_cast<bits>(x) << SPARE)) >> SPARE)) {}
   constexpr operator int64_t() const { return value_; }
 
  private:
-  int64_t value_;
+  storage value_;
 };
 
-// Unsigned W-bit integer (1..63 bits) held in an int64_t; a stored value wraps modulo 2^W.
+// Unsigned W-bit integer (1..63 bits) in the smallest C integer that holds it; a stored
+// value wraps modulo 2^W, like ap_uint<W>.
 template <int W>
 class u_int {
   static_assert(W >= 1 && W <= 63, "u_int: 1..63 bits");
+  typedef typename smallest<W, uint8_t, uint16_t, uint32_t, uint64_t>::type storage;
+  static constexpr storage MASK = static_cast<storage>(~uint64_t(0) >> (64 - W));
 
  public:
   constexpr u_int() : value_(0) {}
   constexpr u_int(int64_t x)  // NOLINT: implicit, like ap_uint
-      : value_(static_cast<int64_t>(static_cast<uint64_t>(x) & ((uint64_t(1) << W) - 1))) {}
-  constexpr operator int64_t() const { return value_; }
+      : value_(static_cast<storage>(static_cast<storage>(x) & MASK)) {}
+  constexpr operator int64_t() const { return static_cast<int64_t>(value_); }
 
  private:
-  int64_t value_;
+  storage value_;
 };
 #endif
 
