@@ -33,6 +33,7 @@ from hw.core_config import MAX_LANES
 from model.checks import check_field, check_int
 from model.fixed import ceil_log2
 from model.integer import PIXEL_FRAC, IntegerNetwork
+from model.spec import NetworkSpec
 
 __all__ = [
     "DEFAULT_CLOCK_NS",
@@ -47,6 +48,7 @@ __all__ = [
     "check_target",
     "engine_sources",
     "firmware_sources",
+    "learnable",
     "write_project",
 ]
 
@@ -205,6 +207,12 @@ def check_target(net: IntegerNetwork, lanes: int) -> Layout:
     return layout
 
 
+def learnable(spec: NetworkSpec) -> bool:
+    """True when the core can learn ``spec``: the eq. 15 mux needs reset by subtraction and
+    the scaled surrogate (otherwise the target only infers)."""
+    return spec.reset == "subtract" and spec.surrogate == "scaled"
+
+
 # Generated headers -------------------------------------------------------------------
 
 
@@ -221,7 +229,6 @@ def parameters_header(net: IntegerNetwork, layout: Layout) -> str:
     spec, f, rule = net.spec, net.formats, net.rule
     full = spec.population * (spec.timesteps if spec.decoder == "rate" else 1)
     spike_max = max(layout.neurons) * spec.timesteps
-    learnable = spec.reset == "subtract" and spec.surrogate == "scaled"
     constants = {
         "LAYERS": layout.layers,
         "TIMESTEPS": spec.timesteps,
@@ -271,7 +278,7 @@ def parameters_header(net: IntegerNetwork, layout: Layout) -> str:
         f"constexpr bool RATE_DECODER = {str(spec.decoder == 'rate').lower()};",
         f"constexpr bool RESET_TO_ZERO = {str(spec.reset == 'zero').lower()};",
         f"constexpr bool TRAINABLE = {str(spec.threshold == 'trainable').lower()};",
-        f"constexpr bool LEARNABLE = {str(learnable).lower()};  // reset subtract, surrogate scaled",
+        f"constexpr bool LEARNABLE = {str(learnable(spec)).lower()};  // reset subtract, surrogate scaled",
         f"constexpr Rounding ROUNDING = {_ROUNDINGS[rule.rounding]};",
         "",
         "// Memory layout: neurons n_l, words ceil(n_l / P), per-neuron and weight base addresses.",
