@@ -10,6 +10,7 @@ from collections.abc import Callable
 from hw.core_config import DEFAULT_QUEUE_DEPTH, MAX_LANES, MAX_QUEUE_DEPTH
 from model.checks import allowed_range
 from model.integer import Formats
+from sim.hls_engine import ENGINES
 from sim.toolchain import SIMULATORS
 
 
@@ -92,4 +93,13 @@ def add_bits(parser: argparse.ArgumentParser, *, default: str | None = None, ext
     parser.add_argument(
         "--bits", type=bits, default=default, metavar="KEY=N,...",
         help=f"formats, keys {', '.join(Formats.KEYS)} (docs/numerics.md){shown}{extra}",
+    )
+
+
+def add_engine(parser: argparse.ArgumentParser) -> None:
+    """``--engine``: the numpy integer model or the HLS target's C++ (bit-identical results)."""
+    parser.add_argument(
+        "--engine", choices=ENGINES, default="model",
+        help="integer engine: model (numpy, default) or csim (the HLS C++ compiled with g++; "
+        "the same results, faster)",
     )
