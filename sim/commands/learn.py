@@ -22,6 +22,7 @@ from model.integer import Formats, IntegerNetwork, LearningRule, ShiftSchedule, 
 from model.spec import NetworkSpec
 from sim import options
 from sim.cli import write_json
+from sim.hls_engine import engine_network
 
 #: Datasets of the integer model (flat inputs, FC networks).
 LEARN_DATASETS = ("digits", "mnist10k")
@@ -84,6 +85,7 @@ def _check_dataset(spec: NetworkSpec, dataset: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset, root=args.data_root)
     net, report = build_network(args, dataset)
+    net = engine_network(net, args.engine)
     defaults = recipe(args.dataset, "scratch" if report["init"] == "scratch" else "finetune")
     epochs = args.epochs if args.epochs is not None else defaults.epochs
     if args.schedule:
@@ -123,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         "training": training,
         "history": history.to_dict(),
         "learn_samples_per_second": history.samples_per_second,
+        "engine": args.engine,
         "checkpoint": str(out),
     }
     if args.json is not None:
@@ -184,6 +187,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", required=True, metavar="DIR", help="integer checkpoint folder (created)"
     )
+    options.add_engine(parser)
     parser.add_argument("--json", metavar="FILE", help="also write the JSON report here")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)

@@ -22,6 +22,7 @@ from model.spec import DECODERS, RESETS, SURROGATES, THRESHOLDS, NetworkSpec, pa
 from model.stbp import LR_SCHEDULES, Network, evaluate, training_defaults, train
 from sim import options
 from sim.cli import CLIError, write_json
+from sim.hls_engine import engine_network
 
 #: File written next to the checkpoint with the test metrics.
 RESULT_JSON = "result.json"
@@ -90,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--dataset", choices=DATASETS, help="default: the dataset the checkpoint was trained on"
     )
     options.add_data_root(eval_parser)
+    options.add_engine(eval_parser)
     eval_parser.add_argument("--json", metavar="FILE", help="write the result JSON here")
     eval_parser.set_defaults(func=run_eval)
 
@@ -203,19 +205,21 @@ def run_train(args: argparse.Namespace) -> int:
 # eval --------------------------------------------------------------------------------
 
 
-def _evaluate_float(directory: Path, dataset: Dataset) -> dict[str, Any]:
+def _evaluate_float(directory: Path, dataset: Dataset, engine: str) -> dict[str, Any]:
+    if engine != "model":
+        raise CLIError(f"--engine: {engine} runs integer checkpoints; this one is float")
     net = Network.load(directory)
     return evaluate(net, dataset.test_x, dataset.test_y)
 
 
-def _evaluate_integer(directory: Path, dataset: Dataset) -> dict[str, Any]:
-    net = IntegerNetwork.load(directory)
+def _evaluate_integer(directory: Path, dataset: Dataset, engine: str) -> dict[str, Any]:
+    net = engine_network(IntegerNetwork.load(directory), engine)
     return {**net.evaluate(to_u8(dataset.test_x), dataset.test_y), "formats": net.formats_dict()}
 
 
 #: Checkpoint kinds ``eval`` can run (the ``kind`` field of checkpoint.json) and their
-#: evaluators ``(checkpoint folder, dataset) -> metrics dict``.
-EVALUATORS: dict[str, Callable[[Path, Dataset], dict[str, Any]]] = {
+#: evaluators ``(checkpoint folder, dataset, engine) -> metrics dict``.
+EVALUATORS: dict[str, Callable[[Path, Dataset, str], dict[str, Any]]] = {
     "float": _evaluate_float,
     "integer": _evaluate_integer,
 }
@@ -241,7 +245,7 @@ def run_eval(args: argparse.Namespace) -> int:
         raise CLIError("--dataset: the checkpoint does not name its dataset; pass --dataset")
     dataset = _load(name, args.data_root, spec.input_shape, flatten=len(spec.input_shape) == 1)
     result = {
-        **EVALUATORS[kind](directory, dataset),
+        **EVALUATORS[kind](directory, dataset, args.engine),
         "config": {**spec.to_dict(), "dataset": name, "kind": kind},
         "checkpoint": str(directory),
     }
