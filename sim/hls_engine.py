@@ -31,7 +31,9 @@ from hw.hls import ENGINE_SOURCE, STATE_ARRAYS, Layout, check_target, engine_sou
 from model import metrics
 from model.integer import Formats, IntegerNetwork, LearningRule
 from model.spec import NetworkSpec
-from sim.hls_csim import CXX_FLAGS, compile_cxx, find_compiler
+from sim.cli import CLIError
+from sim.hls_csim import CXX_FLAGS, CompileError, compile_cxx, find_compiler
+from sim.toolchain import ToolchainError
 
 __all__ = ["CACHE_ENV", "ENGINES", "CsimNetwork", "build_engine", "cache_dir", "engine_network"]
 
@@ -293,7 +295,14 @@ def engine_network(net: IntegerNetwork, engine: str) -> IntegerNetwork | CsimNet
     ------
     ValueError
         Naming ``--engine`` for another name.
+    CLIError
+        When the compiler is missing or the build fails (one line).
     """
     if engine not in ENGINES:
         raise ValueError(f"--engine: {engine!r} is not one of {', '.join(ENGINES)}")
-    return net if engine == "model" else CsimNetwork(net)
+    if engine == "model":
+        return net
+    try:
+        return CsimNetwork(net)
+    except (ToolchainError, CompileError) as error:
+        raise CLIError(f"--engine csim: {str(error).splitlines()[0]}") from None
