@@ -76,7 +76,8 @@ def compile_cxx(
     command = [find_compiler(cxx), *CXX_FLAGS, *extra, f"-I{include}", *map(str, sources), "-o", str(output)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode:
-        lines = [line for line in result.stderr.splitlines() if "error" in line] or result.stderr.splitlines()
+        lines = [line for line in result.stderr.splitlines() if " error: " in line or line.startswith("error:")]
+        lines = lines or result.stderr.splitlines()
         raise CompileError(f"{cxx}: compile failed: {lines[0] if lines else f'exit {result.returncode}'}")
 
 
