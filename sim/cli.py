@@ -73,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_request:  # --help (0) or a bad option, already printed (2)
+        return exit_request.code if isinstance(exit_request.code, int) else 2
     try:
         return int(args.func(args) or 0)
     except (CLIError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as error:
