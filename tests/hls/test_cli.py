@@ -136,7 +136,7 @@ def test_learn_engine_csim_gives_the_model_checkpoint(tmp_path: Path, capsys: py
     """Same seed, B = 1 and the default rounding: every array of the npz and the JSON are equal."""
     reports = {}
     for engine in ("model", "csim"):
-        code, err = _run(["learn", "--dataset", "digits", "--init", "scratch", *SMALL, "--epochs", "2", "--seed", "4",
+        code, err = _run(["learn", "--dataset", "digits", "--init", "scratch", *SMALL, "--epochs", "1", "--seed", "4",
                           "--engine", engine, "--out", str(tmp_path / engine), "--json", str(tmp_path / f"{engine}.json"),
                           "--no-progress"], capsys)
         assert code == 0, err
