@@ -11,6 +11,7 @@ engine (:mod:`sim.hls_engine`).
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import re
 import shutil
@@ -26,10 +27,12 @@ from model.integer import IntegerNetwork, IntegerTrace
 from sim.toolchain import ToolchainError
 
 __all__ = [
+    "AP_TYPES_FLAGS",
     "CXX_FLAGS",
     "CompileError",
     "CsimResult",
     "compile_cxx",
+    "ap_types_include",
     "find_compiler",
     "make_vectors",
     "run_csim",
@@ -37,6 +40,9 @@ __all__ = [
 
 #: Flags of every C++ build of the target (warnings are errors).
 CXX_FLAGS = ("-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror")
+#: Extra flags of a build on the vendor types (``ap_int``/``ap_uint``): their headers read
+#: uninitialized members in their own constructors at -O2, a warning of theirs, not the target's.
+AP_TYPES_FLAGS = ("-DSPIKEFORGE_AP_TYPES", "-Wno-uninitialized", "-Wno-maybe-uninitialized")
 #: Seconds a testbench run may take.
 RUN_TIMEOUT = 600
 
@@ -59,6 +65,22 @@ def find_compiler(cxx: str = "g++") -> str:
     if path is None:
         raise ToolchainError(f"{cxx}: C++ compiler not found on PATH (install g++, e.g. apt-get install g++)")
     return path
+
+
+def ap_types_include() -> Path:
+    """The folder of the Apache-2.0 ``ap_types`` headers shipped in the ``hls4ml`` wheel
+    (the ``hls`` extra), found without importing the package.
+
+    Raises
+    ------
+    ToolchainError
+        When ``hls4ml`` is not installed or lacks the headers.
+    """
+    spec = importlib.util.find_spec("hls4ml")
+    folder = Path(spec.origin).parent / "templates" / "vivado" / "ap_types" if spec and spec.origin else None
+    if folder is None or not (folder / "ap_int.h").is_file():
+        raise ToolchainError("ap_types: the headers come with hls4ml (pip install -e '.[hls]')")
+    return folder
 
 
 def compile_cxx(
@@ -161,13 +183,18 @@ class CsimResult:
     output: str
 
 
-def run_csim(project: str | os.PathLike[str], *, cxx: str = "g++", extra: Sequence[str] = ()) -> CsimResult:
+def run_csim(
+    project: str | os.PathLike[str], *, cxx: str = "g++", extra: Sequence[str] = (), ap_types: bool = False
+) -> CsimResult:
     """Compile ``project``'s firmware and testbench into ``build/csim`` and run it on ``tb/``.
+
+    ``ap_types`` builds on the vendor types (:func:`ap_types_include`, :data:`AP_TYPES_FLAGS`)
+    instead of the portable ones.
 
     Raises
     ------
     ToolchainError
-        When the compiler is missing.
+        When the compiler (or, with ``ap_types``, hls4ml) is missing.
     CompileError
         When the sources do not compile warning-free.
     RuntimeError
@@ -178,6 +205,8 @@ def run_csim(project: str | os.PathLike[str], *, cxx: str = "g++", extra: Sequen
     build = root / "build"
     build.mkdir(parents=True, exist_ok=True)
     executable = build / "csim"
+    if ap_types:
+        extra = (*extra, "-isystem", str(ap_types_include()), *AP_TYPES_FLAGS)
     compile_cxx(cxx, [firmware / "spikeforge.cpp", root / "tb" / TESTBENCH], executable,
                 include=firmware, extra=extra)
     try:

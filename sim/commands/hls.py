@@ -7,7 +7,7 @@ with ``--samples`` records of the dataset written from the integer model), ``bui
 learn from training samples (the learned state is checked), then infer test samples.
 ``--csim`` compiles firmware and testbench with ``g++ -std=c++17 -O2 -Wall -Wextra -Werror``
 and runs it. JSON keys: ``samples``, ``mismatches`` (the testbench's failed checks),
-``learning_samples``, ``passed``, ``lanes``, ``project``. Exit code 1 on a mismatch.
+``learning_samples``, ``passed``, ``lanes``, ``project``, ``ap_types``. Exit code 1 on a mismatch.
 """
 
 from __future__ import annotations
@@ -77,10 +77,10 @@ def run(args: argparse.Namespace) -> int:
             write_json(args.json, report)
         return 0
     try:
-        result = run_csim(args.out, cxx=args.cxx)
+        result = run_csim(args.out, cxx=args.cxx, ap_types=args.ap_types)
     except (ToolchainError, CompileError, RuntimeError) as error:
         raise CLIError(str(error).splitlines()[0]) from None
-    report.update(passed=result.passed, mismatches=result.failed)
+    report.update(passed=result.passed, mismatches=result.failed, ap_types=bool(args.ap_types))
     write_json(args.json, report)
     print(f"csim: {result.passed} passed, {result.failed} failed ({report['samples']} samples, "
           f"{report['learning_samples']} learning)", file=sys.stderr)
@@ -128,5 +128,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--csim", action="store_true", help="compile and run the testbench (g++)")
     parser.add_argument("--cxx", default="g++", metavar="CXX", help="C++ compiler of --csim (default g++)")
+    parser.add_argument(
+        "--ap-types", action="store_true",
+        help="--csim on the vendor ap_int/ap_uint types (headers from hls4ml: the 'hls' extra)",
+    )
     parser.add_argument("--json", metavar="FILE", help="write the report here (required with --csim)")
     parser.set_defaults(func=run)

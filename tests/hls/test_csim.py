@@ -14,7 +14,8 @@ from hw.hls import Layout, check_target, learnable, write_project
 from model.fixed import signed_range
 from model.integer import Formats, IntegerNetwork, LearningRule
 from model.spec import NetworkSpec
-from sim.hls_csim import CompileError, make_vectors, run_csim
+from sim.hls_csim import CompileError, ap_types_include, make_vectors, run_csim
+from sim.toolchain import ToolchainError
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not installed")
 
@@ -199,6 +200,23 @@ def test_csim_with_clang(tmp_path: Path) -> None:
     net, lanes = CASES["narrow-nearest-rate-fixed-B2-P4"]
     project(net, tmp_path, lanes)
     result = run_csim(tmp_path, cxx="clang++")
+    assert (result.failed, result.returncode) == (0, 0), result.output
+
+
+def _has_ap_types() -> bool:
+    try:
+        ap_types_include()
+    except ToolchainError:
+        return False
+    return True
+
+
+@pytest.mark.slow  # the vendor headers take about 6 s of CPU per build
+@pytest.mark.skipif(not _has_ap_types(), reason="hls4ml (the ap_types headers) is not installed")
+def test_csim_on_the_vendor_types(tmp_path: Path) -> None:
+    net, lanes = CASES["narrow-floor-last-trainable-B3-P3"]
+    project(net, tmp_path, lanes)
+    result = run_csim(tmp_path, ap_types=True)
     assert (result.failed, result.returncode) == (0, 0), result.output
 
 
