@@ -31,10 +31,11 @@ for folder in (ROOT, ROOT / "scripts"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
+from results_md import machine_note, positive_int, publish  # noqa: E402
+
 from model.data import load_dataset, to_u8  # noqa: E402
 from model.integer import IntegerNetwork, LearningRule, fit, recipe  # noqa: E402
 from model.spec import NetworkSpec  # noqa: E402
-from results_md import machine_note, positive_int, publish  # noqa: E402
 from sim.hls_engine import CsimNetwork  # noqa: E402
 
 HEADING = "## HLS target: csim engine throughput"

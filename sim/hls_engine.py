@@ -255,10 +255,10 @@ class CsimNetwork:
         predictions, _, _, unit_spikes = self.run(pixels)
         layout = self._layout
         units = [
-            unit_spikes[layout.neuron_base[l] : layout.neuron_base[l] + layout.neurons[l]]
+            unit_spikes[layout.neuron_slice(layer)]
             .astype(np.float64)
-            .reshape(self.spec.layer_shape(l))
-            for l in self.spec.spiking_layers()
+            .reshape(self.spec.layer_shape(layer))
+            for layer in self.spec.spiking_layers()
         ]
         return metrics.summarize(self.spec, units, len(y), predictions, y)
 

@@ -107,7 +107,7 @@ class Layout:
         lanes = check_field("lanes", self.lanes, minimum=1, maximum=MAX_LANES)
         words = tuple(-(-n // lanes) for n in self.neurons)
         neuron_base = tuple(int(b) for b in np.cumsum((0, *words[:-1])) * lanes)
-        blocks = [0] + [self.neurons[l - 1] * words[l] * lanes for l in range(1, len(words))]
+        blocks = [0] + [self.neurons[layer - 1] * words[layer] * lanes for layer in range(1, len(words))]
         weight_base = (0, *(int(b) for b in np.cumsum(blocks[:-1])))
         object.__setattr__(self, "words", words)
         object.__setattr__(self, "neuron_base", neuron_base)
@@ -117,7 +117,7 @@ class Layout:
     def of(cls, net: IntegerNetwork, lanes: int) -> Layout:
         """The layout of ``net``'s layers at P = ``lanes``."""
         spec = net.spec
-        return cls(tuple(spec.neurons(l) for l in range(spec.num_layers + 1)), lanes)
+        return cls(tuple(spec.neurons(layer) for layer in range(spec.num_layers + 1)), lanes)
 
     @property
     def layers(self) -> int:
@@ -135,11 +135,15 @@ class Layout:
         last = self.layers
         return self.weight_base[last] + self.neurons[last - 1] * self.words[last] * self.lanes
 
-    def _rows(self, flat: np.ndarray, l: int) -> np.ndarray:
+    def neuron_slice(self, layer: int) -> slice:
+        """Layer ``layer``'s entries of a per-neuron memory (padding excluded)."""
+        return slice(self.neuron_base[layer], self.neuron_base[layer] + self.neurons[layer])
+
+    def _rows(self, flat: np.ndarray, layer: int) -> np.ndarray:
         """Layer l's weight block of ``flat`` as (n_{l-1}, words x P) rows (a view)."""
-        stride = self.words[l] * self.lanes
-        start = self.weight_base[l]
-        return flat[start : start + self.neurons[l - 1] * stride].reshape(-1, stride)
+        stride = self.words[layer] * self.lanes
+        start = self.weight_base[layer]
+        return flat[start : start + self.neurons[layer - 1] * stride].reshape(-1, stride)
 
     def pack(self, net: IntegerNetwork) -> dict[str, Any]:
         """``net``'s learned state in this layout: :data:`STATE_ARRAYS` (int64) plus
@@ -148,14 +152,14 @@ class Layout:
             name: np.zeros(self.weight_total if name in ("weights", "dw") else self.neuron_total, np.int64)
             for name in STATE_ARRAYS
         }
-        for l in range(1, self.layers + 1):
-            self._rows(state["weights"], l)[:, : self.neurons[l]] = net.weights[l - 1].T
-            self._rows(state["dw"], l)[:, : self.neurons[l]] = net.dw[l - 1].T
-        for l in range(self.layers + 1):
-            where = slice(self.neuron_base[l], self.neuron_base[l] + self.neurons[l])
-            state["thresholds"][where] = net.thresholds[l]
-            state["reciprocals"][where] = net.reciprocals[l]
-            state["dth"][where] = net.dth[l]
+        for layer in range(1, self.layers + 1):
+            self._rows(state["weights"], layer)[:, : self.neurons[layer]] = net.weights[layer - 1].T
+            self._rows(state["dw"], layer)[:, : self.neurons[layer]] = net.dw[layer - 1].T
+        for layer in range(self.layers + 1):
+            where = self.neuron_slice(layer)
+            state["thresholds"][where] = net.thresholds[layer]
+            state["reciprocals"][where] = net.reciprocals[layer]
+            state["dth"][where] = net.dth[layer]
         state["lfsr"] = net.lfsr.state
         state["pending"] = net.pending
         return state
@@ -166,13 +170,13 @@ class Layout:
         out: dict[str, list[np.ndarray]] = {}
         for name in ("weights", "dw"):
             out[name] = [
-                self._rows(state[name], l)[:, : self.neurons[l]].T.copy()
-                for l in range(1, self.layers + 1)
+                self._rows(state[name], layer)[:, : self.neurons[layer]].T.copy()
+                for layer in range(1, self.layers + 1)
             ]
         for name in ("thresholds", "dth"):
             out[name] = [
-                state[name][self.neuron_base[l] : self.neuron_base[l] + self.neurons[l]].copy()
-                for l in range(self.layers + 1)
+                state[name][self.neuron_slice(layer)].copy()
+                for layer in range(self.layers + 1)
             ]
         return out
 

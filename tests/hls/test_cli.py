@@ -48,9 +48,11 @@ def test_hls_csim_learns_and_reports(tmp_path: Path, checkpoint: Path, capsys: p
     assert "csim: 57 passed, 0 failed" in err
 
 
-def test_hls_without_csim_writes_the_project(tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _ = _run(["hls", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "prj"), "--part", "xcu250-figd2104-2L-e",
-                    "--clock-ns", "4", "--samples", "2"], capsys)
+def test_hls_without_csim_writes_the_project(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _ = _run(["hls", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "prj"),
+                    "--part", "xcu250-figd2104-2L-e", "--clock-ns", "4", "--samples", "2"], capsys)
     assert code == 0
     tcl = (tmp_path / "prj" / "build_prj.tcl").read_text()
     assert "set_part {xcu250-figd2104-2L-e}" in tcl and "create_clock -period 4 " in tcl
@@ -120,8 +122,8 @@ def test_compile_error_is_one_line(tmp_path: Path, checkpoint: Path, capsys: pyt
     fake = tmp_path / "fakecxx"
     fake.write_text("#!/bin/sh\necho 'spikeforge.cpp:1:1: error: something broke' >&2\nexit 1\n")
     fake.chmod(0o755)
-    code, err = _run(["hls", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "p"), "--csim", "--cxx", str(fake),
-                      "--json", str(tmp_path / "j.json")], capsys)
+    code, err = _run(["hls", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "p"), "--csim",
+                      "--cxx", str(fake), "--json", str(tmp_path / "j.json")], capsys)
     _one_line_error(code, err, "compile failed: spikeforge.cpp:1:1: error: something broke")
 
 
@@ -136,9 +138,9 @@ def test_learn_engine_csim_gives_the_model_checkpoint(tmp_path: Path, capsys: py
     """Same seed, B = 1 and the default rounding: every array of the npz and the JSON are equal."""
     reports = {}
     for engine in ("model", "csim"):
-        code, err = _run(["learn", "--dataset", "digits", "--init", "scratch", *SMALL, "--epochs", "1", "--seed", "4",
-                          "--engine", engine, "--out", str(tmp_path / engine), "--json", str(tmp_path / f"{engine}.json"),
-                          "--no-progress"], capsys)
+        code, err = _run(["learn", "--dataset", "digits", "--init", "scratch", *SMALL, "--epochs", "1",
+                          "--seed", "4", "--engine", engine, "--out", str(tmp_path / engine),
+                          "--json", str(tmp_path / f"{engine}.json"), "--no-progress"], capsys)
         assert code == 0, err
         reports[engine] = json.loads((tmp_path / f"{engine}.json").read_text())
     model, csim = (np.load(tmp_path / engine / "weights.npz") for engine in ("model", "csim"))
