@@ -242,7 +242,7 @@ def summary_table(summary: dict[str, Any], fpga_note: str = "") -> str:
     )
     widths = [max(len(row[i]) for row in (*rows, heads)) for i in range(4)]
     lines = [
-        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
         for row in (heads, tuple("-" * w for w in widths), *rows)
     ]
     title = (
