@@ -182,6 +182,19 @@ inline void backward(int label, const count_t counts[CLASSES], const weight_t we
   }
 }
 
+// LFSR jumps over one weight row of each layer (NEURONS[l] draws), tabulated at compile time.
+struct RowDraws {
+  LfsrJump layer[LAYERS + 1];
+};
+
+constexpr RowDraws row_draws_table() {
+  RowDraws table{};
+  for (int l = 1; l <= LAYERS; ++l) table.layer[l] = lfsr_jump_table(NEURONS[l]);
+  return table;
+}
+
+constexpr RowDraws ROW_DRAWS = row_draws_table();
+
 // The update (section 4): W = sat_w(W - round_shift(dW, s_w)), then (trainable thresholds)
 // Vth = clamp(Vth - round_shift(dVth, s), 1, max) with s = s_th (layers 1..L) or
 // max(s_th - 8 + fw, 0) (encoder), reciprocals recomputed; accumulators cleared. Stochastic
@@ -193,9 +206,23 @@ inline void update(int shift_w, int shift_th, weight_t weights[W_TOTAL],
   uint32_t state = static_cast<uint32_t>(wide(lfsr));
   for (int l = 1; l <= LAYERS; ++l) {
     const int size = NEURONS[l];
+    const LfsrJump& row_draws = ROW_DRAWS.layer[l];
     for (int i = 0; i < NEURONS[l - 1]; ++i) {
       SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
       const int row = weight_row(l, i);
+      // A row of zero accumulators (its neuron did not spike since the last update) leaves
+      // its weights as they are (round_shift(0) = 0): only its draws are taken, at once.
+      bool touched = false;
+      for (int j = 0; j < size; ++j) {
+        SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
+        SPIKEFORGE_HLS(HLS PIPELINE II=1)
+        SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
+        touched |= wide(dw[row + j]) != 0;
+      }
+      if (!touched) {
+        if (ROUNDING == ROUND_STOCHASTIC) state = lfsr_jump(row_draws, state);
+        continue;
+      }
       for (int j = 0; j < size; ++j) {
         SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
         SPIKEFORGE_HLS(HLS PIPELINE II=1)

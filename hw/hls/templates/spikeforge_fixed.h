@@ -125,8 +125,33 @@ inline int64_t round_shift(int64_t x, int shift, uint32_t draw) {
 // The 32-bit Galois LFSR, right-shifting, toggle mask x^32 + x^22 + x^2 + x + 1 (section 4.2).
 constexpr uint32_t LFSR_TAPS = 0x80200003u;
 
-inline uint32_t lfsr_step(uint32_t state) {
+constexpr uint32_t lfsr_step(uint32_t state) {
   return (state >> 1) ^ ((state & 1u) ? LFSR_TAPS : 0u);
+}
+
+// The LFSR is linear over GF(2): the state after n steps is M^n s, M^n's column b being n
+// steps from state 2^b. lfsr_jump applies such a matrix (tabulated from lfsr_step).
+struct LfsrJump {
+  uint32_t column[32];
+};
+
+constexpr LfsrJump lfsr_jump_table(int steps) {
+  LfsrJump jump{};
+  for (int b = 0; b < 32; ++b) {
+    uint32_t state = uint32_t(1) << b;
+    for (int n = 0; n < steps; ++n) state = lfsr_step(state);
+    jump.column[b] = state;
+  }
+  return jump;
+}
+
+inline uint32_t lfsr_jump(const LfsrJump& jump, uint32_t state) {
+  uint32_t out = 0;
+  for (int b = 0; b < 32; ++b) {
+    SPIKEFORGE_HLS(HLS UNROLL)
+    out ^= ((state >> b) & 1u) ? jump.column[b] : 0u;
+  }
+  return out;
 }
 
 // R = floor(2^k / vth), vth >= 1 (K + 1 bits unsigned).
