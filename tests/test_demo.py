@@ -41,8 +41,9 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert (out / "verilog" / "spikeforge_core.v").read_text().startswith("/*")
     assert (out / "verilog" / "manifest.json").is_file()
     assert [step["step"] for step in report["steps"]] == [
-        "learn", "estimate", "gen", "cosim inference", "cosim learning"
+        "learn", "estimate", "gen", "hls csim", "cosim inference", "cosim learning"
     ]
+    assert summary["hls_mismatches"] == 0 and summary["hls_checks"] > 0
     printed = capsys.readouterr().out
     assert "mismatches RTL vs model" in printed and "FPGA: not run (--target none)" in printed
 
@@ -77,7 +78,7 @@ def test_interrupted_cosimulation_leaves_no_complete_report(tmp_path: Path) -> N
     runner, calls = _fake_runner(out, "cosim", KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         demo.run(_args(out, "--target", "none"), runner=runner)
-    assert calls == ["learn", "estimate", "gen", "cosim"]
+    assert calls == ["learn", "estimate", "gen", "hls learning", "cosim"]
     assert not (out / "report.json").exists()
 
 
@@ -190,8 +191,11 @@ def test_gen_cosim_and_synth_get_one_build(tmp_path: Path, monkeypatch: pytest.M
     argvs: list[list[str]] = []
     runner, calls = _fake_runner(out, argvs=argvs)
     demo.run(_args(out, "--target", "ice40-up5k", "--waves"), runner=runner)
-    assert calls == ["learn", "estimate", "gen", "cosim", "cosim learning", "cosim", "cosim learning", "synth"]
-    learn, estimate, gen, *cosims, synth = argvs
+    assert calls == [
+        "learn", "estimate", "gen", "hls learning", "cosim", "cosim learning", "cosim", "cosim learning", "synth"
+    ]
+    learn, estimate, gen, hls, *cosims, synth = argvs
+    assert hls[hls.index("--lanes") + 1] == "1"
     assert learn[learn.index("--bits") + 1] == "v=12,dw=16,dth=16"
     for argv in (gen, *cosims):
         assert argv[argv.index("--target") + 1] == "ice40-up5k"

@@ -7,7 +7,9 @@ Runs the subcommands in turn, each writing into the report folder ``--out``:
    16-bit gradient accumulators by default (:data:`DEFAULT_BITS`);
 2. ``estimate``: the core model on the test split: cycles, spikes, synaptic ops and energy
    per inference and per learning step;
-3. ``gen``: the core's Verilog, memory images and manifest;
+3. ``gen``: the core's Verilog, memory images and manifest; then ``hls --csim``: the HLS C++
+   of the same core, its testbench learning training images and inferring test images,
+   compared with the integer model;
 4. ``cosim``: test images inferred and training images learned on the generated core under
    cocotb, every memory write, output and counter compared with the model;
 5. ``synth``: utilisation and Fmax when the ``fpga`` extra is installed (default: the
@@ -81,6 +83,7 @@ FILES = {
     "cosim_inference": "cosim_inference.json",
     "cosim_learning": "cosim_learning.json",
     "synth": "synth.json",
+    "hls": "hls.json",
     "waves": "waves",
     "raster": "plots/raster.png",
     "ablation": "plots/ablation.png",
@@ -88,6 +91,10 @@ FILES = {
     "summary": "summary.txt",
     "report": "report.json",
 }
+
+
+#: Steps whose exit code 1 means a mismatch against the model (the demo then exits 1).
+CHECKING_STEPS = ("hls csim", "cosim inference", "cosim learning")
 
 
 def _say(text: str) -> None:
@@ -127,6 +134,11 @@ def plan(args: argparse.Namespace, out: Path, choices: Choices) -> list[tuple[st
             "--json", path["estimate"], "--plot", path["energy"],
         ]),
         ("gen", ["gen", "--checkpoint", path["checkpoint"], *built, "--out", path["verilog"]]),
+        ("hls csim", [
+            "hls", "--checkpoint", path["checkpoint"], "--dataset", DATASET, "--lanes", str(choices.lanes),
+            "--out", str(out / "hls"), "--csim", "--learn", "--samples", str(args.learn_samples),
+            "--json", path["hls"],
+        ]),
         ("cosim inference", [*cosim, "--samples", str(args.samples), "--json", path["cosim_inference"]]),
         ("cosim learning", [
             *cosim, "--learn", "--samples", str(args.learn_samples), "--json", path["cosim_learning"],
@@ -167,6 +179,7 @@ def summarize(out: Path, cosim_model_accuracy: float | None = None) -> dict[str,
     inference = _read(out / FILES["cosim_inference"]) or {}
     learning = _read(out / FILES["cosim_learning"]) or {}
     synth = _read(out / FILES["synth"])
+    hls = _read(out / FILES["hls"]) or {}
     fmax = synth["fmax_mhz"] if synth and synth["fits"] else None
 
     def at_fmax(cycles: float | None) -> float | None:
@@ -183,6 +196,8 @@ def summarize(out: Path, cosim_model_accuracy: float | None = None) -> dict[str,
         "rtl_inferences": inference.get("samples"),
         "rtl_learning_steps": learning.get("samples"),
         "mismatches": inference.get("mismatches", 0) + learning.get("mismatches", 0),
+        "hls_mismatches": hls.get("mismatches"),
+        "hls_checks": hls.get("passed"),
         "spikes_per_inference": estimate.get("spikes_per_inference"),
         "synaptic_ops_per_inference": estimate.get("synaptic_ops_per_inference"),
         "model_cycles_per_inference": estimate.get("cycles_per_inference"),
@@ -222,6 +237,7 @@ def summary_table(summary: dict[str, Any], fpga_note: str = "") -> str:
         ("accuracy", _value(s["estimate_accuracy"], ".4f"), _value(s["cosim_model_accuracy"], ".4f"),
          _value(s["rtl_accuracy"], ".4f")),
         ("mismatches RTL vs model", "", "", str(s["mismatches"])),
+        ("mismatches HLS C++ vs model", "", _value(s["hls_mismatches"], "d"), ""),
         ("spikes / inference", _value(s["spikes_per_inference"], ",.1f"), "", ""),
         ("synaptic ops / inference", _value(s["synaptic_ops_per_inference"], ",.0f"), "", ""),
         ("cycles / inference", _value(s["model_cycles_per_inference"], ",.0f"),
@@ -414,7 +430,8 @@ def run(args: argparse.Namespace, runner: Callable[[Sequence[str]], int] = run_s
     write_json(temporary, report, sort_keys=False)
     os.replace(temporary, out / FILES["report"])
     _say(f"report: {out / FILES['report']}")
-    return 1 if summary["mismatches"] or status.get("cosim inference") or status.get("cosim learning") else 0
+    failed = summary["mismatches"] or summary["hls_mismatches"] or any(status.get(step) for step in CHECKING_STEPS)
+    return 1 if failed else 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
