@@ -45,20 +45,9 @@ LANES = (1, 2, 3, 4, 8)
 DIGITS_LANES = (4, 8, 16)
 
 
-def random_network(rng: np.random.Generator) -> tuple[IntegerNetwork, bool]:
-    """A random FC network and whether the core can learn it."""
-    inputs = int(rng.integers(1, 17))
-    hidden = [int(n) for n in rng.integers(1, 17, int(rng.integers(0, 3)))]
-    population = int(rng.integers(1, 4))
-    classes = int(rng.integers(1, 4))
-    learnable = bool(rng.random() < 0.8)
-    reset = "subtract" if learnable else str(rng.choice(["subtract", "zero"]))
-    threshold = str(rng.choice(["trainable", "fixed"])) if reset == "subtract" else "fixed"
-    arch = "-".join([f"{n}FC" for n in hidden] + [f"{classes * population}FC"])
-    spec = NetworkSpec.parse(
-        arch, input_shape=(inputs,), timesteps=int(rng.integers(1, 6)), population=population,
-        decoder=str(rng.choice(["last", "rate"])), reset=reset, threshold=threshold,
-    )
+def random_integer_network(rng: np.random.Generator, spec: NetworkSpec) -> IntegerNetwork:
+    """``spec`` with drawn formats (narrow, saturating), weights, thresholds, learning rule
+    (shifts 0..7, every rounding, B 1..3) and LFSR state."""
     w = int(rng.integers(2, 11))
     v = int(rng.integers(w, w + 9))
     g = int(rng.integers(4, 17))
@@ -74,7 +63,24 @@ def random_network(rng: np.random.Generator) -> tuple[IntegerNetwork, bool]:
         shift_w=int(rng.integers(0, 8)), shift_th=int(rng.integers(0, 8)),
         rounding=str(rng.choice(ROUNDINGS)), batch=int(rng.integers(1, 4)),
     )
-    net = IntegerNetwork(spec, formats, weights, thresholds, rule=rule, lfsr_state=int(rng.integers(1, 1 << 32)))
+    return IntegerNetwork(spec, formats, weights, thresholds, rule=rule, lfsr_state=int(rng.integers(1, 1 << 32)))
+
+
+def random_network(rng: np.random.Generator) -> tuple[IntegerNetwork, bool]:
+    """A random FC network and whether the core can learn it."""
+    inputs = int(rng.integers(1, 17))
+    hidden = [int(n) for n in rng.integers(1, 17, int(rng.integers(0, 3)))]
+    population = int(rng.integers(1, 4))
+    classes = int(rng.integers(1, 4))
+    learnable = bool(rng.random() < 0.8)
+    reset = "subtract" if learnable else str(rng.choice(["subtract", "zero"]))
+    threshold = str(rng.choice(["trainable", "fixed"])) if reset == "subtract" else "fixed"
+    arch = "-".join([f"{n}FC" for n in hidden] + [f"{classes * population}FC"])
+    spec = NetworkSpec.parse(
+        arch, input_shape=(inputs,), timesteps=int(rng.integers(1, 6)), population=population,
+        decoder=str(rng.choice(["last", "rate"])), reset=reset, threshold=threshold,
+    )
+    net = random_integer_network(rng, spec)
     return net, spec.reset == "subtract" and spec.surrogate == "scaled"
 
 

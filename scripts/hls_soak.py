@@ -29,16 +29,18 @@ import numpy as np
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for folder in (ROOT, ROOT / "scripts"):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 from hw.hls import check_target, learnable, write_project  # noqa: E402
 from model.data import load_dataset, to_u8  # noqa: E402
-from model.fixed import ROUNDINGS, signed_range  # noqa: E402
-from model.integer import Formats, IntegerNetwork, LearningRule, fit, recipe  # noqa: E402
+from model.integer import IntegerNetwork, fit, recipe  # noqa: E402
 from model.spec import NetworkSpec  # noqa: E402
 from sim.hls_csim import make_vectors, run_csim  # noqa: E402
 from sim.hls_engine import CsimNetwork  # noqa: E402
+
+from core_soak import random_integer_network  # noqa: E402
 
 #: Lanes drawn for the random networks.
 LANES = (1, 2, 3, 4, 5, 8)
@@ -60,25 +62,7 @@ def random_network(rng: np.random.Generator) -> IntegerNetwork:
         decoder=str(rng.choice(["last", "rate"])), reset=reset, threshold=threshold,
         surrogate=str(rng.choice(["scaled", "rect"], p=[0.9, 0.1])),
     )
-    w = int(rng.integers(2, 11))
-    v = int(rng.integers(w, w + 9))
-    g = int(rng.integers(4, 17))
-    formats = Formats(
-        w=w, fw=int(rng.integers(0, w)), v=v, g=g, gf=int(rng.integers(0, g)),
-        dw=int(rng.integers(g, g + 9)), dth=int(rng.integers(g, g + 9)), k=int(rng.integers(8, 17)),
-    )
-    low, high = signed_range(w)
-    weights = [
-        rng.integers(low, high + 1, (spec.neurons(i), spec.neurons(i - 1)))
-        for i in range(1, spec.num_layers + 1)
-    ]
-    top = min(formats.threshold_max, int(rng.integers(1, 400)))
-    thresholds = [rng.integers(1, top + 1, spec.neurons(i)) for i in range(spec.num_layers + 1)]
-    rule = LearningRule(
-        shift_w=int(rng.integers(0, 9)), shift_th=int(rng.integers(0, 9)),
-        rounding=str(rng.choice(ROUNDINGS)), batch=int(rng.integers(1, 4)),
-    )
-    return IntegerNetwork(spec, formats, weights, thresholds, rule=rule, lfsr_state=int(rng.integers(1, 1 << 32)))
+    return random_integer_network(rng, spec)
 
 
 def random_pixels(rng: np.random.Generator, count: int, inputs: int) -> np.ndarray:
