@@ -36,8 +36,10 @@ import numpy as np
 
 from model import checkpoint, metrics
 from model.checks import check_field
+from model.files import ArraySpec
 from model.fixed import (
     LFSR,
+    LFSR_BITS,
     MAX_BITS,
     ROUNDINGS,
     FixedFormat,
@@ -1084,6 +1086,7 @@ class IntegerNetwork:
             spec = NetworkSpec.from_dict(meta.get("spec"))
         except ValueError as error:
             raise ValueError(f"checkpoint spec: {error}") from None
+        _check_integer_spec(spec)
         stored = meta.get("formats")
         if not isinstance(stored, dict):
             raise ValueError("formats: checkpoint.json needs a 'formats' object")
@@ -1095,24 +1098,16 @@ class IntegerNetwork:
         rule = LearningRule(
             stored["shift_w"], stored["shift_th"], stored["rounding"], stored["batch"]
         )
-        arrays = checkpoint.read_arrays(directory)
-        names = [f"weight_{index}" for index in range(1, spec.num_layers + 1)]
-        names += [f"threshold_{index}" for index in range(spec.num_layers + 1)]
-        extra = sorted(set(arrays) - set(names))
-        absent = [name for name in names if name not in arrays]
-        if absent or extra:
-            raise ValueError(
-                f"weights.npz: arrays {absent or extra} are "
-                f"{'missing' if absent else 'unexpected'} for {spec.arch}"
-            )
-        for name in names:
-            if not np.issubdtype(arrays[name].dtype, np.integer):
-                raise ValueError(
-                    f"{name}: expected integers, got {arrays[name].dtype} (a float checkpoint?)"
-                )
-        weights = [arrays[name] for name in names[: spec.num_layers]]
-        thresholds = [arrays[name] for name in names[spec.num_layers :]]
-        return cls(spec, formats, weights, thresholds, rule=rule, lfsr_state=stored["lfsr_state"])
+        lfsr_state = check_field("lfsr_state", stored["lfsr_state"], minimum=1, maximum=(1 << LFSR_BITS) - 1)
+        layers = range(1, spec.num_layers + 1)
+        expected = {
+            f"weight_{i}": ArraySpec((spec.neurons(i), spec.neurons(i - 1)), "iu") for i in layers
+        }
+        expected.update({f"threshold_{i}": ArraySpec((spec.channels(i),), "iu") for i in (0, *layers)})
+        arrays = checkpoint.read_arrays(directory, expected)
+        weights = [arrays[f"weight_{i}"] for i in layers]
+        thresholds = [arrays[f"threshold_{i}"] for i in (0, *layers)]
+        return cls(spec, formats, weights, thresholds, rule=rule, lfsr_state=lfsr_state)
 
 
 # On-line training ----------------------------------------------------------------------
