@@ -4,8 +4,8 @@ A checkpoint is a folder holding
 
 * ``checkpoint.json``: ``{"kind": "float" | "integer", "format_version": 1,
   "spec": NetworkSpec.to_dict(), ...}`` plus model-specific fields;
-* ``weights.npz``: named numeric arrays written by :func:`numpy.savez` and read back with
-  ``allow_pickle=False`` (no code can run while loading).
+* ``weights.npz``: named numeric arrays written by :func:`numpy.savez` and read back by
+  :func:`model.files.read_npz` (never unpickled, every size checked before allocation).
 
 :func:`load_checkpoint_kind` tells which model wrote a folder, so a loader can dispatch
 on it before reading the arrays.
@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from model import files
 
 #: Version of the checkpoint layout written by this code.
 FORMAT_VERSION = 1
@@ -45,12 +46,6 @@ def checkpoint_folder(directory: str | os.PathLike[str]) -> Path:
     return folder
 
 
-def _unreadable(path: Path, error: Exception) -> ValueError:
-    """The error of an npz that cannot be read (numpy's advice to unpickle is not passed on)."""
-    reason = "it holds pickled data, which is never loaded" if "pickle" in str(error) else str(error)
-    return ValueError(f"{path}: not a readable npz archive ({reason})")
-
-
 def read_checkpoint_json(directory: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and check ``checkpoint.json`` of a checkpoint folder.
 
@@ -65,16 +60,13 @@ def read_checkpoint_json(directory: str | os.PathLike[str]) -> dict[str, Any]:
     FileNotFoundError
         When the folder or the file is missing.
     ValueError
-        When the file is not UTF-8 JSON, not an object, or ``kind``/``format_version``
-        is missing or unsupported.
+        When the file is larger than :data:`model.files.MAX_JSON_BYTES`, not UTF-8 JSON,
+        not an object, or ``kind``/``format_version`` is missing or unsupported.
     """
     path = checkpoint_folder(directory) / CHECKPOINT_JSON
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint: {str(path)!r} does not exist")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    data = files.read_json(path)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
     kind = data.get("kind")
@@ -130,28 +122,28 @@ def write_checkpoint(
     return folder
 
 
-def read_arrays(directory: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Read every array of ``weights.npz`` with ``allow_pickle=False``.
+def read_arrays(
+    directory: str | os.PathLike[str], expected: Mapping[str, files.ArraySpec] | None = None
+) -> dict[str, np.ndarray]:
+    """Read every array of ``weights.npz``; nothing is unpickled (:func:`model.files.read_npz`).
+
+    Parameters
+    ----------
+    expected : mapping of str to ArraySpec, optional
+        The arrays the checkpoint's spec implies: exactly these names, shapes and dtypes,
+        checked from the ``.npy`` headers before any array is allocated (their total bytes
+        bound the read). Without it, any numeric arrays up to
+        :data:`model.files.MAX_NPZ_BYTES` in all.
 
     Raises
     ------
     FileNotFoundError
         When the folder or the file is missing.
     ValueError
-        When the file is not a readable npz archive or holds object arrays.
+        When the file is not a readable npz archive, holds object arrays, or an array is
+        missing, unexpected, of another shape or dtype, or larger than allowed (naming it).
     """
     path = checkpoint_folder(directory) / WEIGHTS_NPZ
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint: {str(path)!r} does not exist")
-    errors = (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except errors as error:
-        raise _unreadable(path, error) from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: not an npz archive (found a single .npy array)")
-    with archive:
-        try:
-            return {name: archive[name] for name in archive.files}
-        except errors as error:
-            raise _unreadable(path, error) from None
+    return files.read_npz(path, expected=expected)

@@ -64,6 +64,7 @@ from tqdm import tqdm
 from model import checkpoint, metrics
 from model.checks import check_field
 from model.data import augment, default_augmentation
+from model.files import ArraySpec
 from model.spec import NetworkSpec
 
 #: Smallest threshold after a training update. The scaled surrogate's gain is 1/Vth, so
@@ -667,22 +668,12 @@ class Network:
         if meta.get("dtype") not in ("float32", "float64"):
             raise ValueError(f"checkpoint: dtype {meta.get('dtype')!r} is not float32 or float64")
         net = cls(spec, dtype=meta["dtype"])
-        arrays = checkpoint.read_arrays(directory)
         expected = net.parameters()
-        missing = sorted(set(expected) - set(arrays))
-        extra = sorted(set(arrays) - set(expected))
-        if missing or extra:
-            raise ValueError(
-                f"checkpoint: weights.npz arrays {missing or extra} are "
-                f"{'missing' if missing else 'unexpected'} for {spec.arch}"
-            )
+        arrays = checkpoint.read_arrays(
+            directory, {name: ArraySpec(a.shape, "f", a.dtype) for name, a in expected.items()}
+        )
         for name, target in expected.items():
             array = arrays[name]
-            if array.shape != target.shape or array.dtype != target.dtype:
-                raise ValueError(
-                    f"checkpoint: array {name} is {array.dtype} {array.shape}, expected "
-                    f"{target.dtype} {target.shape}"
-                )
             if not np.isfinite(array).all():
                 raise ValueError(f"checkpoint: array {name} has non-finite values")
             if name.startswith("threshold_") and array.size and array.min() <= 0:
