@@ -27,7 +27,15 @@ SURROGATES = ("rect", "scaled")
 DECODERS = ("rate", "last", "fc")
 LAYER_KINDS = ("fc", "conv", "pool")
 
-_TOKEN = re.compile(r"^(?:(?P<fc>[1-9]\d*)FC|(?P<conv>[1-9]\d*)C3|(?P<pool>AP2))$")
+#: Size limits of a spec (a spec read from a file cannot make a model allocate more):
+#: layers after the encoder, units of one layer (input included), synaptic weights in all
+#: (decoder included), classes.
+MAX_LAYERS = 64
+MAX_NEURONS = 1 << 20
+MAX_WEIGHTS = 1 << 26
+MAX_CLASSES = 1 << 16
+
+_TOKEN = re.compile(r"^(?:(?P<fc>[1-9]\d{0,7})FC|(?P<conv>[1-9]\d{0,7})C3|(?P<pool>AP2))$")
 
 
 @dataclass(frozen=True)
@@ -61,12 +69,16 @@ def parse_arch(arch: str) -> tuple[LayerSpec, ...]:
     Raises
     ------
     ValueError
-        If the string is empty or a token is not ``nFC``, ``nC3`` or ``AP2``.
+        If the string is empty, has more than :data:`MAX_LAYERS` layers, or a token is not
+        ``nFC``, ``nC3`` or ``AP2`` (n of at most 8 digits).
     """
     if not isinstance(arch, str) or not arch.strip():
         raise ValueError("arch: must be a non-empty string such as '128FC-100FC'")
+    tokens = arch.strip().split("-")
+    if len(tokens) > MAX_LAYERS:
+        raise ValueError(f"arch: {len(tokens)} layers is out of range (allowed 1..{MAX_LAYERS})")
     layers = []
-    for token in arch.strip().split("-"):
+    for token in tokens:
         match = _TOKEN.match(token.strip())
         if match is None:
             raise ValueError(
@@ -117,6 +129,10 @@ class NetworkSpec:
     initial_threshold : float
         Initial Vth of every layer, encoder included (paper: 0.5).
 
+    Every layer (the input too) has at most :data:`MAX_NEURONS` units, the weights
+    (decoder included) number at most :data:`MAX_WEIGHTS`, ``classes`` is 1..
+    :data:`MAX_CLASSES`.
+
     Raises
     ------
     ValueError
@@ -138,6 +154,8 @@ class NetworkSpec:
     def __post_init__(self) -> None:
         if not self.layers:
             raise ValueError("arch: needs at least one layer")
+        if len(self.layers) > MAX_LAYERS:
+            raise ValueError(f"arch: {len(self.layers)} layers is out of range (allowed 1..{MAX_LAYERS})")
         for layer in self.layers:
             if not isinstance(layer, LayerSpec):
                 raise ValueError(f"layers: expected LayerSpec items, got {layer!r}")
@@ -147,7 +165,7 @@ class NetworkSpec:
             raise ValueError(
                 f"input_shape: {self.input_shape!r} must be (N,) or (C, H, W) of positive integers"
             )
-        shape = tuple(check_field("input_shape", n, minimum=1) for n in shape)
+        shape = tuple(check_field("input_shape", n, minimum=1, maximum=MAX_NEURONS) for n in shape)
         object.__setattr__(self, "input_shape", shape)
         object.__setattr__(self, "timesteps", check_field("timesteps", self.timesteps, minimum=1, maximum=1024))
         _choice("reset", self.reset, RESETS)
@@ -159,13 +177,19 @@ class NetworkSpec:
                 "threshold: 'trainable' needs reset 'subtract' (eq. 11 reaches Vth only "
                 "through the reset); use threshold 'fixed' with reset 'zero'"
             )
-        object.__setattr__(self, "population", check_field("population", self.population, minimum=1))
-        object.__setattr__(self, "classes", check_field("classes", self.classes, minimum=1))
+        population = check_field("population", self.population, minimum=1, maximum=MAX_NEURONS)
+        object.__setattr__(self, "population", population)
+        object.__setattr__(self, "classes", check_field("classes", self.classes, minimum=1, maximum=MAX_CLASSES))
         vth = self.initial_threshold
-        if not isinstance(vth, (int, float)) or not math.isfinite(vth) or vth <= 0:
+        try:
+            finite = isinstance(vth, (int, float)) and not isinstance(vth, bool) and math.isfinite(vth)
+        except OverflowError:  # an int too large for a float
+            finite = False
+        if not finite or vth <= 0:
             raise ValueError(f"initial_threshold: {vth!r} must be a finite number > 0")
         object.__setattr__(self, "initial_threshold", float(vth))
         object.__setattr__(self, "shapes", self._infer_shapes())
+        self._check_sizes()
         last = self.layers[-1]
         if last.kind != "fc":
             raise ValueError(f"arch: the last layer must be nFC, not {last.notation()}")
@@ -174,6 +198,24 @@ class NetworkSpec:
                 f"population: the last layer has {last.size} neurons, which is not "
                 f"classes ({self.classes}) x population ({self.population})"
             )
+
+    def _check_sizes(self) -> None:
+        """Every layer within :data:`MAX_NEURONS` units, all weights within :data:`MAX_WEIGHTS`."""
+        for index, shape in enumerate(self.shapes):
+            units = math.prod(shape)
+            if units > MAX_NEURONS:
+                what = "input_shape" if index == 0 else f"arch: layer {index} ({self.layers[index - 1].notation()})"
+                raise ValueError(
+                    f"{what}: {units} units is out of range (allowed 1..{MAX_NEURONS} per layer)"
+                )
+        weights = 0
+        for index, layer in enumerate(self.layers, start=1):
+            below = self.shapes[index - 1]
+            weights += {"fc": layer.size * math.prod(below), "conv": layer.size * below[0] * 9}.get(layer.kind, 0)
+        if self.decoder == "fc":
+            weights += self.classes * self.timesteps * math.prod(self.shapes[-1])
+        if weights > MAX_WEIGHTS:
+            raise ValueError(f"arch: {weights} weights is out of range (allowed up to {MAX_WEIGHTS})")
 
     def _infer_shapes(self) -> tuple[tuple[int, ...], ...]:
         shapes = [self.input_shape]
@@ -272,6 +314,12 @@ class NetworkSpec:
         data = dict(data)
         arch = data.pop("arch")
         input_shape = data.pop("input_shape")
+        if not isinstance(input_shape, (list, tuple)):
+            raise ValueError(
+                f"input_shape: must be a list (N,) or (C, H, W) of positive integers, not {type(input_shape).__name__}"
+            )
+        if not all(isinstance(key, str) for key in data):
+            raise ValueError("spec: field names must be strings")
         return cls.parse(arch, input_shape=tuple(input_shape), **data)
 
     def to_json(self) -> str:
