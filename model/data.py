@@ -20,16 +20,17 @@ Inputs ``x`` are float32 in [0, 1], labels ``y`` int64 in 0..classes-1.
 
 from __future__ import annotations
 
-import codecs
 import gzip
+import io
 import math
 import numbers
 import operator
 import os
 import pickle
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -57,6 +58,8 @@ MNIST_SHA256 = {
 #: CIFAR-10 python batch files: ``data_batch_1``, ``data_batch_2``, ... and ``test_batch``.
 CIFAR10_TRAIN_PREFIX = "data_batch_"
 CIFAR10_TEST_FILE = "test_batch"
+#: Largest batch file read (bytes; a batch of 10,000 images is 31 MB).
+CIFAR10_MAX_BYTES = 1 << 26
 #: Folder name inside ``cifar-10-python.tar.gz``; ``root`` may be its parent.
 CIFAR10_FOLDER = "cifar-10-batches-py"
 
@@ -66,6 +69,9 @@ DEFAULT_MNIST_ROOT = DATA_ROOT / "mnist"
 DEFAULT_CIFAR10_ROOT = DATA_ROOT / "cifar10"
 
 _GZIP_MAGIC = b"\x1f\x8b"
+#: Largest IDX payload :func:`read_idx` accepts (bytes; MNIST's 60,000 training images are 47 MB).
+IDX_MAX_BYTES = 1 << 28
+_IDX_CHUNK = 1 << 20
 
 # IDX element type codes (third magic byte) -> big-endian numpy dtypes.
 _IDX_DTYPES = {
@@ -282,12 +288,19 @@ def _load_cifar10(root: str | os.PathLike[str] | None) -> _Loaded:
 # IDX ----------------------------------------------------------------------------------
 
 
-def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+def read_idx(path: str | os.PathLike[str], *, max_bytes: int = IDX_MAX_BYTES) -> np.ndarray:
     """Read an IDX file (raw or gzip-compressed, detected by the magic bytes 1f 8b).
 
     The header is two zero bytes, a type byte (0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32,
     0x0D f32, 0x0E f64; big-endian) and the number of dimensions, then one big-endian
-    u32 per dimension. MNIST labels have magic 0x00000801, images 0x00000803.
+    u32 per dimension. MNIST labels have magic 0x00000801, images 0x00000803. The
+    header is read first and the payload it implies (at most ``max_bytes``) is the most
+    that is ever read or decompressed.
+
+    Parameters
+    ----------
+    max_bytes : int
+        Largest payload accepted, in bytes (default :data:`IDX_MAX_BYTES`).
 
     Returns
     -------
@@ -300,18 +313,25 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         When ``path`` does not exist.
     ValueError
         Naming the file when the gzip stream is corrupt, the magic number is not an IDX
-        one, the header is short, or the payload is not exactly ``prod(dims) * itemsize``
-        bytes.
+        one, the header is short, the header implies more than ``max_bytes``, or the
+        payload is not exactly ``prod(dims) * itemsize`` bytes.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"IDX file {str(path)!r} does not exist")
-    raw = path.read_bytes()
-    if raw[:2] == _GZIP_MAGIC:
+    with path.open("rb") as file:
+        compressed = file.read(2) == _GZIP_MAGIC
+        file.seek(0)
+        stream: Any = gzip.GzipFile(fileobj=file, mode="rb") if compressed else file
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as error:
+            return _read_idx_stream(path, stream, max_bytes)
+        except (OSError, EOFError, zlib.error) as error:
             raise ValueError(f"{path}: corrupt gzip stream ({error})") from None
+
+
+def _read_idx_stream(path: Path, stream: Any, max_bytes: int) -> np.ndarray:
+    """The IDX array of an open (decompressed) stream; see :func:`read_idx`."""
+    raw = stream.read(4)
     if len(raw) < 4:
         raise ValueError(f"{path}: {len(raw)} bytes is too short for an IDX header")
     zero, type_code, ndim = int.from_bytes(raw[:2], "big"), raw[2], raw[3]
@@ -321,52 +341,174 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
             f"TT in {', '.join(f'{t:02x}' for t in _IDX_DTYPES)} and DD >= 1 dimensions)"
         )
     header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{path}: header truncated ({len(raw)} of {header} bytes for {ndim} dims)")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dims = stream.read(4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise ValueError(f"{path}: header truncated ({4 + len(dims)} of {header} bytes for {ndim} dims)")
+    shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
     dtype = _IDX_DTYPES[type_code]
     expected = math.prod(shape) * dtype.itemsize
-    if len(raw) - header != expected:
+    if expected > max_bytes:
         raise ValueError(
-            f"{path}: payload is {len(raw) - header} bytes, expected {expected} for "
+            f"{path}: header claims shape {shape} of {dtype.name}, {expected} bytes "
+            f"(allowed up to {max_bytes})"
+        )
+    chunks, size = [], 0
+    while size < expected:  # in chunks: memory follows the data found, not the header's claim
+        chunk = stream.read(min(_IDX_CHUNK, expected - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    payload = b"".join(chunks)
+    extra = len(stream.read(1))
+    while extra and extra <= max_bytes:  # count the excess, never more than max_bytes
+        chunk = len(stream.read(_IDX_CHUNK))
+        if not chunk:
+            break
+        extra += chunk
+    if len(payload) != expected or extra:
+        found = f"more than {expected + max_bytes}" if extra > max_bytes else len(payload) + extra
+        raise ValueError(
+            f"{path}: payload is {found} bytes, expected {expected} for "
             f"shape {shape} of {dtype.name}"
         )
-    payload = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
-    return payload.astype(dtype.newbyteorder("="))
+    return np.frombuffer(payload, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 # CIFAR-10 -----------------------------------------------------------------------------
 
 
+def _plain_dtype(dtype: Any) -> np.dtype:
+    """``dtype`` if it is a plain bool/integer/float dtype (no fields, subarray or objects)."""
+    if not (
+        isinstance(dtype, np.dtype)
+        and dtype.kind in "biuf"
+        and dtype.fields is None
+        and dtype.subdtype is None
+        and not dtype.hasobject
+    ):
+        raise pickle.UnpicklingError(f"dtype {dtype!r} is not a plain numeric dtype")
+    return dtype
+
+
+def _pickle_dtype(obj: Any, align: Any = False, copy: Any = False) -> np.dtype:
+    """``numpy.dtype(obj, align, copy)`` for a numeric type code such as ``"u1"`` only."""
+    if not (isinstance(obj, str) and obj in _PICKLE_DTYPES and isinstance(align, bool) and isinstance(copy, bool)):
+        raise pickle.UnpicklingError(f"numpy.dtype{(obj, align, copy)!r} is not allowed")
+    return np.dtype(obj, align, copy)
+
+
+def _pickle_reconstruct(subtype: Any, shape: Any, code: Any) -> np.ndarray:
+    """``_reconstruct(ndarray, (0,), b"b")``: the empty array a pickled one starts from."""
+    if subtype is not np.ndarray or shape != (0,) or code not in (b"b", "b"):
+        raise pickle.UnpicklingError("numpy _reconstruct is allowed only for an empty ndarray")
+    return np.ndarray((0,), np.uint8)
+
+
+def _pickle_frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    """``_frombuffer``: an array over pickled bytes (no allocation beyond them)."""
+    if not isinstance(buffer, (bytes, bytearray)) or order not in ("C", "F"):
+        raise pickle.UnpicklingError("numpy _frombuffer needs bytes and order 'C' or 'F'")
+    if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
+        raise pickle.UnpicklingError(f"numpy _frombuffer shape {shape!r} is not a tuple of sizes")
+    dtype = _plain_dtype(dtype)
+    if math.prod(shape) * dtype.itemsize != len(buffer):
+        raise pickle.UnpicklingError(f"numpy _frombuffer: {len(buffer)} bytes do not hold shape {shape}")
+    return np.frombuffer(buffer, dtype).reshape(shape, order=order)
+
+
+def _pickle_encode(text: Any, encoding: Any = "utf-8") -> bytes:
+    """``_codecs.encode(text, "latin1")``: bytes in protocol 0-2 pickles."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("_codecs.encode is allowed only for str and latin1")
+    return text.encode("latin1")
+
+
+#: Type codes :func:`_pickle_dtype` accepts.
+_PICKLE_DTYPES = frozenset(
+    f"{order}{kind}" for order in ("", "<", ">", "|", "=") for kind in
+    ("b1", "u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8", "f4", "f8")
+)
+#: The callables a REDUCE may call: checked stand-ins of numpy's array/dtype reconstruction.
+_PICKLE_CALLS = frozenset((_pickle_dtype, _pickle_reconstruct, _pickle_frombuffer, _pickle_encode))
+
+
 def _numpy_pickle_globals() -> dict[tuple[str, str], Any]:
-    reconstruct = np.ndarray((0,)).__reduce__()[0]
-    frombuffer = np.zeros(1).__reduce_ex__(5)[0]
     allowed: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): codecs.encode,  # bytes in protocol 0-2 pickles
+        ("numpy", "ndarray"): np.ndarray,  # only as _reconstruct's argument, never called
+        ("numpy", "dtype"): _pickle_dtype,
+        ("_codecs", "encode"): _pickle_encode,  # bytes in protocol 0-2 pickles
     }
     for package in ("numpy.core", "numpy._core"):  # numpy 1.x and 2.x module names
-        allowed[(f"{package}.multiarray", "_reconstruct")] = reconstruct
-        allowed[(f"{package}.numeric", "_frombuffer")] = frombuffer
+        allowed[(f"{package}.multiarray", "_reconstruct")] = _pickle_reconstruct
+        allowed[(f"{package}.numeric", "_frombuffer")] = _pickle_frombuffer
     return allowed
 
 
-class _CifarUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only numpy array/dtype reconstruction and ``_codecs.encode``.
+def _refused(opcode: str) -> Any:
+    def load(self: _CifarUnpickler) -> None:
+        raise pickle.UnpicklingError(f"opcode {opcode} is not allowed")
 
-    Containers, bytes, str and int are built by pickle opcodes without any global
-    lookup, so a CIFAR batch needs nothing else; any other global (the way a pickle runs
-    code) is refused.
+    return load
+
+
+class _CifarUnpickler(pickle._Unpickler):
+    """Unpickler that builds only containers, bytes, str, ints and plain numeric arrays.
+
+    Containers, bytes, str and int are built by pickle opcodes without any global lookup,
+    so a CIFAR batch needs nothing else. The only globals resolved are numpy's array and
+    dtype reconstruction and ``_codecs.encode``, each replaced by a stand-in that checks
+    its arguments (an empty array, a numeric type code, latin1 text); a REDUCE may call
+    only those, BUILD may only set the state of such an array (plain dtype, data of
+    exactly its size) or dtype, and the opcodes that instantiate classes (NEWOBJ,
+    NEWOBJ_EX, OBJ, INST) are refused. Any other global (the way a pickle runs code) is
+    refused before it is looked up. It is pickle's pure-Python unpickler, which reads a
+    length-prefixed item only as far as the data goes (no allocation from a claimed size).
     """
 
     _allowed = _numpy_pickle_globals()
+    dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)
 
     def find_class(self, module: str, name: str) -> Any:
         try:
             return self._allowed[(module, name)]
-        except KeyError:
+        except (KeyError, TypeError):
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed") from None
+
+    def load_reduce(self) -> None:
+        if self.stack[-2] not in _PICKLE_CALLS:
+            raise pickle.UnpicklingError(f"calling {self.stack[-2]!r} is not allowed")
+        super().load_reduce()
+
+    def load_build(self) -> None:
+        state, inst = self.stack[-1], self.stack[-2]
+        if isinstance(inst, np.ndarray):
+            ok = isinstance(state, tuple) and len(state) == 5 and state[0] == 1 and inst.shape == (0,)
+            if ok:
+                _, shape, dtype, fortran, raw = state
+                ok = (
+                    isinstance(shape, tuple)
+                    and all(type(n) is int and n >= 0 for n in shape)
+                    and isinstance(fortran, bool)
+                    and isinstance(raw, (bytes, bytearray))
+                    and math.prod(shape) * _plain_dtype(dtype).itemsize == len(raw)
+                )
+        elif isinstance(inst, np.dtype):
+            ok = (
+                isinstance(state, tuple) and len(state) in (8, 9) and state[0] == 3
+                and state[1] in ("<", ">", "|", "=") and state[2:5] == (None, None, None)
+                and state[5:7] == (-1, -1) and type(state[7]) is int and state[8:] in ((), (None,))
+            )
+        else:
+            ok = False
+        if not ok:
+            raise pickle.UnpicklingError(f"BUILD of a {type(inst).__name__} with this state is not allowed")
+        super().load_build()
+
+    dispatch[pickle.REDUCE[0]] = load_reduce
+    dispatch[pickle.BUILD[0]] = load_build
+    for _opcode in ("NEWOBJ", "NEWOBJ_EX", "OBJ", "INST"):
+        dispatch[getattr(pickle, _opcode)[0]] = _refused(_opcode)
 
 
 def read_cifar_batch(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -394,11 +536,18 @@ def read_cifar_batch(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarr
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"CIFAR-10 batch {str(path)!r} does not exist")
+    size = path.stat().st_size
+    if size > CIFAR10_MAX_BYTES:
+        raise ValueError(f"{path}: {size} bytes is too large for a CIFAR-10 batch (allowed up to {CIFAR10_MAX_BYTES})")
+    with path.open("rb") as file:
+        raw = io.BytesIO(file.read(CIFAR10_MAX_BYTES + 1))
     try:
-        with path.open("rb") as file:
-            batch = _CifarUnpickler(file, encoding="bytes").load()
+        batch = _CifarUnpickler(raw, encoding="bytes").load()
     except Exception as error:  # any decoding failure of an untrusted file is a data error
-        raise ValueError(f"{path}: not a CIFAR-10 batch pickle ({error})") from None
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if isinstance(error, EOFError):
+            reason = "truncated"
+        raise ValueError(f"{path}: not a CIFAR-10 batch pickle ({reason})") from None
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise ValueError(f"{path}: expected a dict with keys b'data' and b'labels'")
     data, labels = batch[b"data"], batch[b"labels"]
