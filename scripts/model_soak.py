@@ -496,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
                 find_compiler("g++")
             except ToolchainError as error:
                 raise CLIError(f"--hls: {str(error).splitlines()[0]}") from None
+        if args.json:  # fail before the soak, not after it
+            write_json(args.json, {"seed": args.seed, "running": True})
         summary = soak(seed=args.seed, networks=args.networks, samples=args.samples, hls=args.hls,
                        only=args.only, progress=not args.no_progress)
         if args.json:
