@@ -22,6 +22,7 @@ of layer ``l`` (0 = encoder) and ``w_l = ceil(n_l / P)`` its words.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -75,6 +76,8 @@ PHASES = ("clear", "forward", "readout", "backward", "update")
 
 #: Memories of each layer, in the order the trace lists same-cycle writes of one layer.
 MEMORIES = ("PIX", "V", "VTH", "R", "S", "H", "W", "DV", "DW", "DVTH")
+#: Longest line :func:`read_trace` accepts (bytes).
+TRACE_LINE_BYTES = 1 << 20
 
 #: Cycles from a push into an empty spike queue to the cycle it is offered on ``pop``
 #: (``hw.queue.SpikeQueue``: SyncFIFOBuffered with a registered output), the same at every
@@ -496,21 +499,50 @@ def write_trace(records: Iterable[TraceRecord], path: str | os.PathLike[str]) ->
 def read_trace(path: str | os.PathLike[str]) -> list[TraceRecord]:
     """Read a trace written by :func:`write_trace`.
 
+    Each line is one JSON object of at most :data:`TRACE_LINE_BYTES` bytes with exactly
+    the fields of :class:`TraceRecord`: integers >= 0, ``phase`` in :data:`PHASES`,
+    ``memory`` in :data:`MEMORIES`, ``data`` a list of integers.
+
     Raises
     ------
+    FileNotFoundError
+        When ``path`` is not a file.
     ValueError
-        When a line is not a trace record (naming the line).
+        When a line is not UTF-8, too long, or not a trace record (naming the line).
     """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"trace {str(path)!r} does not exist or is not a file")
     records = []
-    with Path(path).open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number in itertools.count(1):
+            line = handle.readline(TRACE_LINE_BYTES + 1)
+            if not line:
+                break
+            if len(line) > TRACE_LINE_BYTES:
+                raise ValueError(f"{path}:{number}: line longer than {TRACE_LINE_BYTES} bytes")
             try:
-                item = json.loads(line)
-                item["data"] = tuple(item["data"])
-                records.append(TraceRecord(**item))
-            except (json.JSONDecodeError, TypeError, KeyError) as error:
+                records.append(_trace_record(json.loads(line.decode("utf-8"))))
+            except RecursionError:
+                raise ValueError(f"{path}:{number}: not a trace record (nested too deeply)") from None
+            except ValueError as error:  # JSON, UTF-8 and field errors
                 raise ValueError(f"{path}:{number}: not a trace record ({error})") from None
     return records
+
+
+def _trace_record(item: Any) -> TraceRecord:
+    """The record of one parsed trace line, every field checked."""
+    if not isinstance(item, dict) or set(item) != set(TraceRecord._fields):
+        raise ValueError(f"expected an object with the fields {', '.join(TraceRecord._fields)}")
+    if item["phase"] not in PHASES or item["memory"] not in MEMORIES:
+        raise ValueError(f"phase must be one of {', '.join(PHASES)} and memory one of {', '.join(MEMORIES)}")
+    data = item["data"]
+    if not isinstance(data, list):
+        raise ValueError("data: must be a list of integers")
+    fields = {name: item[name] for name in ("sample", "cycle", "layer", "t", "address", "mask")}
+    numbers = {name: check_int(name, value, minimum=0, type_error=ValueError) for name, value in fields.items()}
+    lanes = tuple(check_int("data", value, minimum=-(1 << 63), maximum=(1 << 64) - 1, type_error=ValueError) for value in data)
+    return TraceRecord(phase=item["phase"], memory=item["memory"], data=lanes, **numbers)
 
 
 # Results ---------------------------------------------------------------------------------
