@@ -48,6 +48,7 @@ from types import MappingProxyType
 from typing import Any, TextIO
 
 from hw.core_export import MANIFEST
+from model.files import read_json
 from sim.toolchain import ToolchainError
 
 __all__ = [
@@ -279,7 +280,8 @@ def find_design(gen_dir: str | Path, top: str | None = None) -> Design:
     FileNotFoundError
         If ``gen_dir`` is not a folder or holds no ``*.v`` file.
     ValueError
-        If ``manifest.json`` is not JSON or its ``top`` is not a string.
+        If ``manifest.json`` is too large, not UTF-8 JSON (:func:`model.files.read_json`)
+        or its ``top`` is not a string.
     """
     folder = Path(gen_dir)
     if not folder.is_dir():
@@ -289,10 +291,7 @@ def find_design(gen_dir: str | Path, top: str | None = None) -> Design:
         raise FileNotFoundError(f"--gen-dir: no .v files in {folder}")
     manifest_path = folder / MANIFEST
     if top is None and manifest_path.is_file():
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{manifest_path}: not JSON ({error})") from None
+        manifest = read_json(manifest_path)
         top = manifest.get("top") if isinstance(manifest, dict) else None
         if not isinstance(top, str) or not top:
             raise ValueError(f"{manifest_path}: no module name under 'top' (pass --top NAME)")

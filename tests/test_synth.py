@@ -223,7 +223,7 @@ def test_find_design_and_top(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no module name under 'top'"):
         find_design(tmp_path)
     (tmp_path / "manifest.json").write_text("{")
-    with pytest.raises(ValueError, match="manifest.json: not JSON"):
+    with pytest.raises(ValueError, match="manifest.json: not valid JSON"):
         find_design(tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -30,6 +30,7 @@ from amaranth.lib import data
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from model.files import read_json
 from sim.tb import CONFIG_ENV
 
 __all__ = [
@@ -72,8 +73,7 @@ def load_config() -> dict[str, Any]:
     path = os.environ.get(CONFIG_ENV)
     if not path:
         raise RuntimeError(f"{CONFIG_ENV} is not set: run benches through sim.runner.run")
-    with open(path) as handle:
-        return json.load(handle)
+    return read_json(path)
 
 
 def record_stats(config: Mapping[str, Any], test: str, **stats: Any) -> None:
@@ -81,8 +81,7 @@ def record_stats(config: Mapping[str, Any], test: str, **stats: Any) -> None:
     path = config["stats"]
     recorded = {}
     if os.path.exists(path):
-        with open(path) as handle:
-            recorded = json.load(handle)
+        recorded = read_json(path)
     recorded[test] = stats
     with open(path, "w") as handle:
         json.dump(recorded, handle, indent=2)
