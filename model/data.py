@@ -360,14 +360,9 @@ def _read_idx_stream(path: Path, stream: Any, max_bytes: int) -> np.ndarray:
         chunks.append(chunk)
         size += len(chunk)
     payload = b"".join(chunks)
-    extra = len(stream.read(1))
-    while extra and extra <= max_bytes:  # count the excess, never more than max_bytes
-        chunk = len(stream.read(_IDX_CHUNK))
-        if not chunk:
-            break
-        extra += chunk
+    extra = len(stream.read(_IDX_CHUNK + 1))  # an excess is measured up to one chunk
     if len(payload) != expected or extra:
-        found = f"more than {expected + max_bytes}" if extra > max_bytes else len(payload) + extra
+        found = f"more than {expected + _IDX_CHUNK}" if extra > _IDX_CHUNK else len(payload) + extra
         raise ValueError(
             f"{path}: payload is {found} bytes, expected {expected} for "
             f"shape {shape} of {dtype.name}"
