@@ -45,7 +45,7 @@ for folder in (ROOT, ROOT / "scripts"):
 
 from hw.hls import Layout, learnable  # noqa: E402
 from model.core import CoreModel, CoreResult  # noqa: E402
-from model.fixed import fire_scan  # noqa: E402
+from model.fixed import fire_scan, saturate  # noqa: E402
 from model.integer import IntegerNetwork, IntegerTrace  # noqa: E402
 from model.spec import NetworkSpec  # noqa: E402
 from sim.cli import CLIError, _Parser, write_json  # noqa: E402
@@ -58,10 +58,6 @@ from hls_soak import LANES, random_network, random_pixels  # noqa: E402
 QUEUE_DEPTHS = (1, 2, 3, 4, 5, 8, 16)
 #: Learned memories compared between the paths.
 STATE = ("weights", "thresholds", "reciprocals", "dw", "dth")
-#: Counters of the core model checked against the integer trace, by phase.
-FORWARD_COUNTERS = ("spikes", "synaptic_ops", "active_neuron_updates", "idle_neuron_updates")
-BACKWARD_COUNTERS = ("window_events", "mux_ops", "dot_macs", "dw_rows", "dw_adds", "dvth_adds")
-UPDATE_COUNTERS = ("weight_updates", "threshold_updates", "reciprocals")
 
 
 # Checks -------------------------------------------------------------------------------
@@ -91,8 +87,9 @@ class Tally:
         return False
 
     def arrays(self, what: str, got: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> None:
-        """One check per layer of two lists of per-layer arrays."""
-        if not self.same(f"{what} layers", len(got), len(expected)):
+        """One check per layer of two lists of per-layer arrays (a wrong layer count: one failed check)."""
+        if len(got) != len(expected):
+            self.same(f"{what} layers", len(got), len(expected))
             return
         for index, (a, b) in enumerate(zip(got, expected)):
             self.same(f"{what}[{index}]", a, b)
@@ -125,13 +122,17 @@ def compare_state(tally: Tally, what: str, got: Any, expected: IntegerNetwork) -
 
 
 def final_membranes(net: IntegerNetwork, pixels: np.ndarray) -> list[np.ndarray]:
-    """Membranes (N, n_l) of layers 1..L after the last fire scan, from the fast path.
+    """Membranes (N, n_l) of layers 0..L after the last fire scan.
 
-    Layer l's come from the network truncated after layer l (its output membrane at t = T
-    before the reset, then the reset).
+    The encoder's from T saturating adds of the pixels, each followed by a fire scan;
+    layer l's from the fast path of the network truncated after layer l (its output
+    membrane at t = T before the reset, then the reset).
     """
     spec = net.spec
-    out = []
+    v = np.zeros(pixels.shape, np.int64)
+    for _ in range(spec.timesteps):
+        v = fire_scan(saturate(v + pixels, net.formats.v), net.thresholds[0], reset=spec.reset)[0]
+    out = [v]
     for index in range(1, spec.num_layers + 1):
         arch = "-".join(layer.notation() for layer in spec.layers[:index])
         sub = NetworkSpec.parse(
@@ -197,7 +198,7 @@ def compare_core_result(tally: Tally, what: str, spec: NetworkSpec, result: Core
     tally.arrays(f"{what} spikes", result.spikes, [s[:, n] for s in trace.spikes])
     tally.arrays(f"{what} windows", result.windows, [h[:, n] for h in trace.windows])
     if finals is not None:
-        tally.arrays(f"{what} final membranes", result.membranes[1:], [f[n] for f in finals])
+        tally.arrays(f"{what} final membranes", result.membranes, [f[n] for f in finals])
     phases = result.counters.phases
     for (phase, index, name), value in expected_counters(spec, trace, n, sample, learning=learning).items():
         got = getattr(phases[phase].layers[index], name) if phase in phases else None
