@@ -26,7 +26,7 @@ from bitstring import BitArray
 
 from model.checks import check_int
 from model.core import MEMORIES, PHASES, check_core_spec
-from model.fixed import ceil_log2, reciprocal
+from model.fixed import ceil_log2
 from model.integer import Formats, IntegerNetwork
 
 __all__ = [
@@ -701,7 +701,7 @@ class CoreConfig:
         for layer in range(self.layers + 1):
             thresholds = network.thresholds[layer]
             contents[f"VTH{layer}"] = self.as_words(thresholds)
-            contents[f"R{layer}"] = self.as_words(reciprocal(thresholds, self.formats.k))
+            contents[f"R{layer}"] = self.as_words(network.reciprocals[layer])
             if layer:
                 contents[f"W{layer}"] = self.rows_as_words(network.weights[layer - 1])
         return contents

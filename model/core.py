@@ -736,24 +736,25 @@ class CoreModel:
     def word_bits(self, memory: str) -> int:
         """Width in bits of one word of ``memory`` (P lanes of the memory's format)."""
         f = self.formats
-        lane = {
-            "PIX": 8, "V": f.v, "VTH": f.v - 1, "R": f.k + 1, "S": 1, "H": 1,
-            "W": f.w, "DV": f.g, "DW": f.dw, "DVTH": f.dth,
-        }
-        if memory not in lane:
+        lane = {"PIX": 8, "V": f.v, "S": 1, "H": 1, "DV": f.g}
+        if memory not in MEMORIES:
             raise ValueError(f"memory: {memory!r} is not one of {', '.join(MEMORIES)}")
-        return lane[memory] * self.lanes
+        return (lane[memory] if memory in lane else f.stored(memory).bits) * self.lanes
 
     def index_bits(self, layer: int) -> int:
         """Width of a neuron index of ``layer`` in its spike queue (at least 1)."""
         return max(ceil_log2(self.sizes[layer]), 1)
 
     def to_network(self) -> IntegerNetwork:
-        """The current state as an :class:`~model.integer.IntegerNetwork` (copies)."""
+        """The current state as an :class:`~model.integer.IntegerNetwork` (copies; stored
+        thresholds and reciprocals as they are, a faulty threshold word of 0 included)."""
         net = IntegerNetwork(
-            self.spec, self.formats, self.weights, self.thresholds, rule=self.rule,
-            lfsr_state=self.lfsr.state,
+            self.spec, self.formats, self.weights, [np.maximum(v, 1) for v in self.thresholds],
+            rule=self.rule, lfsr_state=self.lfsr.state,
         )
+        for layer, (vth, r) in enumerate(zip(self.thresholds, self.reciprocals)):
+            net.store("VTH", layer, vth)
+            net.store("R", layer, r)
         net.dw = [a.copy() for a in self.dw]
         net.dth = [a.copy() for a in self.dth]
         net.pending = self.pending

@@ -281,6 +281,14 @@ def mul_shift(acc: ArrayLike, r: ArrayLike, k: int) -> Any:
     return _result(hi * recip + ((lo * recip) >> k), scalar)
 
 
+def _check_stored_thresholds(vth: ArrayLike) -> np.ndarray:
+    """Thresholds as the fire scan reads them: int64, 0 or more (0 only after a fault)."""
+    values = _as_int64("vth", vth)
+    if values.size and values.min() < 0:
+        raise ValueError(f"vth: {values.min()} is out of range (allowed 0 or more)")
+    return values
+
+
 def fire_scan(
     v: ArrayLike, vth: ArrayLike, *, reset: str = "subtract"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -291,7 +299,8 @@ def fire_scan(
     v : array of int
         Membranes after integration, signed v bits.
     vth : array of int
-        Thresholds, 1..2^(v-1)-1, broadcastable to ``v``.
+        Thresholds, 1..2^(v-1)-1, broadcastable to ``v``; 0 only as a faulty stored word
+        (:mod:`model.faults`), which fires whenever ``V >= 0`` and has an empty window.
     reset : str
         ``"subtract"`` (``V - S*Vth``, cannot overflow since ``V >= Vth > 0`` when S) or
         ``"zero"`` (``V = 0`` when S).
@@ -311,9 +320,7 @@ def fire_scan(
     if reset not in RESETS:
         raise ValueError(f"reset: {reset!r} is not one of {', '.join(RESETS)}")
     v = _as_int64("v", v)
-    vth = _as_int64("vth", vth)
-    if vth.size and vth.min() < 1:
-        raise ValueError(f"vth: {vth.min()} is out of range (allowed 1 or more)")
+    vth = _check_stored_thresholds(vth)
     spikes = v >= vth
     window = 2 * np.abs(v - vth) < vth
     v_next = v - vth * spikes if reset == "subtract" else np.where(spikes, 0, v)
@@ -371,7 +378,8 @@ def fire_steps(
         layer, callers must also know that no *partial* sum of a step's events
         saturates (see :func:`integrate`).
     vth : array of int
-        Thresholds (>= 1), broadcastable to one step.
+        Thresholds (>= 1; 0 only as a faulty stored word, as :func:`fire_scan`),
+        broadcastable to one step.
     bits : int
         Membrane width v.
     reset : str
@@ -389,7 +397,7 @@ def fire_steps(
     Raises
     ------
     ValueError
-        When a membrane could saturate, a threshold is below 1 or ``reset`` is unknown.
+        When a membrane could saturate, a threshold is negative or ``reset`` is unknown.
     """
     if reset not in RESETS:
         raise ValueError(f"reset: {reset!r} is not one of {', '.join(RESETS)}")
@@ -398,9 +406,7 @@ def fire_steps(
         raise ValueError(
             f"currents: expected integers (or a bound with exact floats), got dtype {current.dtype}"
         )
-    vth = _as_int64("vth", vth)
-    if vth.size and vth.min() < 1:
-        raise ValueError(f"vth: {vth.min()} is out of range (allowed 1 or more)")
+    vth = _check_stored_thresholds(vth)
     _, high = signed_range(bits)
     if bound is None and current.size:
         rise = np.maximum(current, 0).sum(axis=0, dtype=np.int64)
@@ -434,7 +440,8 @@ def encode(
 
     Without possible saturation (``steps * max(p) <= 2^(bits-1) - 1``, e.g. T <= 128 at
     v = 16) this is :func:`fire_steps` on the constant drive (only of the non-zero pixels
-    when most are zero: a zero pixel never reaches its threshold or window); otherwise
+    when most are zero: a zero pixel never reaches a threshold of 1 or more nor its
+    window); otherwise
     the steps run one by one with the saturating add.
 
     Parameters
@@ -442,7 +449,7 @@ def encode(
     pixels : array of int, shape (N, n)
         Non-negative inputs (u8 pixels).
     vth : array of int
-        Encoder thresholds (>= 1), broadcastable to (N, n).
+        Encoder thresholds (>= 1; 0 only as a faulty stored word), broadcastable to (N, n).
     steps : int
         T, 1 or more.
     bits : int
@@ -462,10 +469,11 @@ def encode(
         drive = np.broadcast_to(p, (steps, *p.shape))
         spikes, windows, _ = fire_steps(drive, vth, bits, reset=reset, bound=bound)
         return spikes, windows
-    if bound <= high:  # mostly zero pixels: only the others can fire or reach a window
-        where = np.nonzero(p)
+    if bound <= high:  # mostly zero pixels: only the others (and a faulty 0 threshold) can fire
+        thresholds = np.broadcast_to(np.asarray(vth), p.shape)
+        where = np.nonzero((p != 0) | (thresholds == 0))
         drive = np.broadcast_to(p[where], (steps, len(where[0])))
-        lit_vth = np.broadcast_to(vth, p.shape)[where]
+        lit_vth = thresholds[where]
         lit = fire_steps(drive, lit_vth, bits, reset=reset, bound=bound)
         spikes = np.zeros((steps, *p.shape), bool)
         windows = np.zeros((steps, *p.shape), bool)

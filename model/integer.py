@@ -63,6 +63,7 @@ from model.spec import NetworkSpec
 
 __all__ = [
     "DEFAULT_SCHEDULE",
+    "STORED_MEMORIES",
     "INIT_GAIN",
     "PIXEL_SCALE",
     "RECIPES",
@@ -79,6 +80,9 @@ __all__ = [
     "recipe",
 ]
 
+#: The memories whose stored values :meth:`IntegerNetwork.memory` exposes: weights,
+#: thresholds, reciprocals and the two gradient accumulators (the core's W, VTH, R, DW, DVTH).
+STORED_MEMORIES = ("W", "VTH", "R", "DW", "DVTH")
 #: Full-scale pixel code: a u8 pixel p stands for the float input ``p / 255``.
 PIXEL_SCALE = 255
 #: Fraction bits the contract assigns to the encoder's pixel LSB (1/255 taken as 2^-8).
@@ -193,6 +197,21 @@ class Formats:
     def threshold_max(self) -> int:
         """Largest threshold, ``2^(v-1) - 1`` (smallest: 1)."""
         return (1 << (self.v - 1)) - 1
+
+    def stored(self, memory: str) -> FixedFormat:
+        """The format of one stored value of a parameter or accumulator memory.
+
+        ``W`` signed w bits, ``VTH`` unsigned v - 1, ``R`` unsigned K + 1, ``DW`` signed
+        dw, ``DVTH`` signed dth (:data:`STORED_MEMORIES`).
+        """
+        formats = {
+            "W": self.weight, "VTH": FixedFormat(self.v - 1, 0, False),
+            "R": FixedFormat(self.k + 1, 0, False), "DW": FixedFormat(self.dw, 0, True),
+            "DVTH": FixedFormat(self.dth, 0, True),
+        }
+        if memory not in formats:
+            raise ValueError(f"memory: {memory!r} is not one of {', '.join(STORED_MEMORIES)}")
+        return formats[memory]
 
     @property
     def error_shift(self) -> int:
@@ -572,6 +591,7 @@ class IntegerNetwork:
         self.dw = [np.zeros_like(w) for w in self.weights]
         self.dth = [np.zeros_like(v) for v in self.thresholds]
         self.pending = 0
+        self.reciprocals = [reciprocal(vth, formats.k) for vth in self.thresholds]
         self._refresh()
 
     # Construction ----------------------------------------------------------------------
@@ -636,6 +656,37 @@ class IntegerNetwork:
         state = LFSR.from_seed(seed).state
         return cls(spec, formats, weights, thresholds, rule=rule, lfsr_state=state)
 
+    def memory(self, memory: str, layer: int) -> np.ndarray:
+        """The stored values of ``memory`` (:data:`STORED_MEMORIES`) of ``layer`` (the array
+        itself: ``W``/``DW`` (n_l, n_{l-1}) for l = 1..L, ``VTH``/``R``/``DVTH`` (n_l,) for
+        l = 0..L)."""
+        self.formats.stored(memory)
+        per_layer = {"W": self.weights, "DW": self.dw, "VTH": self.thresholds,
+                     "R": self.reciprocals, "DVTH": self.dth}[memory]
+        first = 1 if memory in ("W", "DW") else 0
+        layer = check_field("layer", layer, minimum=first, maximum=self.spec.num_layers)
+        return per_layer[layer - first]
+
+    def store(self, memory: str, layer: int, values: np.ndarray) -> None:
+        """Overwrite the stored values of ``memory`` of ``layer`` as a host write would.
+
+        Only the shape and the memory's width are checked: a threshold word of 0 (which
+        only a fault can produce) is kept, and the reciprocals are not recomputed, as in
+        the core. This is how :mod:`model.faults` injects bit errors.
+
+        Raises
+        ------
+        ValueError
+            Naming ``memory``/``layer`` or the values' shape or width.
+        """
+        target = self.memory(memory, layer)
+        name = f"{memory}[{layer}]"
+        if np.shape(values) != target.shape:
+            raise ValueError(f"{name}: shape {np.shape(values)} does not match {target.shape}")
+        target[...] = self.formats.stored(memory).check(name, values)
+        if memory == "W":
+            self._refresh()
+
     def to_float(self, dtype: Any = np.float64) -> Any:
         """The float :class:`model.stbp.Network` with this network's values (the inverse of
         :meth:`from_float`): ``W / 2^fw``, ``Vth / 2^fw``, encoder ``Vth0 / 255``.
@@ -656,9 +707,7 @@ class IntegerNetwork:
         return floats
 
     def _refresh(self) -> None:
-        """Recompute the reciprocals and the per-neuron weight sums after a change."""
-        f = self.formats
-        self.reciprocals = [reciprocal(vth, f.k) for vth in self.thresholds]
+        """Recompute the per-neuron weight sums after a weight change."""
         self._positive = [np.maximum(w, 0).sum(axis=1) for w in self.weights]
         self._negative = [np.maximum(-w, 0).sum(axis=1) for w in self.weights]
         self._max_weight = [int(np.abs(w).max(initial=0)) for w in self.weights]
@@ -903,12 +952,20 @@ class IntegerNetwork:
         """Apply the accumulated gradients (numerics section 4) and clear them.
 
         ``W = sat_w(W - round_shift(dW, s_w))``, ``Vth = clamp(Vth - round_shift(dVth, s),
-        1, max)``, reciprocals recomputed. Stochastic draws in the contract's order.
+        1, max)``, the reciprocals of the thresholds that changed recomputed (the core's
+        rule: an unchanged threshold keeps its stored R). Stochastic draws in the
+        contract's order.
         """
+        before = [vth.copy() for vth in self.thresholds]
         if reference:
             self._update_reference()
         else:
             self._update_fast()
+        for index, (old, new) in enumerate(zip(before, self.thresholds)):
+            changed = new != old
+            if changed.any():
+                fresh = reciprocal(np.where(changed, new, 1), self.formats.k)
+                self.reciprocals[index] = np.where(changed, fresh, self.reciprocals[index])
         for array in (*self.dw, *self.dth):
             array[...] = 0
         self.pending = 0

@@ -9,7 +9,9 @@ from collections.abc import Callable
 
 from hw.core_config import DEFAULT_QUEUE_DEPTH, MAX_LANES, MAX_QUEUE_DEPTH
 from model.checks import allowed_range
+from model.data import Dataset
 from model.integer import Formats
+from model.spec import NetworkSpec
 from sim.hls_engine import ENGINES
 from sim.toolchain import SIMULATORS
 
@@ -103,3 +105,18 @@ def add_engine(parser: argparse.ArgumentParser) -> None:
         help="integer engine: model (numpy, default) or csim (the HLS C++ compiled with g++; "
         "the same results, faster)",
     )
+
+
+def check_dataset(spec: NetworkSpec, dataset: Dataset) -> None:
+    """Refuse ``--dataset`` when its input shape or class count differs from the network's.
+
+    Raises
+    ------
+    ValueError
+        Naming ``--dataset``, both shapes and both class counts.
+    """
+    if tuple(dataset.input_shape) != spec.input_shape or dataset.classes != spec.classes:
+        raise ValueError(
+            f"--dataset: {dataset.name} has input shape {tuple(dataset.input_shape)} and "
+            f"{dataset.classes} classes, the checkpoint expects {spec.input_shape} and {spec.classes}"
+        )

@@ -266,3 +266,55 @@ def ablation_figure(rows: Sequence[dict[str, Any]], ours: tuple[float, float]) -
 def plot_ablation(rows: Sequence[dict[str, Any]], ours: tuple[float, float], path: Path) -> None:
     """Write :func:`ablation_figure` to ``path``."""
     _save(ablation_figure(rows, ours), path, dpi=120)
+
+
+def faults_figure(report: dict[str, Any]) -> Figure:
+    """Accuracy against bit-error rate per memory (``spikeforge faults``): after injection
+    (solid) and after on-line learning continued on the faulty core (dashed, when present);
+    with ``bit_rows`` a second panel of the accuracy lost per bit position."""
+    bits = report.get("bit_rows") or []
+    figure = _figure(figsize=(11 if bits else 7, 4.5), layout="constrained")
+    axes = figure.subplots(1, 2 if bits else 1, squeeze=False)[0]
+    clean = 100 * report["accuracy_without_faults"]
+    memories = list(dict.fromkeys(row["memory"] for row in report["rows"]))
+    colors = dict(zip(memories, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")))
+    axis = axes[0]
+    for memory in memories:
+        rows = [row for row in report["rows"] if row["memory"] == memory]
+        ber = [row["ber"] for row in rows]
+        axis.errorbar(ber, [100 * row["accuracy"] for row in rows],
+                      yerr=[100 * row["accuracy_std"] for row in rows], marker="o", capsize=2,
+                      color=colors[memory], label=f"{memory}, after injection")
+        if "accuracy_after_learning" in rows[0]:
+            axis.errorbar(ber, [100 * row["accuracy_after_learning"] for row in rows],
+                          yerr=[100 * row["accuracy_after_learning_std"] for row in rows], marker="s",
+                          linestyle="--", capsize=2, color=colors[memory],
+                          label=f"{memory}, after on-line learning")
+    axis.axhline(clean, color="grey", linewidth=0.8, label=f"no faults: {clean:.1f} %")
+    if "accuracy_after_learning_without_faults" in report:
+        axis.axhline(100 * report["accuracy_after_learning_without_faults"], color="grey",
+                     linestyle="--", linewidth=0.8, label="no faults, after learning")
+    axis.set_xscale("log")
+    axis.set_xlabel("bit-error rate")
+    axis.set_ylabel("test accuracy (%)")
+    axis.set_title(f"{report['dataset']} {report['arch']}: {report['mode']} faults, "
+                   f"mean of {report['repeats']}", fontsize=9)
+    axis.legend(fontsize=7)
+    if bits:
+        axis = axes[1]
+        width = 0.8 / len(memories)
+        for n, memory in enumerate(memories):
+            rows = [row for row in bits if row["memory"] == memory]
+            positions = np.array([row["bit"] for row in rows]) + (n - (len(memories) - 1) / 2) * width
+            axis.bar(positions, [clean - 100 * row["accuracy"] for row in rows], width,
+                     color=colors[memory], label=memory)
+        axis.set_xlabel("bit position (0 = LSB)")
+        axis.set_ylabel("accuracy lost (points)")
+        axis.set_title(f"one bit position faulted, rate {bits[0]['ber']:g} per value", fontsize=9)
+        axis.legend(fontsize=7)
+    return figure
+
+
+def plot_faults(report: dict[str, Any], path: str | Path) -> None:
+    """Write :func:`faults_figure` to ``path``."""
+    _save(faults_figure(report), path, dpi=120)

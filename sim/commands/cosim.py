@@ -48,12 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.learn and not config.learnable:
         raise ValueError("--learn: the core learns only networks with reset 'subtract' and surrogate 'scaled'")
     dataset = load_dataset(args.dataset, root=args.data_root)
-    if tuple(dataset.input_shape) != network.spec.input_shape or dataset.classes != network.spec.classes:
-        raise ValueError(
-            f"--dataset: {dataset.name} has input shape {tuple(dataset.input_shape)} and "
-            f"{dataset.classes} classes, the checkpoint expects {network.spec.input_shape} and "
-            f"{network.spec.classes}"
-        )
+    options.check_dataset(network.spec, dataset)
     x, y = (dataset.train_x, dataset.train_y) if args.learn else (dataset.test_x, dataset.test_y)
     if args.samples > len(x):
         raise ValueError(f"--samples: {args.samples} is more than the {len(x)} samples of the split")

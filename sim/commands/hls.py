@@ -48,11 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.learn and not learnable(spec):
         raise ValueError("--learn: the core learns only networks with reset 'subtract' and surrogate 'scaled'")
     dataset = load_dataset(_dataset_name(args), root=args.data_root)
-    if tuple(dataset.input_shape) != spec.input_shape or dataset.classes != spec.classes:
-        raise ValueError(
-            f"--dataset: {dataset.name} has input shape {tuple(dataset.input_shape)} and "
-            f"{dataset.classes} classes, the checkpoint expects {spec.input_shape} and {spec.classes}"
-        )
+    options.check_dataset(spec, dataset)
     splits = [("test", dataset.test_x, dataset.test_y)]
     if args.learn:
         splits.append(("training", dataset.train_x, dataset.train_y))

@@ -149,8 +149,11 @@ def test_fire_scan_edges() -> None:
     # Vth = 1: the window holds V == 1 only.
     _, s1, h1 = fire_scan(np.array([0, 1, 2]), 1)
     assert s1.tolist() == [0, 1, 1] and h1.tolist() == [0, 1, 0]
-    with pytest.raises(ValueError, match="^vth: "):
-        fire_scan(v, 0)
+    # Vth = 0 (a faulty stored word): fires whenever V >= 0, never in the window.
+    after0, s0, h0 = fire_scan(np.array([-1, 0, 5]), 0)
+    assert s0.tolist() == [0, 1, 1] and h0.tolist() == [0, 0, 0] and after0.tolist() == [-1, 0, 5]
+    with pytest.raises(ValueError, match="^vth: -1 is out of range"):
+        fire_scan(v, -1)
     with pytest.raises(ValueError, match="^reset: "):
         fire_scan(v, 3, reset="hold")
 
