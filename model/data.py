@@ -535,7 +535,7 @@ def read_cifar_batch(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarr
     if size > CIFAR10_MAX_BYTES:
         raise ValueError(f"{path}: {size} bytes is too large for a CIFAR-10 batch (allowed up to {CIFAR10_MAX_BYTES})")
     with path.open("rb") as file:
-        raw = io.BytesIO(file.read(CIFAR10_MAX_BYTES + 1))
+        raw = io.BytesIO(file.read(size))  # a read of n bytes reserves n: never more than the file
     try:
         batch = _CifarUnpickler(raw, encoding="bytes").load()
     except Exception as error:  # any decoding failure of an untrusted file is a data error

@@ -94,10 +94,10 @@ def read_json(path: str | os.PathLike[str], *, max_bytes: int = MAX_JSON_BYTES) 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{str(path)!r} does not exist or is not a file")
-    check_file_size(path, max_bytes)
+    size = check_file_size(path, max_bytes)
     with path.open("rb") as handle:
-        raw = handle.read(max_bytes + 1)
-    if len(raw) > max_bytes:  # grew since the check
+        raw = handle.read(size + 1)  # a read of n bytes reserves n: never more than the file
+    if len(raw) > max_bytes or len(raw) > size:  # grew since the check
         raise ValueError(f"{path}: too large (allowed up to {max_bytes} bytes)")
     try:
         text = raw.decode("utf-8")
