@@ -72,6 +72,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 #: Largest IDX payload :func:`read_idx` accepts (bytes; MNIST's 60,000 training images are 47 MB).
 IDX_MAX_BYTES = 1 << 28
 _IDX_CHUNK = 1 << 20
+_IDX_PROBE = 1 << 16
 
 # IDX element type codes (third magic byte) -> big-endian numpy dtypes.
 _IDX_DTYPES = {
@@ -360,9 +361,9 @@ def _read_idx_stream(path: Path, stream: Any, max_bytes: int) -> np.ndarray:
         chunks.append(chunk)
         size += len(chunk)
     payload = b"".join(chunks)
-    extra = len(stream.read(_IDX_CHUNK + 1))  # an excess is measured up to one chunk
+    extra = len(stream.read(_IDX_PROBE + 1))  # an excess is measured up to _IDX_PROBE bytes
     if len(payload) != expected or extra:
-        found = f"more than {expected + _IDX_CHUNK}" if extra > _IDX_CHUNK else len(payload) + extra
+        found = f"more than {expected + _IDX_PROBE}" if extra > _IDX_PROBE else len(payload) + extra
         raise ValueError(
             f"{path}: payload is {found} bytes, expected {expected} for "
             f"shape {shape} of {dtype.name}"
