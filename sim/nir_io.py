@@ -421,10 +421,23 @@ def _pair(name: str, node: Any, field_name: str, expected: int) -> None:
         except ValueError:
             ok = False
     if not ok:
+        shown = value if isinstance(value, str) else tuple(np.asarray(value).reshape(-1).tolist())
         raise ValueError(
-            f"node {name!r} ({type(node).__name__}): {field_name} {value!r} is not supported "
+            f"node {name!r} ({type(node).__name__}): {field_name} {shown!r} is not supported "
             f"(allowed {expected}{' or same' if field_name == 'padding' else ''})"
         )
+
+
+def _shape_of(value: Any) -> tuple[int, ...] | None:
+    """A declared NIR shape as a tuple of ints, or None when it is absent or not integers."""
+    if value is None:
+        return None
+    array = np.asarray(value)
+    if not np.issubdtype(array.dtype, np.integer) and not (
+        np.issubdtype(array.dtype, np.floating) and np.all(np.isfinite(array)) and np.all(array == np.round(array))
+    ):
+        return None
+    return tuple(int(n) for n in array.reshape(-1))
 
 
 def _metadata_number(metadata: Mapping[str, Any], key: str) -> Any:
@@ -472,11 +485,10 @@ def graph_to_network(
     dt = float(dt)
     chain = _chain(graph, nir)
     nodes = graph.nodes
-    shape = tuple(int(n) for n in np.asarray(nodes[chain[0]].input_type["input"]).reshape(-1))
-    if len(shape) not in (1, 3) or min(shape, default=0) < 1:
-        raise ValueError(
-            f"node {chain[0]!r} (Input): shape {_shape_text(shape)} is not (N,) or (C, H, W)"
-        )
+    declared = nodes[chain[0]].input_type
+    shape = _shape_of(declared.get("input") if isinstance(declared, dict) else None)
+    if shape is None or len(shape) not in (1, 3) or min(shape, default=0) < 1:
+        raise ValueError(f"node {chain[0]!r} (Input): its shape is not (N,) or (C, H, W) of positive integers")
     input_shape = shape
     body = chain[1:-1]
     if not body or type(nodes[body[0]]).__name__ not in _NEURONS:
@@ -558,7 +570,7 @@ def graph_to_network(
                 )
             for field_name, expected in (("stride", 1), ("padding", 1), ("dilation", 1)):
                 _pair(name, node, field_name, expected)
-            if getattr(node, "groups", 1) != 1:
+            if np.asarray(getattr(node, "groups", 1)).reshape(-1).tolist() != [1]:
                 raise ValueError(f"node {name!r} (Conv2d): groups {node.groups!r} is not supported (allowed 1)")
             if len(shape) != 3 or weight.shape[1] != shape[0]:
                 raise ValueError(
@@ -588,12 +600,12 @@ def graph_to_network(
         scale = 1.0
         spiking = True
         continue
-    output = nodes[chain[-1]]
-    declared = np.asarray(output.output_type.get("output") if isinstance(output.output_type, dict) else None)
-    if declared.dtype != object and declared.size and math.prod(declared.reshape(-1).tolist()) != math.prod(shape):
+    output = nodes[chain[-1]].output_type
+    declared = _shape_of(output.get("output") if isinstance(output, dict) else None)
+    if declared and math.prod(declared) != math.prod(shape):
         raise ValueError(
-            f"node {chain[-1]!r} (Output): shape {tuple(declared.reshape(-1).tolist())} differs from "
-            f"its input's {_shape_text(shape)}"
+            f"node {chain[-1]!r} (Output): shape {_shape_text(declared)} differs from its input's "
+            f"{_shape_text(shape)}"
         )
     spec, decoder_weight = _spec(metadata, "-".join(tokens), input_shape, reset, timesteps, notes)
     dtype = np.float64 if any(d == np.float64 for d in dtypes) else np.float32
