@@ -27,6 +27,7 @@ import numbers
 import operator
 import os
 import pickle
+import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -501,8 +502,16 @@ class _CifarUnpickler(pickle._Unpickler):
             raise pickle.UnpicklingError(f"BUILD of a {type(inst).__name__} with this state is not allowed")
         super().load_build()
 
+    def load_bytearray8(self) -> None:  # read first: pickle's own allocates the claimed size
+        (size,) = struct.unpack("<Q", self.read(8))
+        data = self.read(size)
+        if len(data) != size:
+            raise pickle.UnpicklingError("truncated")
+        self.append(bytearray(data))
+
     dispatch[pickle.REDUCE[0]] = load_reduce
     dispatch[pickle.BUILD[0]] = load_build
+    dispatch[pickle.BYTEARRAY8[0]] = load_bytearray8
     for _opcode in ("NEWOBJ", "NEWOBJ_EX", "OBJ", "INST"):
         dispatch[getattr(pickle, _opcode)[0]] = _refused(_opcode)
 
