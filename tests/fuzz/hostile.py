@@ -35,7 +35,7 @@ FUZZ = settings(
 #: The errors a reader may raise on a hostile file.
 CLEAR_ERRORS = (ValueError, FileNotFoundError)
 #: A message names its file or field first: ``"<path or field>: <reason>"``.
-_NAMED = re.compile(r"^[^\s:][^:]*: \S")
+_NAMED = re.compile(r"^\S[^\n]*?: \S")
 
 
 def refused_or_valid(call: Callable[[], Any]) -> Any:
