@@ -67,6 +67,7 @@ __all__ = [
     "INIT_GAIN",
     "PIXEL_SCALE",
     "RECIPES",
+    "FitState",
     "Formats",
     "History",
     "IntegerNetwork",
@@ -76,8 +77,10 @@ __all__ = [
     "ShiftSchedule",
     "equivalent_float_lr",
     "fit",
+    "load_learner",
     "output_error",
     "recipe",
+    "save_learner",
 ]
 
 #: The memories whose stored values :meth:`IntegerNetwork.memory` exposes: weights,
@@ -1104,12 +1107,19 @@ class IntegerNetwork:
         }
 
     def save(
-        self, directory: str | os.PathLike[str], *, training: Mapping[str, Any] | None = None
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        training: Mapping[str, Any] | None = None,
+        learner: Mapping[str, Any] | None = None,
     ) -> Path:
         """Write an integer checkpoint: ``checkpoint.json`` (kind "integer"), ``weights.npz``.
 
         Arrays ``weight_<l>`` (l = 1..L) and ``threshold_<l>`` (l = 0..L), int64.
-        A pending partial batch is not saved; call :meth:`flush` first.
+        A pending partial batch is not saved; call :meth:`flush` first, or give
+        ``learner`` (JSON-ready fields stored under ``"learner"`` with ``pending``): then
+        ``state.npz`` holds the accumulators ``dw_<l>`` and ``dth_<l>`` too
+        (:func:`save_learner`).
         """
         meta = {
             "kind": "integer",
@@ -1119,7 +1129,12 @@ class IntegerNetwork:
         }
         arrays = {f"weight_{index}": w for index, w in enumerate(self.weights, start=1)}
         arrays.update({f"threshold_{index}": v for index, v in enumerate(self.thresholds)})
-        return checkpoint.write_checkpoint(directory, meta, arrays)
+        if learner is None:
+            return checkpoint.write_checkpoint(directory, meta, arrays)
+        meta["learner"] = {**learner, "pending": self.pending}
+        state = {f"dw_{index}": dw for index, dw in enumerate(self.dw, start=1)}
+        state.update({f"dth_{index}": dth for index, dth in enumerate(self.dth)})
+        return checkpoint.write_checkpoint(directory, meta, arrays, state=state)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> IntegerNetwork:
@@ -1203,6 +1218,121 @@ class History:
             "samples_per_second": self.samples_per_second,
         }
 
+    @classmethod
+    def from_dict(cls, data: Any) -> History:
+        """Inverse of :meth:`to_dict` (a saved learner state).
+
+        Raises
+        ------
+        ValueError
+            Naming the field that is missing or not of the right type.
+        """
+        try:
+            return cls(
+                [float(a) for a in data["train_accuracy"]],
+                [(int(w), int(th)) for w, th in data["shifts"]],
+                [float(a) for a in data["test_accuracy"]],
+                float(data["seconds"]),
+                float(data["samples_per_second"]),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"history: not a learning record ({error!s})") from None
+
+
+@dataclass
+class FitState:
+    """Where :func:`fit` stands, enough to continue it bit-exactly.
+
+    Attributes
+    ----------
+    epoch : int
+        Epochs finished, 0..epochs.
+    sample : int
+        Samples of epoch ``epoch`` learned so far (positions in its shuffled order).
+    correct : int
+        Of those, the predictions made while learning that were correct.
+    rng : dict
+        The shuffling generator's ``bit_generator.state`` at the start of epoch ``epoch``.
+    history : History
+        The finished epochs' record (``seconds`` so far).
+    """
+
+    epoch: int
+    sample: int
+    correct: int
+    rng: dict[str, Any]
+    history: History
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "sample": self.sample,
+            "correct": self.correct,
+            "rng": self.rng,
+            "history": self.history.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> FitState:
+        """Inverse of :meth:`to_dict`, checked.
+
+        Raises
+        ------
+        ValueError
+            Naming the field that is missing or out of range.
+        """
+        if not isinstance(data, dict):
+            raise ValueError("fit: the saved position is not a JSON object")
+        numbers = {
+            name: check_field(name, data.get(name), minimum=0, maximum=1 << 62)
+            for name in ("epoch", "sample", "correct")
+        }
+        checkpoint.restore_generator(data.get("rng"))
+        return cls(**numbers, rng=data["rng"], history=History.from_dict(data.get("history")))
+
+
+def save_learner(
+    directory: str | os.PathLike[str],
+    net: IntegerNetwork,
+    state: FitState,
+    *,
+    fields: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the learner state of a :func:`fit` run atomically: an integer checkpoint of
+    ``net`` (loadable by :meth:`IntegerNetwork.load`) with its accumulators and pending
+    count, the LFSR state, and ``learner = {"fit": state, "pending", **fields}``."""
+    return net.save(directory, learner={**(fields or {}), "fit": state.to_dict()})
+
+
+def load_learner(
+    directory: str | os.PathLike[str],
+) -> tuple[IntegerNetwork, FitState, dict[str, Any]]:
+    """Read a learner state written by :func:`save_learner`.
+
+    Returns
+    -------
+    (IntegerNetwork, FitState, dict)
+        The network with its accumulators and pending count, the fit position, and the
+        ``learner`` fields.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :meth:`IntegerNetwork.load`; naming the field or array of a bad state.
+    """
+    net = IntegerNetwork.load(directory)
+    fields = checkpoint.read_checkpoint_json(directory).get("learner")
+    if not isinstance(fields, dict):
+        raise ValueError(f"learner: {str(directory)!r} holds a checkpoint, not a learner state")
+    expected = {f"dw_{i}": ArraySpec(w.shape, "iu") for i, w in enumerate(net.weights, start=1)}
+    expected.update({f"dth_{i}": ArraySpec(v.shape, "iu") for i, v in enumerate(net.thresholds)})
+    arrays = checkpoint.read_arrays(directory, expected, name=checkpoint.STATE_NPZ)
+    dw, dth = FixedFormat(net.formats.dw, 0, True), FixedFormat(net.formats.dth, 0, True)
+    net.dw = [dw.check(f"dw_{i}", arrays[f"dw_{i}"]).astype(np.int64) for i in range(1, len(net.weights) + 1)]
+    net.dth = [dth.check(f"dth_{i}", arrays[f"dth_{i}"]).astype(np.int64) for i in range(len(net.thresholds))]
+    net.pending = check_field("pending", fields.get("pending"), minimum=0, maximum=net.rule.batch - 1)
+    return net, FitState.from_dict(fields.get("fit")), fields
+
 
 def fit(
     net: IntegerNetwork,
@@ -1216,8 +1346,17 @@ def fit(
     augmentation: Mapping[str, Any] | None = None,
     image_shape: tuple[int, int, int] | None = None,
     progress: bool = True,
+    state: FitState | None = None,
+    checkpoint_every: int = 0,
+    on_checkpoint: Callable[[FitState], None] | None = None,
 ) -> History:
     """On-line learning over ``epochs`` shuffled passes, shifts per ``schedule``.
+
+    The run can be saved and continued bit-exactly: ``on_checkpoint(state)`` is called
+    before the first sample, after every epoch and every ``checkpoint_every`` samples
+    (counted over the whole run), with ``net`` holding the matching weights,
+    accumulators, pending count and LFSR state (:func:`save_learner` writes both); the
+    same call with that ``state`` and network continues where it stopped.
 
     Parameters
     ----------
@@ -1241,10 +1380,17 @@ def fit(
         The image behind each flat row; required with ``augmentation``.
     progress : bool
         tqdm progress bar on stderr (samples).
+    state : FitState, optional
+        Where to continue (``net`` must hold the state saved with it).
+    checkpoint_every : int
+        Samples between mid-epoch calls of ``on_checkpoint``, 0 (epoch ends only) or more.
+    on_checkpoint : callable, optional
+        ``on_checkpoint(state)``, see above.
 
     Returns
     -------
     History
+        The record of the whole run (``state.history`` continued).
     """
     from tqdm import tqdm
 
@@ -1258,32 +1404,60 @@ def fit(
         raise ValueError(
             f"image_shape: {image_shape!r} must be (C, H, W) holding {p.shape[1]} pixels"
         )
+    every = check_field("checkpoint_every", checkpoint_every, minimum=0, maximum=1 << 62)
+    n = len(y)
     rng = np.random.default_rng(seed)
-    history = History()
+    if state is None:
+        state = FitState(0, 0, 0, rng.bit_generator.state, History())
+        if on_checkpoint is not None:
+            on_checkpoint(state)
+    elif state.epoch > epochs or state.sample >= n or state.correct > state.sample:
+        raise ValueError(
+            f"state: epoch {state.epoch}, sample {state.sample} is outside this run "
+            f"({epochs} epochs of {n} samples)"
+        )
+    history = state.history
     bar = tqdm(
-        total=epochs * len(y), disable=not progress, unit="sample", leave=False, mininterval=0.5
+        total=epochs * n, initial=state.epoch * n + state.sample, disable=not progress,
+        unit="sample", leave=False, mininterval=0.5,
     )
     try:
-        for epoch in range(epochs):
+        for epoch in range(state.epoch, epochs):
             shift_w, shift_th = schedule.shifts(epoch, epochs)
             net.rule = replace(net.rule, shift_w=shift_w, shift_th=shift_th)
-            order = rng.permutation(len(y))
-            inputs = p[order]
+            resumed = epoch == state.epoch
+            if resumed:
+                rng = checkpoint.restore_generator(state.rng)
+            start_state = rng.bit_generator.state
+            order = rng.permutation(n)
+            inputs, targets = p[order], y[order]
             if augmentation is not None:
                 images = inputs.reshape(len(inputs), *image_shape)
                 inputs = augment(images, rng, **augmentation).reshape(inputs.shape)
-            started = time.perf_counter()
-            correct = net.learn(inputs, y[order], callback=lambda n, _: bar.update(n))
-            if epoch == epochs - 1:
-                net.flush()
-            history.seconds += time.perf_counter() - started
+            start, correct = (state.sample, state.correct) if resumed else (0, 0)
+            while start < n:
+                # Up to the next multiple of checkpoint_every over the run, or the epoch's end.
+                done = epoch * n + start
+                stop = min(n, (done // every + 1) * every - epoch * n) if every else n
+                started = time.perf_counter()
+                correct += net.learn(
+                    inputs[start:stop], targets[start:stop], callback=lambda k, _: bar.update(k)
+                )
+                if stop == n and epoch == epochs - 1:
+                    net.flush()
+                history.seconds += time.perf_counter() - started
+                start = stop
+                if start < n and on_checkpoint is not None:
+                    on_checkpoint(FitState(epoch, start, correct, start_state, history))
             history.shifts.append((shift_w, shift_th))
-            history.train_accuracy.append(correct / len(y))
+            history.train_accuracy.append(correct / n)
             postfix = {"acc": f"{history.train_accuracy[-1]:.3f}", "s_w": shift_w}
             if test is not None:
                 history.test_accuracy.append(net.evaluate(*test)["accuracy"])
                 postfix["test"] = f"{history.test_accuracy[-1]:.3f}"
             bar.set_postfix(postfix)
+            if on_checkpoint is not None:
+                on_checkpoint(FitState(epoch + 1, 0, 0, rng.bit_generator.state, history))
     finally:
         bar.close()
     history.samples_per_second = epochs * len(y) / max(history.seconds, 1e-9)

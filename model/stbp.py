@@ -53,7 +53,7 @@ import copy
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -623,7 +623,12 @@ class Network:
     # Checkpoints ---------------------------------------------------------------------
 
     def save(
-        self, directory: str | os.PathLike[str], *, training: Mapping[str, Any] | None = None
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        training: Mapping[str, Any] | None = None,
+        learner: Mapping[str, Any] | None = None,
+        state: Mapping[str, np.ndarray] | None = None,
     ) -> Path:
         """Write ``weights.npz`` and ``checkpoint.json`` (kind ``"float"``) to ``directory``.
 
@@ -631,6 +636,9 @@ class Network:
         ----------
         training : mapping, optional
             JSON-ready training metadata stored under ``"training"``.
+        learner, state : mapping, optional
+            A trainer's state (:func:`save_trainer`): JSON-ready fields stored under
+            ``"learner"`` and arrays written to ``state.npz``.
 
         Returns
         -------
@@ -643,7 +651,9 @@ class Network:
             "dtype": self.dtype.name,
             "training": dict(training or {}),
         }
-        return checkpoint.write_checkpoint(directory, meta, self.parameters())
+        if learner is not None:
+            meta["learner"] = dict(learner)
+        return checkpoint.write_checkpoint(directory, meta, self.parameters(), state=state)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> Network:
@@ -740,6 +750,93 @@ class History:
             "seconds": self.seconds,
         }
 
+    @classmethod
+    def from_dict(cls, data: Any) -> History:
+        """Inverse of :meth:`to_dict` (a saved trainer state).
+
+        Raises
+        ------
+        ValueError
+            Naming the field that is missing or not of the right type.
+        """
+        try:
+            lists = [[float(v) for v in data[name]] for name in ("loss", "train_accuracy", "lr")]
+            return cls(*lists, seconds=float(data["seconds"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"history: not a training record ({error!s})") from None
+
+
+@dataclass
+class TrainState:
+    """Where :func:`train` stands after a number of epochs, enough to continue bit-exactly.
+
+    Attributes
+    ----------
+    epoch : int
+        Epochs finished (the step count is ``epoch * ceil(N / batch)``).
+    rng : dict
+        The shuffling and augmentation generator's ``bit_generator.state`` then.
+    momentum : dict of str to numpy.ndarray
+        The Nesterov momentum buffer of every parameter (its name, shape and dtype).
+    history : History
+        The finished epochs' record.
+    """
+
+    epoch: int
+    rng: dict[str, Any]
+    momentum: dict[str, np.ndarray]
+    history: History
+
+
+def save_trainer(
+    directory: str | os.PathLike[str],
+    net: Network,
+    state: TrainState,
+    *,
+    fields: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a trainer state atomically: a float checkpoint of ``net`` (loadable by
+    :meth:`Network.load`), ``state.npz`` with ``momentum_<parameter>`` and ``learner =
+    {"epoch", "rng", "history", **fields}``."""
+    learner = {
+        **(fields or {}),
+        "epoch": state.epoch,
+        "rng": state.rng,
+        "history": state.history.to_dict(),
+    }
+    moments = {f"momentum_{name}": value for name, value in state.momentum.items()}
+    return net.save(directory, learner=learner, state=moments)
+
+
+def load_trainer(directory: str | os.PathLike[str]) -> tuple[Network, TrainState, dict[str, Any]]:
+    """Read a trainer state written by :func:`save_trainer`.
+
+    Returns
+    -------
+    (Network, TrainState, dict)
+        The network, the state and the ``learner`` fields.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :meth:`Network.load`; naming the field or array of a bad state.
+    """
+    net = Network.load(directory)
+    fields = checkpoint.read_checkpoint_json(directory).get("learner")
+    if not isinstance(fields, dict):
+        raise ValueError(f"learner: {str(directory)!r} holds a checkpoint, not a trainer state")
+    params = net.parameters()
+    expected = {f"momentum_{n}": ArraySpec(a.shape, "f", a.dtype) for n, a in params.items()}
+    arrays = checkpoint.read_arrays(directory, expected, name=checkpoint.STATE_NPZ)
+    for name, array in arrays.items():
+        if not np.isfinite(array).all():
+            raise ValueError(f"checkpoint: array {name} has non-finite values")
+    epoch = check_field("epoch", fields.get("epoch"), minimum=0, maximum=1 << 62)
+    checkpoint.restore_generator(fields.get("rng"))
+    momentum = {name: arrays[f"momentum_{name}"] for name in params}
+    history = History.from_dict(fields.get("history"))
+    return net, TrainState(epoch, fields["rng"], momentum, history), fields
+
 
 def training_defaults(dataset: str, timesteps: int = REFERENCE_TIMESTEPS) -> dict[str, Any]:
     """Training defaults of a dataset: ``{"epochs", "lr", "augmentation"}`` (a deep copy),
@@ -777,8 +874,14 @@ def train(
     progress: bool = True,
     lr_schedule: str = "cosine",
     threshold_floor: float = THRESHOLD_FLOOR,
+    state: TrainState | None = None,
+    on_checkpoint: Callable[[TrainState], None] | None = None,
 ) -> History:
     """Train ``net`` in place by SGD with Nesterov momentum on the MSE loss.
+
+    The run can be saved and continued bit-exactly: ``on_checkpoint(state)`` is called
+    before the first epoch and after every epoch (:func:`save_trainer` writes ``net`` and
+    ``state``); the same call with a saved ``net`` and ``state`` continues from there.
 
     Parameters
     ----------
@@ -807,10 +910,15 @@ def train(
         ``"cosine"`` (decay from ``lr`` to 0 over all updates) or ``"constant"``.
     threshold_floor : float
         Trainable thresholds are clipped to at least this value (> 0) after each update.
+    state : TrainState, optional
+        Where to continue (``net`` holding the parameters saved with it).
+    on_checkpoint : callable, optional
+        ``on_checkpoint(state)``, see above.
 
     Returns
     -------
     History
+        The record of the whole run (``state.history`` continued).
 
     Raises
     ------
@@ -844,12 +952,24 @@ def train(
     total_steps = epochs * per_epoch
     params = list(net.parameters().items())
     trainable_threshold = spec.threshold == "trainable"
-    buffers = {name: np.zeros_like(value) for name, value in params}
-    history = History()
-    started = time.perf_counter()
-    bar = tqdm(total=total_steps, disable=not progress, unit="batch", leave=False, mininterval=0.5)
+    if state is None:
+        buffers = {name: np.zeros_like(value) for name, value in params}
+        state = TrainState(0, rng.bit_generator.state, buffers, History())
+        if on_checkpoint is not None:
+            on_checkpoint(state)
+    elif state.epoch > epochs:
+        raise ValueError(f"state: epoch {state.epoch} is beyond this run's {epochs} epochs")
+    else:
+        buffers = {name: state.momentum[name].copy() for name, _ in params}
+        rng = checkpoint.restore_generator(state.rng)
+    history = state.history
+    bar = tqdm(
+        total=total_steps, initial=state.epoch * per_epoch, disable=not progress, unit="batch",
+        leave=False, mininterval=0.5,
+    )
     try:
-        for epoch in range(epochs):
+        for epoch in range(state.epoch, epochs):
+            started = time.perf_counter()
             order = rng.permutation(samples)
             loss_sum = correct = 0.0
             history.lr.append(_learning_rate(lr_schedule, lr, epoch * per_epoch / total_steps))
@@ -877,9 +997,11 @@ def train(
                 bar.update()
             history.loss.append(loss_sum / samples)
             history.train_accuracy.append(correct / samples)
+            history.seconds += time.perf_counter() - started
             bar.set_postfix(loss=f"{history.loss[-1]:.4f}", acc=f"{history.train_accuracy[-1]:.3f}")
+            if on_checkpoint is not None:
+                on_checkpoint(TrainState(epoch + 1, rng.bit_generator.state, buffers, history))
     finally:
         bar.close()
-    history.seconds = time.perf_counter() - started
     return history
 

@@ -6,6 +6,13 @@ every ``--batch`` samples, learning rates as shifts), evaluates on the test spli
 writes an integer checkpoint (``--out``) and, with ``--json``, a JSON report (``accuracy``,
 ``spikes_per_inference``, ``spikes_per_layer``, ``synaptic_ops_per_inference``,
 ``formats``, ``float_accuracy`` for a float init, the learning history and rate).
+
+The learner state (weights, thresholds, accumulators, pending samples, LFSR, epoch and
+sample position, shuffling generator, history) is saved atomically in ``OUT/resume`` before
+the first sample, after every epoch and every ``--checkpoint-every`` samples (default
+1000); the same command line with ``--resume`` continues from it and ends bit-identical to
+an uninterrupted run (:mod:`sim.resume`). The two engines learn bit-identically, so a run
+may be resumed on the other ``--engine``.
 """
 
 from __future__ import annotations
@@ -13,21 +20,39 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from model.checkpoint import load_checkpoint_kind
 from model.data import load_dataset, to_u8
 from model.fixed import ROUNDINGS
-from model.integer import Formats, IntegerNetwork, LearningRule, ShiftSchedule, fit, recipe
+from model.integer import (
+    FitState,
+    Formats,
+    IntegerNetwork,
+    LearningRule,
+    ShiftSchedule,
+    fit,
+    load_learner,
+    recipe,
+    save_learner,
+)
 from model.spec import NetworkSpec
-from sim import options
-from sim.cli import write_json
-from sim.hls_engine import engine_network
+from sim import options, resume
+from sim.cli import CLIError, write_json
+from sim.hls_engine import CsimNetwork, engine_network
 
 #: Datasets of the integer model (flat inputs, FC networks).
 LEARN_DATASETS = ("digits", "mnist10k")
 #: Architecture of ``--init scratch`` without ``--arch`` (the float trainer's default too).
 DEFAULT_ARCH = "128FC-100FC"
+#: Samples between saves of the learner state (besides every epoch's end).
+DEFAULT_CHECKPOINT_EVERY = 1000
+#: Options that decide a run's result: recorded with its state, compared by ``--resume``.
+RUN_OPTIONS = (
+    "dataset", "arch", "timesteps", "population", "decoder", "batch", "init", "bits",
+    "epochs", "rounding", "schedule", "threshold_offset", "seed",
+)
 
 
 def build_network(args: argparse.Namespace, dataset: Any) -> tuple[IntegerNetwork, dict[str, Any]]:
@@ -83,9 +108,24 @@ def _check_dataset(spec: NetworkSpec, dataset: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise CLIError(f"--out: {args.out!r} exists and is not a folder")
     dataset = load_dataset(args.dataset, root=args.data_root)
-    net, report = build_network(args, dataset)
-    net = engine_network(net, args.engine)
+    test_pixels, train_pixels = to_u8(dataset.test_x), to_u8(dataset.train_x)
+    recorded = resume.run_options(args, RUN_OPTIONS, train_pixels, dataset.train_y)
+    state: FitState | None = None
+    if args.resume:
+        learner, state, fields = resume.load_state(args.out, "integer", recorded, load_learner)
+        report = dict(fields.get("report") or {})
+        if report.get("init") not in ("scratch", "float", "integer"):
+            raise ValueError("--resume: the saved run records no 'init' in its report")
+        print(
+            f"spikeforge learn: resuming at epoch {state.epoch}, sample {state.sample}",
+            file=sys.stderr,
+        )
+    else:
+        learner, report = build_network(args, dataset)
+    net = engine_network(learner, args.engine)
     defaults = recipe(args.dataset, "scratch" if report["init"] == "scratch" else "finetune")
     epochs = args.epochs if args.epochs is not None else defaults.epochs
     if args.schedule:
@@ -94,9 +134,17 @@ def run(args: argparse.Namespace) -> int:
         schedule = defaults.schedule_for(net.formats)
     if args.threshold_offset is not None:
         schedule = ShiftSchedule(schedule.weight, schedule.milestones, args.threshold_offset)
-    test_pixels, train_pixels = to_u8(dataset.test_x), to_u8(dataset.train_x)
-    if report["init"] != "scratch":
+    if report["init"] != "scratch" and state is None:
         report["quantized_accuracy"] = net.evaluate(test_pixels, dataset.test_y)["accuracy"]
+
+    def save_state(position: FitState) -> None:
+        integer = net.network() if isinstance(net, CsimNetwork) else net
+        fields = {"options": recorded, "report": report}
+        try:
+            save_learner(resume.state_folder(args.out), integer, position, fields=fields)
+        except OSError as error:
+            raise CLIError(f"cannot write the learner state: {error.strerror or error}") from None
+
     history = fit(
         net,
         train_pixels,
@@ -105,6 +153,9 @@ def run(args: argparse.Namespace) -> int:
         schedule=schedule,
         seed=args.seed,
         progress=not args.no_progress,
+        state=state,
+        checkpoint_every=args.checkpoint_every,
+        on_checkpoint=save_state,
     )
     results = net.evaluate(test_pixels, dataset.test_y)
     training = {
@@ -188,6 +239,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out", required=True, metavar="DIR", help="integer checkpoint folder (created)"
     )
     options.add_engine(parser)
+    parser.add_argument(
+        "--checkpoint-every", type=options.bounded_int(0), default=DEFAULT_CHECKPOINT_EVERY,
+        metavar="N", help="samples between saves of the learner state in OUT/resume, besides "
+        f"every epoch's end (0: epoch ends only; default {DEFAULT_CHECKPOINT_EVERY})",
+    )
+    resume.add_resume(parser)
     parser.add_argument("--json", metavar="FILE", help="also write the JSON report here")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)

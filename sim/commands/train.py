@@ -4,11 +4,17 @@
 dataset of :mod:`model.data`, writes a checkpoint folder (``weights.npz``,
 ``checkpoint.json``) and the test metrics (``result.json``), and prints a summary.
 ``eval`` reads a checkpoint folder and reports the same metrics on a dataset's test split.
+
+``train`` saves its state (parameters, momentum buffers, epoch, the shuffling and
+augmentation generator, history) atomically in ``OUT/resume`` before the first epoch and
+after every epoch; the same command line with ``--resume`` continues from there and ends
+bit-identical to an uninterrupted run (:mod:`sim.resume`).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,13 +25,28 @@ from model.checkpoint import read_checkpoint_json
 from model.data import DATASETS, Dataset, default_augmentation, load_dataset, to_u8
 from model.integer import IntegerNetwork
 from model.spec import DECODERS, RESETS, SURROGATES, THRESHOLDS, NetworkSpec, parse_arch
-from model.stbp import LR_SCHEDULES, Network, evaluate, training_defaults, train
-from sim import options
+from model.stbp import (
+    LR_SCHEDULES,
+    Network,
+    TrainState,
+    evaluate,
+    load_trainer,
+    save_trainer,
+    train,
+    training_defaults,
+)
+from sim import options, resume
 from sim.cli import CLIError, write_json
 from sim.hls_engine import engine_network
 
 #: File written next to the checkpoint with the test metrics.
 RESULT_JSON = "result.json"
+#: Options that decide a training run's result: recorded with its state, compared by
+#: ``--resume``.
+RUN_OPTIONS = (
+    "dataset", "arch", "timesteps", "population", "reset", "threshold", "surrogate",
+    "decoder", "epochs", "lr", "batch", "momentum", "lr_schedule", "augment", "seed",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -78,6 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     out.add_argument("--json", metavar="FILE", help="also write the result JSON here")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    resume.add_resume(out)
     train_parser.set_defaults(func=run_train)
 
     eval_parser = subparsers.add_parser(
@@ -161,7 +183,20 @@ def run_train(args: argparse.Namespace) -> int:
         "on": default_augmentation(args.dataset),
         "off": None,
     }[args.augment]
-    net = Network(spec, seed=args.seed, dtype=np.float32)
+    recorded = resume.run_options(args, RUN_OPTIONS, dataset.train_x, dataset.train_y)
+    state: TrainState | None = None
+    if args.resume:
+        net, state, _ = resume.load_state(args.out, "float", recorded, load_trainer)
+        print(f"spikeforge train: resuming at epoch {state.epoch}", file=sys.stderr)
+    else:
+        net = Network(spec, seed=args.seed, dtype=np.float32)
+
+    def save_state(position: TrainState) -> None:
+        try:
+            save_trainer(resume.state_folder(out), net, position, fields={"options": recorded})
+        except OSError as error:
+            raise CLIError(f"cannot write the trainer state: {error.strerror or error}") from None
+
     history = train(
         net,
         dataset,
@@ -173,6 +208,8 @@ def run_train(args: argparse.Namespace) -> int:
         augmentation=augmentation,
         progress=not args.no_progress,
         lr_schedule=args.lr_schedule,
+        state=state,
+        on_checkpoint=save_state,
     )
     config = {
         **spec.to_dict(),
