@@ -41,6 +41,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import secrets
 import zipfile
 from collections.abc import Mapping
@@ -63,6 +64,9 @@ STATE_FOLDER = "resume"
 TOKEN_FIELD = "arrays_sha256"
 _ARCHIVES = (WEIGHTS_NPZ, STATE_NPZ)
 _TEMPORARY = ".checkpoint-"  # prefix of the temporary files of a write
+_TOKEN = re.compile(r"[0-9a-f]{64}")
+#: The names a write leaves when it is killed: temporary and pending files.
+_LEFTOVER = re.compile(r"\.checkpoint-[0-9a-f]{16}\.tmp|(weights|state)\.[0-9a-f]{16}\.npz")
 
 
 def checkpoint_folder(directory: str | os.PathLike[str]) -> Path:
@@ -150,7 +154,7 @@ def _committed_token(folder: Path) -> str | None:
         token = read_checkpoint_json(folder).get(TOKEN_FIELD)
     except (OSError, ValueError):
         return None
-    return token if isinstance(token, str) and len(token) == 64 else None
+    return token if isinstance(token, str) and _TOKEN.fullmatch(token) else None
 
 
 def _write_durably(path: Path, data: bytes) -> None:
@@ -182,11 +186,8 @@ def _finish_write(folder: Path) -> None:
     for name in _ARCHIVES:
         if token is not None and (folder / _pending(name, token)).is_file():
             os.replace(folder / _pending(name, token), folder / name)
-    stems = tuple(os.path.splitext(name)[0] + "." for name in _ARCHIVES)
     for path in folder.iterdir():
-        leftover = path.name.startswith(_TEMPORARY) and path.name.endswith(".tmp")
-        pending = path.name.startswith(stems) and path.name.count(".") == 2 and path.suffix == ".npz"
-        if (leftover or pending) and path.is_file():
+        if _LEFTOVER.fullmatch(path.name) and path.is_file():
             path.unlink()
 
 
@@ -250,7 +251,7 @@ def _check_token(path: Path, folder: Path) -> None:
     """Refuse an archive whose zip comment is a token other than the committed JSON's."""
     with zipfile.ZipFile(path) as archive:
         comment = archive.comment.decode("ascii", "replace")
-    if len(comment) != 64:  # no token: written by hand or by older code
+    if not _TOKEN.fullmatch(comment):  # no token: written by hand or by older code
         return
     token = _committed_token(folder)
     if comment != token:

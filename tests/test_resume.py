@@ -172,6 +172,22 @@ def test_torn_pair_is_refused_with_a_clear_error(tmp_path):
     assert sorted(checkpoint.read_arrays(second)) == ["threshold_0", "weight_1"]
 
 
+def test_writes_touch_only_their_own_files(tmp_path):
+    """Other files survive a write; a token that is not 64 hex digits names no file."""
+    folder = tmp_path / "ck"
+    _write(folder, 1)
+    (folder / "weights.backup.npz").write_bytes(b"mine")
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    (tmp_path / "outside.npz").write_bytes(b"outside")
+    meta[checkpoint.TOKEN_FIELD] = "/../../outside" + "0" * 50
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="torn checkpoint"):  # the archive's token differs
+        checkpoint.read_arrays(folder)
+    _write(folder, 2)
+    assert (folder / "weights.backup.npz").read_bytes() == b"mine"
+    assert (tmp_path / "outside.npz").read_bytes() == b"outside" and _read(folder) == 2
+
+
 def test_pending_archive_of_a_committed_write_is_read(tmp_path, monkeypatch):
     """Killed after the JSON commit, before the final rename: readers see the new arrays."""
     folder = tmp_path / "ck"
