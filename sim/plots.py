@@ -5,6 +5,7 @@ canvas (no display, no pyplot state); the ``plot_*`` functions write it as a PNG
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -318,3 +319,63 @@ def faults_figure(report: dict[str, Any]) -> Figure:
 def plot_faults(report: dict[str, Any], path: str | Path) -> None:
     """Write :func:`faults_figure` to ``path``."""
     _save(faults_figure(report), path, dpi=120)
+
+
+def pareto_front(x: Sequence[float], y: Sequence[float]) -> list[bool]:
+    """Which points are on the front of small ``x`` and large ``y``: no other point has an
+    ``x`` at most as large and a ``y`` at least as large, one of them strictly."""
+    points = list(zip(x, y, strict=True))
+    return [
+        not any(ox <= px and oy >= py and (ox < px or oy > py) for ox, oy in points)
+        for px, py in points
+    ]
+
+
+#: Axis labels of the Pareto plot's x columns (:func:`sim.sweep.pareto_axis`).
+PARETO_AXES = {
+    "latency_ms_per_learning_step": "latency per learning step at Fmax (ms)",
+    "cycles_per_learning_step": "cycles per learning step (no synthesis: no Fmax)",
+}
+
+
+def pareto_figure(rows: Sequence[dict[str, Any]], axis_key: str) -> Figure:
+    """Accuracy against ``axis_key`` (latency or cycles per learning step) of a sweep's rows,
+    one colour per target, marker area proportional to the logic used (LUT4 / logic cells;
+    a fixed size without synthesis), the Pareto front (``pareto``) edged in black and joined."""
+    figure = _figure(figsize=(8, 5.5), layout="constrained")
+    axis = figure.subplots()
+    usable = [row for row in rows if row.get("accuracy") is not None and row.get(axis_key) is not None]
+    logic = [row["logic"] for row in usable if row.get("logic")]
+    largest = max(logic, default=1)
+    colors = dict(zip(dict.fromkeys(row["target"] for row in usable), itertools.cycle(
+        ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"))))
+    for target, color in colors.items():
+        group = [row for row in usable if row["target"] == target]
+        sizes = [30 + 400 * row["logic"] / largest if row.get("logic") else 60 for row in group]
+        axis.scatter([row[axis_key] for row in group], [100 * row["accuracy"] for row in group], s=sizes,
+                     color=color, alpha=0.7, edgecolors=["black" if row.get("pareto") else "none" for row in group],
+                     linewidths=1.2, label=target)
+    front = sorted((row for row in usable if row.get("pareto")), key=lambda row: row[axis_key])
+    if front:
+        axis.step([row[axis_key] for row in front], [100 * row["accuracy"] for row in front], where="post",
+                  color="black", linestyle="--", linewidth=0.8, label="Pareto front")
+        for row in front:
+            axis.annotate(f"P={row['lanes']} Q={row['queue_depth']}", (row[axis_key], 100 * row["accuracy"]),
+                          xytext=(5, 4), textcoords="offset points", fontsize=7)
+    axis.margins(x=0.15, y=0.15)
+    if axis_key.startswith("cycles"):
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: _count_tick(value)))
+    axis.set_xlabel(PARETO_AXES.get(axis_key, axis_key))
+    axis.set_ylabel("test accuracy (%)")
+    size = f"marker area: logic used (largest {largest:,})" if logic else "no synthesis: marker size fixed"
+    failed = len(rows) - len(usable)
+    axis.set_title(f"{len(usable)} points" + (f" ({failed} without figures)" if failed else "") + f"; {size}",
+                   fontsize=9)
+    if usable:
+        axis.legend(fontsize=8, frameon=False)
+    return figure
+
+
+def plot_pareto(rows: Sequence[dict[str, Any]], axis_key: str, path: str | Path) -> None:
+    """Write :func:`pareto_figure` to ``path``."""
+    _save(pareto_figure(rows, axis_key), path, dpi=110)
