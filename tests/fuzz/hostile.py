@@ -25,7 +25,7 @@ from model.stbp import Network
 
 #: Bounded, reproducible fuzzing (CI runs the same examples every time).
 FUZZ = settings(
-    max_examples=40,
+    max_examples=30,
     deadline=None,
     derandomize=True,
     database=None,
