@@ -3,6 +3,7 @@ with one line on stderr (no traceback), run nothing and leave their --out/--json
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -124,3 +125,33 @@ def test_hostile_checkpoint_is_one_line_exit_2(tmp_path: Path, capsys, kind: str
         assert "Traceback" not in err and "required" not in err and "argument" not in err  # the file's fault
         assert not (tmp_path / "out").exists(), name
         assert not marker.exists(), name
+
+
+def _hostile_data(root: Path, marker: Path) -> tuple[Path, Path]:
+    """A CIFAR-10 folder whose batches would run a command, an MNIST one claiming huge dims."""
+    cifar, mnist = root / "cifar", root / "mnist"
+    cifar.mkdir()
+    mnist.mkdir()
+    for name in ("data_batch_1", "test_batch"):
+        (cifar / name).write_bytes(pickle.dumps({b"data": _Payload(marker), b"labels": [0]}, protocol=2))
+    images = bytes([0, 0, 8, 3]) + (65535).to_bytes(4, "big") * 3
+    labels = bytes([0, 0, 8, 1]) + (10_000).to_bytes(4, "big") + bytes(10_000) + bytes(1 << 20)  # a bomb
+    (mnist / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(images))
+    (mnist / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(labels))
+    return cifar, mnist
+
+
+def test_hostile_data_files_are_one_line_exit_2(tmp_path: Path, capsys) -> None:
+    marker = tmp_path / "ran"
+    cifar, mnist = _hostile_data(tmp_path, marker)
+    out = tmp_path / "out"
+    runs = {
+        "train": ["train", "--dataset", "cifar10", "--data-root", str(cifar), "--arch", "8C3-AP2-10FC", "--out", str(out)],
+        "learn": ["learn", "--dataset", "mnist10k", "--data-root", str(mnist), "--init", "scratch", "--out", str(out)],
+    }
+    for name, argv in runs.items():
+        code = main(argv)
+        _, err = capsys.readouterr()
+        assert code == 2 and err.count("\n") == 1 and err.startswith(f"spikeforge {name}: error: "), err
+        assert ("not allowed" if name == "train" else "header claims shape (65535, 65535, 65535)") in err
+        assert not out.exists() and not marker.exists()
