@@ -155,3 +155,18 @@ def test_hostile_data_files_are_one_line_exit_2(tmp_path: Path, capsys) -> None:
         assert code == 2 and err.count("\n") == 1 and err.startswith(f"spikeforge {name}: error: "), err
         assert ("not allowed" if name == "train" else "header claims shape (65535, 65535, 65535)") in err
         assert not out.exists() and not marker.exists()
+
+
+def test_an_existing_out_folder_is_left_as_it_was(tmp_path: Path, capsys) -> None:
+    """A failing learn/gen/eval/estimate over a folder holding an earlier run changes nothing in it."""
+    folder = integer_checkpoint(tmp_path / "ck")
+    _huge_shape(folder, tmp_path / "ran")
+    out = integer_checkpoint(tmp_path / "earlier")
+    (out / "eval.json").write_text("{}\n")
+    (out / "est.json").write_text("{}\n")
+    before = {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in out.iterdir()}
+    for name, argv in commands(folder, out).items():
+        assert main(argv) == 2, name
+        assert capsys.readouterr().err.startswith(f"spikeforge {name}: error: ")
+        after = {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in out.iterdir()}
+        assert after == before, name
