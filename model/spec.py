@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import reprlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -96,7 +97,7 @@ def parse_arch(arch: str) -> tuple[LayerSpec, ...]:
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ValueError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
+        raise ValueError(f"{name}: {reprlib.repr(value)} is not one of {', '.join(allowed)}")
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ class NetworkSpec:
         except OverflowError:  # an int too large for a float
             finite = False
         if not finite or vth <= 0:
-            raise ValueError(f"initial_threshold: {vth!r} must be a finite number > 0")
+            raise ValueError(f"initial_threshold: {reprlib.repr(vth)} must be a finite number > 0")
         object.__setattr__(self, "initial_threshold", float(vth))
         object.__setattr__(self, "shapes", self._infer_shapes())
         self._check_sizes()
