@@ -451,6 +451,8 @@ def graph_to_network(
     reset: str | None = None,
     dt: float | None = None,
     timesteps: int | None = None,
+    decoder: str | None = None,
+    population: int | None = None,
 ) -> Imported:
     """A float :class:`Network` of a NIR graph (module docstring; docs/nir.md).
 
@@ -463,6 +465,9 @@ def graph_to_network(
         ``dt`` metadata, else 1.
     timesteps : int, optional
         T; default: the file's ``timesteps`` metadata, else 8.
+    decoder, population : optional
+        ``"rate"`` or ``"last"`` and output neurons per class; default: the file's spec,
+        else rate decoding with population 1.
 
     Raises
     ------
@@ -607,7 +612,8 @@ def graph_to_network(
             f"node {chain[-1]!r} (Output): shape {_shape_text(declared)} differs from its input's "
             f"{_shape_text(shape)}"
         )
-    spec, decoder_weight = _spec(metadata, "-".join(tokens), input_shape, reset, timesteps, notes)
+    overrides = {"decoder": decoder, "population": population}
+    spec, decoder_weight = _spec(metadata, "-".join(tokens), input_shape, reset, timesteps, overrides, notes)
     dtype = np.float64 if any(d == np.float64 for d in dtypes) else np.float32
     net = Network(spec, dtype=dtype)
     for target, value in zip(net.weights, weights):
@@ -626,6 +632,7 @@ def _spec(
     input_shape: tuple[int, ...],
     reset: str | None,
     timesteps: int | None,
+    overrides: Mapping[str, Any],
     notes: list[str],
 ) -> tuple[NetworkSpec, np.ndarray | None]:
     """The spec of an imported chain: the metadata's switches where given, else defaults."""
@@ -668,10 +675,16 @@ def _spec(
             if stored is None:
                 notes.append(f"timesteps: the file does not say; using T = {timesteps}")
     switches["timesteps"] = timesteps
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if given:
+        switches.update(given)
+        if "decoder" in given or "population" in given:
+            switches.pop("classes", None)  # follows from the last layer and the population
     if stored is None:
+        if not given:
+            notes.append("decoder: the file does not say; using rate decoding, population 1")
         switches.setdefault("decoder", "rate")
         switches.setdefault("population", 1)
-        notes.append("decoder: the file does not say; using rate decoding, population 1")
     try:
         spec = NetworkSpec.parse(arch, input_shape=input_shape, **switches)
     except ValueError as error:
@@ -695,10 +708,14 @@ def import_file(
     reset: str | None = None,
     dt: float | None = None,
     timesteps: int | None = None,
+    decoder: str | None = None,
+    population: int | None = None,
 ) -> Imported:
     """Read a NIR file and save it as a float checkpoint folder (:meth:`Network.save`)."""
     graph = read_graph(path)
-    result = graph_to_network(graph, reset=reset, dt=dt, timesteps=timesteps)
+    result = graph_to_network(
+        graph, reset=reset, dt=dt, timesteps=timesteps, decoder=decoder, population=population
+    )
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--out: {str(folder)!r} exists and is not a folder")

@@ -42,7 +42,10 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_import(args: argparse.Namespace) -> int:
     """Read the NIR file, write the float checkpoint, print the assumptions and one line."""
-    result = nir_io.import_file(args.file, args.out, reset=args.reset, dt=args.dt, timesteps=args.timesteps)
+    result = nir_io.import_file(
+        args.file, args.out, reset=args.reset, dt=args.dt, timesteps=args.timesteps,
+        decoder=args.decoder, population=args.population,
+    )
     for note in result.notes:
         print(f"note: {note}")
     spec = result.network.spec
@@ -91,5 +94,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument(
         "--timesteps", type=options.bounded_int(1, 1024), metavar="T",
         help="1..1024 (default: the file's timesteps metadata, else 8)",
+    )
+    imp.add_argument(
+        "--decoder", choices=("rate", "last"),
+        help="default: the file's spec, else rate (the fc decoder needs its weight from a spikeforge file)",
+    )
+    imp.add_argument(
+        "--population", type=options.positive, metavar="P",
+        help="output neurons per class (default: the file's spec, else 1)",
     )
     imp.set_defaults(func=run_import)

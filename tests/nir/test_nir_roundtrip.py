@@ -132,6 +132,12 @@ def test_defaults_when_the_file_does_not_say(fc_graph) -> None:
     assert any(note.startswith("reset: the file does not say") for note in result.notes)
     spec = nir_io.graph_to_network(fc_graph, reset="subtract", timesteps=3).network.spec
     assert (spec.reset, spec.threshold, spec.timesteps) == ("subtract", "trainable", 3)
+    result = nir_io.graph_to_network(fc_graph, decoder="last", population=5)
+    spec = result.network.spec
+    assert (spec.decoder, spec.population, spec.classes) == ("last", 5, 2)
+    assert not any(note.startswith("decoder:") for note in result.notes)
+    with pytest.raises(ValueError, match=r"^spec: population: the last layer has 10 neurons"):
+        nir_io.graph_to_network(fc_graph, population=3)
 
 
 def test_reset_option_overrides_the_metadata(fc_graph) -> None:
