@@ -130,6 +130,7 @@ class ArraySpec(NamedTuple):
     dtype: np.dtype | None = None
 
     def describe(self) -> str:
+        """``"float64 (6, 64)"`` or ``"integers (6, 64)"``: the expectation in a message."""
         kind = {"iu": "integers", "f": "floats"}.get(self.kinds, f"dtype kind {self.kinds}")
         return f"{self.dtype if self.dtype is not None else kind} {self.shape}"
 
