@@ -33,7 +33,9 @@ with ``--json FILE``, the versions and the mismatches.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
+import io
 import itertools
 import json
 import sys
@@ -208,7 +210,8 @@ def spikeforge_to_snntorch(seed: int) -> dict[str, Any]:
     net = spikeforge_network("fc", seed, exact=True)
     for vth in net.thresholds:
         vth[...] = 0.5  # snnTorch's importer asserts one threshold per layer
-    model = import_from_nir(nir_io.network_to_graph(net))
+    with contextlib.redirect_stdout(io.StringIO()):  # the importer prints its progress
+        model = import_from_nir(nir_io.network_to_graph(net))
     neurons = {name: module for name, module in model.named_children() if hasattr(module, "beta")}
     first = next(iter(neurons.values()))
     found = f"IF -> Leaky(beta={float(first.beta):.2f}, reset {first.reset_mechanism})"
