@@ -353,15 +353,20 @@ def pareto_figure(rows: Sequence[dict[str, Any]], axis_key: str) -> Figure:
         group = [row for row in usable if row["target"] == target]
         sizes = [30 + 400 * row["logic"] / largest if row.get("logic") else 60 for row in group]
         axis.scatter([row[axis_key] for row in group], [100 * row["accuracy"] for row in group], s=sizes,
-                     color=color, alpha=0.7, edgecolors=["black" if row.get("pareto") else "none" for row in group],
-                     linewidths=1.2, label=target)
+                     color=color, alpha=0.7, edgecolors="black",
+                     linewidths=[1.5 if row.get("pareto") else 0.0 for row in group], label=target)
     front = sorted((row for row in usable if row.get("pareto")), key=lambda row: row[axis_key])
     if front:
         axis.step([row[axis_key] for row in front], [100 * row["accuracy"] for row in front], where="post",
                   color="black", linestyle="--", linewidth=0.8, label="Pareto front")
-        for row in front:
-            axis.annotate(f"P={row['lanes']} Q={row['queue_depth']}", (row[axis_key], 100 * row["accuracy"]),
-                          xytext=(5, 4), textcoords="offset points", fontsize=7)
+        labels: dict[tuple[float, float], list[str]] = {}
+        for row in front:  # one label per position: equal points share it
+            text = f"P={row['lanes']} Q={row['queue_depth']}"
+            names = labels.setdefault((row[axis_key], 100 * row["accuracy"]), [])
+            if text not in names:
+                names.append(text)
+        for position, names in labels.items():
+            axis.annotate(", ".join(names), position, xytext=(5, 4), textcoords="offset points", fontsize=7)
     axis.margins(x=0.15, y=0.15)
     if axis_key.startswith("cycles"):
         axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: _count_tick(value)))

@@ -144,12 +144,11 @@ def test_example_prints_a_spec_that_expands_to_two_points(capsys: pytest.Capture
 
 # Sweeps on a local 2-CPU Ray --------------------------------------------------------------
 
-ray = pytest.importorskip("ray", reason='Ray is not installed (pip install -e ".[sweep]")')
-
-
 @pytest.fixture(scope="module")
 def local_ray():
-    """One local Ray with 2 CPUs for the module (its start-up takes seconds)."""
+    """One local Ray with 2 CPUs for the module (its start-up takes seconds); the tests that
+    use it skip without Ray."""
+    ray = pytest.importorskip("ray", reason='Ray is not installed (pip install -e ".[sweep]")')
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
@@ -264,3 +263,21 @@ def test_sigkilled_sweep_resumes_with_its_finished_points(
               if (out / "points" / point / "result.json").stat().st_mtime_ns == mtime]
     assert len(reused) >= len(finished) - 1  # a point may have finished while the driver died
     assert f"{4 - len(reused)} computed, {len(reused)} reused, 0 failed" in err
+
+
+def test_pareto_front_and_figure() -> None:
+    from sim.plots import pareto_figure, pareto_front
+
+    # (x = latency, y = accuracy): equal points both stay, a dominated one does not
+    assert pareto_front([1, 2, 2, 3, 1], [0.5, 0.9, 0.9, 0.8, 0.4]) == [True, True, True, False, False]
+    rows = [
+        {"target": "ecp5-25k", "lanes": p, "queue_depth": 4, "accuracy": a, "latency_ms_per_learning_step": x,
+         "logic": logic, "pareto": on}
+        for p, a, x, logic, on in ((1, 0.9, 2.0, 1000, False), (2, 0.9, 1.0, 3000, True), (4, None, None, None, None))
+    ]
+    axis = pareto_figure(rows, "latency_ms_per_learning_step").axes[0]
+    scatter = axis.collections[0]
+    assert list(scatter.get_linewidths()) == [0.0, 1.5]  # the front edged
+    assert scatter.get_sizes()[1] == 430 and scatter.get_sizes()[0] == pytest.approx(30 + 400 / 3)
+    assert axis.get_xlabel() == "latency per learning step at Fmax (ms)"
+    assert "2 points (1 without figures)" in axis.get_title()
