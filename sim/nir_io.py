@@ -510,7 +510,6 @@ def graph_to_network(
     thresholds: list[np.ndarray] = [encoder_vth]
     dtypes: list[np.dtype] = []
     scale = 1.0  # x4 per SumPool2d before the next synaptic layer
-    spiking = True  # the previous node emits spikes
     position = 1
     while position < len(body):
         name = body[position]
@@ -521,10 +520,10 @@ def graph_to_network(
             shape = (math.prod(shape),)
             continue
         if kind in _POOLS:
-            if not spiking or len(shape) != 3:
+            if len(shape) != 3:
                 raise ValueError(
-                    f"node {name!r} ({kind}): spikeforge pools the spikes of a conv layer "
-                    f"(C, H, W), here its input has shape {_shape_text(shape)}"
+                    f"node {name!r} ({kind}): spikeforge pools images (C, H, W), here its input "
+                    f"has shape {_shape_text(shape)}"
                 )
             for field_name, expected in (("kernel_size", 2), ("stride", 2), ("padding", 0)):
                 _pair(name, node, field_name, expected)
@@ -583,10 +582,11 @@ def graph_to_network(
                     f"input has shape {_shape_text(shape)}"
                 )
             declared = getattr(node, "input_shape", None)
-            if declared is not None and tuple(np.asarray(declared).reshape(-1)) != shape[1:]:
+            if declared is not None and _shape_of(declared) != shape[1:]:
+                shown = _shape_of(declared) or declared
                 raise ValueError(
-                    f"node {name!r} (Conv2d): input_shape {tuple(np.asarray(declared).reshape(-1))} "
-                    f"differs from its input's {shape[1:]}"
+                    f"node {name!r} (Conv2d): input_shape {shown!r} differs from its input's "
+                    f"(H, W) = {shape[1:]}"
                 )
             shape = (weight.shape[0], *shape[1:])
             tokens.append(f"{weight.shape[0]}C3")
@@ -603,8 +603,6 @@ def graph_to_network(
         weights.append(np.asarray(weight, np.float64) * (scale * per_out) if (scale != 1 or np.any(gain != 1)) else weight)
         thresholds.append(vth)
         scale = 1.0
-        spiking = True
-        continue
     output = nodes[chain[-1]].output_type
     declared = _shape_of(output.get("output") if isinstance(output, dict) else None)
     if declared and math.prod(declared) != math.prod(shape):
