@@ -520,7 +520,7 @@ def learn_task(learn: Mapping[str, Any], folder: str, config: Mapping[str, Any])
         _run(learn_argv(learn, folder_path, config.get("data_root")), folder_path)
         report = json.loads((folder_path / "learn.json").read_text())
         result.update(
-            checkpoint=str(folder_path / "checkpoint"), accuracy=report["accuracy"],
+            checkpoint="checkpoint", accuracy=report["accuracy"],
             spikes_per_inference=report["spikes_per_inference"], formats=report["formats"],
         )
     except Exception as error:  # noqa: BLE001 - a failed learn fails its points, not the sweep
@@ -531,10 +531,10 @@ def learn_task(learn: Mapping[str, Any], folder: str, config: Mapping[str, Any])
 
 
 def point_task(
-    point: Point, learned: Mapping[str, Any], folder: str, config: Mapping[str, Any]
+    point: Point, learned: Mapping[str, Any], learn_folder: str, folder: str, config: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Run the hardware stages of ``point`` on its learned network (a Ray task); returns its
-    row, never raises."""
+    """Run the hardware stages of ``point`` on its network, learned into ``learn_folder`` (a
+    Ray task); returns its row, never raises."""
     folder_path = Path(folder)
     start = time.monotonic()
     row: dict[str, Any] = {name: None for name in ROW_FIELDS}
@@ -548,7 +548,8 @@ def point_task(
         for stage in config["stages"][1:]:
             if stage == "synth" and point.params["target"] == NO_TARGET:
                 continue
-            code = _run(stage_argv(stage, point, learned["checkpoint"], folder_path, config), folder_path)
+            checkpoint = str(Path(learn_folder) / learned["checkpoint"])
+            code = _run(stage_argv(stage, point, checkpoint, folder_path, config), folder_path)
             if code not in (0, 1) or (code == 1 and stage != "cosim"):
                 raise _PointFailed(f"{stage}: exit code {code}")
         row.update(figures(folder_path))
@@ -655,7 +656,7 @@ def run_sweep(
     """
     from tqdm import tqdm
 
-    out = Path(out)
+    out = Path(out).resolve()  # the workers may run elsewhere (a cluster's shared folder)
     start = time.monotonic()
     config = sweep.config()
     remote_learn = ray.remote(num_cpus=1)(learn_task)
@@ -669,12 +670,12 @@ def run_sweep(
         if done is not None:
             rows[point.id] = done
             continue
+        learn_folder = out / "learn" / point.learn_id
         if point.learn_id not in learns:
-            learn_folder = out / "learn" / point.learn_id
             learns[point.learn_id] = read_result(learn_folder) or remote_learn.remote(
                 point.learn_params(), str(learn_folder), config
             )
-        pending[remote_point.remote(point, learns[point.learn_id], str(folder), config)] = point
+        pending[remote_point.remote(point, learns[point.learn_id], str(learn_folder), str(folder), config)] = point
     outcome = Outcome(rows=[], reused=len(rows), computed=len(pending))
     if status is not None:
         status(
