@@ -388,9 +388,36 @@ def trained(tmp_path_factory):
     return folder
 
 
+def test_learn_from_a_float_checkpoint_resumes_with_its_report(trained, tmp_path, monkeypatch):
+    """Fine-tuning a float checkpoint, stopped after the 3rd save and resumed, reports the
+    float and quantized accuracies of the start and ends as the uninterrupted run."""
+    from sim.commands import learn
+
+    args = ["learn", "--dataset", "digits", "--init", str(trained / "ref"), "--batch", "16",
+            "--epochs", "2", "--checkpoint-every", "400", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "ref"), "--json", str(tmp_path / "ref.json")]) == 0
+    real, saves = learn.save_learner, []
+
+    def save_then_stop(*a, **k):
+        real(*a, **k)
+        saves.append(1)
+        if len(saves) == 3:
+            raise _Killed
+
+    monkeypatch.setattr(learn, "save_learner", save_then_stop)
+    with pytest.raises(_Killed):
+        main([*args, "--out", str(tmp_path / "run")])
+    monkeypatch.setattr(learn, "save_learner", real)
+    assert main([*args, "--out", str(tmp_path / "run"), "--json", str(tmp_path / "run.json"), "--resume"]) == 0
+    _compare_runs(tmp_path / "ref", tmp_path / "run")
+    report, expected = (json.loads((tmp_path / name).read_text()) for name in ("run.json", "ref.json"))
+    assert "float_accuracy" in report and "quantized_accuracy" in report
+    assert _without_timing(report) == _without_timing(expected)
+
+
 def test_train_killed_and_resumed_is_bit_identical(trained, tmp_path):
     out = tmp_path / "run"
-    _run_killed(TRAIN, out, kills=2, seed=11, delay=0.05)
+    _run_killed(TRAIN, out, kills=1, seed=11, delay=0.05)  # more kills: the slow variant
     _compare_runs(trained / "ref", out)
     result, expected = (json.loads((folder / "result.json").read_text()) for folder in (out, trained / "ref"))
     assert _without_timing(result) == _without_timing(expected)
