@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +54,44 @@ class Faults:
 
     def __len__(self) -> int:
         return len(self.bit)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``memory`` and the three arrays as lists."""
+        return {"memory": self.memory, "layer": self.layer.tolist(), "index": self.index.tolist(),
+                "bit": self.bit.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: Any, net: IntegerNetwork) -> Faults:
+        """The faults of :meth:`to_dict`, checked against ``net``'s memories.
+
+        Raises
+        ------
+        ValueError
+            Naming the field when a key is missing, the arrays differ in length or a
+            layer, index or bit lies outside ``net``'s memory.
+        """
+        if not isinstance(data, dict) or set(data) != {"memory", "layer", "index", "bit"}:
+            raise ValueError("faults: expected an object with memory, layer, index and bit")
+        memory = _check_memory(data["memory"])
+        arrays = {}
+        for name in ("layer", "index", "bit"):
+            values = data[name]
+            if not isinstance(values, list) or not all(type(v) is int for v in values):
+                raise ValueError(f"faults.{name}: expected a list of integers")
+            arrays[name] = np.asarray(values, np.int64).reshape(-1)
+        if not len(arrays["layer"]) == len(arrays["index"]) == len(arrays["bit"]):
+            raise ValueError("faults: layer, index and bit differ in length")
+        layers = _layers(net, memory)
+        width = net.formats.stored(memory).bits
+        for layer, index, bit in zip(arrays["layer"], arrays["index"], arrays["bit"]):
+            if layer not in layers:
+                raise ValueError(f"faults.layer: {layer} is out of range (allowed {layers.start}..{layers.stop - 1})")
+            size = net.memory(memory, int(layer)).size
+            if not 0 <= index < size:
+                raise ValueError(f"faults.index: {index} is out of range (allowed 0..{size - 1})")
+            if not 0 <= bit < width:
+                raise ValueError(f"faults.bit: {bit} is out of range (allowed 0..{width - 1})")
+        return cls(memory, arrays["layer"], arrays["index"], arrays["bit"])
 
 
 def _layers(net: IntegerNetwork, memory: str) -> range:
