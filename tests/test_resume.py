@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -139,14 +140,15 @@ def test_killed_writer_child_leaves_a_complete_checkpoint(tmp_path):
     """SIGKILL a child that rewrites a checkpoint in a loop: a complete one is always left."""
     folder = tmp_path / "ck"
     _write(folder, 0)
-    code = (
+    code = (  # _write, importing only numpy and model.checkpoint
         "import sys, numpy as np\n"
-        "from tests.test_resume import _write\n"
-        "from pathlib import Path\n"
-        "folder = Path(sys.argv[1])\n"
-        "print('ready', flush=True)\n"
-        "for value in range(1, 10**6):\n"
-        "    _write(folder, value)\n"
+        "from model.checkpoint import write_checkpoint\n"
+        "for v in range(1, 10**6):\n"
+        "    arrays = {'weight_1': np.full((3, 4), v), 'threshold_0': np.full(4, v)}\n"
+        "    write_checkpoint(sys.argv[1], {'kind': 'test', 'value': v}, arrays,\n"
+        "                     state={'dw_1': np.full((3, 4), -v)})\n"
+        "    if v == 1:\n"
+        "        print('ready', flush=True)\n"
     )
     rng = random.Random(19)
     for _ in range(3):
@@ -157,7 +159,7 @@ def test_killed_writer_child_leaves_a_complete_checkpoint(tmp_path):
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
         child.stdout.close()
-        assert _read(folder) >= 0
+        assert _read(folder) >= 1  # complete, and written by the child
 
 
 def test_torn_pair_is_refused_with_a_clear_error(tmp_path):
@@ -258,18 +260,21 @@ def test_fit_continues_bit_exactly_from_any_saved_state(tmp_path, seed):
 
 def _run_killed(
     args: list[str], out: Path, kills: int, seed: int, delay: float, timeout: float = 300
-) -> None:
+) -> list[str]:
     """Run ``spikeforge ARGS --out OUT`` as a child, SIGKILL it ``kills`` times at seeded
     random moments (after 1-3 rewrites of the state file plus up to ``delay`` seconds),
-    resuming each time, then let the last resumption finish."""
+    resuming each time, then let the last resumption finish.
+
+    Returns the positions the resumed children report ("epoch E[, sample S]").
+    """
     rng = random.Random(seed)
     state = out / checkpoint.STATE_FOLDER / checkpoint.CHECKPOINT_JSON
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    resumed: list[str] = []
     for attempt in range(kills + 1):
         command = [sys.executable, "-m", "sim.cli", *args, "--out", str(out)]
         if state.exists():
             command.append("--resume")
-        child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE, text=True)
         if attempt < kills:
             last = state.stat().st_mtime_ns if state.exists() else None
@@ -282,11 +287,12 @@ def _run_killed(
             time.sleep(rng.uniform(0.0, delay))
             child.send_signal(signal.SIGKILL)
         _, err = child.communicate(timeout=timeout)
-        if attempt == kills or child.returncode not in (-signal.SIGKILL,):
+        resumed += re.findall(r"resuming at (epoch \d+(?:, sample \d+)?)", err)
+        if child.returncode != -signal.SIGKILL:
             assert child.returncode == 0, err
-            if attempt < kills:  # finished before the kill: nothing left to resume
-                return
-    assert "resuming at epoch" in err
+            break  # finished (before its kill, if any was due)
+    assert child.returncode == 0
+    return resumed
 
 
 def _compare_runs(expected: Path, actual: Path) -> None:
@@ -316,7 +322,8 @@ def learned(tmp_path_factory):
 
 def test_learn_killed_and_resumed_is_bit_identical(learned, tmp_path):
     out = tmp_path / "run"
-    _run_killed([*LEARN, "--json", str(tmp_path / "run.json")], out, kills=2, seed=7, delay=0.2)
+    resumed = _run_killed([*LEARN, "--json", str(tmp_path / "run.json")], out, kills=2, seed=7, delay=0.2)
+    assert resumed, "the run finished before it was killed"
     _compare_runs(learned / "ref", out)
     expected = json.loads((learned / "ref.json").read_text())
     assert _without_timing(json.loads((tmp_path / "run.json").read_text())) == _without_timing(expected)
@@ -330,7 +337,8 @@ def test_learn_killed_and_resumed_is_bit_identical(learned, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(4))
 def test_learn_killed_many_times_is_bit_identical(learned, tmp_path, seed):
-    _run_killed(LEARN, tmp_path / "run", kills=6, seed=100 + seed, delay=0.2)
+    resumed = _run_killed(LEARN, tmp_path / "run", kills=6, seed=100 + seed, delay=0.2)
+    assert len(resumed) >= 2, resumed
     _compare_runs(learned / "ref", tmp_path / "run")
 
 
@@ -377,7 +385,8 @@ def test_learn_resume_on_the_csim_engine(learned, tmp_path, monkeypatch, first, 
 def test_learn_killed_on_the_csim_engine(learned, tmp_path):
     if shutil.which("g++") is None:
         pytest.skip("the csim engine needs g++ on PATH")
-    _run_killed([*LEARN, "--engine", "csim"], tmp_path / "run", kills=3, seed=3, delay=0.2)
+    resumed = _run_killed([*LEARN, "--engine", "csim"], tmp_path / "run", kills=3, seed=3, delay=0.2)
+    assert len(resumed) >= 2, resumed
     _compare_runs(learned / "ref", tmp_path / "run")
 
 
@@ -417,7 +426,8 @@ def test_learn_from_a_float_checkpoint_resumes_with_its_report(trained, tmp_path
 
 def test_train_killed_and_resumed_is_bit_identical(trained, tmp_path):
     out = tmp_path / "run"
-    _run_killed(TRAIN, out, kills=1, seed=11, delay=0.05)  # more kills: the slow variant
+    resumed = _run_killed(TRAIN, out, kills=1, seed=11, delay=0.05)  # more kills: the slow variant
+    assert resumed, "the run finished before it was killed"
     _compare_runs(trained / "ref", out)
     result, expected = (json.loads((folder / "result.json").read_text()) for folder in (out, trained / "ref"))
     assert _without_timing(result) == _without_timing(expected)
@@ -437,5 +447,6 @@ def test_train_resume_refusals(trained, tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(3))
 def test_train_killed_many_times_is_bit_identical(trained, tmp_path, seed):
-    _run_killed(TRAIN, tmp_path / "run", kills=5, seed=200 + seed, delay=0.05)
+    resumed = _run_killed(TRAIN, tmp_path / "run", kills=5, seed=200 + seed, delay=0.05)
+    assert len(resumed) >= 2, resumed
     _compare_runs(trained / "ref", tmp_path / "run")
