@@ -6,7 +6,7 @@
 2. times ``spikeforge sweep SPEC --out OUT`` (the learned networks reused: its Ray start-up,
    and the estimate, gen and synth stages of every point);
 3. times core_fpga.py's per-point work over the same points, one after another in this
-   process: ``write_core`` for the point's target, the core model's cycles (``_cycles``:
+   process: ``write_core`` for the point's target (with gen), the core model's cycles (``_cycles``:
    ``[estimate] samples`` test and training samples) and ``synthesize`` when the spec's
    stages include synth;
 4. checks that both give the same cycles per inference and per learning step, and prints
@@ -71,8 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         p = point.params
         net = IntegerNetwork.load(args.out / "sweep" / "learn" / point.learn_id / "checkpoint")
         folder = args.out / "sequential" / f"{number:02d}"
-        write_core(net, lanes=p["lanes"], queue_depth=p["queue_depth"], out_dir=folder / "verilog",
-                   target=point.build_target)
+        folder.mkdir(parents=True, exist_ok=True)
+        if "gen" in sweep.stages:
+            write_core(net, lanes=p["lanes"], queue_depth=p["queue_depth"], out_dir=folder / "verilog",
+                       target=point.build_target)
         cycles = _cycles(net, p["dataset"], p["lanes"], p["queue_depth"], samples, samples)
         if "synth" in sweep.stages and p["target"] != NO_TARGET:
             synthesize(folder / "verilog", p["target"])

@@ -1,7 +1,8 @@
 """``spikeforge sweep`` (sim/sweep.py): spec checks, expansion, and tiny sweeps on a local
 2-CPU Ray (learn + estimate on digits, no place-and-route): the table against the same
-learn and estimate run directly, resume after a deleted result and after a SIGKILL, and a
-failing point reported without stopping the others."""
+learn and estimate run directly, resume after a deleted result and (slow) after a SIGKILLed
+sweep process joined to that Ray with --address, and a failing point reported without
+stopping the others."""
 
 from __future__ import annotations
 
@@ -231,6 +232,7 @@ def test_failing_point_is_reported_and_the_others_finish(
     assert "2 computed, 0 reused, 1 failed" in err  # the seed-0 point ran on the copied learn
 
 
+@pytest.mark.slow  # a second driver process: its start-up and fresh Ray workers take a minute on 2 loaded cores
 def test_sigkilled_sweep_resumes_with_its_finished_points(
     local_ray, example_sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
