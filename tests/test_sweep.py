@@ -19,7 +19,15 @@ import pytest
 
 from sim.cli import main
 from sim.commands.demo import run_step
-from sim.sweep import EXAMPLE, ROW_FIELDS, expand, learn_argv, load_spec, stage_argv
+from sim.sweep import (
+    EXAMPLE,
+    ROW_FIELDS,
+    STAGES,
+    expand,
+    learn_argv,
+    load_spec,
+    stage_argv,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,6 +148,28 @@ def test_example_prints_a_spec_that_expands_to_two_points(capsys: pytest.Capture
     assert printed == EXAMPLE
     sweep = expand(load_spec(_write(tmp_path, printed)))
     assert len(sweep.points) == 2 and sweep.stages == ("learn", "estimate")
+
+
+def test_every_stage_is_the_subcommand_with_the_point_options(tmp_path: Path) -> None:
+    from sim.cli import build_parser
+
+    spec = {"stages": list(STAGES), "cosim": {"sim": "verilator"},
+            "grid": {"arch": "32FC-10FC", "population": 1, "lanes": 2, "queue_depth": 4, "target": "ecp5-25k"}}
+    try:
+        sweep = expand(spec)
+    except ValueError as error:  # synth needs the fpga extra
+        pytest.skip(str(error))
+    point = sweep.points[0]
+    parser = build_parser()
+    for stage in STAGES[1:]:
+        args = parser.parse_args(stage_argv(stage, point, "CKPT", tmp_path, sweep.config()))
+        assert args.command == stage
+        if stage != "synth":
+            assert (args.lanes, getattr(args, "queue_depth", 4)) == (2, 4)
+    cosim = parser.parse_args(stage_argv("cosim", point, "CKPT", tmp_path, sweep.config()))
+    assert (cosim.samples, cosim.learn, cosim.target, cosim.sim) == (2, True, "ecp5-25k", "verilator")
+    synth = parser.parse_args(stage_argv("synth", point, "CKPT", tmp_path, sweep.config()))
+    assert (synth.gen_dir, synth.target, synth.seed) == (str(tmp_path / "verilog"), "ecp5-25k", 1)
 
 
 # Sweeps on a local 2-CPU Ray --------------------------------------------------------------
