@@ -56,7 +56,7 @@ from model.data import load_dataset
 from model.energy import TABLES
 from model.integer import Formats, recipe
 from sim.synth import TARGETS as FPGA_TARGETS
-from sim.toolchain import SIMULATORS
+from sim.toolchain import SIMULATORS, ToolchainError
 
 #: Stages of a point, in the order they run.
 STAGES = ("learn", "estimate", "gen", "synth", "cosim")
@@ -348,11 +348,14 @@ def _expand(spec: Mapping[str, Any]) -> Sweep:
     for index, grid in enumerate(grids):
         where = "grid" if len(grids) == 1 else f"grid[{index}]"
         params += [(where, point) for point in _grid_points(grid, where)]
-    if "synth" in stages:
-        for target in dict.fromkeys(p["target"] for _, p in params if p["target"] != NO_TARGET):
-            require_tools(get_target(target))
-    if "cosim" in stages:
-        require(settings["cosim"]["sim"])
+    try:
+        if "synth" in stages:
+            for target in dict.fromkeys(p["target"] for _, p in params if p["target"] != NO_TARGET):
+                require_tools(get_target(target))
+        if "cosim" in stages:
+            require(settings["cosim"]["sim"])
+    except ToolchainError as error:
+        raise ValueError(f"stages: {error}") from None
     settings_id = {stage: settings.get(stage) for stage in stages}
     networks: dict[str, Any] = {}
     points: list[Point] = []

@@ -104,6 +104,20 @@ def test_spec_file_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "SPEC and --out DIR are required" in capsys.readouterr().err
 
 
+def test_missing_tools_of_a_stage_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sim.toolchain
+
+    def missing(simulator: str) -> None:
+        raise sim.toolchain.ToolchainError(f"{simulator} is not installed")
+
+    monkeypatch.setattr(sim.toolchain, "require", missing)
+    spec = _write(tmp_path, EXAMPLE.replace('stages = ["learn", "estimate"]', 'stages = ["learn", "cosim"]'))
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == "spikeforge sweep: error: spec.toml: stages: verilator is not installed"
+
+
 def test_without_ray_one_line_names_the_extra(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
