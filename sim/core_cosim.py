@@ -114,6 +114,7 @@ def cosimulate(
     input_pattern: str = "always",
     output_pattern: str = "always",
     corrupt: str | None = None,
+    faults: str | Path | None = None,
     seed: int = 0,
     waves: str | Path | None = None,
     optimize: bool = True,
@@ -145,6 +146,9 @@ def cosimulate(
         Stall patterns of the input and result streams (:data:`sim.tb.common.PATTERNS`).
     corrupt : str, optional
         ``"model"``: perturb the reference (the run must then fail).
+    faults : path, optional
+        A JSON file of bit flips (``faults`` of sim/tb/tb_core.py) written into the core's
+        memories through the host port before the first sample, and into the model.
     seed : int
         Seeds the stall patterns.
     waves : path, optional
@@ -210,6 +214,7 @@ def cosimulate(
         "input_pattern": input_pattern,
         "output_pattern": output_pattern,
         "corrupt": corrupt,
+        "faults": None if faults is None else str(Path(faults).resolve()),
         "seed": seed,
         "progress": str(progress_file),
     }

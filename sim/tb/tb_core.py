@@ -8,6 +8,11 @@ Configuration (:func:`sim.tb.common.load_config`):
 ``load``
     Optional integer checkpoint of the same geometry, loaded through the host port before
     the first sample (run-time loading); the model then starts from it.
+``faults``
+    Optional JSON file ``{"mode": "flip", "faults": [Faults.to_dict(), ...]}``
+    (:mod:`model.faults`): bit errors applied to the network (after ``load``) and written
+    into the core's memories through the host port before the first sample; the model
+    starts from the same faulty words.
 ``samples``
     ``.npz`` with ``pixels`` (N, n_0) u8 and ``labels`` (N,).
 ``learn``
@@ -38,6 +43,7 @@ the model's state. Statistics of the run (test ``cosim``) give mismatches, cycle
 from __future__ import annotations
 
 import gc
+import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -52,12 +58,16 @@ from cocotb.triggers import First, ReadOnly, RisingEdge, Timer, ValueChange
 from hw.core import HOST_READ_LATENCY, input_layout, output_layout
 from hw.core_config import CoreConfig, MemorySpec
 from model.core import PHASES, CoreModel, CoreResult, TraceRecord
+from model.faults import Faults, inject
 from model.integer import IntegerNetwork
 from sim.core_harness import buffer_name, entry_layout
 from sim.tb.common import CLOCK_PERIOD_NS, load_config, pattern, record_stats, seeded
 
 #: Mismatch reports logged in full (the rest are only counted).
 MAX_REPORTS = 10
+#: Cycles after the last host write by which its trace entry is in a trace buffer (the
+#: memory write, the trace bus register and the buffer's write: three, plus one spare).
+HOST_WRITE_TRACE_CYCLES = 4
 #: Spare cycles allowed beyond the model's count before a sample is declared hung.
 HANG_MARGIN = 1000
 
@@ -165,6 +175,16 @@ def _expected_memories(config: CoreConfig, model: CoreModel) -> dict[str, list[l
     return words
 
 
+def _faulty(network: IntegerNetwork, path: str) -> tuple[IntegerNetwork, list[str]]:
+    """``network`` with the bit flips of the ``faults`` file, and the memory keys they touch."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or data.get("mode") != "flip" or not isinstance(data.get("faults"), list):
+        raise ValueError("faults: expected {'mode': 'flip', 'faults': [...]} (stuck-at cells need the core's help)")
+    drawn = [Faults.from_dict(item, network) for item in data["faults"]]
+    keys = sorted({f"{group.memory}{layer}" for group in drawn for layer in group.layer.tolist()})
+    return inject(network, drawn, "flip"), keys
+
+
 class CoreTB:
     """Drivers, monitors, model and scoreboards of the core harness."""
 
@@ -185,6 +205,9 @@ class CoreTB:
         for name in structural:
             if getattr(loaded, name) != getattr(self.config, name):
                 raise ValueError(f"load: the loaded network's {name} differs from the built core's")
+        self.faulted: list[str] = []
+        if config.get("faults"):
+            self.network, self.faulted = _faulty(self.network, config["faults"])
         self.model = CoreModel(self.network, lanes=self.config.lanes, queue_depth=self.config.queue_depth)
         if config.get("corrupt") == "model":
             self.model.weights[0][0, 0] ^= 1
@@ -265,8 +288,27 @@ class CoreTB:
                      "lfsr_state": network.lfsr.state, "pending": network.pending}
         for name, value in registers.items():
             await self.host_write(config.host_address(name), value)
-        for buffer in self.buffers:  # host writes are not part of any sample's trace
+        await self.end_host_writes()
+
+    async def end_host_writes(self) -> None:
+        """Let the last host writes reach the trace buffers, then drop them (host writes are
+        not part of any sample's trace)."""
+        for _ in range(HOST_WRITE_TRACE_CYCLES):
+            await RisingEdge(self.clock)
+        for buffer in self.buffers:
             buffer.drain()
+
+    async def write_faults(self) -> None:
+        """Write the faulty memories (:attr:`faulted`) through the host port, word by word."""
+        config = self.config
+        words = _expected_memories(config, self.model)
+        for key in self.faulted:
+            if key not in words:
+                raise ValueError(f"faults: memory {key} is not in this core")
+            spec = next(s for s in config.memories if s.key == key)
+            for address, word in enumerate(words[key]):
+                await self.host_write(config.host_address(key, address), spec.pack(word))
+        await self.end_host_writes()
 
     # Streams ----------------------------------------------------------------------------------
 
@@ -453,6 +495,8 @@ async def cosim(dut: Any) -> None:
     await tb.start()
     if options.get("load"):
         await tb.load(tb.network)
+    if tb.faulted:
+        await tb.write_faults()
     inference, model_inference, steps, model_steps, ideal = [], [], [], [], []
     correct = 0
     model_seconds = 0.0

@@ -166,6 +166,45 @@ def test_corrupted_model_fails(checkpoint_a) -> None:
     assert report.stats["mismatches"] > 0 and report.stats["mismatches_by_kind"]["trace"] > 0
 
 
+def _fault_file(net: IntegerNetwork, folder: Path) -> tuple[Path, IntegerNetwork]:
+    """Bit flips in W, VTH and R of ``net`` (a threshold of layer 1 flipped to 0 among them),
+    written as the bench's ``faults`` file; returns it and the faulty network."""
+    from model import faults
+
+    rng = np.random.default_rng(SEED + 21)
+    drawn = [faults.draw(net, "W", 0.05, rng), faults.draw(net, "R", 0.1, rng)]
+    vth = int(net.thresholds[1][0])
+    ones = [bit for bit in range(net.formats.v - 1) if vth >> bit & 1]
+    drawn.append(faults.Faults("VTH", np.ones(len(ones), np.int64), np.zeros(len(ones), np.int64),
+                               np.array(ones, np.int64)))
+    spread = faults.draw(net, "VTH", 0.1, rng)
+    keep = (spread.layer != 1) | (spread.index != 0)
+    drawn.append(faults.Faults("VTH", spread.layer[keep], spread.index[keep], spread.bit[keep]))
+    path = folder / "faults.json"
+    path.write_text(json.dumps({"mode": "flip", "faults": [group.to_dict() for group in drawn]}))
+    return path, faults.inject(net, drawn, "flip")
+
+
+def test_injected_faults_reach_core_and_model_alike(checkpoint_a, tmp_path) -> None:
+    """Bit flips written through the host port: the core and the faulty model agree on every
+    write, output, counter and final memory while learning, and the faults change the
+    results (so the agreement is not the clean network's)."""
+    from model.core import CoreModel
+
+    net = IntegerNetwork.load(checkpoint_a)
+    path, faulty = _fault_file(net, tmp_path)
+    assert faulty.thresholds[1][0] == 0 and any((a != b).any() for a, b in zip(faulty.reciprocals, net.reciprocals))
+    pixels, labels = _samples(7, 3, 5, 21)
+    report = cosimulate(
+        checkpoint_a, pixels, labels, lanes=4, queue_depth=3, learn=True, optimize=False,
+        faults=path, input_pattern="random", seed=21, run_name="pytest-a-faults",
+    )
+    _check(report, 5, learn=True)
+    clean, broken = (CoreModel(n, lanes=4, queue_depth=3) for n in (net, faulty))
+    outputs = [[m.learn(image, int(label)).counts.tolist() for image, label in zip(pixels, labels)] for m in (clean, broken)]
+    assert outputs[0] != outputs[1]
+
+
 def test_queue_depth_1_learning(checkpoint_a) -> None:
     """Q = 1: every push waits for the previous index's pop (P = 4, two-word rows, so the
     queue, not the integration, sets the pace); stalls, counters and cycles match."""
