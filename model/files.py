@@ -30,6 +30,7 @@ __all__ = [
     "check_file_size",
     "read_json",
     "read_npz",
+    "read_text",
 ]
 
 #: Largest JSON file read (bytes): checkpoint metadata, manifests, reports.
@@ -80,6 +81,30 @@ def check_file_size(path: Path, maximum: int) -> int:
     return size
 
 
+def read_text(path: str | os.PathLike[str], *, max_bytes: int = MAX_JSON_BYTES) -> str:
+    """The UTF-8 text file ``path`` of at most ``max_bytes`` bytes.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` is not a file.
+    ValueError
+        Naming the file when it is too large or not UTF-8.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(path)!r} does not exist or is not a file")
+    size = check_file_size(path, max_bytes)
+    with path.open("rb") as handle:
+        raw = handle.read(size + 1)  # a read of n bytes reserves n: never more than the file
+    if len(raw) > max_bytes or len(raw) > size:  # grew since the check
+        raise ValueError(f"{path}: too large (allowed up to {max_bytes} bytes)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text (byte {error.start})") from None
+
+
 def read_json(path: str | os.PathLike[str], *, max_bytes: int = MAX_JSON_BYTES) -> Any:
     """Parse the UTF-8 JSON file ``path`` of at most ``max_bytes`` bytes.
 
@@ -91,18 +116,7 @@ def read_json(path: str | os.PathLike[str], *, max_bytes: int = MAX_JSON_BYTES) 
         Naming the file when it is too large, not UTF-8, not JSON, nested too deeply for
         the parser, or holds an integer of more digits than Python converts.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{str(path)!r} does not exist or is not a file")
-    size = check_file_size(path, max_bytes)
-    with path.open("rb") as handle:
-        raw = handle.read(size + 1)  # a read of n bytes reserves n: never more than the file
-    if len(raw) > max_bytes or len(raw) > size:  # grew since the check
-        raise ValueError(f"{path}: too large (allowed up to {max_bytes} bytes)")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    text = read_text(path, max_bytes=max_bytes)
     try:
         return json.loads(text)
     except RecursionError:

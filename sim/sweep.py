@@ -54,6 +54,7 @@ from hw.core_config import DEFAULT_QUEUE_DEPTH, MAX_LANES, MAX_QUEUE_DEPTH, Core
 from model.checks import check_field
 from model.data import load_dataset
 from model.energy import TABLES
+from model.files import read_json, read_text
 from model.integer import Formats, recipe
 from sim.synth import TARGETS as FPGA_TARGETS
 from sim.toolchain import SIMULATORS, ToolchainError
@@ -197,13 +198,16 @@ def load_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"SPEC: {str(path)!r} must end in .toml or .json")
     if not path.is_file():
         raise FileNotFoundError(f"SPEC: {str(path)!r} is {'a folder' if path.exists() else 'missing'}, not a file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        spec = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"{path.name}: not valid TOML ({str(error).splitlines()[0]})") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path.name}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    if path.suffix == ".json":
+        spec = read_json(path)
+    else:
+        text = read_text(path)
+        try:
+            spec = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"{path.name}: not valid TOML ({str(error).splitlines()[0]})") from None
+        except RecursionError:
+            raise ValueError(f"{path.name}: not valid TOML (nested too deeply)") from None
     if not isinstance(spec, dict):
         raise ValueError(f"{path.name}: expected a table of keys ({', '.join(SPEC_KEYS)})")  # noqa: TRY004 - a spec error
     return spec
