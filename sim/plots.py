@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 from matplotlib.transforms import Bbox
 
 from model.integer import IntegerNetwork
@@ -309,6 +309,7 @@ def faults_figure(report: dict[str, Any]) -> Figure:
             positions = np.array([row["bit"] for row in rows]) + (n - (len(memories) - 1) / 2) * width
             axis.bar(positions, [clean - 100 * row["accuracy"] for row in rows], width,
                      color=colors[memory], label=memory)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("bit position (0 = LSB)")
         axis.set_ylabel("accuracy lost (points)")
         axis.set_title(f"one bit position faulted, rate {bits[0]['ber']:g} per value", fontsize=9)
