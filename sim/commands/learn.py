@@ -65,6 +65,7 @@ def build_network(args: argparse.Namespace, dataset: Any) -> tuple[IntegerNetwor
             timesteps=args.timesteps if args.timesteps is not None else 8,
             population=args.population if args.population is not None else 10,
             decoder=args.decoder,
+            classes=dataset.classes,
         )
         formats = Formats.parse(args.bits or "", recipe(args.dataset, "scratch").formats)
         net = IntegerNetwork.scratch(spec, formats, seed=args.seed, rule=rule)
@@ -77,7 +78,7 @@ def build_network(args: argparse.Namespace, dataset: Any) -> tuple[IntegerNetwor
         _check_overrides(args, floats.spec)
         formats = Formats.parse(args.bits or "", recipe(args.dataset, "finetune").formats)
         net = IntegerNetwork.from_float(floats, formats, seed=args.seed, rule=rule)
-        _check_dataset(net.spec, dataset)
+        options.check_dataset(net.spec, dataset)
         float_accuracy = evaluate(floats, dataset.test_x, dataset.test_y)["accuracy"]
         return net, {"init": "float", "float_accuracy": float_accuracy}
     if kind == "integer":
@@ -85,7 +86,7 @@ def build_network(args: argparse.Namespace, dataset: Any) -> tuple[IntegerNetwor
         _check_overrides(args, net.spec)
         if args.bits:
             raise ValueError("--bits: an integer checkpoint keeps its formats; omit --bits")
-        _check_dataset(net.spec, dataset)
+        options.check_dataset(net.spec, dataset)
         net.rule = replace(net.rule, rounding=args.rounding or net.rule.rounding, batch=args.batch)
         return net, {"init": "integer"}
     raise ValueError(f"--init: checkpoint kind {kind!r} is neither 'float' nor 'integer'")
@@ -97,14 +98,6 @@ def _check_overrides(args: argparse.Namespace, spec: NetworkSpec) -> None:
     for name, value in given.items():
         if value is not None and value != actual[name]:
             raise ValueError(f"--{name}: {value!r} differs from the checkpoint's {actual[name]!r}")
-
-
-def _check_dataset(spec: NetworkSpec, dataset: Any) -> None:
-    if spec.input_shape != tuple(dataset.input_shape) or spec.classes != dataset.classes:
-        raise ValueError(
-            f"--dataset: {dataset.name} has input shape {tuple(dataset.input_shape)}, the "
-            f"checkpoint's network expects {spec.input_shape}"
-        )
 
 
 def run(args: argparse.Namespace) -> int:

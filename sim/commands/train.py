@@ -281,6 +281,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if name not in DATASETS:
         raise CLIError("--dataset: the checkpoint does not name its dataset; pass --dataset")
     dataset = _load(name, args.data_root, spec.input_shape, flatten=len(spec.input_shape) == 1)
+    options.check_dataset(spec, dataset)
     result = {
         **EVALUATORS[kind](directory, dataset, args.engine),
         "config": {**spec.to_dict(), "dataset": name, "kind": kind},

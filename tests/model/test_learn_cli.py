@@ -58,6 +58,9 @@ def test_learn_from_float_checkpoint_reports_float_accuracy(tmp_path: Path) -> N
         (["--init", "scratch", "--arch", "12FC-21FC", "--population", "2"], "population:"),
         (["--init", "/nonexistent/ck", "--population", "2"], "does not exist"),
         (["--init", "scratch", "--arch", "12FC-20FC", "--population", "2", "--batch", "0"], "--batch: 0"),
+        # 20 output neurons at population 10 would be 2 classes: refused before learning.
+        (["--init", "scratch", "--arch", "12FC-20FC"],
+         "population: the last layer has 20 neurons, which is not classes (10) x population (10)"),
     ],
 )
 def test_learn_bad_input_is_one_line_exit_2(tmp_path: Path, capsys, args: list[str], message: str) -> None:
@@ -79,3 +82,16 @@ def test_learn_rejects_mismatched_float_checkpoint(tmp_path: Path, capsys) -> No
     ])
     err = capsys.readouterr().err
     assert code == 2 and "--arch: '10FC-20FC' differs from the checkpoint's '12FC-20FC'" in err
+
+
+def test_learn_and_eval_refuse_a_network_of_other_classes(tmp_path: Path, capsys) -> None:
+    """A checkpoint with 2 classes on digits (10): one line naming both class counts."""
+    spec = NetworkSpec.parse("12FC-4FC", input_shape=(64,), timesteps=4, population=2)
+    Network(spec).save(tmp_path / "float", training={"dataset": "digits"})
+    for argv in (["learn", "--dataset", "digits", "--init", str(tmp_path / "float"), "--out", str(tmp_path / "o")],
+                 ["eval", "--checkpoint", str(tmp_path / "float"), "--dataset", "digits"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "--dataset: digits has input shape (64,) and 10 classes, the checkpoint expects (64,) and 2" in err
+        assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
