@@ -64,7 +64,8 @@ BAD_SPECS = {
     "settings key": ("[cosim]\nsteps = 2\n", "spec.toml: cosim.steps: unknown key (allowed samples, learn, sim)"),
     "population": (
         "[grid]\narch = ['32FC-10FC']\n",
-        "spec.toml: grid.population: 32FC-10FC has 10 output neurons, digits needs its 10 classes x population 10 = 100",
+        "spec.toml: grid: population: the last layer has 10 neurons, which is not classes (10) x population (10) "
+        "(arch '32FC-10FC', population 10)",
     ),
     "lanes do not fit": (
         "[grid]\narch = ['32FC-10FC']\npopulation = [1]\nlanes = [3]\ntarget = ['ice40-up5k']\nbits = ['v=12,dw=16']\n",
