@@ -119,6 +119,21 @@ def read_checkpoint_json(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def read_learner_fields(directory: str | os.PathLike[str], what: str) -> dict[str, Any]:
+    """The ``learner`` object of a learner-state checkpoint (``what`` names the state in
+    the error, e.g. ``"a learner state"``).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :func:`read_checkpoint_json`; when the folder holds a plain checkpoint.
+    """
+    fields = read_checkpoint_json(directory).get("learner")
+    if not isinstance(fields, dict):
+        raise ValueError(f"learner: {str(directory)!r} holds a checkpoint, not {what}")
+    return fields
+
+
 def load_checkpoint_kind(directory: str | os.PathLike[str]) -> str:
     """The ``kind`` of a checkpoint folder (``"float"`` or ``"integer"``).
 

@@ -63,10 +63,10 @@ from model.spec import NetworkSpec
 
 __all__ = [
     "DEFAULT_SCHEDULE",
-    "STORED_MEMORIES",
     "INIT_GAIN",
     "PIXEL_SCALE",
     "RECIPES",
+    "STORED_MEMORIES",
     "FitState",
     "Formats",
     "History",
@@ -1321,13 +1321,11 @@ def load_learner(
         As :meth:`IntegerNetwork.load`; naming the field or array of a bad state.
     """
     net = IntegerNetwork.load(directory)
-    fields = checkpoint.read_checkpoint_json(directory).get("learner")
-    if not isinstance(fields, dict):
-        raise ValueError(f"learner: {str(directory)!r} holds a checkpoint, not a learner state")
+    fields = checkpoint.read_learner_fields(directory, "a learner state")
     expected = {f"dw_{i}": ArraySpec(w.shape, "iu") for i, w in enumerate(net.weights, start=1)}
     expected.update({f"dth_{i}": ArraySpec(v.shape, "iu") for i, v in enumerate(net.thresholds)})
     arrays = checkpoint.read_arrays(directory, expected, name=checkpoint.STATE_NPZ)
-    dw, dth = FixedFormat(net.formats.dw, 0, True), FixedFormat(net.formats.dth, 0, True)
+    dw, dth = net.formats.stored("DW"), net.formats.stored("DVTH")
     net.dw = [dw.check(f"dw_{i}", arrays[f"dw_{i}"]).astype(np.int64) for i in range(1, len(net.weights) + 1)]
     net.dth = [dth.check(f"dth_{i}", arrays[f"dth_{i}"]).astype(np.int64) for i in range(len(net.thresholds))]
     net.pending = check_field("pending", fields.get("pending"), minimum=0, maximum=net.rule.batch - 1)

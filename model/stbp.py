@@ -822,9 +822,7 @@ def load_trainer(directory: str | os.PathLike[str]) -> tuple[Network, TrainState
         As :meth:`Network.load`; naming the field or array of a bad state.
     """
     net = Network.load(directory)
-    fields = checkpoint.read_checkpoint_json(directory).get("learner")
-    if not isinstance(fields, dict):
-        raise ValueError(f"learner: {str(directory)!r} holds a checkpoint, not a trainer state")
+    fields = checkpoint.read_learner_fields(directory, "a trainer state")
     params = net.parameters()
     expected = {f"momentum_{n}": ArraySpec(a.shape, "f", a.dtype) for n, a in params.items()}
     arrays = checkpoint.read_arrays(directory, expected, name=checkpoint.STATE_NPZ)

@@ -48,7 +48,7 @@ def memory_list(text: str) -> tuple[str, ...]:
     """An ``argparse`` type: a comma-separated list of :data:`STORED_MEMORIES`, no repeats."""
     names = tuple(name.strip().upper() for name in text.split(","))
     unknown = [name for name in names if name not in STORED_MEMORIES]
-    if unknown or not names or len(set(names)) != len(names):
+    if unknown or len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(
             f"{text!r}: expected distinct names from {', '.join(STORED_MEMORIES)}"
         )
@@ -81,7 +81,6 @@ class _Run:
         """Accuracy after on-line learning continues on ``net`` (in place)."""
         fit(net, *self.train, epochs=self.epochs, schedule=self.schedule, seed=self.seed + repeat,
             progress=False)
-        net.flush()
         return self.accuracy(net)
 
 

@@ -121,18 +121,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # Helpers -----------------------------------------------------------------------------
 
 
-def _load(
-    name: str, root: str | None, input_shape: tuple[int, ...] | None, flatten: bool
-) -> Dataset:
-    dataset = load_dataset(name, root=root, flatten=flatten)
-    if input_shape is not None and tuple(dataset.input_shape) != tuple(input_shape):
-        raise CLIError(
-            f"dataset: {name} has input shape {dataset.input_shape}, the checkpoint expects "
-            f"{tuple(input_shape)}"
-        )
-    return dataset
-
-
 def _check_json_target(value: str | None) -> Path | None:
     """The ``--json`` path, checked before any work (its folder is created when written)."""
     if value is None:
@@ -164,7 +152,7 @@ def run_train(args: argparse.Namespace) -> int:
     defaults = training_defaults(args.dataset)
     epochs = defaults["epochs"] if args.epochs is None else args.epochs
     flatten = parse_arch(args.arch)[0].kind == "fc"
-    dataset = _load(args.dataset, args.data_root, None, flatten)
+    dataset = load_dataset(args.dataset, root=args.data_root, flatten=flatten)
     spec = NetworkSpec.parse(
         args.arch,
         input_shape=dataset.input_shape,
@@ -280,7 +268,7 @@ def run_eval(args: argparse.Namespace) -> int:
     name = args.dataset or training.get("dataset")
     if name not in DATASETS:
         raise CLIError("--dataset: the checkpoint does not name its dataset; pass --dataset")
-    dataset = _load(name, args.data_root, spec.input_shape, flatten=len(spec.input_shape) == 1)
+    dataset = load_dataset(name, root=args.data_root, flatten=len(spec.input_shape) == 1)
     options.check_dataset(spec, dataset)
     result = {
         **EVALUATORS[kind](directory, dataset, args.engine),
