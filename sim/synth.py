@@ -628,21 +628,22 @@ class _Flow:
     ) -> tuple[int, Path]:
         """Run one step; its exit code and log file.
 
-        Stdout and stderr go to ``work/log_name``. Reported as progress: the YoWASP runtime's
-        "Preparing to run" line (WebAssembly compilation, first run of a tool only) and,
-        every :data:`HEARTBEAT_SECONDS`, the elapsed time and the log's last line. ``stop``
-        sees each stderr line; when it returns true the tool is terminated and
-        :attr:`stopped` set.
+        Stdout and stderr share one pipe, copied line by line to ``work/log_name`` (so an
+        unbuffered tool's partial writes on one stream are never split by a line of the
+        other). Reported as progress: the YoWASP runtime's "Preparing to run" line
+        (WebAssembly compilation, first run of a tool only) and, every
+        :data:`HEARTBEAT_SECONDS`, the elapsed time and the log's last line. ``stop`` sees
+        each line; when it returns true the tool is terminated and :attr:`stopped` set.
         """
         self.stopped = False
         self._say(f"[{number}/{self.steps}] {title}")
         self.commands.append(shlex.join([tool.package, *args]))
         log = self.work / log_name
         begin = time.monotonic()
-        log.write_text("")
-        with log.open("a") as sink:  # O_APPEND: the tool's and this process's writes never overlap
+        with log.open("w") as sink:
             process = subprocess.Popen(
-                tool.command(args), cwd=self.folder, stdout=sink, stderr=subprocess.PIPE, text=True
+                tool.command(args), cwd=self.folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True, errors="replace",
             )
             pump = threading.Thread(target=self._pump, args=(process, sink, tool, stop), daemon=True)
             pump.start()
@@ -659,11 +660,11 @@ class _Flow:
     def _pump(
         self, process: subprocess.Popen[str], sink: TextIO, tool: Tool, stop: Callable[[str], bool] | None
     ) -> None:
-        """Copy the tool's stderr to the log, reporting WebAssembly compilation; apply ``stop``."""
-        assert process.stderr is not None
-        for line in process.stderr:
+        """Copy the tool's output to the log, reporting WebAssembly compilation; apply ``stop``."""
+        assert process.stdout is not None
+        for line in process.stdout:
             sink.write(line)
-            sink.flush()  # in order with the tool's stdout, which shares the file
+            sink.flush()  # the heartbeat reads the log's last line
             if line.startswith("Preparing to run"):
                 self._say(f"  compiling {tool.package} (first run only, can take minutes)")
             if stop is not None and not self.stopped and stop(line):

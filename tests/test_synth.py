@@ -306,6 +306,24 @@ def test_scan_wrapper_simulates(tmp_path: Path) -> None:
     assert sum(expected) > 10
 
 
+def test_tool_log_keeps_the_order_of_stdout_and_stderr(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An unbuffered tool writing a line in pieces on stdout between stderr lines: every line whole."""
+    script = (
+        "import sys\n"
+        "for i in range(300):\n"
+        "    print(f'stderr {i}', file=sys.stderr, flush=True)\n"
+        "    sys.stdout.write(f'ERROR: stdout {i}'); sys.stdout.flush(); sys.stdout.write('\\n'); sys.stdout.flush()\n"
+    )
+    monkeypatch.setattr(Tool, "command", lambda self, args: [sys.executable, "-c", script])
+    flow = sim.synth._Flow(tmp_path, tmp_path, progress=None)
+    code, log = flow.run(1, "ordering", sim.synth.YOSYS, [], "order.log")
+    assert code == 0
+    expected = [line for i in range(300) for line in (f"stderr {i}", f"ERROR: stdout {i}")]
+    assert log.read_text().splitlines() == expected
+
+
 # The whole flow with the fake tools
 
 
