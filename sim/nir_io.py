@@ -411,6 +411,18 @@ def _array(name: str, node: Any, field_name: str) -> np.ndarray:
     return value
 
 
+def _shown(value: Any, limit: int = 8) -> str:
+    """A node field's value for a one-line message: a string as it is, else its flattened numbers
+    (the first ``limit``)."""
+    if isinstance(value, str):
+        return repr(value)
+    try:
+        flat = np.asarray(value).reshape(-1).tolist()
+    except (TypeError, ValueError):
+        return type(value).__name__
+    return repr(tuple(flat[:limit]))[:-1] + (", ...)" if len(flat) > limit else ")")
+
+
 def _pair(name: str, node: Any, field_name: str, expected: int) -> None:
     value = getattr(node, field_name)
     if isinstance(value, str):
@@ -421,9 +433,8 @@ def _pair(name: str, node: Any, field_name: str, expected: int) -> None:
         except ValueError:
             ok = False
     if not ok:
-        shown = value if isinstance(value, str) else tuple(np.asarray(value).reshape(-1).tolist())
         raise ValueError(
-            f"node {name!r} ({type(node).__name__}): {field_name} {shown!r} is not supported "
+            f"node {name!r} ({type(node).__name__}): {field_name} {_shown(value)} is not supported "
             f"(allowed {expected}{' or same' if field_name == 'padding' else ''})"
         )
 
@@ -575,7 +586,7 @@ def graph_to_network(
             for field_name, expected in (("stride", 1), ("padding", 1), ("dilation", 1)):
                 _pair(name, node, field_name, expected)
             if np.asarray(getattr(node, "groups", 1)).reshape(-1).tolist() != [1]:
-                raise ValueError(f"node {name!r} (Conv2d): groups {node.groups!r} is not supported (allowed 1)")
+                raise ValueError(f"node {name!r} (Conv2d): groups {_shown(node.groups)} is not supported (allowed 1)")
             if len(shape) != 3 or weight.shape[1] != shape[0]:
                 raise ValueError(
                     f"node {name!r} (Conv2d): weight has {weight.shape[1]} input channels, its "
@@ -583,9 +594,8 @@ def graph_to_network(
                 )
             declared = getattr(node, "input_shape", None)
             if declared is not None and _shape_of(declared) != shape[1:]:
-                shown = _shape_of(declared) or declared
                 raise ValueError(
-                    f"node {name!r} (Conv2d): input_shape {shown!r} differs from its input's "
+                    f"node {name!r} (Conv2d): input_shape {_shown(declared)} differs from its input's "
                     f"(H, W) = {shape[1:]}"
                 )
             shape = (weight.shape[0], *shape[1:])

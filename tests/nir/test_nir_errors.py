@@ -106,6 +106,14 @@ def _conv_input_shape(g):
     )
 
 
+def _groups_array(g):
+    c = g.nodes["conv1"]
+    g.nodes["conv1"] = nir.Conv2d(
+        input_shape=(8, 8), weight=c.weight, stride=1, padding=1, dilation=1,
+        groups=np.full((2, 1), 0.5, np.float32), bias=c.bias,
+    )
+
+
 def _kernel5(g):
     c = g.nodes["conv1"]
     w = np.zeros((*c.weight.shape[:2], 5, 5), c.weight.dtype)
@@ -143,6 +151,7 @@ CONV_CASES: dict[str, tuple[Callable, str]] = {
     "stride": (_stride, "node 'conv1' (Conv2d): stride (2, 2) is not supported (allowed 1)"),
     "conv bias": (_conv_bias, "node 'conv1' (Conv2d): bias is non-zero"),
     "conv input shape": (_conv_input_shape, "node 'conv3' (Conv2d): input_shape (8, 8) differs from its input's (H, W) = (4, 4)"),
+    "groups": (_groups_array, "node 'conv1' (Conv2d): groups (0.5, 0.5) is not supported (allowed 1)"),
     "kernel": (_kernel5, "node 'conv1' (Conv2d): weight (4, 2, 5, 5) is not (C_out, C_in, 3, 3)"),
     "pool": (_pool3, "node 'pool2' (AvgPool2d): kernel_size"),
     "per-unit threshold": (_per_unit_conv_threshold, "node 'if1' (IF): v_threshold differs within a channel"),
