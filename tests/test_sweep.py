@@ -327,3 +327,16 @@ def test_pareto_front_and_figure() -> None:
     assert scatter.get_sizes()[1] == 430 and scatter.get_sizes()[0] == pytest.approx(30 + 400 / 3)
     assert axis.get_xlabel() == "latency per learning step at Fmax (ms)"
     assert "2 points (1 without figures)" in axis.get_title()
+
+
+@pytest.mark.parametrize("spec", sorted(path.name for path in (ROOT / "scripts").glob("sweep_*.toml")))
+def test_the_scripts_specs_expand(spec: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The specs the docs name are valid as they are: every point's core fits its target
+    (the FPGA tools reported as installed: the spec is checked, not the machine)."""
+    import sim.synth
+
+    monkeypatch.setattr(sim.synth, "require_tools", lambda target: {})
+    sweep = expand(load_spec(ROOT / "scripts" / spec))
+    assert sweep.points and sweep.stages[0] == "learn"
+    if "synth" in sweep.stages:
+        assert all(point.params["target"] != "none" for point in sweep.points)
