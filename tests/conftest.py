@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from hypothesis import settings
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from hypothesis import settings  # noqa: E402 - after the path set-up
 
 # Property tests are reproducible: the examples follow from each test's name, no example
 # database carries over between runs (each test's own settings inherit this profile).
