@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import sim.synth
 from sim.cli import main
 from sim.commands.demo import run_step
 from sim.sweep import (
@@ -333,8 +334,6 @@ def test_pareto_front_and_figure() -> None:
 def test_the_scripts_specs_expand(spec: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The specs the docs name are valid as they are: every point's core fits its target
     (the FPGA tools reported as installed: the spec is checked, not the machine)."""
-    import sim.synth
-
     monkeypatch.setattr(sim.synth, "require_tools", lambda target: {})
     sweep = expand(load_spec(ROOT / "scripts" / spec))
     assert sweep.points and sweep.stages[0] == "learn"

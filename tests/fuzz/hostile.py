@@ -23,12 +23,10 @@ from model.integer import IntegerNetwork
 from model.spec import NetworkSpec
 from model.stbp import Network
 
-#: Bounded, reproducible fuzzing (CI runs the same examples every time).
+#: Bounded fuzzing (reproducible by the conftest profile: CI runs the same examples every time).
 FUZZ = settings(
     max_examples=30,
     deadline=None,
-    derandomize=True,
-    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 
