@@ -26,6 +26,7 @@ from model.data import DATASETS, Dataset, default_augmentation, load_dataset, to
 from model.integer import IntegerNetwork
 from model.spec import DECODERS, RESETS, SURROGATES, THRESHOLDS, NetworkSpec, parse_arch
 from model.stbp import (
+    CALIBRATION_SAMPLES,
     LR_SCHEDULES,
     Network,
     TrainState,
@@ -178,6 +179,8 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"spikeforge train: resuming at epoch {state.epoch}", file=sys.stderr)
     else:
         net = Network(spec, seed=args.seed, dtype=np.float32)
+        if not spec.is_fc_only:
+            net.calibrate(dataset.train_x[:CALIBRATION_SAMPLES])
 
     def save_state(position: TrainState) -> None:
         try:

@@ -14,6 +14,8 @@ from model import checkpoint
 from model.data import load_dataset
 from model.spec import NetworkSpec
 from model.stbp import (
+    CALIBRATION_WINDOW_SHARE,
+    CONV_LR_SCALE,
     INIT_GAIN,
     REFERENCE_TIMESTEPS,
     THRESHOLD_FLOOR,
@@ -22,6 +24,7 @@ from model.stbp import (
     default_lr,
     evaluate,
     init_bound,
+    learning_rate_scales,
     membrane_grad,
     surrogate_window,
     train,
@@ -220,6 +223,11 @@ def digits():
     return load_dataset("digits")
 
 
+@pytest.fixture(scope="module")
+def digits_images():
+    return load_dataset("digits", flatten=False)
+
+
 def _subset(dataset, train=400):
     from model.data import Dataset
 
@@ -268,6 +276,61 @@ def test_network_init_uses_init_bound():
             bound = init_bound(spec.initial_threshold, timesteps, fan_in)
             assert np.abs(weight).max() <= bound
             assert np.abs(weight).max() > 0.99 * bound
+
+
+def _window_share(net, x, index):
+    membrane = net.forward(x).membranes[index][-1]
+    return surrogate_window(membrane, net._vth(index), net.spec.surrogate).mean()
+
+
+def test_calibrate_opens_the_window_of_every_layer_of_a_conv_network(digits_images):
+    spec = NetworkSpec.parse("4C3-AP2-8C3-AP2-20FC", input_shape=(1, 8, 8), population=2)
+    x = digits_images.train_x[:64]
+    net = Network(spec, seed=1)
+    silent = [_window_share(net, x, index) for index in (3, 5)]
+    assert max(silent) < CALIBRATION_WINDOW_SHARE  # the fan-in init alone: behind AP2, too quiet
+    factors = net.calibrate(x)
+    again = Network(spec, seed=1)
+    assert again.calibrate(x) == factors
+    assert all(np.array_equal(a, b) for a, b in zip(net.weights, again.weights))
+    for index in (1, 5):
+        assert _window_share(net, x, index) >= CALIBRATION_WINDOW_SHARE
+    # 8C3 behind the pool of 4 channels never reaches the target on these images: it keeps
+    # the factor of its largest share, a window open where the init had none
+    assert _window_share(net, x, 3) > silent[0]
+    assert factors[1] == factors[3] == 1.0  # AP2 layers have no weights
+    assert factors[2] > 1.0 and factors[4] > 1.0
+    scaled = Network(spec, seed=1)
+    for weight, reference_weight, factor in zip(net.weights, scaled.weights, factors):
+        assert np.array_equal(weight, reference_weight * factor)
+
+
+def test_calibrate_leaves_layers_that_reach_the_target(digits):
+    spec = NetworkSpec.parse("32FC-20FC", input_shape=(64,), population=2)
+    x = digits.train_x[:64]
+    net = Network(spec, seed=0)
+    target = 0.5 * min(_window_share(net, x, 1), _window_share(net, x, 2))
+    assert net.calibrate(x, target=target) == [1.0, 1.0]
+    assert all(np.array_equal(a, b) for a, b in zip(net.weights, Network(spec, seed=0).weights))
+    with pytest.raises(ValueError, match="target"):
+        net.calibrate(x, target=1.5)
+
+
+def test_conv_weights_learn_at_conv_lr_scale(digits_images):
+    spec = NetworkSpec.parse("4C3-AP2-10FC", input_shape=(1, 8, 8))
+    net = Network(spec, seed=0)
+    scales = learning_rate_scales(net)
+    assert scales == {"weight_1": CONV_LR_SCALE, "weight_2": 1.0, "weight_3": 1.0,
+                      "threshold_0": 1.0, "threshold_1": 1.0, "threshold_2": 1.0, "threshold_3": 1.0}
+    assert set(learning_rate_scales(Network(NetworkSpec.parse("8FC", input_shape=(64,)))).values()) == {1.0}
+    data = _subset(digits_images, 20)
+    before = [w.copy() for w in net.weights]
+    _, grads = net.loss_and_grads(data.train_x, data.train_y)
+    train(net, data, epochs=1, lr=0.1, batch=20, momentum=0.0, lr_schedule="constant",
+          progress=False)
+    for index in (0, 2):  # one plain SGD step: W -= lr * scale * dW (the batch is the whole set)
+        expected = before[index] - 0.1 * scales[f"weight_{index + 1}"] * grads.weights[index]
+        np.testing.assert_allclose(net.weights[index], expected, rtol=1e-10, atol=1e-12)
 
 
 def test_training_defaults_rejects_bad_timesteps():
