@@ -183,23 +183,28 @@ TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-_CHUNK_ELEMENTS = 1 << 23  # bound on im2col buffers (elements)
 
 
 # Conv and pool kernels ---------------------------------------------------------------
+#
+# A 3x3 same-padded correlation is nine matrix products on the zero-padded input laid out
+# channel-major and flattened, (C, N * (H + 2) * (W + 2)): output position q (on the padded
+# grid) reads kernel tap (i, j) at flat index q + i (W + 2) + j, so every tap is a
+# contiguous column window of one array and BLAS reads it in place (no im2col copy nine
+# times the input). Positions of the grid outside the H x W image are computed and dropped.
 
 
-def _im2col(x: np.ndarray) -> np.ndarray:
-    """3x3 patches of a zero-padded batch: (N, C, H, W) -> (N*H*W, C*9), index c*9+3i+j."""
+def _padded_flat(x: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> the zero-padded batch channel-major, flattened: (C, N (H+2) (W+2))."""
     n, c, h, w = x.shape
-    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))
-    return windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * h * w, c * 9)
+    padded = np.zeros((c, n, h + 2, w + 2), dtype=x.dtype)
+    padded[:, :, 1:-1, 1:-1] = x.transpose(1, 0, 2, 3)
+    return padded.reshape(c, -1)
 
 
-def _chunk(per_item: int) -> int:
-    """Items per im2col block so that a block holds at most ``_CHUNK_ELEMENTS`` values."""
-    return max(1, _CHUNK_ELEMENTS // max(per_item, 1))
+def _tap_offsets(width: int) -> list[tuple[int, int, int]]:
+    """(i, j, flat offset) of the nine kernel taps on a padded grid of ``width + 2`` columns."""
+    return [(i, j, i * (width + 2) + j) for i in range(3) for j in range(3)]
 
 
 def conv3x3(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -217,16 +222,16 @@ def conv3x3(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
     numpy.ndarray
         (N, C_out, H, W).
     """
-    n, c, h, w = x.shape
-    c_out = weight.shape[0]
-    matrix = weight.reshape(c_out, c * 9).T
-    out = np.empty((n, c_out, h, w), dtype=np.result_type(x, weight))
-    step = _chunk(h * w * c * 9)
-    for start in range(0, n, step):
-        part = x[start : start + step]
-        cols = _im2col(part) @ matrix
-        out[start : start + step] = cols.reshape(len(part), h, w, c_out).transpose(0, 3, 1, 2)
-    return out
+    n, _, h, w = x.shape
+    dtype = np.result_type(x, weight)
+    flat = _padded_flat(x.astype(dtype, copy=False))
+    weight = weight.astype(dtype, copy=False)
+    span = flat.shape[1] - (2 * (w + 2) + 2)  # grid positions whose nine taps are all inside
+    grid = np.zeros((weight.shape[0], flat.shape[1]), dtype=dtype)
+    for i, j, offset in _tap_offsets(w):
+        grid[:, :span] += weight[:, :, i, j] @ flat[:, offset : offset + span]
+    grid = grid.reshape(-1, n, h + 2, w + 2)[:, :, :h, :w]
+    return np.ascontiguousarray(grid.transpose(1, 0, 2, 3))
 
 
 def conv3x3_input_grad(d_out: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -241,18 +246,25 @@ def conv3x3_weight_grad(x: np.ndarray, d_out: np.ndarray) -> np.ndarray:
     """Gradient of :func:`conv3x3` with respect to its weight: shape (C_out, C_in, 3, 3)."""
     n, c, h, w = x.shape
     c_out = d_out.shape[1]
-    grad = np.zeros((c_out, c * 9), dtype=np.result_type(x, d_out))
-    step = _chunk(h * w * c * 9)
-    for start in range(0, n, step):
-        part = d_out[start : start + step].transpose(0, 2, 3, 1).reshape(-1, c_out)
-        grad += part.T @ _im2col(x[start : start + step])
-    return grad.reshape(c_out, c, 3, 3)
+    dtype = np.result_type(x, d_out)
+    flat = _padded_flat(x.astype(dtype, copy=False))
+    grid = np.zeros((c_out, n, h + 2, w + 2), dtype=dtype)  # d_out on the padded grid, 0 outside
+    grid[:, :, :h, :w] = d_out.transpose(1, 0, 2, 3)
+    grid = grid.reshape(c_out, -1)
+    span = flat.shape[1] - (2 * (w + 2) + 2)
+    grad = np.empty((c_out, c, 3, 3), dtype=dtype)
+    for i, j, offset in _tap_offsets(w):
+        grad[:, :, i, j] = grid[:, :span] @ flat[:, offset : offset + span].T
+    return grad
 
 
 def avg_pool2(x: np.ndarray) -> np.ndarray:
     """2x2 mean with stride 2: (N, C, H, W) -> (N, C, H/2, W/2)."""
-    n, c, h, w = x.shape
-    return x.reshape(n, c, h // 2, 2, w // 2, 2).mean(axis=(3, 5))
+    total = x[:, :, 0::2, 0::2] + x[:, :, 0::2, 1::2]
+    total += x[:, :, 1::2, 0::2]
+    total += x[:, :, 1::2, 1::2]
+    total *= 0.25
+    return total
 
 
 def avg_pool2_grad(d_out: np.ndarray) -> np.ndarray:

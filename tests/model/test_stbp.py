@@ -517,18 +517,44 @@ def test_checkpoint_rejects_unreadable_json(saved):
         Network.load(folder)
 
 
-def test_conv_blocks_do_not_change_results(monkeypatch):
+def _conv_by_definition(x, weight):
+    n, c, h, w = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    out = np.zeros((n, weight.shape[0], h, w))
+    for row in range(h):
+        for col in range(w):
+            patch = padded[:, :, row : row + 3, col : col + 3]
+            out[:, :, row, col] = np.einsum("ncij,ocij->no", patch, weight)
+    return out
+
+
+@pytest.mark.parametrize("shape", [(5, 2, 4, 6), (3, 1, 1, 1), (2, 3, 7, 2)])
+def test_conv_kernels_match_their_definition(shape):
     from model import stbp
 
     rng = np.random.default_rng(0)
-    x = rng.random((5, 2, 4, 6))
-    weight = rng.normal(size=(3, 2, 3, 3))
-    d_out = rng.normal(size=(5, 3, 4, 6))
-    whole = (stbp.conv3x3(x, weight), stbp.conv3x3_weight_grad(x, d_out))
-    monkeypatch.setattr(stbp, "_CHUNK_ELEMENTS", 2 * 4 * 6 * 9 * 2)  # blocks of 2 images
-    blocked = (stbp.conv3x3(x, weight), stbp.conv3x3_weight_grad(x, d_out))
-    for a, b in zip(whole, blocked):
-        np.testing.assert_allclose(a, b, rtol=1e-12)
-    # direct definition at one interior and one corner output
-    assert whole[0][1, 2, 1, 3] == pytest.approx(np.sum(weight[2] * x[1, :, 0:3, 2:5]))
-    assert whole[0][0, 0, 0, 0] == pytest.approx(np.sum(weight[0, :, 1:, 1:] * x[0, :, 0:2, 0:2]))
+    x = rng.random(shape)
+    weight = rng.normal(size=(4, shape[1], 3, 3))
+    d_out = rng.normal(size=(shape[0], 4, *shape[2:]))
+    out = stbp.conv3x3(x, weight)
+    np.testing.assert_allclose(out, _conv_by_definition(x, weight), rtol=1e-12, atol=1e-12)
+    # the gradients are the adjoints: <d_out, conv(x, W)> is linear in x and in W
+    grad_w = stbp.conv3x3_weight_grad(x, d_out)
+    grad_x = stbp.conv3x3_input_grad(d_out, weight)
+    for k in range(weight.size):
+        unit = np.zeros(weight.size)
+        unit[k] = 1.0
+        expected = np.sum(d_out * _conv_by_definition(x, unit.reshape(weight.shape)))
+        assert grad_w.flat[k] == pytest.approx(expected, rel=1e-10, abs=1e-10)
+    probe = rng.normal(size=x.shape)
+    assert np.sum(grad_x * probe) == pytest.approx(np.sum(d_out * _conv_by_definition(probe, weight)))
+    assert out.dtype == grad_w.dtype == grad_x.dtype == np.float64
+    assert stbp.conv3x3(x.astype(np.float32), weight.astype(np.float32)).dtype == np.float32
+
+
+def test_avg_pool_is_the_2x2_mean():
+    from model import stbp
+
+    x = np.random.default_rng(1).random((2, 3, 4, 6))
+    expected = x.reshape(2, 3, 2, 2, 3, 2).mean(axis=(3, 5))
+    np.testing.assert_allclose(stbp.avg_pool2(x), expected, rtol=1e-15)
