@@ -273,6 +273,31 @@ def avg_pool2_grad(d_out: np.ndarray) -> np.ndarray:
     return np.repeat(np.repeat(quarter, 2, axis=2), 2, axis=3)
 
 
+def layer_forward(kind: str, weight: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+    """Output of one layer's synapses: FC ``inputs @ W.T`` (inputs flattened), conv
+    :func:`conv3x3`, AP2 :func:`avg_pool2` (``weight`` unused); inputs (N, *shape below)."""
+    if kind == "fc":
+        return inputs.reshape(len(inputs), -1) @ weight.T
+    if kind == "conv":
+        return conv3x3(inputs, weight)
+    return avg_pool2(inputs)
+
+
+def layer_backward(
+    kind: str, weight: np.ndarray, d_out: np.ndarray, inputs: np.ndarray, input_grad: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Gradients of :func:`layer_forward` given ``d_out``: the weight's (an empty array for
+    AP2) and, when ``input_grad``, the inputs' (shaped as ``inputs``, else None)."""
+    if kind == "fc":
+        flat = inputs.reshape(len(inputs), -1)
+        d_in = (d_out @ weight).reshape(inputs.shape) if input_grad else None
+        return d_out.T @ flat, d_in
+    if kind == "conv":
+        d_in = conv3x3_input_grad(d_out, weight) if input_grad else None
+        return conv3x3_weight_grad(inputs, d_out), d_in
+    return np.zeros(0, d_out.dtype), avg_pool2_grad(d_out) if input_grad else None
+
+
 # Neuron dynamics ---------------------------------------------------------------------
 
 
@@ -546,27 +571,14 @@ class Network:
 
     def _synapses(self, index: int, inputs: np.ndarray) -> np.ndarray:
         """Input current (or pooled output) of layer ``index`` for inputs (N, *shape of index-1)."""
-        layer = self.spec.layers[index - 1]
-        if layer.kind == "fc":
-            return inputs.reshape(len(inputs), -1) @ self.weights[index - 1].T
-        if layer.kind == "conv":
-            return conv3x3(inputs, self.weights[index - 1])
-        return avg_pool2(inputs)
+        return layer_forward(self.spec.layers[index - 1].kind, self.weights[index - 1], inputs)
 
     def _synapses_backward(
         self, index: int, d_out: np.ndarray, inputs: np.ndarray, input_grad: bool
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Weight gradient of layer ``index`` and (optionally) the gradient of its inputs."""
-        layer = self.spec.layers[index - 1]
-        weight = self.weights[index - 1]
-        if layer.kind == "fc":
-            flat = inputs.reshape(len(inputs), -1)
-            d_in = (d_out @ weight).reshape(inputs.shape) if input_grad else None
-            return d_out.T @ flat, d_in
-        if layer.kind == "conv":
-            d_in = conv3x3_input_grad(d_out, weight) if input_grad else None
-            return conv3x3_weight_grad(inputs, d_out), d_in
-        return np.zeros(0, self.dtype), avg_pool2_grad(d_out) if input_grad else None
+        kind = self.spec.layers[index - 1].kind
+        return layer_backward(kind, self.weights[index - 1], d_out, inputs, input_grad)
 
     def forward(self, x: np.ndarray) -> Trace:
         """Run T steps on a batch.

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 #: Modules under ``sim.commands`` that define subcommands, in help order.
-COMMAND_MODULES = ("demo", "train", "learn", "gen", "estimate", "synth", "cosim", "hls", "faults", "sweep", "nir")
+COMMAND_MODULES = ("demo", "train", "convert", "learn", "gen", "estimate", "synth", "cosim", "hls", "faults", "sweep", "nir")
 
 
 class CLIError(Exception):

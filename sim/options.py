@@ -5,13 +5,16 @@ wording each, checked by ``argparse`` while parsing (a bad value exits 2 with on
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 from hw.core_config import DEFAULT_QUEUE_DEPTH, MAX_LANES, MAX_QUEUE_DEPTH
 from model.checks import allowed_range
 from model.data import Dataset
 from model.integer import Formats
 from model.spec import NetworkSpec
+from sim.cli import CLIError
 from sim.hls_engine import ENGINES
 from sim.toolchain import SIMULATORS
 
@@ -120,3 +123,30 @@ def check_dataset(spec: NetworkSpec, dataset: Dataset) -> None:
             f"--dataset: {dataset.name} has input shape {tuple(dataset.input_shape)} and "
             f"{dataset.classes} classes, the checkpoint expects {spec.input_shape} and {spec.classes}"
         )
+
+
+def json_target(value: str | None) -> Path | None:
+    """A ``--json`` path, checked before any work (its folder is created when written).
+
+    Raises
+    ------
+    CLIError
+        When the path is a folder.
+    """
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_dir():
+        raise CLIError(f"--json: {value!r} is a folder, not a file")
+    return path
+
+
+def metrics_summary(result: Mapping[str, Any]) -> str:
+    """One line of test metrics (:func:`model.metrics.summarize`'s accuracy, spikes, synaptic
+    operations and activation sparsity)."""
+    return (
+        f"accuracy {100 * result['accuracy']:.2f}%  "
+        f"spikes/inference {result['spikes_per_inference']:.1f}  "
+        f"synaptic ops/inference {result['synaptic_ops_per_inference']:.0f}  "
+        f"activation sparsity {result['activation_sparsity']:.3f}"
+    )

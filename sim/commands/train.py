@@ -122,25 +122,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # Helpers -----------------------------------------------------------------------------
 
 
-def _check_json_target(value: str | None) -> Path | None:
-    """The ``--json`` path, checked before any work (its folder is created when written)."""
-    if value is None:
-        return None
-    path = Path(value)
-    if path.is_dir():
-        raise CLIError(f"--json: {value!r} is a folder, not a file")
-    return path
-
-
-def _summary(result: dict[str, Any]) -> str:
-    return (
-        f"accuracy {100 * result['accuracy']:.2f}%  "
-        f"spikes/inference {result['spikes_per_inference']:.1f}  "
-        f"synaptic ops/inference {result['synaptic_ops_per_inference']:.0f}  "
-        f"activation sparsity {result['activation_sparsity']:.3f}"
-    )
-
-
 # train -------------------------------------------------------------------------------
 
 
@@ -149,7 +130,7 @@ def run_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out: {args.out!r} exists and is not a folder")
-    json_path = _check_json_target(args.json)
+    json_path = options.json_target(args.json)
     defaults = training_defaults(args.dataset)
     epochs = defaults["epochs"] if args.epochs is None else args.epochs
     flatten = parse_arch(args.arch)[0].kind == "fc"
@@ -226,7 +207,7 @@ def run_train(args: argparse.Namespace) -> int:
     write_json(out / RESULT_JSON, result)
     if json_path is not None:
         write_json(json_path, result)
-    print(f"{args.dataset} {spec.arch} T={spec.timesteps}: {_summary(result)}")
+    print(f"{args.dataset} {spec.arch} T={spec.timesteps}: {options.metrics_summary(result)}")
     return 0
 
 
@@ -256,7 +237,7 @@ EVALUATORS: dict[str, Callable[[Path, Dataset, str], dict[str, Any]]] = {
 def run_eval(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint on a test split, print the summary, optionally write JSON."""
     directory = Path(args.checkpoint)
-    json_path = _check_json_target(args.json)
+    json_path = options.json_target(args.json)
     meta = read_checkpoint_json(directory)
     kind = meta["kind"]
     if kind not in EVALUATORS:
@@ -280,5 +261,5 @@ def run_eval(args: argparse.Namespace) -> int:
     }
     if json_path is not None:
         write_json(json_path, result)
-    print(f"{name} {spec.arch} T={spec.timesteps} ({kind}): {_summary(result)}")
+    print(f"{name} {spec.arch} T={spec.timesteps} ({kind}): {options.metrics_summary(result)}")
     return 0
