@@ -45,7 +45,6 @@ from tqdm import tqdm
 
 from model import checkpoint, metrics
 from model.checks import check_field
-from model.files import ArraySpec
 from model.spec import NetworkSpec
 from model.stbp import (
     Grads,
@@ -54,6 +53,7 @@ from model.stbp import (
     evaluate,
     layer_backward,
     layer_forward,
+    load_parameters,
     train,
     training_defaults,
 )
@@ -353,25 +353,7 @@ class ANN:
             When the kind is not :data:`ANN_KIND`, the spec or dtype is invalid, or an
             array is missing, unexpected, of the wrong shape/dtype or not finite.
         """
-        meta = checkpoint.read_checkpoint_json(directory)
-        if meta["kind"] != ANN_KIND:
-            raise ValueError(f"checkpoint: kind {meta['kind']!r} is not an ANN checkpoint")
-        try:
-            spec = NetworkSpec.from_dict(meta.get("spec"))
-        except ValueError as error:
-            raise ValueError(f"checkpoint spec: {error}") from None
-        if meta.get("dtype") not in ("float32", "float64"):
-            raise ValueError(f"checkpoint: dtype {meta.get('dtype')!r} is not float32 or float64")
-        ann = cls(spec, dtype=meta["dtype"])
-        expected = ann.parameters()
-        arrays = checkpoint.read_arrays(
-            directory, {name: ArraySpec(a.shape, "f", a.dtype) for name, a in expected.items()}
-        )
-        for name, target in expected.items():
-            if not np.isfinite(arrays[name]).all():
-                raise ValueError(f"checkpoint: array {name} has non-finite values")
-            target[...] = arrays[name]
-        return ann
+        return load_parameters(directory, ANN_KIND, cls)
 
 
 def train_ann(

@@ -765,28 +765,45 @@ class Network:
             missing, unexpected, or of the wrong shape/dtype, not finite, or a threshold
             is not positive (the message names the array).
         """
-        meta = checkpoint.read_checkpoint_json(directory)
-        if meta["kind"] != "float":
-            raise ValueError(f"checkpoint: kind {meta['kind']!r} is not a float checkpoint")
-        try:
-            spec = NetworkSpec.from_dict(meta.get("spec"))
-        except ValueError as error:
-            raise ValueError(f"checkpoint spec: {error}") from None
-        if meta.get("dtype") not in ("float32", "float64"):
-            raise ValueError(f"checkpoint: dtype {meta.get('dtype')!r} is not float32 or float64")
-        net = cls(spec, dtype=meta["dtype"])
-        expected = net.parameters()
-        arrays = checkpoint.read_arrays(
-            directory, {name: ArraySpec(a.shape, "f", a.dtype) for name, a in expected.items()}
-        )
-        for name, target in expected.items():
-            array = arrays[name]
-            if not np.isfinite(array).all():
-                raise ValueError(f"checkpoint: array {name} has non-finite values")
+        net = load_parameters(directory, "float", cls)
+        for name, array in net.parameters().items():
             if name.startswith("threshold_") and array.size and array.min() <= 0:
                 raise ValueError(f"checkpoint: array {name} has thresholds <= 0")
-            target[...] = array
         return net
+
+
+def load_parameters(directory: str | os.PathLike[str], kind: str, build: Callable[..., Any]) -> Any:
+    """Read a checkpoint of ``kind`` holding a float model's :meth:`parameters`: the spec and
+    dtype from ``checkpoint.json``, ``build(spec, dtype=...)`` the model, then every array
+    checked against it (name, shape, dtype, finite) and copied in.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the folder, ``checkpoint.json`` or ``weights.npz`` is missing.
+    ValueError
+        When the kind is not ``kind``, the spec or dtype is invalid, or an array is missing,
+        unexpected, of the wrong shape/dtype or not finite (the message names the array).
+    """
+    meta = checkpoint.read_checkpoint_json(directory)
+    if meta["kind"] != kind:
+        raise ValueError(f"checkpoint: kind {meta['kind']!r} is not a {kind} checkpoint")
+    try:
+        spec = NetworkSpec.from_dict(meta.get("spec"))
+    except ValueError as error:
+        raise ValueError(f"checkpoint spec: {error}") from None
+    if meta.get("dtype") not in ("float32", "float64"):
+        raise ValueError(f"checkpoint: dtype {meta.get('dtype')!r} is not float32 or float64")
+    model = build(spec, dtype=meta["dtype"])
+    expected = model.parameters()
+    arrays = checkpoint.read_arrays(
+        directory, {name: ArraySpec(a.shape, "f", a.dtype) for name, a in expected.items()}
+    )
+    for name, target in expected.items():
+        if not np.isfinite(arrays[name]).all():
+            raise ValueError(f"checkpoint: array {name} has non-finite values")
+        target[...] = arrays[name]
+    return model
 
 
 # Evaluation --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from cli_runner import run
 
 from model.checkpoint import load_checkpoint_kind
 from model.convert import ANN
@@ -14,16 +15,6 @@ from sim.cli import main
 
 SMALL = ["--dataset", "digits", "--arch", "32FC-30FC", "--population", "3", "--epochs", "15",
          "--norm-samples", "300", "--no-progress"]
-
-
-def run(argv, capsys):
-    """Run the CLI in-process: (exit code, stdout, stderr)."""
-    try:
-        code = main(argv)
-    except SystemExit as exit_:  # argparse errors
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -6,21 +6,12 @@ import json
 
 import numpy as np
 import pytest
+from cli_runner import run
 
 from sim.cli import main
 
 SMALL = ["--arch", "40FC-50FC", "--population", "5", "--timesteps", "8", "--epochs", "3",
          "--no-progress"]
-
-
-def run(argv, capsys):
-    """Run the CLI in-process: (exit code, stdout, stderr)."""
-    try:
-        code = main(argv)
-    except SystemExit as exit_:  # argparse errors
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
