@@ -89,8 +89,9 @@ INIT_GAIN = 2.8
 REFERENCE_TIMESTEPS = 8
 
 
-#: Share of a spiking layer's membranes at t = T inside the surrogate window that
-#: :meth:`Network.calibrate` raises a conv network's layers to at initialisation. The
+#: Share of a spiking layer's membranes at t = T within ``Vth / 2`` of its threshold (the
+#: scaled surrogate's window) that :meth:`Network.calibrate` raises a conv network's layers
+#: to at initialisation. The
 #: fan-in rule of :func:`init_bound` assumes binary inputs; behind an AP2 (a quarter of a
 #: spike per input) it left digits ``8C3-AP2-16C3-AP2-100FC`` (T = 8) silent after the
 #: first pool: no membrane in the window, every gradient exactly 0, chance accuracy after
@@ -517,8 +518,9 @@ class Network:
         self, x: np.ndarray, *, target: float = CALIBRATION_WINDOW_SHARE, max_steps: int = 64
     ) -> list[float]:
         """Scale the initial weights, layer by layer from the input, until each spiking layer
-        has at least ``target`` of its membranes at t = T inside the surrogate window on ``x``
-        (:data:`CALIBRATION_WINDOW_SHARE`).
+        has at least ``target`` of its membranes at t = T within ``Vth / 2`` of its threshold
+        on ``x`` (:data:`CALIBRATION_WINDOW_SHARE`; the scaled surrogate's window whatever the
+        spec's surrogate: the rect window ``0 < V < 1`` at ``Vth = 0.5`` holds silent layers).
 
         A layer's weights are tried at ``2^(k/4)`` times their init, k = 0..``max_steps``;
         the first factor that reaches the target is kept (k = 0: the layer is left as it
@@ -547,7 +549,7 @@ class Network:
                 factors[index - 1] = 2.0 ** (k / 4)
                 self.weights[index - 1][...] = init * factors[index - 1]
                 membrane = self.forward(x).membranes[index][-1]
-                shares.append(surrogate_window(membrane, self._vth(index), self.spec.surrogate).mean())
+                shares.append(surrogate_window(membrane, self._vth(index), "scaled").mean())
                 if shares[-1] >= target:
                     break
             else:

@@ -280,7 +280,7 @@ def test_network_init_uses_init_bound():
 
 def _window_share(net, x, index):
     membrane = net.forward(x).membranes[index][-1]
-    return surrogate_window(membrane, net._vth(index), net.spec.surrogate).mean()
+    return surrogate_window(membrane, net._vth(index), "scaled").mean()
 
 
 def test_calibrate_opens_the_window_of_every_layer_of_a_conv_network(digits_images):
@@ -303,6 +303,18 @@ def test_calibrate_opens_the_window_of_every_layer_of_a_conv_network(digits_imag
     scaled = Network(spec, seed=1)
     for weight, reference_weight, factor in zip(net.weights, scaled.weights, factors):
         assert np.array_equal(weight, reference_weight * factor)
+
+
+def test_calibrate_wakes_the_baseline_configuration(digits_images):
+    # the rect window (0 < V < 1 at Vth = 0.5) holds silent layers: the criterion is the
+    # scaled one, so the layers behind the pools of the baseline spike too
+    spec = NetworkSpec.parse("4C3-AP2-8C3-AP2-20FC", input_shape=(1, 8, 8), population=2,
+                             reset="zero", threshold="fixed", surrogate="rect", decoder="rate")
+    x = digits_images.train_x[:64]
+    net = Network(spec, seed=0)
+    assert net.forward(x).spikes[-1].sum() == 0
+    net.calibrate(x)
+    assert net.forward(x).spikes[-1].sum() > 0
 
 
 def test_calibrate_leaves_layers_that_reach_the_target(digits):
