@@ -52,6 +52,17 @@ from sim.commands.train import RESULT_JSON
 
 HEADING = "## Float trainer: Table II ablation and Table III timesteps"
 
+
+def heading(arch: str | None) -> str:
+    """The section's heading: :data:`HEADING`, followed by the architecture when given."""
+    return HEADING if arch is None else f"{HEADING}, {arch}"
+
+
+def json_name(arch: str | None) -> str:
+    """The tables' JSON file next to the results file: ``ablation.json`` (the demo's plot
+    reads it) or ``ablation_<arch>.json``."""
+    return "ablation.json" if arch is None else f"ablation_{arch}.json"
+
 #: Datasets the ablation runs on (the train command's 128FC-100FC default fits both).
 DATASETS = ("digits", "mnist10k")
 
@@ -131,8 +142,11 @@ def train_command_defaults() -> argparse.Namespace:
     return build_cli_parser().parse_args(["train", "--out", "unused"])
 
 
+#: The train command's defaults (architecture, T, ...).
+TRAIN_DEFAULTS = train_command_defaults()
+
 #: Table II's time steps: the train command's default T.
-TABLE2_T: int = train_command_defaults().timesteps
+TABLE2_T: int = TRAIN_DEFAULTS.timesteps
 
 #: The paper's findings checked against the results: (from row, to row, what changes).
 FINDINGS: tuple[tuple[str, str, str], ...] = (
@@ -221,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--timesteps", type=_timesteps, default=[4, 8, 16], metavar="T,...",
         help="Table III time steps (default 4,8,16)",
     )
+    parser.add_argument(
+        "--arch", metavar="ARCH",
+        help="architecture of every run, e.g. 16C3-AP2-32C3-AP2-256FC-100FC (default: the "
+        "train command's); its tables get a section and a JSON file of their own",
+    )
     parser.add_argument("--data-root", metavar="PATH", help="data folder for mnist10k")
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"), help="run folders")
     parser.add_argument("--write", type=Path, metavar="FILE", help="update the section in FILE")
@@ -240,6 +259,7 @@ class Run:
     timesteps: int
     seed: int
     epochs: int | None  # None: the recipe's epochs
+    arch: str | None = None  # None: the train command's default architecture
 
     def folder(self, out: Path) -> Path:
         return out / self.dataset / f"{self.row.name}_T{self.timesteps}_s{self.seed}"
@@ -250,6 +270,8 @@ class Run:
                 *self.row.train_flags(), "--seed", str(self.seed), "--out", str(self.folder(out))]
         if self.epochs is not None:
             argv += ["--epochs", str(self.epochs)]
+        if self.arch is not None:
+            argv += ["--arch", self.arch]
         if data_root is not None:
             argv += ["--data-root", data_root]
         if not progress:
@@ -259,8 +281,9 @@ class Run:
     def expected(self) -> dict[str, Any]:
         """The fields of the train command's result config this run must have."""
         epochs = training_defaults(self.dataset)["epochs"] if self.epochs is None else self.epochs
+        arch = TRAIN_DEFAULTS.arch if self.arch is None else self.arch
         return {"dataset": self.dataset, "timesteps": self.timesteps, "seed": self.seed,
-                "epochs": epochs, **self.row.switches}
+                "epochs": epochs, "arch": arch, **self.row.switches}
 
 
 def plan(args: argparse.Namespace) -> list[Run]:
@@ -275,7 +298,7 @@ def plan(args: argparse.Namespace) -> list[Run]:
             keys = [(name, TABLE2_T) for name in names]
             keys += [(name, t) for t in args.timesteps for name in ("enhanced", "baseline")]
             for name, timesteps in dict.fromkeys(keys):
-                runs.append(Run(dataset, ROW_BY_NAME[name], timesteps, seed, epochs))
+                runs.append(Run(dataset, ROW_BY_NAME[name], timesteps, seed, epochs, args.arch))
     return runs
 
 
@@ -553,7 +576,7 @@ def section(
     datasets = list(dict.fromkeys(run.dataset for run in runs))
     total = sum(result["history"]["seconds"] for result in results.values())
     lines = [
-        HEADING,
+        heading(runs[0].arch),
         "",
         f"Command: `{_command(argv)}`",
         "",
@@ -663,7 +686,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.write:
         write_section(args.write, text)
         tables = table_json(collect(results))
-        Path(args.write).with_name("ablation.json").write_text(json.dumps(tables, indent=1) + "\n")
+        Path(args.write).with_name(json_name(args.arch)).write_text(json.dumps(tables, indent=1) + "\n")
     return 0
 
 

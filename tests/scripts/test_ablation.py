@@ -161,3 +161,18 @@ def test_table_json_carries_the_spread_over_seeds(script: ModuleType) -> None:
     assert baseline["accuracy_std"] == pytest.approx(0.0282843, abs=1e-6)
     assert baseline["spikes_std"] == pytest.approx(14.142136, abs=1e-5)
     assert enhanced["accuracy_std"] is None and enhanced["spikes_std"] is None
+
+
+def test_arch_runs_a_conv_ablation_with_its_own_section(script: ModuleType, tmp_path: Path) -> None:
+    out, md = tmp_path / "runs", tmp_path / "results.md"
+    arch = "4C3-AP2-100FC"
+    argv = ["--datasets", "digits", "--epochs", "1", "--seeds", "1", "--rows", "enhanced", "--timesteps", "8",
+            "--arch", arch, "--out", str(out), "--write", str(md), "--no-progress"]
+    assert script.main(argv) == 0
+    spec = json.loads((out / "digits" / "enhanced_T8_s0" / "checkpoint.json").read_text())["spec"]
+    assert spec["arch"] == arch
+    assert script.heading(arch) in md.read_text().splitlines()
+    tables = json.loads((tmp_path / f"ablation_{arch}.json").read_text())
+    assert sorted(row["row"] for row in tables["digits"]) == ["baseline", "enhanced"]
+    assert not (tmp_path / "ablation.json").exists()  # the FC tables (the demo's plot) untouched
+    assert script.Run("digits", script.ROW_BY_NAME["enhanced"], 8, 0, 1).expected()["arch"] == "128FC-100FC"
