@@ -11,6 +11,12 @@ Usage::
 
     nice python3 scripts/core_fpga.py --checkpoints runs/core/digits runs/core/digits_dw16=ecp5-25k \\
         --lanes 1 2 4 8 --targets ice40-up5k ecp5-25k ecp5-85k --out runs/core_fpga --write docs/results.md
+
+or, from the points of a ``spikeforge sweep`` whose stages end in synth (each point learned,
+estimated, generated and placed and routed as a Ray task)::
+
+    spikeforge sweep scripts/sweep_core_fpga.toml --out runs/sweep_core_fpga
+    python3 scripts/core_fpga.py --sweep runs/sweep_core_fpga --write docs/results.md
 """
 
 from __future__ import annotations
@@ -79,9 +85,14 @@ def _checkpoint(text: str) -> tuple[str, tuple[str, ...] | None]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--checkpoints", nargs="+", required=True, type=_checkpoint, metavar="DIR[=TARGET,...]",
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--checkpoints", nargs="+", type=_checkpoint, metavar="DIR[=TARGET,...]",
         help="integer checkpoint folders, each optionally with its own targets (default --targets)",
+    )
+    source.add_argument(
+        "--sweep", type=Path, metavar="DIR",
+        help="a spikeforge sweep folder with synthesized points: its tables, nothing run again",
     )
     parser.add_argument("--lanes", type=int, nargs="+", default=[1, 2, 4, 8], metavar="P")
     parser.add_argument("--queue-depth", type=int, default=DEFAULT_QUEUE_DEPTH, metavar="Q")
@@ -188,10 +199,46 @@ class Sweep:
 FORMAT_KEYS = ("w", "fw", "v", "g", "gf", "dw", "dth", "k")
 
 
+def from_sweep(folder: Path) -> list[Sweep]:
+    """The points of a ``spikeforge sweep`` folder (``points/<id>/``: ``result.json``,
+    ``estimate.json``, ``synth.json``) as one :class:`Sweep` per learned checkpoint, P
+    ascending per target; a failed point is named with its error (as a refused P).
+
+    Raises
+    ------
+    ValueError
+        When the folder holds no finished point.
+    """
+    results = sorted((folder / "points").glob("*/result.json"))
+    if not results:
+        raise ValueError(f"--sweep: {str(folder)!r} holds no finished point (points/*/result.json)")
+    points: dict[str, dict[str, list[Point]]] = {}
+    refused: dict[str, dict[str, tuple[int, str]]] = {}
+    for path in results:
+        row = json.loads(path.read_text())
+        learned = folder / "learn" / row["learn_id"] / "checkpoint"
+        if row["status"] != "ok":
+            refused.setdefault(str(learned), {})[row["target"]] = (row["lanes"], row["error"])
+            continue
+        report = SynthReport.from_dict(json.loads((path.parent / "synth.json").read_text()))
+        point = Point(row["lanes"], report, row["cycles_per_inference"], row["cycles_per_learning_step"])
+        points.setdefault(str(learned), {}).setdefault(row["target"], []).append(point)
+    return [
+        Sweep(
+            checkpoint,
+            IntegerNetwork.load(checkpoint),
+            {target: sorted(rows, key=lambda point: point.lanes) for target, rows in points.get(checkpoint, {}).items()},
+            refused.get(checkpoint, {}),
+        )
+        for checkpoint in sorted({*points, *refused})
+    ]
+
+
 def section(
     sweeps: Sequence[Sweep], argv: Sequence[str], seconds: float, heading: str = HEADING, counters: str | None = None
 ) -> str:
-    """The results section (``## Whole core on FPGAs`` by default)."""
+    """The results section (``## Whole core on FPGAs`` by default); ``seconds`` is the wall
+    clock of the points (the script's, or a sweep's points' own times added up)."""
     tools = sorted({
         f"{name} {version}"
         for sweep in sweeps for rows in sweep.points.values()
@@ -235,7 +282,8 @@ def section(
                 f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
             )
         lines.append(f"- {kind}: {ms} ms = {1000 * ms:,.0f} us, {source}{ours}.")
-    lines += ["", f"Wall-clock time of the script: {seconds:.0f} s. {machine_note()}"]
+    timing = "Time of the points (their own, added up)" if "--sweep" in argv else "Wall-clock time of the script"
+    lines += ["", f"{timing}: {seconds:.0f} s. {machine_note()}"]
     return "\n".join(lines) + "\n"
 
 
@@ -286,8 +334,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     start = time.monotonic()
-    sweeps = [sweep(folder, targets or args.targets, args) for folder, targets in args.checkpoints]
-    text = section(sweeps, argv, time.monotonic() - start, args.heading, args.counters)
+    if args.sweep is not None:
+        try:
+            sweeps = from_sweep(args.sweep)
+        except (ValueError, OSError) as error:
+            print(f"core_fpga.py: error: {error}", file=sys.stderr)
+            return 2
+        seconds = sum(json.loads(path.read_text())["seconds"] for path in args.sweep.glob("points/*/result.json"))
+    else:
+        sweeps = [sweep(folder, targets or args.targets, args) for folder, targets in args.checkpoints]
+        seconds = time.monotonic() - start
+    text = section(sweeps, argv, seconds, args.heading, args.counters)
     publish(text, args.write)
     return 0
 

@@ -79,3 +79,34 @@ def test_section_names_a_p_that_gen_refused(
     assert "Fits ice40-up5k for P = 1 (smallest) to 1 (largest) of those tried." in lines
     assert "P = 2 is not built for ice40-up5k: target: W and dW need 6 single-port blocks." in lines
     assert "P = 1 is not built for ecp5-25k: lanes: odd." in lines
+
+
+def test_sweep_folder_gives_the_same_tables(
+    script: ModuleType, synth_report: Callable[..., SynthReport], net: IntegerNetwork, tmp_path, capsys
+) -> None:
+    import json
+
+    sweep = tmp_path / "sweep"
+    net.save(sweep / "learn" / "abc" / "checkpoint")
+    for name, lanes, status, fmax in (("p2", 2, "ok", 30.0), ("p1", 1, "ok", 40.0), ("p4", 4, "failed", None)):
+        folder = sweep / "points" / name
+        folder.mkdir(parents=True)
+        row = {"learn_id": "abc", "target": "ice40-up5k", "lanes": lanes, "status": status, "seconds": 10.0,
+               "error": None if status == "ok" else "synth: yosys failed",
+               "cycles_per_inference": 6000.0 / lanes, "cycles_per_learning_step": 18000.0 / lanes}
+        (folder / "result.json").write_text(json.dumps(row))
+        if status == "ok":
+            (folder / "synth.json").write_text(json.dumps(synth_report("core", 4000, fmax).to_dict()))
+    (sweeps,) = script.from_sweep(sweep)
+    assert [point.lanes for point in sweeps.points["ice40-up5k"]] == [1, 2]
+    assert sweeps.refused == {"ice40-up5k": (4, "synth: yosys failed")}
+    md = tmp_path / "results.md"
+    assert script.main(["--sweep", str(sweep), "--write", str(md)]) == 0
+    text = md.read_text()
+    assert "| 1 | yes | 4,000 (76 %) |" in text and "| 2 | yes | 4,000 (76 %) |" in text
+    assert "P = 4 is not built for ice40-up5k: synth: yosys failed." in text
+    assert "Time of the points (their own, added up): 30 s." in text
+    capsys.readouterr()
+    assert script.main(["--sweep", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert "holds no finished point" in err and err.count("\n") == 1
