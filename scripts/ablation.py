@@ -213,20 +213,34 @@ def _timesteps(text: str) -> list[int]:
     return sorted(set(values))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ablation.py", description=__doc__.split("\n\n")[0])
+def add_run_options(parser: argparse.ArgumentParser, *, seeds: int, seeds_help: str) -> None:
+    """``--datasets``, ``--epochs`` and ``--seeds`` (0..N-1, default ``seeds``) of the
+    training runs; the scripts that reuse the ablation's runs share them."""
     parser.add_argument(
         "--datasets", type=_datasets, default=list(DATASETS),
         help="comma-separated, of digits, mnist10k (default both)",
     )
     parser.add_argument(
         "--epochs", type=_per_dataset, default={}, metavar="N|DATASET=N,...",
-        help="epochs of every run (default: the train command's recipe for the dataset)",
+        help="epochs of every training run (default: the train command's recipe for the dataset)",
     )
     parser.add_argument(
-        "--seeds", type=_per_dataset, default={None: 3}, metavar="N|DATASET=N,...",
-        help="seeds 0..N-1 per row (default 3)",
+        "--seeds", type=_per_dataset, default={None: seeds}, metavar="N|DATASET=N,...",
+        help=f"seeds 0..N-1 {seeds_help} (default {seeds})",
     )
+
+
+def add_output_options(parser: argparse.ArgumentParser, *, out_help: str) -> None:
+    """``--data-root``, ``--out`` (default ``runs/ablation``), ``--write`` and ``--no-progress``."""
+    parser.add_argument("--data-root", metavar="PATH", help="data folder for mnist10k")
+    parser.add_argument("--out", type=Path, default=Path("runs/ablation"), help=out_help)
+    parser.add_argument("--write", type=Path, metavar="FILE", help="update the section in FILE")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ablation.py", description=__doc__.split("\n\n")[0])
+    add_run_options(parser, seeds=3, seeds_help="per row")
     parser.add_argument(
         "--rows", type=_rows, metavar="NAME,...",
         help="only these Table II rows (the baseline always runs); default all",
@@ -240,10 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="architecture of every run, e.g. 16C3-AP2-32C3-AP2-256FC-100FC (default: the "
         "train command's); its tables get a section and a JSON file of their own",
     )
-    parser.add_argument("--data-root", metavar="PATH", help="data folder for mnist10k")
-    parser.add_argument("--out", type=Path, default=Path("runs/ablation"), help="run folders")
-    parser.add_argument("--write", type=Path, metavar="FILE", help="update the section in FILE")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_output_options(parser, out_help="run folders")
     return parser
 
 

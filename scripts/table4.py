@@ -48,10 +48,10 @@ from ablation import (
     Cell,
     Run,
     UsageError,
-    _datasets,
     _Parser,
-    _per_dataset,
     _timesteps,
+    add_output_options,
+    add_run_options,
     collect,
     execute,
 )
@@ -74,27 +74,12 @@ PAPER_SPIKE_RATIO = 9.0
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="table4.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--datasets", type=_datasets, default=list(DATASETS),
-        help="comma-separated, of digits, mnist10k (default both)",
-    )
-    parser.add_argument(
-        "--seeds", type=_per_dataset, default={None: 4}, metavar="N|DATASET=N,...",
-        help="seeds 0..N-1 of both sides (default 4)",
-    )
-    parser.add_argument(
-        "--epochs", type=_per_dataset, default={}, metavar="N|DATASET=N,...",
-        help="epochs of the STBP runs (default: the train command's recipe for the dataset)",
-    )
+    add_run_options(parser, seeds=4, seeds_help="of both sides (the epochs are the STBP runs')")
     parser.add_argument(
         "--timesteps", type=_timesteps, default=[8, 16, 32, 64, 128], metavar="T,...",
         help="time steps of the converted networks (default 8,16,32,64,128)",
     )
-    parser.add_argument("--data-root", metavar="PATH", help="data folder for mnist10k")
-    parser.add_argument("--out", type=Path, default=Path("runs/ablation"),
-                        help="run folders (default the ablation's, whose STBP runs are reused)")
-    parser.add_argument("--write", type=Path, metavar="FILE", help="update the section in FILE")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_output_options(parser, out_help="run folders (default the ablation's, whose STBP runs are reused)")
     return parser
 
 
