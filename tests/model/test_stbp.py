@@ -332,8 +332,9 @@ def test_conv_weights_learn_at_conv_lr_scale(digits_images):
     spec = NetworkSpec.parse("4C3-AP2-10FC", input_shape=(1, 8, 8))
     net = Network(spec, seed=0)
     scales = learning_rate_scales(net)
+    # thresholds shared by the 8 x 8 positions of the encoder and of 4C3 step as one unit's
     assert scales == {"weight_1": CONV_LR_SCALE, "weight_2": 1.0, "weight_3": 1.0,
-                      "threshold_0": 1.0, "threshold_1": 1.0, "threshold_2": 1.0, "threshold_3": 1.0}
+                      "threshold_0": 1 / 64, "threshold_1": 1 / 64, "threshold_2": 1.0, "threshold_3": 1.0}
     assert set(learning_rate_scales(Network(NetworkSpec.parse("8FC", input_shape=(64,)))).values()) == {1.0}
     data = _subset(digits_images, 20)
     before = [w.copy() for w in net.weights]
@@ -343,6 +344,8 @@ def test_conv_weights_learn_at_conv_lr_scale(digits_images):
     for index in (0, 2):  # one plain SGD step: W -= lr * scale * dW (the batch is the whole set)
         expected = before[index] - 0.1 * scales[f"weight_{index + 1}"] * grads.weights[index]
         np.testing.assert_allclose(net.weights[index], expected, rtol=1e-10, atol=1e-12)
+    expected = np.maximum(0.5 - 0.1 / 64 * grads.thresholds[0], THRESHOLD_FLOOR)
+    np.testing.assert_allclose(net.thresholds[0], expected, rtol=1e-10)
 
 
 def test_training_defaults_rejects_bad_timesteps():
