@@ -154,7 +154,7 @@ def learning_rate_scales(net: Network) -> dict[str, float]:
             scales[f"weight_{index}"] = CONV_LR_SCALE
     for index in spec.spiking_layers():
         shape = spec.layer_shape(index)
-        if len(shape) == 3:
+        if len(shape) == 3 and f"threshold_{index}" in scales:
             scales[f"threshold_{index}"] = 1.0 / (shape[1] * shape[2])
     return scales
 
