@@ -249,6 +249,17 @@ def section(
         "",
         f"Command: `python3 scripts/core_fpga.py {shlex.join(argv)}`",
         "",
+        *(
+            [
+                "The points of a `spikeforge sweep` (`spikeforge sweep SPEC --out DIR`; the spec of "
+                "these devices is `scripts/sweep_core_fpga.toml`): each point a Ray task that learns "
+                "its checkpoint (points with the same learning options share one), estimates, "
+                "generates and places and routes it; the tables are read from the points' reports, "
+                "nothing is run again. A subsection per learned checkpoint (`DIR/learn/<id>`).",
+                "",
+            ]
+            if "--sweep" in argv else []
+        ),
         (
             "Per checkpoint and P: `spikeforge gen --checkpoint CKPT --lanes P"
             + (f" --counters {counters}` " if counters else "` ")
