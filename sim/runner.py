@@ -151,10 +151,14 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 def _tool_version(simulator: str) -> str:
+    """The simulator in the build keys. Verilator's includes its installation folder
+    (``VERILATOR_ROOT``, set by :func:`sim.toolchain.require`): the dependency files of a build
+    name the headers there, so a build or runtime cache made by another installation (another
+    virtual environment, since removed) is never reused."""
     if simulator == "verilator":
         from importlib.metadata import version
 
-        return f"verilator {version('verilator')}"
+        return f"verilator {version('verilator')} in {os.environ.get('VERILATOR_ROOT', '')}"
     return "icarus"
 
 

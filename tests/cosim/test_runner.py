@@ -97,3 +97,15 @@ def test_names_must_be_usable_as_directories(fake: type[FakeRunner], tmp_path: P
     assert runner.variant_name({"k": 16, "threshold_bits": 15}) == "k16_threshold_bits15"
     with pytest.raises(ValueError, match=r"variant: 'a b' must use only"):
         runner.build("top", "", "icarus", variant="a b", build_root=tmp_path)
+
+
+def test_verilator_builds_are_keyed_by_the_installation(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a build's dependency files name the headers of the Verilator that made it: a build or
+    # runtime cache of another installation (a removed virtual environment) must not match
+    keys = []
+    for root in ("/venv-a/site-packages/verilator", "/venv-b/site-packages/verilator"):
+        monkeypatch.setenv("VERILATOR_ROOT", root)
+        keys.append(runner._tool_version("verilator"))
+        assert keys[-1].endswith(root)
+    assert keys[0] != keys[1]
+    assert runner._tool_version("icarus") == "icarus"
