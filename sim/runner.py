@@ -143,6 +143,17 @@ def _locked(directory: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _clear(directory: Path) -> None:
+    """Remove everything in a build directory but its lock file."""
+    for path in directory.iterdir():
+        if path.name == ".lock":
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
 def _tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -270,7 +281,7 @@ def build(
         stamp = directory / _STAMP
         if output.is_file() and stamp.is_file() and stamp.read_text() == digest:
             return result
-        stamp.unlink(missing_ok=True)
+        _clear(directory)  # no object of an earlier build (another design or installation) is reused
         if announce is not None:
             announce(f"compiling {top} with {simulator} ({BUILD_TIME[simulator]}; cached for later runs)")
         source = directory / f"{top}.v"

@@ -109,3 +109,12 @@ def test_verilator_builds_are_keyed_by_the_installation(monkeypatch: pytest.Monk
         assert keys[-1].endswith(root)
     assert keys[0] != keys[1]
     assert runner._tool_version("icarus") == "icarus"
+
+
+def test_a_rebuild_starts_from_an_empty_directory(fake: type[FakeRunner], tmp_path: Path) -> None:
+    first = runner.build("top", "module top; endmodule\n", "icarus", variant="a", build_root=tmp_path)
+    stale = first.directory / "verilated.d"  # e.g. a dependency file naming a removed installation
+    stale.write_text("verilated.o: /removed/venv/verilated.cpp\n")
+    runner.build("top", "module top(); endmodule\n", "icarus", variant="a", build_root=tmp_path)
+    assert not stale.exists() and (first.directory / ".lock").exists()
+    assert (first.directory / "top.v").read_text() == "module top(); endmodule\n"
