@@ -37,8 +37,9 @@ def _train(tmp_path, dataset, seed, extra):
         ("digits", [], [], 0.975, 1.0),
         ("mnist10k", [], ["--timesteps", "4"], 0.95, 0.8),
         ("digits", ["--arch", CONV_ARCH], [], 0.98, 1.0),
+        ("mnist10k", ["--arch", CONV_ARCH, "--timesteps", "4"], [], 0.975, 1.0),
     ],
-    ids=["digits", "mnist10k", "digits-conv"],
+    ids=["digits", "mnist10k", "digits-conv", "mnist10k-conv"],
 )
 def test_enhanced_beats_baseline(tmp_path, dataset, network, enhanced_options, accuracy, spike_ratio):
     enhanced = [_train(tmp_path, dataset, seed, network + enhanced_options) for seed in SEEDS]
