@@ -51,11 +51,13 @@ from model.stbp import (
     History,
     Network,
     evaluate,
+    float_dtype,
     layer_backward,
     layer_forward,
     load_parameters,
     train,
     training_defaults,
+    uniform_weights,
 )
 
 #: Percentile of the normalisation by default. Rueckauer et al. 2017 use 99.9 and 99.999
@@ -206,27 +208,12 @@ class ANN:
             raise ValueError(f"spec: expected a NetworkSpec, got {type(spec).__name__}")
         if spec.decoder == "fc":
             raise ValueError("decoder: the ANN averages class populations (allowed rate, last)")
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError:
-            dtype = None
-        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise ValueError("dtype: must be float32 or float64")
         self.spec = spec
-        self.dtype = dtype
+        self.dtype = float_dtype(dtype)
         rng = np.random.default_rng(check_field("seed", seed, minimum=0))
-        self.weights: list[np.ndarray] = []
-        for index, layer in enumerate(spec.layers, start=1):
-            if layer.kind == "pool":
-                self.weights.append(np.zeros(0, dtype))
-                continue
-            below = spec.layer_shape(index - 1)
-            if layer.kind == "fc":
-                shape: tuple[int, ...] = (layer.size, math.prod(below))
-            else:
-                shape = (layer.size, below[0], 3, 3)
-            bound = ANN_INIT_GAIN * math.sqrt(3.0 / math.prod(shape[1:]))
-            self.weights.append(rng.uniform(-bound, bound, shape).astype(dtype))
+        self.weights = uniform_weights(
+            spec, rng, self.dtype, lambda fan_in: ANN_INIT_GAIN * math.sqrt(3.0 / fan_in)
+        )
 
     def parameters(self) -> dict[str, np.ndarray]:
         """The weights by checkpoint name, ``weight_<l>`` (l = 1..L). Arrays are not copied."""

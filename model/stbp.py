@@ -313,6 +313,42 @@ def layer_backward(
     return np.zeros(0, d_out.dtype), avg_pool2_grad(d_out) if input_grad else None
 
 
+def float_dtype(dtype: Any) -> np.dtype:
+    """``dtype`` as a numpy dtype, float32 or float64.
+
+    Raises
+    ------
+    ValueError
+        ``"dtype: must be float32 or float64"`` for anything else.
+    """
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        dtype = None
+    if dtype not in _DTYPES:
+        raise ValueError("dtype: must be float32 or float64")
+    return dtype
+
+
+def uniform_weights(
+    spec: NetworkSpec, rng: np.random.Generator, dtype: np.dtype, bound: Callable[[int], float]
+) -> list[np.ndarray]:
+    """Weights of every layer of ``spec`` drawn ``U(-a, a)``, ``a = bound(fan_in)``, layer by
+    layer from ``rng``: FC (n_out, n_in), conv (C_out, C_in, 3, 3), AP2 an empty array."""
+    weights = []
+    for index, layer in enumerate(spec.layers, start=1):
+        if layer.kind == "pool":
+            weights.append(np.zeros(0, dtype))
+            continue
+        if layer.kind == "fc":
+            shape: tuple[int, ...] = (layer.size, spec.neurons(index - 1))
+        else:
+            shape = (layer.size, spec.layer_shape(index - 1)[0], 3, 3)
+        a = bound(math.prod(shape[1:]))
+        weights.append(rng.uniform(-a, a, shape).astype(dtype))
+    return weights
+
+
 # Neuron dynamics ---------------------------------------------------------------------
 
 
@@ -485,28 +521,13 @@ class Network:
     def __init__(self, spec: NetworkSpec, *, seed: int = 0, dtype: Any = np.float64) -> None:
         if not isinstance(spec, NetworkSpec):
             raise ValueError(f"spec: expected a NetworkSpec, got {type(spec).__name__}")
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError:
-            dtype = None
-        if dtype not in _DTYPES:
-            raise ValueError("dtype: must be float32 or float64")
         self.spec = spec
-        self.dtype = dtype
+        self.dtype = dtype = float_dtype(dtype)
         rng = np.random.default_rng(check_field("seed", seed, minimum=0))
         vth0 = spec.initial_threshold
-        self.weights: list[np.ndarray] = []
-        for index, layer in enumerate(spec.layers, start=1):
-            if layer.kind == "pool":
-                self.weights.append(np.zeros(0, dtype))
-                continue
-            if layer.kind == "fc":
-                shape: tuple[int, ...] = (layer.size, spec.neurons(index - 1))
-            else:
-                shape = (layer.size, spec.layer_shape(index - 1)[0], 3, 3)
-            fan_in = math.prod(shape[1:])
-            bound = init_bound(vth0, spec.timesteps, fan_in)
-            self.weights.append(rng.uniform(-bound, bound, shape).astype(dtype))
+        self.weights = uniform_weights(
+            spec, rng, dtype, lambda fan_in: init_bound(vth0, spec.timesteps, fan_in)
+        )
         self.thresholds = [
             np.full(spec.channels(index), vth0, dtype) for index in range(spec.num_layers + 1)
         ]
@@ -554,21 +575,25 @@ class Network:
         if not 0 < target < 1:
             raise ValueError(f"target: {target!r} is out of range (allowed 0 < target < 1)")
         factors = [1.0] * self.spec.num_layers
+        below, _ = self._encode(x)  # the layers below the one calibrated keep their weights
         for index, layer in enumerate(self.spec.layers, start=1):
             if not layer.spiking:
+                below, _ = self._layer(index, below)
                 continue
             init = self.weights[index - 1].copy()
             shares = []
             for k in range(max_steps + 1):
                 factors[index - 1] = 2.0 ** (k / 4)
                 self.weights[index - 1][...] = init * factors[index - 1]
-                membrane = self.forward(x).membranes[index][-1]
-                shares.append(surrogate_window(membrane, self._vth(index), "scaled").mean())
+                spikes, membranes = self._layer(index, below)
+                shares.append(surrogate_window(membranes[-1], self._vth(index), "scaled").mean())
                 if shares[-1] >= target:
                     break
             else:
                 factors[index - 1] = 2.0 ** (int(np.argmax(shares)) / 4)
                 self.weights[index - 1][...] = init * factors[index - 1]
+                spikes, _ = self._layer(index, below)
+            below = spikes
         return factors
 
     # Forward -------------------------------------------------------------------------
@@ -608,23 +633,30 @@ class Network:
         -------
         Trace
         """
-        spec = self.spec
         x = self._check_input(x)
-        steps, batch = spec.timesteps, len(x)
-        s, v = _integrate(x, self._vth(0), steps, spec.reset, constant=True)
+        s, v = self._encode(x)
         spikes: list[np.ndarray] = [s]
         membranes: list[np.ndarray | None] = [v]
-        for index in range(1, spec.num_layers + 1):
-            below = spikes[-1].reshape(steps * batch, *spec.layer_shape(index - 1))
-            current = self._synapses(index, below).reshape(steps, batch, *spec.layer_shape(index))
-            if spec.layers[index - 1].spiking:
-                s, v = _integrate(current, self._vth(index), steps, spec.reset, constant=False)
-                spikes.append(s)
-                membranes.append(v)
-            else:
-                spikes.append(current)
-                membranes.append(None)
+        for index in range(1, self.spec.num_layers + 1):
+            s, v = self._layer(index, spikes[-1])
+            spikes.append(s)
+            membranes.append(v)
         return Trace(spikes, membranes, self._decode(spikes[-1]))
+
+    def _encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The encoder's spikes and membranes, (T, B, *input_shape), for checked inputs."""
+        return _integrate(x, self._vth(0), self.spec.timesteps, self.spec.reset, constant=True)
+
+    def _layer(self, index: int, below: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Layer ``index``'s spikes (pooled values for AP2) and membranes (None for AP2),
+        (T, B, *shape), from the spikes of the layer below, (T, B, *shape below)."""
+        spec = self.spec
+        steps, batch = below.shape[:2]
+        flat = below.reshape(steps * batch, *spec.layer_shape(index - 1))
+        current = self._synapses(index, flat).reshape(steps, batch, *spec.layer_shape(index))
+        if not spec.layers[index - 1].spiking:
+            return current, None
+        return _integrate(current, self._vth(index), steps, spec.reset, constant=False)
 
     def _decode(self, out: np.ndarray) -> np.ndarray:
         spec = self.spec
