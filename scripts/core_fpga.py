@@ -199,10 +199,11 @@ class Sweep:
 FORMAT_KEYS = ("w", "fw", "v", "g", "gf", "dw", "dth", "k")
 
 
-def from_sweep(folder: Path) -> list[Sweep]:
+def from_sweep(folder: Path) -> tuple[list[Sweep], float]:
     """The points of a ``spikeforge sweep`` folder (``points/<id>/``: ``result.json``,
     ``estimate.json``, ``synth.json``) as one :class:`Sweep` per learned checkpoint, P
-    ascending per target; a failed point is named with its error (as a refused P).
+    ascending per target (a failed point is named with its error, as a refused P), and the
+    points' own times added up, in seconds.
 
     Raises
     ------
@@ -214,8 +215,10 @@ def from_sweep(folder: Path) -> list[Sweep]:
         raise ValueError(f"--sweep: {str(folder)!r} holds no finished point (points/*/result.json)")
     points: dict[str, dict[str, list[Point]]] = {}
     refused: dict[str, dict[str, tuple[int, str]]] = {}
+    seconds = 0.0
     for path in results:
         row = json.loads(path.read_text())
+        seconds += row["seconds"]
         learned = folder / "learn" / row["learn_id"] / "checkpoint"
         if row["status"] != "ok":
             refused.setdefault(str(learned), {})[row["target"]] = (row["lanes"], row["error"])
@@ -223,7 +226,7 @@ def from_sweep(folder: Path) -> list[Sweep]:
         report = SynthReport.from_dict(json.loads((path.parent / "synth.json").read_text()))
         point = Point(row["lanes"], report, row["cycles_per_inference"], row["cycles_per_learning_step"])
         points.setdefault(str(learned), {}).setdefault(row["target"], []).append(point)
-    return [
+    sweeps = [
         Sweep(
             checkpoint,
             IntegerNetwork.load(checkpoint),
@@ -232,6 +235,7 @@ def from_sweep(folder: Path) -> list[Sweep]:
         )
         for checkpoint in sorted({*points, *refused})
     ]
+    return sweeps, seconds
 
 
 def section(
@@ -347,11 +351,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.monotonic()
     if args.sweep is not None:
         try:
-            sweeps = from_sweep(args.sweep)
+            sweeps, seconds = from_sweep(args.sweep)
         except (ValueError, OSError) as error:
             print(f"core_fpga.py: error: {error}", file=sys.stderr)
             return 2
-        seconds = sum(json.loads(path.read_text())["seconds"] for path in args.sweep.glob("points/*/result.json"))
     else:
         sweeps = [sweep(folder, targets or args.targets, args) for folder, targets in args.checkpoints]
         seconds = time.monotonic() - start

@@ -97,7 +97,8 @@ def test_sweep_folder_gives_the_same_tables(
         (folder / "result.json").write_text(json.dumps(row))
         if status == "ok":
             (folder / "synth.json").write_text(json.dumps(synth_report("core", 4000, fmax).to_dict()))
-    (sweeps,) = script.from_sweep(sweep)
+    (sweeps,), seconds = script.from_sweep(sweep)
+    assert seconds == 30.0
     assert [point.lanes for point in sweeps.points["ice40-up5k"]] == [1, 2]
     assert sweeps.refused == {"ice40-up5k": (4, "synth: yosys failed")}
     md = tmp_path / "results.md"
