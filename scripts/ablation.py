@@ -63,6 +63,7 @@ def json_name(arch: str | None) -> str:
     reads it) or ``ablation_<arch>.json``."""
     return "ablation.json" if arch is None else f"ablation_{arch}.json"
 
+
 #: Datasets the ablation runs on (the train command's 128FC-100FC default fits both).
 DATASETS = ("digits", "mnist10k")
 

@@ -119,9 +119,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     eval_parser.set_defaults(func=run_eval)
 
 
-# Helpers -----------------------------------------------------------------------------
-
-
 # train -------------------------------------------------------------------------------
 
 
