@@ -297,8 +297,6 @@ class CoreConfig:
             raise ValueError(f"network: expected an IntegerNetwork, got {type(network).__name__}")
         spec = network.spec
         check_core_spec(spec)
-        if spec.decoder not in ("last", "rate"):
-            raise ValueError(f"decoder: {spec.decoder!r} is not built by the core (allowed last, rate)")
         lanes = check_int("lanes", lanes, minimum=1, maximum=MAX_LANES)
         queue_depth = check_int("queue_depth", queue_depth, minimum=1, maximum=MAX_QUEUE_DEPTH)
         if target not in TARGETS:

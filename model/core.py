@@ -44,7 +44,7 @@ from model.fixed import (
     round_shift,
     saturate,
 )
-from model.integer import IntegerNetwork, output_error
+from model.integer import IntegerNetwork, label_target, output_error
 from model.spec import NetworkSpec
 
 __all__ = [
@@ -621,9 +621,12 @@ def _mask(bits: np.ndarray) -> int:
 
 
 def check_core_spec(spec: NetworkSpec) -> None:
-    """Raise ``ValueError`` naming ``arch`` unless the core can run ``spec`` (FC layers, flat input)."""
+    """Raise ``ValueError`` naming ``arch`` or ``decoder`` unless the core can run ``spec``
+    (FC layers, flat input, last or rate decoder)."""
     if not spec.is_fc_only:
         raise ValueError(f"arch: the core runs FC layers on flat inputs only, not {spec.arch} (input {spec.input_shape})")
+    if spec.decoder not in ("last", "rate"):
+        raise ValueError(f"decoder: {spec.decoder!r} is not built by the core (allowed last, rate)")
 
 
 class CoreModel:
@@ -943,7 +946,8 @@ class CoreModel:
         trainable = spec.threshold == "trainable"
         first = 0 if trainable else 1
         backward = counters.phase("backward", layers + 1)
-        error = output_error(result.counts[None], np.array([label]), spec)[0]
+        target = label_target(spec, self.formats)
+        error = output_error(result.counts[None], np.array([label]), target)[0]
         error_acc = np.repeat(error, spec.population) << f.error_shift
         inject = range(1, steps + 1) if spec.decoder == "rate" else range(steps, steps + 1)
 

@@ -55,6 +55,7 @@ __all__ = [
     "reciprocal",
     "round_shift",
     "saturate",
+    "shift_signed",
     "signed_range",
 ]
 
@@ -230,6 +231,15 @@ def round_shift(
         out = (values + r) >> shift
     else:
         raise ValueError(f"rounding: {rounding!r} is not one of {', '.join(ROUNDINGS)}")
+    return _result(out, scalar)
+
+
+def shift_signed(x: ArrayLike, shift: int) -> Any:
+    """``x * 2^shift`` on the integer grid: ``x << shift`` for ``shift >= 0``, else the
+    floor (arithmetic) shift ``x >> -shift``. Returns int64 (an int for a scalar ``x``)."""
+    scalar = _is_scalar(x)
+    values = _as_int64("x", x)
+    out = values << shift if shift >= 0 else values >> -shift
     return _result(out, scalar)
 
 

@@ -3,7 +3,8 @@
 :class:`IntegerNetwork` holds integer weights and thresholds of an FC spiking network
 (:class:`~model.spec.NetworkSpec`) in the formats of :class:`Formats`, runs the forward
 pass on u8 pixels, computes the eq. 15 gradients in integers, accumulates them and applies
-shift-based updates every B samples with floor / nearest / stochastic rounding.
+shift-based updates every B samples with floor / nearest / stochastic rounding. The
+readout is the last-spike, rate or spatio-temporal (``fc``) decoder.
 
 Two paths give bit-identical results, saturation included:
 
@@ -19,7 +20,10 @@ Quantities and shapes (FC only, flat inputs; layer 0 is the encoder):
 * ``weights[l-1]``: layer l, int64 (n_l, n_{l-1}), signed ``w`` bits, LSB ``2^-fw``;
 * ``thresholds[l]``: l = 0..L, int64 (n_l,), 1..2^(v-1)-1 (encoder: pixel LSB 1/255);
 * ``reciprocals[l]``: ``floor(2^K / thresholds[l])``;
-* accumulators ``dw[l-1]`` (signed ``dw`` bits) and ``dth[l]`` (signed ``dth`` bits).
+* accumulators ``dw[l-1]`` (signed ``dw`` bits) and ``dth[l]`` (signed ``dth`` bits);
+* ``fc`` decoder only: ``decoder`` int64 (classes, T n_L), signed ``w`` bits, LSB ``2^-df``
+  (column ``t n_L + j`` weighs output neuron j's spike at step t + 1), and its accumulator
+  ``dd`` (signed ``dw`` bits).
 """
 
 from __future__ import annotations
@@ -57,11 +61,13 @@ from model.fixed import (
     reciprocal,
     round_shift,
     saturate,
+    shift_signed,
     signed_range,
 )
 from model.spec import NetworkSpec
 
 __all__ = [
+    "DECODER_SHIFT_OFFSET",
     "DEFAULT_SCHEDULE",
     "INIT_GAIN",
     "PIXEL_SCALE",
@@ -77,6 +83,7 @@ __all__ = [
     "ShiftSchedule",
     "equivalent_float_lr",
     "fit",
+    "label_target",
     "load_learner",
     "output_error",
     "recipe",
@@ -121,6 +128,10 @@ class Formats:
         Weight- and threshold-gradient accumulator bits, g..48 (signed).
     k : int
         Reciprocal exponent K, 8..30 (``R = floor(2^K / Vth)``, K + 1 bits).
+    df : int or None
+        The fc decoder's weight fraction bits, 0..24 (its weights are signed ``w`` bits,
+        LSB ``2^-df``); default ``fw + 2`` (the learned decoder weights are about 20 times
+        smaller than the layers'; docs/numerics.md section 7).
 
     Raises
     ------
@@ -136,8 +147,11 @@ class Formats:
     dw: int = 24
     dth: int = 24
     k: int = 16
+    df: int | None = None
 
-    KEYS = ("w", "fw", "v", "g", "gf", "dw", "dth", "k")
+    KEYS = ("w", "fw", "v", "g", "gf", "dw", "dth", "k", "df")
+    #: Added after the first checkpoints: a stored formats object without it gets the default.
+    OPTIONAL_KEYS = ("df",)
 
     def __post_init__(self) -> None:
         w = check_field("w", self.w, minimum=2, maximum=16)
@@ -148,14 +162,16 @@ class Formats:
         dw = check_field("dw", self.dw, minimum=g, maximum=48)
         dth = check_field("dth", self.dth, minimum=g, maximum=48)
         k = check_field("k", self.k, minimum=8, maximum=30)
-        for name, value in zip(self.KEYS, (w, fw, v, g, gf, dw, dth, k)):
+        df = fw + 2 if self.df is None else check_field("df", self.df, minimum=0, maximum=24)
+        for name, value in zip(self.KEYS, (w, fw, v, g, gf, dw, dth, k, df)):
             object.__setattr__(self, name, value)
 
     @classmethod
     def parse(cls, text: str, base: Formats | None = None) -> Formats:
         """Formats from ``"w=8,v=16,..."`` (keys of :attr:`KEYS`), other keys from ``base``.
 
-        ``fw`` follows a changed ``w`` (``w - 1``) unless given.
+        ``fw`` follows a changed ``w`` (``w - 1``) and ``df`` a changed ``fw`` (``fw + 2``)
+        unless given.
 
         Raises
         ------
@@ -178,6 +194,8 @@ class Formats:
         values.update(given)
         if "w" in given and "fw" not in given:
             values["fw"] = None
+        if ("w" in given or "fw" in given) and "df" not in given:
+            values["df"] = None
         return cls(**values)
 
     def to_dict(self) -> dict[str, int]:
@@ -226,6 +244,23 @@ class Formats:
         """The encoder's mux shift ``K - 8 + fw`` (its Vth has the pixel LSB)."""
         return self.k - PIXEL_FRAC + self.fw
 
+    @property
+    def decoder(self) -> FixedFormat:
+        """The fc decoder's weights: signed w bits, LSB 2^-df."""
+        return FixedFormat(self.w, self.df, True)
+
+    @property
+    def decoder_error_shift(self) -> int:
+        """``gf + fw - 2 df``: the ``fc`` decoder's error sum ``sum_c e_c D_cj`` (LSB
+        ``2^-2df``) reaches the output layer's spatial-sum grid (LSB ``2^-(gf+fw)``)
+        shifted by this (left when positive, floor right when negative)."""
+        return self.gf + self.fw - 2 * self.df
+
+    def decoder_shift(self, shift_w: int) -> int:
+        """The ``fc`` decoder's update shift ``max(s_w + fw - gf, 0)``: the same float
+        learning rate as the weights (numerics section 4.3)."""
+        return max(shift_w + self.fw - self.gf, 0)
+
     def threshold_shift_encoder(self, shift_th: int) -> int:
         """Encoder threshold shift ``max(s_th - 8 + fw, 0)`` (same float step as layers 1..L)."""
         return max(shift_th - PIXEL_FRAC + self.fw, 0)
@@ -256,6 +291,21 @@ class Formats:
                 f"g, w: spatial sums need g + w + ceil(log2 {fan_out}) = {acc_bits} bits and "
                 f"their scaled product {product_bits} (allowed up to {MAX_BITS - 1})"
             )
+        if spec.decoder == "fc":
+            # |e_c| < (T n_L + 1) 2^(w-1); the error sums over classes, shifted, must stay
+            # below 2^61 like every spatial sum (the eq. 15 product, mul_shift).
+            inputs = spec.timesteps * spec.neurons(spec.num_layers)
+            error_bits = ceil_log2(inputs + 1) + self.w - 1
+            sum_bits = (
+                error_bits + self.w - 1 + ceil_log2(spec.classes)
+                + max(self.decoder_error_shift, 0) + 1
+            )
+            if sum_bits > MAX_BITS - 1:
+                raise ValueError(
+                    f"gf, fw: the fc decoder's error sums need {sum_bits} bits "
+                    f"(allowed up to {MAX_BITS - 1})"
+                )
+            return
         error = spec.population * spec.timesteps
         if ceil_log2(error + 1) + 1 + self.error_shift > MAX_BITS:
             raise ValueError(
@@ -387,16 +437,23 @@ class Recipe:
     schedule: ShiftSchedule
     epochs: int
 
-    def schedule_for(self, formats: Formats) -> ShiftSchedule:
-        """The schedule for other formats at the same float learning rates.
+    def schedule_for(self, formats: Formats, decoder: str = "last") -> ShiftSchedule:
+        """The schedule for other formats at the same float learning rates, and for
+        ``decoder``.
 
         The float-equivalent rate is ``c 2^(gf - fw - s)`` (numerics section 4.3), so every
-        shift moves by ``(gf - gf_0) - (fw - fw_0)`` from this recipe's formats (clamped
-        to 0..31).
+        shift moves by ``(gf - gf_0) - (fw - fw_0)`` from this recipe's formats, plus
+        :data:`DECODER_SHIFT_OFFSET` of the decoder (clamped to 0..31).
         """
         delta = (formats.gf - self.formats.gf) - (formats.fw - self.formats.fw)
-        return self.schedule.rebased(delta)
+        return self.schedule.rebased(delta + DECODER_SHIFT_OFFSET.get(decoder, 0))
 
+
+#: Shift offset of a decoder's schedule from the recipe's (tuned for ``last``). The fc
+#: decoder's c is P^2 = 100 times smaller (``equivalent_float_lr``), so -7 would keep the
+#: float rate; its dense error over all T n_L output spikes learns best at 2^3 times less
+#: (docs/results.md "Integer model: the fc decoder").
+DECODER_SHIFT_OFFSET: dict[str, int] = {"fc": -4}
 
 #: Defaults per (dataset, init): ``init`` is ``"scratch"`` or ``"finetune"`` (a quantized
 #: float network). Chosen by the sweeps in docs/results.md.
@@ -444,39 +501,52 @@ class IntegerTrace:
     last_membrane : numpy.ndarray
         Output membranes at t = T before the reset, int64 (N, n_L).
     counts : numpy.ndarray
-        Class spike counts ``n_c`` (decoded values), int64 (N, classes).
+        Decoded values: class spike counts ``n_c``, or the fc decoder's sums, int64
+        (N, classes).
+    by_class : bool
+        Whether the output layer is grouped by class (last, rate), so that ties of
+        ``counts`` go to the larger class membrane; the fc decoder's ties go to the
+        lowest class.
     """
 
     spikes: list[np.ndarray]
     windows: list[np.ndarray]
     last_membrane: np.ndarray
     counts: np.ndarray
+    by_class: bool = True
 
     def predictions(self) -> np.ndarray:
         """Predicted classes with the tie-break of :func:`model.metrics.predict`."""
-        return metrics.predict(self.counts, self.last_membrane)
+        return metrics.predict(self.counts, self.last_membrane if self.by_class else None)
 
 
 def equivalent_float_lr(spec: NetworkSpec, formats: Formats, shift: int) -> float:
     """The float SGD learning rate of an integer update ``W -= dW >> shift`` (B = 1).
 
-    ``lr = c * 2^(gf - fw - shift)`` with ``c = C P^2 / 2`` (last decoder) or
-    ``C (P T)^2 / 2`` (rate decoder): the integer output error is the float model's MSE
-    gradient (mean over classes) times ``c`` (numerics section 4.3).
+    ``lr = c * 2^(gf - fw - shift)`` with ``c = C P^2 / 2`` (last decoder),
+    ``C (P T)^2 / 2`` (rate decoder) or ``C / 2`` (fc decoder): the integer output error
+    is the float model's MSE gradient (mean over classes) times ``c`` (numerics section 4.3).
     """
     shift = check_field("shift", shift, minimum=0, maximum=31)
-    full = spec.population * (spec.timesteps if spec.decoder == "rate" else 1)
+    full = 1 if spec.decoder == "fc" else label_target(spec, formats)
     scale = spec.classes * full**2 / 2
     return scale * 2.0 ** (formats.gf - formats.fw - shift)
 
 
-def output_error(counts: np.ndarray, labels: np.ndarray, spec: NetworkSpec) -> np.ndarray:
-    """Integer output error ``e_c = n_c - P * y_c`` (last) or ``n_c - P * T * y_c`` (rate).
+def label_target(spec: NetworkSpec, formats: Formats) -> int:
+    """The decoded value of a one-hot 1: ``P`` (last), ``P T`` (rate), ``2^df`` (fc)."""
+    if spec.decoder == "fc":
+        return 1 << formats.df
+    return spec.population * (spec.timesteps if spec.decoder == "rate" else 1)
+
+
+def output_error(decoded: np.ndarray, labels: np.ndarray, target: int) -> np.ndarray:
+    """Integer output error ``e_c = n_c - target * y_c`` (``target``: :func:`label_target`).
 
     Parameters
     ----------
-    counts : numpy.ndarray
-        Class spike counts, int64 (N, classes).
+    decoded : numpy.ndarray
+        Decoded class values (spike counts, or the fc decoder's sums), int64 (N, classes).
     labels : numpy.ndarray
         Labels, int (N,).
 
@@ -485,14 +555,23 @@ def output_error(counts: np.ndarray, labels: np.ndarray, spec: NetworkSpec) -> n
     numpy.ndarray
         int64 (N, classes).
     """
-    full = spec.population * (spec.timesteps if spec.decoder == "rate" else 1)
-    error = np.array(counts, dtype=np.int64)
-    error[np.arange(len(error)), labels] -= full
+    error = np.array(decoded, dtype=np.int64)
+    error[np.arange(len(error)), labels] -= target
     return error
 
 
-def _decode(spikes_out: np.ndarray, spec: NetworkSpec) -> np.ndarray:
-    """Class counts (N, classes) from output spikes (T, N, n_L)."""
+def flat_history(spikes_out: np.ndarray) -> np.ndarray:
+    """Output spikes (T, N, n_L) as the fc decoder's inputs (N, T n_L), column ``t n_L + j``."""
+    steps, batch, n_out = spikes_out.shape
+    return spikes_out.transpose(1, 0, 2).reshape(batch, steps * n_out)
+
+
+def _decode(spikes_out: np.ndarray, spec: NetworkSpec, decoder: np.ndarray | None) -> np.ndarray:
+    """Decoded values (N, classes) from output spikes (T, N, n_L): class spike counts, or
+    the fc decoder's exact sums ``sum_(t,j) D_c,(t n_L + j) S_j[t]`` (LSB ``2^-df``)."""
+    if decoder is not None:
+        bound = int(np.abs(decoder).sum(axis=1).max(initial=0))
+        return exact_matmul(flat_history(spikes_out), decoder.T, bound)
     chosen = spikes_out.sum(axis=0) if spec.decoder == "rate" else spikes_out[-1]
     n = chosen.shape[0]
     return chosen.reshape(n, spec.classes, spec.population).sum(axis=2, dtype=np.int64)
@@ -508,10 +587,6 @@ def _check_integer_spec(spec: NetworkSpec) -> None:
         raise ValueError(
             f"arch: the integer model supports FC layers on flat inputs, not {spec.arch}"
         )
-    if spec.decoder not in ("last", "rate"):
-        raise ValueError(
-            f"decoder: {spec.decoder!r} is not supported by the integer model (allowed last, rate)"
-        )
 
 
 class IntegerNetwork:
@@ -520,13 +595,16 @@ class IntegerNetwork:
     Parameters
     ----------
     spec : NetworkSpec
-        FC layers, flat input, ``last`` or ``rate`` decoder.
+        FC layers, flat input, any decoder.
     formats : Formats
         Widths.
     weights : sequence of array of int
         ``weights[l-1]`` of layer l, shape (n_l, n_{l-1}), fitting signed ``w`` bits.
     thresholds : sequence of array of int
         ``thresholds[l]``, l = 0..L, shape (n_l,), in 1..2^(v-1)-1.
+    decoder : array of int, optional
+        The fc decoder's weights (classes, T n_L), fitting signed ``w`` bits; required for
+        ``spec.decoder == "fc"``, else not allowed.
     rule : LearningRule, optional
         Shifts, rounding and batch of the update.
     lfsr_state : int
@@ -545,6 +623,7 @@ class IntegerNetwork:
         weights: Sequence[np.ndarray],
         thresholds: Sequence[np.ndarray],
         *,
+        decoder: np.ndarray | None = None,
         rule: LearningRule | None = None,
         lfsr_state: int = 1,
     ) -> None:
@@ -591,6 +670,16 @@ class IntegerNetwork:
                     f"{name}: {values.min()} is out of range (allowed 1..{formats.threshold_max})"
                 )
             self.thresholds.append(values)
+        self.decoder: np.ndarray | None = None
+        if spec.decoder == "fc":
+            shape = (spec.classes, spec.timesteps * spec.neurons(layers))
+            if decoder is None or np.shape(decoder) != shape:
+                got = "none" if decoder is None else f"shape {np.shape(decoder)}"
+                raise ValueError(f"decoder: the fc decoder needs weights of shape {shape}, got {got}")
+            self.decoder = formats.decoder.check("decoder", decoder).copy()
+        elif decoder is not None:
+            raise ValueError(f"decoder: weights are given but the spec's decoder is {spec.decoder!r}")
+        self.dd = None if self.decoder is None else np.zeros_like(self.decoder)
         self.dw = [np.zeros_like(w) for w in self.weights]
         self.dth = [np.zeros_like(v) for v in self.thresholds]
         self.pending = 0
@@ -612,18 +701,28 @@ class IntegerNetwork:
         """Seeded integer init: ``W ~ U{-a..a}`` with ``a = rint(gain Vth0 sqrt(3/fan_in) 2^fw)``.
 
         Thresholds start at ``spec.initial_threshold`` (``rint(. * 2^fw)``, encoder
-        ``rint(. * 255)``); the LFSR is seeded with ``seed``.
+        ``rint(. * 255)``); the fc decoder's weights, drawn after the layers', at
+        ``a = rint(sqrt(3 / (T n_L)) 2^df)`` (the float decoder's bound); the LFSR is
+        seeded with ``seed``.
         """
         _check_integer_spec(spec)
         formats = Formats() if formats is None else formats
         seed = check_field("seed", seed, minimum=0, maximum=(1 << 63) - 1)
         rng = np.random.default_rng(seed)
+
+        def draw(bound: float, frac: int, shape: tuple[int, int]) -> np.ndarray:
+            a = int(min(max(round(bound * 2.0**frac), 1), formats.weight.max))
+            return rng.integers(-a, a + 1, shape, dtype=np.int64)
+
         weights = []
         for index in range(1, spec.num_layers + 1):
             fan_in = spec.neurons(index - 1)
-            bound = gain * spec.initial_threshold * math.sqrt(3.0 / fan_in) * 2.0**formats.fw
-            a = int(min(max(round(bound), 1), formats.weight.max))
-            weights.append(rng.integers(-a, a + 1, (spec.neurons(index), fan_in), dtype=np.int64))
+            bound = gain * spec.initial_threshold * math.sqrt(3.0 / fan_in)
+            weights.append(draw(bound, formats.fw, (spec.neurons(index), fan_in)))
+        decoder = None
+        if spec.decoder == "fc":
+            inputs = spec.timesteps * spec.neurons(spec.num_layers)
+            decoder = draw(math.sqrt(3.0 / inputs), formats.df, (spec.classes, inputs))
         thresholds = [
             formats.quantize_threshold(
                 np.full(spec.channels(index), spec.initial_threshold), encoder=index == 0
@@ -631,7 +730,9 @@ class IntegerNetwork:
             for index in range(spec.num_layers + 1)
         ]
         state = LFSR.from_seed(seed).state
-        return cls(spec, formats, weights, thresholds, rule=rule, lfsr_state=state)
+        return cls(
+            spec, formats, weights, thresholds, decoder=decoder, rule=rule, lfsr_state=state
+        )
 
     @classmethod
     def from_float(
@@ -645,7 +746,7 @@ class IntegerNetwork:
         """Quantize a float :class:`model.stbp.Network` (numerics section 1).
 
         ``W = sat_w(rint(W_f 2^fw))``, ``Vth = clamp(rint(Vth_f 2^fw), 1, max)``, encoder
-        ``Vth0 = clamp(rint(255 Vth0_f), 1, max)``.
+        ``Vth0 = clamp(rint(255 Vth0_f), 1, max)``, fc decoder ``D = sat_w(rint(D_f 2^df))``.
         """
         spec = net.spec
         _check_integer_spec(spec)
@@ -655,9 +756,12 @@ class IntegerNetwork:
             formats.quantize_threshold(vth, encoder=index == 0)
             for index, vth in enumerate(net.thresholds)
         ]
+        decoder = None if net.decoder_weight is None else formats.decoder.quantize(net.decoder_weight)
         seed = check_field("seed", seed, minimum=0, maximum=(1 << 63) - 1)
         state = LFSR.from_seed(seed).state
-        return cls(spec, formats, weights, thresholds, rule=rule, lfsr_state=state)
+        return cls(
+            spec, formats, weights, thresholds, decoder=decoder, rule=rule, lfsr_state=state
+        )
 
     def memory(self, memory: str, layer: int) -> np.ndarray:
         """The stored values of ``memory`` (:data:`STORED_MEMORIES`) of ``layer`` (the array
@@ -707,6 +811,8 @@ class IntegerNetwork:
         floats.thresholds[0][...] = self.thresholds[0] / PIXEL_SCALE
         for target, vth in zip(floats.thresholds[1:], self.thresholds[1:]):
             target[...] = vth / scale
+        if self.decoder is not None:
+            floats.decoder_weight[...] = self.decoder / 2.0**self.formats.df
         return floats
 
     def _refresh(self) -> None:
@@ -752,6 +858,17 @@ class IntegerNetwork:
         p = self.check_pixels(pixels)
         return self._forward_reference(p) if reference else self._forward_fast(p)
 
+    def _trace(
+        self,
+        spikes: list[np.ndarray],
+        windows: list[np.ndarray],
+        last: np.ndarray,
+        decoded: np.ndarray | None = None,
+    ) -> IntegerTrace:
+        if decoded is None:
+            decoded = _decode(spikes[-1], self.spec, self.decoder)
+        return IntegerTrace(spikes, windows, last, decoded, by_class=self.decoder is None)
+
     def _forward_fast(self, p: np.ndarray) -> IntegerTrace:
         # Layer-major: layer l at step t needs only layer l at t-1 and layer l-1 at t, so
         # each layer's currents for all T steps come from one exact product; the results
@@ -764,7 +881,7 @@ class IntegerNetwork:
             layer = self._layer_forward(index, spikes[-1])
             spikes.append(layer[0])
             windows.append(layer[1])
-        return IntegerTrace(spikes, windows, layer[2], _decode(spikes[-1], spec))
+        return self._trace(spikes, windows, layer[2])
 
     def _layer_forward(
         self, index: int, below: np.ndarray
@@ -845,7 +962,13 @@ class IntegerNetwork:
                     v[index], spikes[index][t, sample], windows[index][t, sample] = fire_scan(
                         v[index], self.thresholds[index], reset=spec.reset
                     )
-        return IntegerTrace(spikes, windows, last, _decode(spikes[-1], spec))
+        decoded = None
+        if self.decoder is not None:  # one output spike event at a time adds its column
+            n_out = sizes[-1]
+            decoded = np.zeros((batch, spec.classes), np.int64)
+            for sample, t, j in zip(*np.nonzero(spikes[-1].transpose(1, 0, 2))):
+                decoded[sample] += self.decoder[:, t * n_out + j]
+        return self._trace(spikes, windows, last, decoded)
 
     # Learning --------------------------------------------------------------------------
 
@@ -877,13 +1000,28 @@ class IntegerNetwork:
         self.pending += len(p)
         return trace
 
-    def _error_steps(self, trace: IntegerTrace, labels: np.ndarray) -> tuple[np.ndarray, range]:
-        """Per-neuron output error (N, n_L) and the steps (0-based) where it is injected."""
-        spec = self.spec
-        error = output_error(trace.counts, labels, spec)
-        last = spec.timesteps - 1
-        steps = range(spec.timesteps) if spec.decoder == "rate" else range(last, last + 1)
-        return np.repeat(error, spec.population, axis=1), steps
+    def _output_error(self, trace: IntegerTrace, labels: np.ndarray) -> np.ndarray:
+        """The class errors ``e`` (N, classes) of section 3.1."""
+        return output_error(trace.counts, labels, label_target(self.spec, self.formats))
+
+    def _output_sums(self, trace: IntegerTrace, error: np.ndarray) -> np.ndarray:
+        """The output layer's spatial sums (T, N, n_L) on the ``2^-(gf+fw)`` grid: the
+        class error ``e << E`` at t = T (last) or every t (rate); for the fc decoder
+        ``sum_c e_c D_c,(t n_L + j)`` shifted by ``gf - fw``."""
+        spec, f = self.spec, self.formats
+        steps, batch, n_out = trace.spikes[-1].shape
+        if self.decoder is not None:
+            largest = int(np.abs(self.decoder).max(initial=0))
+            bound = int(np.abs(error).sum(axis=1).max(initial=0)) * largest
+            total = shift_signed(exact_matmul(error, self.decoder, bound), f.decoder_error_shift)
+            return total.reshape(batch, steps, n_out).transpose(1, 0, 2)
+        sums = np.zeros((steps, batch, n_out), np.int64)
+        per_neuron = np.repeat(error, spec.population, axis=1) << f.error_shift
+        if spec.decoder == "rate":
+            sums[:] = per_neuron
+        else:
+            sums[-1] = per_neuron
+        return sums
 
     def _backward_fast(self, trace: IntegerTrace, labels: np.ndarray) -> None:
         # Layer-major (like the forward pass): dV^l[t] needs dV^l[t+1] and dV^{l+1}[t], so
@@ -892,13 +1030,14 @@ class IntegerNetwork:
         steps, layers = spec.timesteps, spec.num_layers
         batch = len(labels)
         trainable = spec.threshold == "trainable"
-        error, inject = self._error_steps(trace, labels)
+        error = self._output_error(trace, labels)
+        if self.dd is not None:  # dD = e S, samples in order
+            self.dd = accumulate_outer(self.dd, error, flat_history(trace.spikes[-1]), f.dw)
         history: list[np.ndarray] = [np.empty(0)] * (layers + 1)
         for index in range(layers, (0 if trainable else 1) - 1, -1):
             size = spec.neurons(index)
             if index == layers:
-                acc = np.zeros((steps, batch, size), np.int64)
-                acc[list(inject)] = error << f.error_shift
+                acc = self._output_sums(trace, error)
             else:
                 above = history[index + 1].reshape(steps * batch, -1)
                 bound = int(np.abs(above).sum(axis=1).max(initial=0)) * self._max_weight[index]
@@ -922,19 +1061,30 @@ class IntegerNetwork:
         spec, f = self.spec, self.formats
         steps, layers = spec.timesteps, spec.num_layers
         trainable = spec.threshold == "trainable"
-        error, inject = self._error_steps(trace, labels)
+        error = self._output_error(trace, labels)
+        inject = range(steps) if spec.decoder == "rate" else range(steps - 1, steps)
         first = 0 if trainable else 1
         low_w, high_w = signed_range(f.dw)
         low_th, high_th = signed_range(f.dth)
+        n_out = spec.neurons(layers)
         for sample in range(len(labels)):
             dv = [np.zeros(spec.neurons(index), np.int64) for index in range(layers + 1)]
+            if self.dd is not None:  # one column add per output spike event
+                for t, j in zip(*np.nonzero(trace.spikes[-1][:, sample])):
+                    column = self.dd[:, t * n_out + j] + error[sample]
+                    self.dd[:, t * n_out + j] = np.clip(column, low_w, high_w)
             for t in range(steps - 1, -1, -1):
                 for index in range(layers, first - 1, -1):
                     window = trace.windows[index][t, sample]
                     new = dv[index].copy()
                     for i in np.flatnonzero(window):  # the core reads row i only where h = 1
-                        if index == layers:
-                            acc = int(error[sample, i]) << f.error_shift if t in inject else 0
+                        if index == layers and self.decoder is not None:
+                            column = self.decoder[:, t * n_out + i]
+                            total = sum(int(e) * int(d) for e, d in zip(error[sample], column))
+                            acc = shift_signed(total, f.decoder_error_shift)
+                        elif index == layers:
+                            c = i // spec.population
+                            acc = int(error[sample, c]) << f.error_shift if t in inject else 0
                         else:
                             column = self.weights[index][:, i]
                             acc = sum(int(d) * int(w) for d, w in zip(dv[index + 1], column))
@@ -969,7 +1119,7 @@ class IntegerNetwork:
             if changed.any():
                 fresh = reciprocal(np.where(changed, new, 1), self.formats.k)
                 self.reciprocals[index] = np.where(changed, fresh, self.reciprocals[index])
-        for array in (*self.dw, *self.dth):
+        for array in (*self.dw, *self.dth, *([] if self.dd is None else [self.dd])):
             array[...] = 0
         self.pending = 0
         self._refresh()
@@ -982,15 +1132,20 @@ class IntegerNetwork:
         count = sum(w.size for w in self.weights)
         if self.spec.threshold == "trainable":
             count += sum(v.size for v in self.thresholds)
+        if self.decoder is not None:
+            count += self.decoder.size
         return count
 
     def _update_fast(self) -> None:
         rule, f = self.rule, self.formats
         trainable = self.spec.threshold == "trainable"
-        # Flattened accumulators in draw order: W^T row-major per layer, then thresholds.
+        # Flattened accumulators in draw order: W^T row-major per layer, then thresholds,
+        # then the fc decoder's D^T row-major (row t n_L + j, one value per class).
         blocks: list[tuple[np.ndarray, int]] = [(dw.T.ravel(), rule.shift_w) for dw in self.dw]
         if trainable:
             blocks += [(dth, self._threshold_shift(index)) for index, dth in enumerate(self.dth)]
+        if self.dd is not None:
+            blocks.append((self.dd.T.ravel(), f.decoder_shift(rule.shift_w)))
         offsets = np.cumsum([0] + [len(values) for values, _ in blocks])
         nonzero = [np.flatnonzero(values) for values, _ in blocks]
         states = None
@@ -1012,6 +1167,9 @@ class IntegerNetwork:
             for index, vth in enumerate(self.thresholds):
                 delta = steps[len(self.weights) + index]
                 self.thresholds[index] = np.clip(vth - delta, 1, f.threshold_max)
+        if self.decoder is not None:
+            delta = steps[-1].reshape(self.decoder.shape[::-1]).T
+            self.decoder = f.weight.saturate(self.decoder - delta)
 
     def _update_reference(self) -> None:
         rule, f = self.rule, self.formats
@@ -1033,6 +1191,12 @@ class IntegerNetwork:
                 for c in range(len(vth)):
                     step = one(self.dth[index][c], shift)
                     vth[c] = min(max(int(vth[c]) - step, 1), f.threshold_max)
+        if self.decoder is not None:
+            shift = f.decoder_shift(rule.shift_w)
+            for row in range(self.decoder.shape[1]):  # memory row t n_L + j
+                for c in range(self.spec.classes):
+                    step = one(self.dd[c, row], shift)
+                    self.decoder[c, row] = f.weight.saturate(int(self.decoder[c, row]) - step)
 
     def learn(
         self,
@@ -1115,11 +1279,11 @@ class IntegerNetwork:
     ) -> Path:
         """Write an integer checkpoint: ``checkpoint.json`` (kind "integer"), ``weights.npz``.
 
-        Arrays ``weight_<l>`` (l = 1..L) and ``threshold_<l>`` (l = 0..L), int64.
-        A pending partial batch is not saved; call :meth:`flush` first, or give
-        ``learner`` (JSON-ready fields stored under ``"learner"`` with ``pending``): then
-        ``state.npz`` holds the accumulators ``dw_<l>`` and ``dth_<l>`` too
-        (:func:`save_learner`).
+        Arrays ``weight_<l>`` (l = 1..L), ``threshold_<l>`` (l = 0..L) and, for the fc
+        decoder, ``decoder_weight``, int64. A pending partial batch is not saved; call
+        :meth:`flush` first, or give ``learner`` (JSON-ready fields stored under
+        ``"learner"`` with ``pending``): then ``state.npz`` holds the accumulators
+        ``dw_<l>``, ``dth_<l>`` (and ``dd``) too (:func:`save_learner`).
         """
         meta = {
             "kind": "integer",
@@ -1129,11 +1293,15 @@ class IntegerNetwork:
         }
         arrays = {f"weight_{index}": w for index, w in enumerate(self.weights, start=1)}
         arrays.update({f"threshold_{index}": v for index, v in enumerate(self.thresholds)})
+        if self.decoder is not None:
+            arrays["decoder_weight"] = self.decoder
         if learner is None:
             return checkpoint.write_checkpoint(directory, meta, arrays)
         meta["learner"] = {**learner, "pending": self.pending}
         state = {f"dw_{index}": dw for index, dw in enumerate(self.dw, start=1)}
         state.update({f"dth_{index}": dth for index, dth in enumerate(self.dth)})
+        if self.dd is not None:
+            state["dd"] = self.dd
         return checkpoint.write_checkpoint(directory, meta, arrays, state=state)
 
     @classmethod
@@ -1163,7 +1331,8 @@ class IntegerNetwork:
         if not isinstance(stored, dict):
             raise ValueError("formats: checkpoint.json needs a 'formats' object")
         formats = Formats(**{key: stored.get(key) for key in Formats.KEYS if key in stored})
-        needed = (*Formats.KEYS, "shift_w", "shift_th", "rounding", "batch", "lfsr_state")
+        required = [key for key in Formats.KEYS if key not in Formats.OPTIONAL_KEYS]
+        needed = (*required, "shift_w", "shift_th", "rounding", "batch", "lfsr_state")
         missing = [key for key in needed if key not in stored]
         if missing:
             raise ValueError(f"formats: checkpoint lacks {', '.join(missing)}")
@@ -1176,10 +1345,16 @@ class IntegerNetwork:
             f"weight_{i}": ArraySpec((spec.neurons(i), spec.neurons(i - 1)), "iu") for i in layers
         }
         expected.update({f"threshold_{i}": ArraySpec((spec.channels(i),), "iu") for i in (0, *layers)})
+        if spec.decoder == "fc":
+            shape = (spec.classes, spec.timesteps * spec.neurons(spec.num_layers))
+            expected["decoder_weight"] = ArraySpec(shape, "iu")
         arrays = checkpoint.read_arrays(directory, expected)
         weights = [arrays[f"weight_{i}"] for i in layers]
         thresholds = [arrays[f"threshold_{i}"] for i in (0, *layers)]
-        return cls(spec, formats, weights, thresholds, rule=rule, lfsr_state=lfsr_state)
+        return cls(
+            spec, formats, weights, thresholds, decoder=arrays.get("decoder_weight"),
+            rule=rule, lfsr_state=lfsr_state,
+        )
 
 
 # On-line training ----------------------------------------------------------------------
@@ -1324,10 +1499,14 @@ def load_learner(
     fields = checkpoint.read_learner_fields(directory, "a learner state")
     expected = {f"dw_{i}": ArraySpec(w.shape, "iu") for i, w in enumerate(net.weights, start=1)}
     expected.update({f"dth_{i}": ArraySpec(v.shape, "iu") for i, v in enumerate(net.thresholds)})
+    if net.decoder is not None:
+        expected["dd"] = ArraySpec(net.decoder.shape, "iu")
     arrays = checkpoint.read_arrays(directory, expected, name=checkpoint.STATE_NPZ)
     dw, dth = net.formats.stored("DW"), net.formats.stored("DVTH")
     net.dw = [dw.check(f"dw_{i}", arrays[f"dw_{i}"]).astype(np.int64) for i in range(1, len(net.weights) + 1)]
     net.dth = [dth.check(f"dth_{i}", arrays[f"dth_{i}"]).astype(np.int64) for i in range(len(net.thresholds))]
+    if net.decoder is not None:
+        net.dd = dw.check("dd", arrays["dd"]).astype(np.int64)
     net.pending = check_field("pending", fields.get("pending"), minimum=0, maximum=net.rule.batch - 1)
     return net, FitState.from_dict(fields.get("fit")), fields
 

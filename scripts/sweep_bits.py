@@ -76,7 +76,7 @@ def run_one(
     defaults = recipe(dataset.name, init)
     formats = Formats.parse(bits, defaults.formats)
     rule = LearningRule(rounding=rounding)
-    schedule = defaults.schedule_for(formats)  # same float learning rates at any fw, gf
+    schedule = defaults.schedule_for(formats, spec.decoder)  # same float rates at any fw, gf
     if init == "scratch":
         net = IntegerNetwork.scratch(spec, formats, seed=seed, rule=rule)
         runs = epochs

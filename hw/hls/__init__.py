@@ -31,6 +31,7 @@ import numpy as np
 
 from hw.core_config import MAX_LANES
 from model.checks import check_field, check_int
+from model.core import check_core_spec
 from model.fixed import ceil_log2
 from model.integer import PIXEL_FRAC, IntegerNetwork
 from model.spec import NetworkSpec
@@ -184,17 +185,20 @@ class Layout:
 def check_target(net: IntegerNetwork, lanes: int) -> Layout:
     """The layout of ``net`` at P = ``lanes`` after checking the target can express it.
 
-    Every spec, format, rounding and batch that :class:`~model.integer.IntegerNetwork`
-    accepts maps onto the C++; the limits are the target's memory sizes.
+    Every spec the core runs (:func:`model.core.check_core_spec`) and every format,
+    rounding and batch that :class:`~model.integer.IntegerNetwork` accepts map onto the
+    C++; the limits are the target's memory sizes.
 
     Raises
     ------
     ValueError
-        Naming ``net``, ``lanes``, ``timesteps`` (the per-sample S and h memories exceed
-        :data:`MAX_SPIKE_BITS` bits) or ``arch`` (a weight memory exceeds 2^31 - 1 entries).
+        Naming ``net``, ``decoder``, ``lanes``, ``timesteps`` (the per-sample S and h
+        memories exceed :data:`MAX_SPIKE_BITS` bits) or ``arch`` (a weight memory exceeds
+        2^31 - 1 entries).
     """
     if not isinstance(net, IntegerNetwork):
         raise ValueError(f"net: expected an IntegerNetwork, got {type(net).__name__}")
+    check_core_spec(net.spec)
     check_int("lanes", lanes, minimum=1, maximum=MAX_LANES, type_error=ValueError)
     layout = Layout.of(net, lanes)
     bits = net.spec.timesteps * layout.neuron_total

@@ -70,7 +70,7 @@ class _Run:
             )
         self.train = to_u8(dataset.train_x[:count]), dataset.train_y[:count]
         defaults = recipe(args.dataset, "finetune")
-        self.schedule = defaults.schedule_for(self.net.formats)
+        self.schedule = defaults.schedule_for(self.net.formats, self.net.spec.decoder)
         self.epochs = args.learn_epochs
         self.seed = args.seed
 

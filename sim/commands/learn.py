@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     if args.schedule:
         schedule = ShiftSchedule.parse(args.schedule)
     else:  # the default float-equivalent rates at this run's fw and gf
-        schedule = defaults.schedule_for(net.formats)
+        schedule = defaults.schedule_for(net.formats, net.spec.decoder)
     if args.threshold_offset is not None:
         schedule = ShiftSchedule(schedule.weight, schedule.milestones, args.threshold_offset)
     if report["init"] != "scratch" and state is None:
@@ -203,7 +203,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--population", type=int, metavar="P", help="output neurons per class (default 10)"
     )
     parser.add_argument(
-        "--decoder", choices=("last", "rate"), default="last", help="readout (scratch)"
+        "--decoder", choices=("last", "rate", "fc"), default="last", help="readout (scratch)"
     )
     parser.add_argument(
         "--batch", type=options.positive, default=1, metavar="B", help="samples per update (1 = on-line)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,14 +12,19 @@ from hypothesis import strategies as st
 
 from model.fixed import ROUNDINGS, lfsr_step, signed_range
 from model.integer import (
+    FitState,
     Formats,
+    History,
     IntegerNetwork,
     LearningRule,
     ShiftSchedule,
     equivalent_float_lr,
     fit,
+    label_target,
+    load_learner,
     output_error,
     recipe,
+    save_learner,
 )
 from model.spec import NetworkSpec
 from model.stbp import Network
@@ -38,7 +44,8 @@ def networks(draw: st.DrawFn) -> tuple[IntegerNetwork, np.ndarray, np.ndarray]:
         input_shape=(n_in,),
         timesteps=draw(st.integers(1, 5)),
         population=population,
-        decoder=draw(st.sampled_from(["last", "rate"])),
+        classes=classes,
+        decoder=draw(st.sampled_from(["last", "rate", "fc"])),
         threshold=draw(st.sampled_from(["trainable", "fixed"])),
     )
     w = draw(st.integers(2, 10))
@@ -47,6 +54,7 @@ def networks(draw: st.DrawFn) -> tuple[IntegerNetwork, np.ndarray, np.ndarray]:
     formats = Formats(
         w=w, fw=draw(st.integers(0, w - 1)), v=v, g=g, gf=draw(st.integers(0, g - 1)),
         dw=draw(st.integers(g, g + 4)), dth=draw(st.integers(g, g + 4)), k=draw(st.integers(8, 14)),
+        df=draw(st.integers(0, 12)),
     )
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     low, high = signed_range(w)
@@ -61,7 +69,13 @@ def networks(draw: st.DrawFn) -> tuple[IntegerNetwork, np.ndarray, np.ndarray]:
         rounding=draw(st.sampled_from(ROUNDINGS)),
         batch=draw(st.integers(1, 3)),
     )
-    net = IntegerNetwork(spec, formats, weights, thresholds, rule=rule, lfsr_state=draw(st.integers(1, 2**32 - 1)))
+    decoder = None
+    if spec.decoder == "fc":
+        decoder = rng.integers(low, high + 1, (classes, spec.timesteps * spec.neurons(2)))
+    net = IntegerNetwork(
+        spec, formats, weights, thresholds, decoder=decoder, rule=rule,
+        lfsr_state=draw(st.integers(1, 2**32 - 1)),
+    )
     samples = draw(st.integers(1, 5))
     silent = draw(st.booleans())
     pixels = np.zeros((samples, n_in), np.uint8) if silent else rng.integers(0, 256, (samples, n_in), dtype=np.uint8)
@@ -71,7 +85,8 @@ def networks(draw: st.DrawFn) -> tuple[IntegerNetwork, np.ndarray, np.ndarray]:
 
 def _clone(net: IntegerNetwork) -> IntegerNetwork:
     return IntegerNetwork(
-        net.spec, net.formats, net.weights, net.thresholds, rule=net.rule, lfsr_state=net.lfsr.state
+        net.spec, net.formats, net.weights, net.thresholds, decoder=net.decoder, rule=net.rule,
+        lfsr_state=net.lfsr.state,
     )
 
 
@@ -81,12 +96,14 @@ def _same_state(a: IntegerNetwork, b: IntegerNetwork) -> bool:
         and all(np.array_equal(x, y) for x, y in zip(a.thresholds, b.thresholds))
         and all(np.array_equal(x, y) for x, y in zip(a.dw, b.dw))
         and all(np.array_equal(x, y) for x, y in zip(a.dth, b.dth))
+        and (a.decoder is None) == (b.decoder is None)
+        and (a.decoder is None or np.array_equal(a.decoder, b.decoder) and np.array_equal(a.dd, b.dd))
         and a.lfsr.state == b.lfsr.state
         and a.pending == b.pending
     )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(networks())
 def test_fast_path_equals_reference_path(case: tuple) -> None:
     net, pixels, labels = case
@@ -139,23 +156,22 @@ def test_all_silent_network_learns_nothing() -> None:
 
 # Tracking the float network -------------------------------------------------------------------
 
-#: At wide formats the integer gradients equal the float ones times C P^2 / 2 * B * 2^gf
-#: (the encoder's: times 256/255 more) up to the floor of the eq. 15 shift: cosine >= 1 - 1e-6
-#: and scale within 0.5 % per layer.
+#: At wide formats the integer gradients equal the float ones times c * B * 2^gf
+#: (:func:`equivalent_float_lr`'s c; the encoder's: times 256/255 more; the fc decoder's:
+#: times 2^(df - gf)) up to the floor of the eq. 15 shift: cosine >= 1 - 1e-6 and scale within
+#: 0.5 % per layer.
 TRACK_COSINE = 1 - 1e-6
 TRACK_SCALE = 5e-3
 
 
-def test_wide_integer_gradients_track_float() -> None:
-    spec = NetworkSpec.parse("24FC-20FC", input_shape=(16,), timesteps=6, population=4, classes=5)
+@pytest.mark.parametrize("decoder", ["last", "fc"])
+def test_wide_integer_gradients_track_float(decoder: str) -> None:
+    spec = NetworkSpec.parse(
+        "24FC-20FC", input_shape=(16,), timesteps=6, population=4, classes=5, decoder=decoder
+    )
     formats = Formats(w=16, fw=10, v=32, g=32, gf=16, dw=48, dth=48, k=24)
     net = IntegerNetwork.scratch(spec, formats, seed=2)
-    floats = Network(spec)
-    for target, weight in zip(floats.weights, net.weights):
-        target[...] = weight / 2.0**formats.fw
-    floats.thresholds[0][...] = net.thresholds[0] / 255.0
-    for index in (1, 2):
-        floats.thresholds[index][...] = net.thresholds[index] / 2.0**formats.fw
+    floats = net.to_float()
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (12, 16), dtype=np.uint8)
     labels = rng.integers(0, 5, 12)
@@ -163,9 +179,12 @@ def test_wide_integer_gradients_track_float() -> None:
     trace = net.accumulate(pixels, labels)
     float_trace = floats.forward(pixels / 255.0)
     assert all(np.array_equal(a > 0, b) for a, b in zip(float_trace.spikes, trace.spikes))
-    scale = spec.classes * spec.population**2 / 2 * len(labels) * 2.0**formats.gf
+    lr_scale = equivalent_float_lr(spec, formats, 0) / 2.0 ** (formats.gf - formats.fw)
+    scale = lr_scale * len(labels) * 2.0**formats.gf
     pairs = list(zip(grads.weights, net.dw)) + list(zip(grads.thresholds, net.dth))
     encoder = len(grads.weights)  # index of thresholds[0] in pairs
+    if decoder == "fc":
+        pairs.append((grads.decoder_weight * 2.0 ** (formats.df - formats.gf), net.dd))
     for number, (expected, got) in enumerate(pairs):
         expected = expected.ravel() * scale * (256 / 255 if number == encoder else 1)
         got = got.ravel().astype(np.float64)
@@ -196,7 +215,7 @@ def test_hand_computed_learning_step() -> None:
     assert [s[:, 0].tolist() for s in trace.spikes] == [[[1], [1]], [[1], [1]], [[0, 0], [1, 0]]]
     assert [h[:, 0].tolist() for h in trace.windows] == [[[0], [0]], [[1], [1]], [[1, 0], [1, 0]]]
     assert trace.last_membrane.tolist() == [[40, -20]]
-    assert output_error(trace.counts, np.array([1]), net.spec).tolist() == [[1, -1]]
+    assert output_error(trace.counts, np.array([1]), label_target(net.spec, net.formats)).tolist() == [[1, -1]]
     net.accumulate(np.array([[200]], np.uint8), np.array([1]))
     # Output, t=2: acc = 1 << 14, R = 2^16 / 32 = 2048 -> dV = 512 (neuron 0; neuron 1 out of
     # window -> 0); t=1: no error injected -> dV = 0 in the window. dW2 = (512, 0) (S1 = 1).
@@ -228,13 +247,51 @@ def test_hand_computed_stochastic_draw_order() -> None:
     assert net.thresholds[1].tolist() == [32 - ((-320 + r[4]) >> 4)]
 
 
+def test_hand_computed_fc_decoder_step() -> None:
+    # The _tiny network with a fc decoder (classes 2, population 1): output spikes
+    # S2[1] = (0, 0), S2[2] = (1, 0), windows h2 = (1, 0) at both steps; D's columns are
+    # t n_L + j, so only column 2 (t = 2, j = 0) is read. fw = df = 6: target 64, error
+    # shift gf + fw - 2 df = 2.
+    spec = NetworkSpec.parse(
+        "1FC-2FC", input_shape=(1,), timesteps=2, population=1, classes=2, decoder="fc"
+    )
+    tiny = _tiny("floor")
+    decoder = np.array([[5, -3, 40, 7], [-6, 2, 20, -1]])
+    formats = replace(tiny.formats, df=6)
+    net = IntegerNetwork(spec, formats, tiny.weights, tiny.thresholds, decoder=decoder, rule=tiny.rule)
+    pixels, labels = np.array([[200]], np.uint8), np.array([1])
+    trace = net.forward(pixels)
+    assert trace.counts.tolist() == [[40, 20]] and trace.predictions().tolist() == [0]
+    # e = (40, 20 - 64); sums << 2: t=1 (464, -208) -> (1856, -832), t=2 (720, 324) -> (2880, 1296).
+    # Output dV (R = 2048, K = 16, /32): t=2 (90, 0: out of window); t=1 (58, dV[2] = 0).
+    # dW2 = (148, 0); layer 1: acc 1800 -> 56 (t=2), 1160 -> 36 (t=1); dW1 = 92, dVth1 = -56.
+    net.accumulate(pixels, labels)
+    assert [d.tolist() for d in net.dw] == [[[92]], [[148], [0]]]
+    assert [d.tolist() for d in net.dth] == [[0], [-56], [0, 0]]
+    assert net.dd.tolist() == [[0, 0, 40, 0], [0, 0, -44, 0]]
+    net.update()
+    # Decoder shift max(4 - 2, 0) = 2: D[:, 2] = (40 - 10, 20 + 11).
+    assert net.decoder.tolist() == [[5, -3, 30, 7], [-6, 2, 31, -1]]
+    assert [w.tolist() for w in net.weights] == [[[31]], [[11], [-10]]]
+    assert [v.tolist() for v in net.thresholds] == [[128], [36], [32, 32]]
+    assert not net.dd.any()
+
+
 # Checkpoints, formats and bad input -----------------------------------------------------------
 
 
-def test_checkpoint_round_trip(tmp_path) -> None:
-    spec = NetworkSpec.parse("5FC-4FC", input_shape=(3,), timesteps=3, population=2)
+@pytest.mark.parametrize("decoder", ["last", "fc"])
+def test_checkpoint_round_trip(tmp_path, decoder: str) -> None:
+    spec = NetworkSpec.parse(
+        "5FC-4FC", input_shape=(3,), timesteps=3, population=2, classes=2, decoder=decoder
+    )
     net = IntegerNetwork.scratch(spec, Formats(w=6, v=12), seed=9, rule=LearningRule(7, 8, "nearest", 4))
     net.learn(np.full((2, 3), 90, np.uint8), np.array([0, 1]))
+    # A learner state keeps the pending accumulators (the fc decoder's dD too).
+    state = FitState(0, 2, 0, np.random.default_rng(0).bit_generator.state, History())
+    save_learner(tmp_path / "state", net, state)
+    resumed, _, _ = load_learner(tmp_path / "state")
+    assert _same_state(resumed, net) and resumed.pending == 2
     net.flush()
     net.save(tmp_path / "ck")
     meta = json.loads((tmp_path / "ck" / "checkpoint.json").read_text())
@@ -308,6 +365,7 @@ def test_formats_reject_out_of_range_widths(kwargs: dict, field: str) -> None:
 def test_formats_parse() -> None:
     assert Formats.parse("w=6,v=12") == Formats(w=6, fw=5, v=12)
     assert Formats.parse("fw=7") == Formats(w=8, fw=7)
+    assert Formats.parse("w=6").df == 7 and Formats.parse("df=12,w=6").df == 12
     with pytest.raises(ValueError, match="^bits: 'x=3'"):
         Formats.parse("x=3")
     with pytest.raises(ValueError, match="^v: 'a' is not an integer"):

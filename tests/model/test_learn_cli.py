@@ -95,3 +95,23 @@ def test_learn_and_eval_refuse_a_network_of_other_classes(tmp_path: Path, capsys
         assert "--dataset: digits has input shape (64,) and 10 classes, the checkpoint expects (64,) and 2" in err
         assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_learn_fc_decoder_and_the_core_targets_refuse_it(tmp_path: Path, capsys) -> None:
+    code, report = _learn(tmp_path, *SMALL, "--init", "scratch", "--decoder", "fc", "--seed", "1")
+    assert code == 0 and report["accuracy"] > 0.2  # chance: 0.1
+    net = IntegerNetwork.load(tmp_path / "ck")
+    assert net.spec.decoder == "fc" and net.decoder.shape == (10, 4 * 20)
+    assert report["formats"]["df"] == 9
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(tmp_path / "ck"), "--json", str(tmp_path / "eval.json")]) == 0
+    assert json.loads((tmp_path / "eval.json").read_text())["accuracy"] == report["accuracy"]
+    for argv in (
+        ["estimate", "--checkpoint", str(tmp_path / "ck"), "--json", str(tmp_path / "e.json")],
+        ["gen", "--checkpoint", str(tmp_path / "ck"), "--lanes", "2", "--out", str(tmp_path / "rtl")],
+        ["hls", "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "hls")],
+    ):
+        capsys.readouterr()
+        assert main(argv) == 2, argv[0]
+        err = capsys.readouterr().err
+        assert "decoder: 'fc' is not built by the core" in err and len(err.strip().splitlines()) == 1
