@@ -48,6 +48,7 @@ from model.integer import IntegerNetwork, label_target, output_error
 from model.spec import NetworkSpec
 
 __all__ = [
+    "CORE_DECODERS",
     "DV_HIDDEN_LATENCY",
     "DV_OUTPUT_LATENCY",
     "DW_LATENCY",
@@ -620,13 +621,17 @@ def _mask(bits: np.ndarray) -> int:
     return int(np.dot(np.asarray(bits, np.int64), 1 << np.arange(len(bits), dtype=np.int64)))
 
 
-def check_core_spec(spec: NetworkSpec) -> None:
+#: The decoders the core (model and RTL) builds.
+CORE_DECODERS = ("last", "rate")
+
+
+def check_core_spec(spec: NetworkSpec, decoders: Sequence[str] = CORE_DECODERS) -> None:
     """Raise ``ValueError`` naming ``arch`` or ``decoder`` unless the core can run ``spec``
-    (FC layers, flat input, last or rate decoder)."""
+    (FC layers, flat input, one of ``decoders``; the HLS target builds every decoder)."""
     if not spec.is_fc_only:
         raise ValueError(f"arch: the core runs FC layers on flat inputs only, not {spec.arch} (input {spec.input_shape})")
-    if spec.decoder not in ("last", "rate"):
-        raise ValueError(f"decoder: {spec.decoder!r} is not built by the core (allowed last, rate)")
+    if spec.decoder not in decoders:
+        raise ValueError(f"decoder: {spec.decoder!r} is not built by the core (allowed {', '.join(decoders)})")
 
 
 class CoreModel:

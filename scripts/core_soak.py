@@ -23,6 +23,7 @@ import argparse
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,8 @@ DIGITS_LANES = (4, 8, 16)
 
 def random_integer_network(rng: np.random.Generator, spec: NetworkSpec) -> IntegerNetwork:
     """``spec`` with drawn formats (narrow, saturating), weights, thresholds, learning rule
-    (shifts 0..7, every rounding, B 1..3) and LFSR state."""
+    (shifts 0..7, every rounding, B 1..3), LFSR state and, for the fc decoder, its fraction
+    bits (0..w+2) and weights (drawn last: the other draws are those of last and rate)."""
     w = int(rng.integers(2, 11))
     v = int(rng.integers(w, w + 9))
     g = int(rng.integers(4, 17))
@@ -63,7 +65,12 @@ def random_integer_network(rng: np.random.Generator, spec: NetworkSpec) -> Integ
         shift_w=int(rng.integers(0, 8)), shift_th=int(rng.integers(0, 8)),
         rounding=str(rng.choice(ROUNDINGS)), batch=int(rng.integers(1, 4)),
     )
-    return IntegerNetwork(spec, formats, weights, thresholds, rule=rule, lfsr_state=int(rng.integers(1, 1 << 32)))
+    lfsr_state = int(rng.integers(1, 1 << 32))
+    decoder = None
+    if spec.decoder == "fc":
+        formats = replace(formats, df=int(rng.integers(0, w + 3)))
+        decoder = rng.integers(low, high + 1, (spec.classes, spec.timesteps * spec.neurons(spec.num_layers)))
+    return IntegerNetwork(spec, formats, weights, thresholds, decoder=decoder, rule=rule, lfsr_state=lfsr_state)
 
 
 def random_network(rng: np.random.Generator) -> tuple[IntegerNetwork, bool]:

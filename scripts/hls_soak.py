@@ -1,7 +1,7 @@
 """Soak of the HLS target's C simulation against the integer model.
 
 Draws seeded random FC networks (0 to 2 hidden layers of 1..20 neurons, 1..24 inputs,
-population 1..3, 1..4 classes, T 1..6, last or rate decoder, reset by subtraction or to
+population 1..3, 1..4 classes, T 1..6, last, rate or fc decoder, reset by subtraction or to
 zero, trainable or fixed thresholds, the scaled or the rectangular surrogate, every rounding
 mode, B 1..3, widths from very narrow (saturating everywhere) to the defaults, shifts 0..8),
 random lanes P (1, 2, 3, 4, 5, 8: most do not divide the layer sizes) and random pixels
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ for folder in (ROOT, ROOT / "scripts"):
 from hw.hls import check_target, learnable, write_project  # noqa: E402
 from model.data import load_dataset, to_u8  # noqa: E402
 from model.integer import IntegerNetwork, fit, recipe  # noqa: E402
-from model.spec import NetworkSpec  # noqa: E402
+from model.spec import DECODERS, NetworkSpec  # noqa: E402
 from sim.hls_csim import make_vectors, run_csim  # noqa: E402
 from sim.hls_engine import CsimNetwork  # noqa: E402
 
@@ -48,8 +49,8 @@ LANES = (1, 2, 3, 4, 5, 8)
 PATTERNS = ("zero", "full", "sparse", "dense")
 
 
-def random_network(rng: np.random.Generator) -> IntegerNetwork:
-    """A random FC network (see the module docstring for the ranges)."""
+def random_network(rng: np.random.Generator, decoders: Sequence[str] = ("last", "rate")) -> IntegerNetwork:
+    """A random FC network (see the module docstring for the ranges) with one of ``decoders``."""
     inputs = int(rng.integers(1, 25))
     hidden = [int(n) for n in rng.integers(1, 21, int(rng.integers(0, 3)))]
     population = int(rng.integers(1, 4))
@@ -59,7 +60,7 @@ def random_network(rng: np.random.Generator) -> IntegerNetwork:
     arch = "-".join([f"{n}FC" for n in hidden] + [f"{classes * population}FC"])
     spec = NetworkSpec.parse(
         arch, input_shape=(inputs,), timesteps=int(rng.integers(1, 7)), population=population,
-        decoder=str(rng.choice(["last", "rate"])), reset=reset, threshold=threshold,
+        decoder=str(rng.choice(list(decoders))), reset=reset, threshold=threshold,
         surrogate=str(rng.choice(["scaled", "rect"], p=[0.9, 0.1])),
     )
     return random_integer_network(rng, spec)
@@ -95,7 +96,7 @@ def soak_random(networks: int, samples: int, seed: int, progress: bool) -> tuple
     bad: list[int] = []
     with tempfile.TemporaryDirectory() as scratch:
         for index in tqdm(range(networks), desc="hls soak", unit="net", disable=not progress):
-            net = random_network(rng)
+            net = random_network(rng, DECODERS)
             lanes = int(rng.choice(LANES))
             pixels = random_pixels(rng, samples, net.spec.input_shape[0])
             labels = rng.integers(0, net.spec.classes, samples)

@@ -274,9 +274,9 @@ class CsimNetwork:
         arrays = layout.unpack(state)
         net = IntegerNetwork(
             self.spec, self.formats, arrays["weights"], arrays["thresholds"],
-            rule=self._rule, lfsr_state=int(registers[0]),
+            decoder=arrays["decoder"], rule=self._rule, lfsr_state=int(registers[0]),
         )
-        net.dw, net.dth, net.pending = arrays["dw"], arrays["dth"], int(registers[1])
+        net.dw, net.dth, net.dd, net.pending = arrays["dw"], arrays["dth"], arrays["dd"], int(registers[1])
         return net
 
     def formats_dict(self) -> dict[str, Any]:

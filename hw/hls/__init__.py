@@ -33,8 +33,8 @@ from hw.core_config import MAX_LANES
 from model.checks import check_field, check_int
 from model.core import check_core_spec
 from model.fixed import ceil_log2
-from model.integer import PIXEL_FRAC, IntegerNetwork
-from model.spec import NetworkSpec
+from model.integer import PIXEL_FRAC, IntegerNetwork, label_target
+from model.spec import DECODERS, NetworkSpec
 
 __all__ = [
     "DEFAULT_CLOCK_NS",
@@ -88,7 +88,10 @@ class Layout:
     Layer l (0 = encoder) holds ``words[l] = ceil(n_l / P)`` words from ``neuron_base[l]``
     of the per-neuron memories (V, Vth, R, dVth, dV); layer l = 1..L holds ``n_{l-1}`` rows
     of ``words[l]`` words from ``weight_base[l]`` of the weight memories (W, dW), row i the
-    fan-out of presynaptic neuron i. Padding lanes (past ``n_l``) are 0.
+    fan-out of presynaptic neuron i. The fc decoder's D (and dD) follow from
+    ``decoder_base``: ``decoder_rows = T n_L`` rows of ``decoder_words = ceil(C / P)``
+    words, row ``t n_L + j`` the class weights of output neuron j's spike at step t + 1.
+    Padding lanes (past ``n_l`` or C) are 0.
 
     Parameters
     ----------
@@ -96,10 +99,14 @@ class Layout:
         ``n_0 .. n_L``.
     lanes : int
         P, values per word, 1..:data:`~hw.core_config.MAX_LANES`.
+    decoder_rows, classes : int
+        ``T n_L`` and C for the fc decoder, else 0.
     """
 
     neurons: tuple[int, ...]
     lanes: int
+    decoder_rows: int = 0
+    classes: int = 0
     words: tuple[int, ...] = field(init=False)
     neuron_base: tuple[int, ...] = field(init=False)
     weight_base: tuple[int, ...] = field(init=False)
@@ -116,9 +123,12 @@ class Layout:
 
     @classmethod
     def of(cls, net: IntegerNetwork, lanes: int) -> Layout:
-        """The layout of ``net``'s layers at P = ``lanes``."""
+        """The layout of ``net``'s layers (and fc decoder) at P = ``lanes``."""
         spec = net.spec
-        return cls(tuple(spec.neurons(layer) for layer in range(spec.num_layers + 1)), lanes)
+        neurons = tuple(spec.neurons(layer) for layer in range(spec.num_layers + 1))
+        if net.decoder is None:
+            return cls(neurons, lanes)
+        return cls(neurons, lanes, spec.timesteps * neurons[-1], spec.classes)
 
     @property
     def layers(self) -> int:
@@ -131,20 +141,33 @@ class Layout:
         return self.neuron_base[-1] + self.words[-1] * self.lanes
 
     @property
-    def weight_total(self) -> int:
-        """Entries of a weight memory (``W_TOTAL``)."""
+    def decoder_words(self) -> int:
+        """Words of one fc decoder row, ``ceil(C / P)`` (0 without the fc decoder)."""
+        return -(-self.classes // self.lanes)
+
+    @property
+    def decoder_base(self) -> int:
+        """Start of the fc decoder's block in a weight memory: the end of layer L's."""
         last = self.layers
         return self.weight_base[last] + self.neurons[last - 1] * self.words[last] * self.lanes
+
+    @property
+    def weight_total(self) -> int:
+        """Entries of a weight memory (``W_TOTAL``)."""
+        return self.decoder_base + self.decoder_rows * self.decoder_words * self.lanes
 
     def neuron_slice(self, layer: int) -> slice:
         """Layer ``layer``'s entries of a per-neuron memory (padding excluded)."""
         return slice(self.neuron_base[layer], self.neuron_base[layer] + self.neurons[layer])
 
     def _rows(self, flat: np.ndarray, layer: int) -> np.ndarray:
-        """Layer l's weight block of ``flat`` as (n_{l-1}, words x P) rows (a view)."""
-        stride = self.words[layer] * self.lanes
-        start = self.weight_base[layer]
-        return flat[start : start + self.neurons[layer - 1] * stride].reshape(-1, stride)
+        """Layer l's weight block of ``flat`` as (n_{l-1}, words x P) rows, or for
+        l = L + 1 the fc decoder's as (T n_L, decoder words x P) rows (a view)."""
+        if layer > self.layers:
+            start, count, stride = self.decoder_base, self.decoder_rows, self.decoder_words * self.lanes
+        else:
+            start, count, stride = self.weight_base[layer], self.neurons[layer - 1], self.words[layer] * self.lanes
+        return flat[start : start + count * stride].reshape(count, stride)
 
     def pack(self, net: IntegerNetwork) -> dict[str, Any]:
         """``net``'s learned state in this layout: :data:`STATE_ARRAYS` (int64) plus
@@ -156,6 +179,10 @@ class Layout:
         for layer in range(1, self.layers + 1):
             self._rows(state["weights"], layer)[:, : self.neurons[layer]] = net.weights[layer - 1].T
             self._rows(state["dw"], layer)[:, : self.neurons[layer]] = net.dw[layer - 1].T
+        if self.decoder_rows:
+            decoder = self.layers + 1
+            self._rows(state["weights"], decoder)[:, : self.classes] = net.decoder.T
+            self._rows(state["dw"], decoder)[:, : self.classes] = net.dd.T
         for layer in range(self.layers + 1):
             where = self.neuron_slice(layer)
             state["thresholds"][where] = net.thresholds[layer]
@@ -165,10 +192,11 @@ class Layout:
         state["pending"] = net.pending
         return state
 
-    def unpack(self, state: dict[str, Any]) -> dict[str, list[np.ndarray]]:
+    def unpack(self, state: dict[str, Any]) -> dict[str, Any]:
         """Per-layer arrays of a packed state: ``weights``/``dw`` (n_l, n_{l-1}) for l = 1..L,
-        ``thresholds``/``dth`` (n_l,) for l = 0..L (copies, int64)."""
-        out: dict[str, list[np.ndarray]] = {}
+        ``thresholds``/``dth`` (n_l,) for l = 0..L, and ``decoder``/``dd`` (C, T n_L) of
+        the fc decoder, else None (copies, int64)."""
+        out: dict[str, Any] = {}
         for name in ("weights", "dw"):
             out[name] = [
                 self._rows(state[name], layer)[:, : self.neurons[layer]].T.copy()
@@ -179,13 +207,16 @@ class Layout:
                 state[name][self.neuron_slice(layer)].copy()
                 for layer in range(self.layers + 1)
             ]
+        for name, packed in (("decoder", "weights"), ("dd", "dw")):
+            rows = self._rows(state[packed], self.layers + 1)
+            out[name] = rows[:, : self.classes].T.copy() if self.decoder_rows else None
         return out
 
 
 def check_target(net: IntegerNetwork, lanes: int) -> Layout:
     """The layout of ``net`` at P = ``lanes`` after checking the target can express it.
 
-    Every spec the core runs (:func:`model.core.check_core_spec`) and every format,
+    Every spec the core runs (:func:`model.core.check_core_spec`), with any decoder, and every format,
     rounding and batch that :class:`~model.integer.IntegerNetwork` accepts map onto the
     C++; the limits are the target's memory sizes.
 
@@ -198,7 +229,7 @@ def check_target(net: IntegerNetwork, lanes: int) -> Layout:
     """
     if not isinstance(net, IntegerNetwork):
         raise ValueError(f"net: expected an IntegerNetwork, got {type(net).__name__}")
-    check_core_spec(net.spec)
+    check_core_spec(net.spec, DECODERS)
     check_int("lanes", lanes, minimum=1, maximum=MAX_LANES, type_error=ValueError)
     layout = Layout.of(net, lanes)
     bits = net.spec.timesteps * layout.neuron_total
@@ -235,7 +266,10 @@ def parameters_header(net: IntegerNetwork, layout: Layout) -> str:
     engine build (:mod:`sim.hls_engine`).
     """
     spec, f, rule = net.spec, net.formats, net.rule
-    full = spec.population * (spec.timesteps if spec.decoder == "rate" else 1)
+    fc = spec.decoder == "fc"
+    target = label_target(spec, f)
+    # Decoded values: counts 0..P T, or the fc sums |a_c| <= T n_L 2^(w-1) (signed).
+    decoded = layout.decoder_rows << (f.w - 1) if fc else target
     spike_max = max(layout.neurons) * spec.timesteps
     constants = {
         "LAYERS": layout.layers,
@@ -255,13 +289,18 @@ def parameters_header(net: IntegerNetwork, layout: Layout) -> str:
         "ENCODER_K": f.encoder_k,
         "ERROR_SHIFT": f.error_shift,
         "PIXEL_FRAC": PIXEL_FRAC,
+        "LABEL_TARGET": target,
+        "DECODER_ERROR_SHIFT": f.decoder_error_shift,
+        "DECODER_BASE": layout.decoder_base,
+        "DECODER_ROWS": layout.decoder_rows,
+        "DECODER_WORDS": layout.decoder_words,
         "N_TOTAL": layout.neuron_total,
         "W_TOTAL": layout.weight_total,
         "MAX_NEURONS": max(layout.neurons),
         "MAX_WORDS": max(layout.words),
     }
     widths = {
-        "COUNT_BITS": max(ceil_log2(full + 1), 1),
+        "COUNT_BITS": max(ceil_log2(decoded + 1), 1) + fc,
         "SPIKE_BITS": max(ceil_log2(spike_max + 1), 1),
         "CLASS_BITS": max(ceil_log2(spec.classes), 1),
         "PENDING_BITS": max(ceil_log2(rule.batch + 1), 1),
@@ -284,12 +323,14 @@ def parameters_header(net: IntegerNetwork, layout: Layout) -> str:
         "",
         "// Switches of the spec and the update rule.",
         f"constexpr bool RATE_DECODER = {str(spec.decoder == 'rate').lower()};",
+        f"constexpr bool FC_DECODER = {str(fc).lower()};",
         f"constexpr bool RESET_TO_ZERO = {str(spec.reset == 'zero').lower()};",
         f"constexpr bool TRAINABLE = {str(spec.threshold == 'trainable').lower()};",
         f"constexpr bool LEARNABLE = {str(learnable(spec)).lower()};  // reset subtract, surrogate scaled",
         f"constexpr Rounding ROUNDING = {_ROUNDINGS[rule.rounding]};",
         "",
-        "// Memory layout: neurons n_l, words ceil(n_l / P), per-neuron and weight base addresses.",
+        "// Memory layout: neurons n_l, words ceil(n_l / P), per-neuron and weight base addresses",
+        "// (the fc decoder's block: DECODER_ROWS rows of DECODER_WORDS words from DECODER_BASE).",
         _array("NEURONS", layout.neurons),
         _array("WORDS", layout.words),
         _array("NEURON_BASE", layout.neuron_base),
@@ -300,7 +341,7 @@ def parameters_header(net: IntegerNetwork, layout: Layout) -> str:
         "",
         "// Storage types (signed s_int<W> / unsigned u_int<W>, exact widths).",
         "typedef u_int<8> pixel_t;         // pixel p, LSB 1/255",
-        "typedef s_int<W_BITS> weight_t;   // W, LSB 2^-fw",
+        "typedef s_int<W_BITS> weight_t;   // W, LSB 2^-fw (fc decoder D: 2^-df)",
         "typedef s_int<V_BITS> membrane_t; // V, LSB 2^-fw (encoder: 1/255)",
         "typedef u_int<V_BITS - 1> threshold_t; // Vth, 1..2^(v-1)-1",
         "typedef u_int<K + 1> recip_t;     // R = floor(2^K / Vth)",
@@ -309,7 +350,10 @@ def parameters_header(net: IntegerNetwork, layout: Layout) -> str:
         "typedef s_int<DTH_BITS> dth_t;    // dVth accumulator",
         "typedef u_int<32> lfsr_t;         // LFSR state, never 0",
         "typedef u_int<PENDING_BITS> pending_t; // learned samples since the last update",
-        "typedef u_int<COUNT_BITS> count_t;     // class count n_c",
+        (
+            "typedef s_int<COUNT_BITS> count_t;     // fc decoded value a_c, LSB 2^-df"
+            if fc else "typedef u_int<COUNT_BITS> count_t;     // class count n_c"
+        ),
         "typedef u_int<SPIKE_BITS> spikes_t;    // spikes of one layer per sample",
         "typedef u_int<CLASS_BITS> class_t;     // class index",
         "typedef u_int<5> shift_t;         // learning-rate shift",

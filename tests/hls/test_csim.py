@@ -4,6 +4,7 @@ own failure detection, the writer's layout and limits, other compilers)."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,8 @@ def network(
         low, high = signed_range(formats.w)
         weights = [rng.integers(low, high + 1, w.shape) for w in net.weights]
         thresholds = [rng.integers(2, 10, v.shape) for v in net.thresholds]
-        net = IntegerNetwork(spec, formats, weights, thresholds, rule=rule, lfsr_state=seed + 1)
+        decoder = None if net.decoder is None else rng.integers(low, high + 1, net.decoder.shape)
+        net = IntegerNetwork(spec, formats, weights, thresholds, decoder=decoder, rule=rule, lfsr_state=seed + 1)
     return net
 
 
@@ -82,6 +84,12 @@ CASES = {
                 reset="zero", threshold="fixed", population=2, seed=3), 2),
     "rect-surrogate-P1": (network("6FC", 4, surrogate="rect", timesteps=2, population=3, seed=4), 1),
     "defaults-P8": (network("20FC-10FC", 16, timesteps=8, population=5, shifts=(6, 6), seed=5), 8),
+    # The fc decoder: C = 3 classes over P = 2 lanes (a padded decoder word), saturating.
+    "narrow-fc-nearest-B2-P2": (
+        network("7FC-4FC", 6, formats=replace(NARROW, df=2), rounding="nearest", batch=2, shifts=(1, 1),
+                full_range=True, timesteps=3, population=2, classes=3, decoder="fc", seed=6), 2),
+    "fc-stochastic-trainable-P4": (
+        network("12FC-10FC", 9, timesteps=4, population=2, classes=5, decoder="fc", shifts=(3, 3), seed=7), 4),
 }
 
 

@@ -31,6 +31,8 @@ CASES = {
     "floor-B2-trainable-last": _net(
         "10FC", 6, Formats(w=6, v=9, g=8, gf=4, dw=10, dth=9, k=12), LearningRule(0, 0, "floor", 2), 3,
         timesteps=3, population=5),
+    "stochastic-B1-fc": _net(
+        "11FC-20FC", 8, Formats(), LearningRule(2, 3, "stochastic", 1), 4, timesteps=4, population=2, decoder="fc"),
 }
 
 
@@ -45,6 +47,9 @@ def _assert_same_state(a: IntegerNetwork, b: IntegerNetwork) -> None:
     for name in ("weights", "thresholds", "reciprocals", "dw", "dth"):
         for x, y in zip(getattr(a, name), getattr(b, name)):
             assert np.array_equal(x, y), name
+    for name in ("decoder", "dd"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None and y is None) or np.array_equal(x, y), name
     assert (a.lfsr.state, a.pending) == (b.lfsr.state, b.pending)
 
 

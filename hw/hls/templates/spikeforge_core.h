@@ -8,7 +8,9 @@
 // Memory layout (docs/hls.md): per-neuron memories hold layers 0..L one after the other,
 // layer l from NEURON_BASE[l] (a multiple of LANES); the weight memory holds, per layer
 // l = 1..L from WEIGHT_BASE[l], one row per presynaptic neuron i (its fan-out weights W_ji,
-// j ascending) of WORDS[l] words of LANES values. Arrays are partitioned cyclically by
+// j ascending) of WORDS[l] words of LANES values; the fc decoder's D follows from
+// DECODER_BASE as one more block: DECODER_ROWS = T n_L rows (row t n_L + j: output neuron j's
+// spike at step t + 1) of DECODER_WORDS words, one value per class. Arrays are partitioned cyclically by
 // LANES (one bank per lane), and every loop over a layer's neurons is unrolled by LANES, so
 // each iteration touches one word: lane j % LANES of every bank. Padding lanes (past a
 // layer's size) are never read or written.
@@ -27,8 +29,14 @@ inline int weight_row(int l, int i) {
   return WEIGHT_BASE[l] + i * WORDS[l] * LANES;
 }
 
+// Row t n_L + j of the fc decoder's block (output neuron j at step t + 1).
+inline int decoder_row(int t, int j) {
+  return DECODER_BASE + (t * NEURONS[LAYERS] + j) * DECODER_WORDS * LANES;
+}
+
 // Forward pass of one sample (section 2) and its readout (2.1). Records S and h per step
-// and neuron; returns the class counts, the spikes of each layer and the prediction.
+// and neuron; returns the class counts (fc decoder: the decoded sums a_c), the spikes of
+// each layer and the prediction.
 inline void forward(const pixel_t pixels[NEURONS[0]], const weight_t weights[W_TOTAL],
                     const threshold_t thresholds[N_TOTAL], membrane_t v[N_TOTAL],
                     bool spike[TIMESTEPS][N_TOTAL], bool window[TIMESTEPS][N_TOTAL],
@@ -84,19 +92,35 @@ inline void forward(const pixel_t pixels[NEURONS[0]], const weight_t weights[W_T
         spike[t][base + j] = f.spike;
         window[t][base + j] = f.window;
         fired[l] += f.spike;
-        if (l == LAYERS) {
+        if (l == LAYERS && !FC_DECODER) {
           const int c = j / POPULATION;
           if (t == TIMESTEPS - 1) membrane[c] += integrated;
           if (RATE_DECODER || t == TIMESTEPS - 1) count[c] += f.spike;
         }
       }
     }
+    // fc decoder: each output spike adds its D row (one value per class).
+    if (FC_DECODER) {
+      for (int j = 0; j < NEURONS[LAYERS]; ++j) {
+        SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
+        if (spike[t][NEURON_BASE[LAYERS] + j]) {
+          const int row = decoder_row(t, j);
+          for (int c = 0; c < CLASSES; ++c) {
+            SPIKEFORGE_HLS(HLS PIPELINE II=1)
+            SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
+            count[c] += wide(weights[row + c]);
+          }
+        }
+      }
+    }
   }
-  // Prediction: the largest count, then the largest class membrane, then the lowest index.
+  // Prediction: the largest count, then the largest class membrane (not for the fc decoder,
+  // whose output layer has no classes), then the lowest index.
   int best = 0;
   for (int c = 0; c < CLASSES; ++c) {
     counts[c] = count[c];
-    if (count[c] > count[best] || (count[c] == count[best] && membrane[c] > membrane[best])) best = c;
+    const bool tie = count[c] == count[best] && !FC_DECODER && membrane[c] > membrane[best];
+    if (count[c] > count[best] || tie) best = c;
   }
   for (int l = 0; l <= LAYERS; ++l) layer_spikes[l] = fired[l];
   prediction = best;
@@ -118,16 +142,46 @@ inline int64_t spatial_sum(int l, int i, const weight_t weights[W_TOTAL], const 
   return acc;
 }
 
-// Backward pass and accumulation of one labelled sample (section 3): t = T..1, layers
-// L..1 then the encoder (trainable thresholds only), accumulators saturating after each add.
+// The fc decoder's error sum of output neuron j at step t + 1 (section 3.1): the exact
+// sum_c e_c D_c,(t n_L + j), shifted onto the spatial-sum grid.
+inline int64_t decoder_sum(int t, int j, const weight_t weights[W_TOTAL], const int64_t error[CLASSES]) {
+  const int row = decoder_row(t, j);
+  int64_t acc = 0;
+  for (int c = 0; c < CLASSES; ++c) {
+    SPIKEFORGE_HLS(HLS PIPELINE II=1)
+    SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
+    acc += error[c] * wide(weights[row + c]);
+  }
+  return shift_signed(acc, DECODER_ERROR_SHIFT);
+}
+
+// Backward pass and accumulation of one labelled sample (section 3): the fc decoder's dD,
+// then t = T..1, layers L..1 then the encoder (trainable thresholds only), accumulators
+// saturating after each add.
 inline void backward(int label, const count_t counts[CLASSES], const weight_t weights[W_TOTAL],
                      const recip_t reciprocals[N_TOTAL], const bool spike[TIMESTEPS][N_TOTAL],
                      const bool window[TIMESTEPS][N_TOTAL], dv_t dv[N_TOTAL], dw_t dw[W_TOTAL],
                      dth_t dth[N_TOTAL]) {
   constexpr int first = TRAINABLE ? 0 : 1;
-  int64_t error[CLASSES];  // e_c = n_c - P y_c (last) or n_c - P T y_c (rate)
+  int64_t error[CLASSES];  // e_c = n_c - P y_c (last), n_c - P T y_c (rate), a_c - 2^df y_c (fc)
   for (int c = 0; c < CLASSES; ++c) {
-    error[c] = wide(counts[c]) - (c == label ? POPULATION * (RATE_DECODER ? TIMESTEPS : 1) : 0);
+    error[c] = wide(counts[c]) - (c == label ? LABEL_TARGET : 0);
+  }
+  // fc decoder: dD_c,(t n_L + j) += e_c for each output spike (one add per element).
+  if (FC_DECODER) {
+    for (int t = 0; t < TIMESTEPS; ++t) {
+      for (int j = 0; j < NEURONS[LAYERS]; ++j) {
+        SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
+        if (spike[t][NEURON_BASE[LAYERS] + j]) {
+          const int row = decoder_row(t, j);
+          for (int c = 0; c < CLASSES; ++c) {
+            SPIKEFORGE_HLS(HLS PIPELINE II=1)
+            SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
+            dw[row + c] = saturate<DW_BITS>(wide(dw[row + c]) + error[c]);
+          }
+        }
+      }
+    }
   }
   for (int n = 0; n < N_TOTAL; ++n) {
     SPIKEFORGE_HLS(HLS PIPELINE II=1)
@@ -145,9 +199,12 @@ inline void backward(int label, const count_t counts[CLASSES], const weight_t we
         SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
         const bool h = window[t][base + i];
         int64_t acc = 0;
-        if (h) {
-          acc = l == LAYERS ? (inject ? error[i / POPULATION] * (int64_t(1) << ERROR_SHIFT) : 0)
-                            : spatial_sum(l, i, weights, dv);
+        if (h && l < LAYERS) {
+          acc = spatial_sum(l, i, weights, dv);
+        } else if (h && FC_DECODER) {
+          acc = decoder_sum(t, i, weights, error);
+        } else if (h && inject) {
+          acc = error[i / POPULATION] * (int64_t(1) << ERROR_SHIFT);
         }
         dv[base + i] = mux_dv<G_BITS>(h, acc, wide(reciprocals[base + i]), k, wide(dv[base + i]));
       }
@@ -182,59 +239,64 @@ inline void backward(int label, const count_t counts[CLASSES], const weight_t we
   }
 }
 
-// LFSR jumps over one weight row of each layer (NEURONS[l] draws), tabulated at compile time.
+// LFSR jumps over one weight row of each layer (NEURONS[l] draws) and over one fc decoder
+// row (layer L + 1: CLASSES draws), tabulated at compile time.
 struct RowDraws {
-  LfsrJump layer[LAYERS + 1];
+  LfsrJump layer[LAYERS + 2];
 };
 
 constexpr RowDraws row_draws_table() {
   RowDraws table{};
   for (int l = 1; l <= LAYERS; ++l) table.layer[l] = lfsr_jump_table(NEURONS[l]);
+  table.layer[LAYERS + 1] = lfsr_jump_table(CLASSES);
   return table;
 }
 
 constexpr RowDraws ROW_DRAWS = row_draws_table();
 
+// The update of one memory row of `size` accumulators (a weight row or a decoder row):
+// value = sat_w(value - round_shift(acc, shift)), acc cleared, one LFSR step per element.
+// A row of zero accumulators leaves its values as they are (round_shift(0) = 0): only its
+// draws are taken, at once.
+inline uint32_t update_row(int row, int size, int shift, const LfsrJump& row_draws,
+                           weight_t weights[W_TOTAL], dw_t dw[W_TOTAL], uint32_t state) {
+  bool touched = false;
+  for (int j = 0; j < size; ++j) {
+    SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
+    SPIKEFORGE_HLS(HLS PIPELINE II=1)
+    SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
+    touched |= wide(dw[row + j]) != 0;
+  }
+  if (!touched) return ROUNDING == ROUND_STOCHASTIC ? lfsr_jump(row_draws, state) : state;
+  for (int j = 0; j < size; ++j) {
+    SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
+    SPIKEFORGE_HLS(HLS PIPELINE II=1)
+    SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
+    if (ROUNDING == ROUND_STOCHASTIC) state = lfsr_step(state);
+    const int64_t gradient = wide(dw[row + j]);
+    if (gradient != 0) {  // round_shift(0) = 0: a zero accumulator only takes its draw
+      const int64_t step = round_shift<ROUNDING>(gradient, shift, state);
+      weights[row + j] = saturate<W_BITS>(wide(weights[row + j]) - step);
+      dw[row + j] = 0;
+    }
+  }
+  return state;
+}
+
 // The update (section 4): W = sat_w(W - round_shift(dW, s_w)), then (trainable thresholds)
 // Vth = clamp(Vth - round_shift(dVth, s), 1, max) with s = s_th (layers 1..L) or
-// max(s_th - 8 + fw, 0) (encoder), reciprocals recomputed; accumulators cleared. Stochastic
+// max(s_th - 8 + fw, 0) (encoder), reciprocals recomputed; then the fc decoder's
+// D = sat_w(D - round_shift(dD, max(s_w + fw - gf, 0))); accumulators cleared. Stochastic
 // rounding steps the LFSR once per element: layers 1..L, rows i, then j ascending; then
-// thresholds of layers 0..L, channel ascending.
+// thresholds of layers 0..L, channel ascending; then decoder rows, classes ascending.
 inline void update(int shift_w, int shift_th, weight_t weights[W_TOTAL],
                    threshold_t thresholds[N_TOTAL], recip_t reciprocals[N_TOTAL],
                    dw_t dw[W_TOTAL], dth_t dth[N_TOTAL], lfsr_t& lfsr) {
   uint32_t state = static_cast<uint32_t>(wide(lfsr));
   for (int l = 1; l <= LAYERS; ++l) {
-    const int size = NEURONS[l];
-    const LfsrJump& row_draws = ROW_DRAWS.layer[l];
     for (int i = 0; i < NEURONS[l - 1]; ++i) {
       SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
-      const int row = weight_row(l, i);
-      // A row of zero accumulators (its neuron did not spike since the last update) leaves
-      // its weights as they are (round_shift(0) = 0): only its draws are taken, at once.
-      bool touched = false;
-      for (int j = 0; j < size; ++j) {
-        SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
-        SPIKEFORGE_HLS(HLS PIPELINE II=1)
-        SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
-        touched |= wide(dw[row + j]) != 0;
-      }
-      if (!touched) {
-        if (ROUNDING == ROUND_STOCHASTIC) state = lfsr_jump(row_draws, state);
-        continue;
-      }
-      for (int j = 0; j < size; ++j) {
-        SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
-        SPIKEFORGE_HLS(HLS PIPELINE II=1)
-        SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
-        if (ROUNDING == ROUND_STOCHASTIC) state = lfsr_step(state);
-        const int64_t gradient = wide(dw[row + j]);
-        if (gradient != 0) {  // round_shift(0) = 0: a zero accumulator only takes its draw
-          const int64_t step = round_shift<ROUNDING>(gradient, shift_w, state);
-          weights[row + j] = saturate<W_BITS>(wide(weights[row + j]) - step);
-          dw[row + j] = 0;
-        }
-      }
+      state = update_row(weight_row(l, i), NEURONS[l], shift_w, ROW_DRAWS.layer[l], weights, dw, state);
     }
   }
   if (TRAINABLE) {
@@ -253,6 +315,15 @@ inline void update(int shift_w, int shift_th, weight_t weights[W_TOTAL],
         thresholds[base + c] = vth;
         reciprocals[base + c] = reciprocal(vth, K);
         dth[base + c] = 0;
+      }
+    }
+  }
+  if (FC_DECODER) {
+    const int shift_d = shift_w + FW - GF > 0 ? shift_w + FW - GF : 0;
+    for (int t = 0; t < TIMESTEPS; ++t) {
+      for (int j = 0; j < NEURONS[LAYERS]; ++j) {
+        SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
+        state = update_row(decoder_row(t, j), CLASSES, shift_d, ROW_DRAWS.layer[LAYERS + 1], weights, dw, state);
       }
     }
   }

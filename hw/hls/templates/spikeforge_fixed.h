@@ -154,6 +154,11 @@ inline uint32_t lfsr_jump(const LfsrJump& jump, uint32_t state) {
   return out;
 }
 
+// x * 2^shift on the integer grid: x << shift for shift >= 0, else the floor shift x >> -shift.
+constexpr int64_t shift_signed(int64_t x, int shift) {
+  return shift >= 0 ? static_cast<int64_t>(static_cast<uint64_t>(x) << shift) : x >> -shift;
+}
+
 // R = floor(2^k / vth), vth >= 1 (K + 1 bits unsigned).
 inline int64_t reciprocal(int64_t vth, int k) {
   return (int64_t(1) << k) / vth;
