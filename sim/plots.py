@@ -269,6 +269,36 @@ def plot_ablation(rows: Sequence[dict[str, Any]], ours: tuple[float, float], pat
     _save(ablation_figure(rows, ours), path, dpi=120)
 
 
+def decoder_weights_figure(curves: Sequence[dict[str, Any]]) -> Figure:
+    """The paper's Fig. 3: mean |decoder weight| against the time step t, one line per
+    trainer and T (``curves``: ``trainer``, ``timesteps``, ``mean_abs_weight`` and
+    ``std_abs_weight`` per step, over the seeds), one panel per T."""
+    steps = sorted({curve["timesteps"] for curve in curves})
+    figure = _figure(figsize=(4.5 * len(steps), 3.6), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(1, len(steps), squeeze=False)[0])
+    styles = {"float": ("tab:blue", "o"), "integer": ("tab:red", "s")}
+    for axis, timesteps in zip(axes, steps):
+        for curve in (curve for curve in curves if curve["timesteps"] == timesteps):
+            color, marker = styles.get(curve["trainer"], ("tab:gray", "^"))
+            t = np.arange(1, timesteps + 1)
+            axis.errorbar(t, curve["mean_abs_weight"], yerr=curve["std_abs_weight"], color=color,
+                          marker=marker, markersize=4, capsize=2, label=curve["trainer"])
+        axis.set_title(f"T = {timesteps}", fontsize=9)
+        axis.set_xlabel("time step t")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_ylim(bottom=0)
+    axes[0].set_ylabel("mean |decoder weight|")
+    axes[0].legend(fontsize=8, frameon=False)
+    figure.suptitle("digits, 128FC-100FC: the fc decoder's weight per time step (mean over seeds ± 1 std)",
+                    fontsize=9)
+    return figure
+
+
+def plot_decoder_weights(curves: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """Write :func:`decoder_weights_figure` to ``path``."""
+    _save(decoder_weights_figure(curves), path, dpi=120)
+
+
 def faults_figure(report: dict[str, Any]) -> Figure:
     """Accuracy against bit-error rate per memory (``spikeforge faults``): after injection
     (solid) and after on-line learning continued on the faulty core (dashed, when present);

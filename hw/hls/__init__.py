@@ -291,6 +291,7 @@ def parameters_header(net: IntegerNetwork, layout: Layout) -> str:
         "PIXEL_FRAC": PIXEL_FRAC,
         "LABEL_TARGET": target,
         "DECODER_ERROR_SHIFT": f.decoder_error_shift,
+        "DECODER_SHIFT_DELTA": f.decoder_shift_delta,
         "DECODER_BASE": layout.decoder_base,
         "DECODER_ROWS": layout.decoder_rows,
         "DECODER_WORDS": layout.decoder_words,

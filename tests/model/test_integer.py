@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from model.fixed import ROUNDINGS, lfsr_step, signed_range
 from model.integer import (
+    DECODER_ERROR_GAIN,
     FitState,
     Formats,
     History,
@@ -157,8 +158,8 @@ def test_all_silent_network_learns_nothing() -> None:
 # Tracking the float network -------------------------------------------------------------------
 
 #: At wide formats the integer gradients equal the float ones times c * B * 2^gf
-#: (:func:`equivalent_float_lr`'s c; the encoder's: times 256/255 more; the fc decoder's:
-#: times 2^(df - gf)) up to the floor of the eq. 15 shift: cosine >= 1 - 1e-6 and scale within
+#: (:func:`equivalent_float_lr`'s c; the encoder's: times 256/255 more; the fc decoder's
+#: D: times 2^(df - gf - G)) up to the floor of the eq. 15 shift: cosine >= 1 - 1e-6 and scale within
 #: 0.5 % per layer.
 TRACK_COSINE = 1 - 1e-6
 TRACK_SCALE = 5e-3
@@ -184,7 +185,7 @@ def test_wide_integer_gradients_track_float(decoder: str) -> None:
     pairs = list(zip(grads.weights, net.dw)) + list(zip(grads.thresholds, net.dth))
     encoder = len(grads.weights)  # index of thresholds[0] in pairs
     if decoder == "fc":
-        pairs.append((grads.decoder_weight * 2.0 ** (formats.df - formats.gf), net.dd))
+        pairs.append((grads.decoder_weight * 2.0 ** (formats.df - formats.gf - DECODER_ERROR_GAIN), net.dd))
     for number, (expected, got) in enumerate(pairs):
         expected = expected.ravel() * scale * (256 / 255 if number == encoder else 1)
         got = got.ravel().astype(np.float64)
@@ -250,30 +251,33 @@ def test_hand_computed_stochastic_draw_order() -> None:
 def test_hand_computed_fc_decoder_step() -> None:
     # The _tiny network with a fc decoder (classes 2, population 1): output spikes
     # S2[1] = (0, 0), S2[2] = (1, 0), windows h2 = (1, 0) at both steps; D's columns are
-    # t n_L + j, so only column 2 (t = 2, j = 0) is read. fw = df = 6: target 64, error
-    # shift gf + fw - 2 df = 2.
+    # t n_L + j, so only column 2 (t = 2, j = 0) is read. fw = 6, df = 10: target 1024,
+    # error shift gf + fw - 2 df + G = 8 + 6 - 20 + 7 = 1, decoder shift s_w + fw - gf - G = 6.
     spec = NetworkSpec.parse(
         "1FC-2FC", input_shape=(1,), timesteps=2, population=1, classes=2, decoder="fc"
     )
     tiny = _tiny("floor")
     decoder = np.array([[5, -3, 40, 7], [-6, 2, 20, -1]])
-    formats = replace(tiny.formats, df=6)
-    net = IntegerNetwork(spec, formats, tiny.weights, tiny.thresholds, decoder=decoder, rule=tiny.rule)
+    formats = replace(tiny.formats, df=10)
+    rule = LearningRule(15, 8, "floor")
+    net = IntegerNetwork(spec, formats, tiny.weights, tiny.thresholds, decoder=decoder, rule=rule)
     pixels, labels = np.array([[200]], np.uint8), np.array([1])
     trace = net.forward(pixels)
     assert trace.counts.tolist() == [[40, 20]] and trace.predictions().tolist() == [0]
-    # e = (40, 20 - 64); sums << 2: t=1 (464, -208) -> (1856, -832), t=2 (720, 324) -> (2880, 1296).
-    # Output dV (R = 2048, K = 16, /32): t=2 (90, 0: out of window); t=1 (58, dV[2] = 0).
-    # dW2 = (148, 0); layer 1: acc 1800 -> 56 (t=2), 1160 -> 36 (t=1); dW1 = 92, dVth1 = -56.
+    # e = (40, 20 - 1024); sums << 1: t=1 (6224, -2128) -> (12448, -4256),
+    # t=2 (-18480, 1284) -> (-36960, 2568). Output dV (R = 2048, K = 16: floor(acc / 32)):
+    # t=2 (-1155, 0: out of window); t=1 (389, dV[2] = 0). dW2 = (-766, 0); layer 1:
+    # acc -23100 -> -722 (t=2), 7780 -> 243 (t=1); dW1 = -479, dVth1 = 722.
     net.accumulate(pixels, labels)
-    assert [d.tolist() for d in net.dw] == [[[92]], [[148], [0]]]
-    assert [d.tolist() for d in net.dth] == [[0], [-56], [0, 0]]
-    assert net.dd.tolist() == [[0, 0, 40, 0], [0, 0, -44, 0]]
+    assert [d.tolist() for d in net.dw] == [[[-479]], [[-766], [0]]]
+    assert [d.tolist() for d in net.dth] == [[0], [722], [0, 0]]
+    assert net.dd.tolist() == [[0, 0, 40, 0], [0, 0, -1004, 0]]
     net.update()
-    # Decoder shift max(4 - 2, 0) = 2: D[:, 2] = (40 - 10, 20 + 11).
-    assert net.decoder.tolist() == [[5, -3, 30, 7], [-6, 2, 31, -1]]
-    assert [w.tolist() for w in net.weights] == [[[31]], [[11], [-10]]]
-    assert [v.tolist() for v in net.thresholds] == [[128], [36], [32, 32]]
+    # D[:, 2] = (40 - (40 >> 6), 20 - (-1004 >> 6)) = (40, 36); W -= dW >> 15 (floor: -1);
+    # Vth1 = 32 - (722 >> 8) = 30.
+    assert net.decoder.tolist() == [[5, -3, 40, 7], [-6, 2, 36, -1]]
+    assert [w.tolist() for w in net.weights] == [[[37]], [[21], [-10]]]
+    assert [v.tolist() for v in net.thresholds] == [[128], [30], [32, 32]]
     assert not net.dd.any()
 
 
