@@ -43,9 +43,10 @@ from model.fixed import (
     reciprocal,
     round_shift,
     saturate,
+    shift_signed,
 )
 from model.integer import IntegerNetwork, label_target, output_error
-from model.spec import NetworkSpec
+from model.spec import DECODERS, NetworkSpec
 
 __all__ = [
     "CORE_DECODERS",
@@ -75,8 +76,9 @@ __all__ = [
 #: Phases of one sample, in order (``backward`` and ``update`` only when learning).
 PHASES = ("clear", "forward", "readout", "backward", "update")
 
-#: Memories of each layer, in the order the trace lists same-cycle writes of one layer.
-MEMORIES = ("PIX", "V", "VTH", "R", "S", "H", "W", "DV", "DW", "DVTH")
+#: Memories of each layer, in the order the trace lists same-cycle writes of one layer
+#: (``D``, ``DD``: the fc decoder's weights and accumulators, with the output layer).
+MEMORIES = ("PIX", "V", "VTH", "R", "S", "H", "W", "DV", "DW", "DVTH", "D", "DD")
 #: Longest line :func:`read_trace` accepts (bytes).
 TRACE_LINE_BYTES = 1 << 20
 
@@ -621,7 +623,7 @@ def _mask(bits: np.ndarray) -> int:
     return int(np.dot(np.asarray(bits, np.int64), 1 << np.arange(len(bits), dtype=np.int64)))
 
 
-#: The decoders the core (model and RTL) builds.
+#: The decoders the RTL core builds (the core model and the HLS target build every decoder).
 CORE_DECODERS = ("last", "rate")
 
 
@@ -645,7 +647,7 @@ class CoreModel:
     Parameters
     ----------
     network : IntegerNetwork
-        FC network with a ``last`` or ``rate`` decoder (what the integer model runs).
+        FC network with any decoder (what the integer model runs).
     lanes : int
         P, parallel lanes (words of P values), 1 or more.
     queue_depth : int
@@ -658,6 +660,9 @@ class CoreModel:
     weights, thresholds, reciprocals, dw, dth : list of numpy.ndarray
         The memories' contents in the integer model's shapes (``weights[l-1]`` is
         ``(n_l, n_{l-1})``; the core stores its transpose, one row per presynaptic neuron).
+    decoder, dd : numpy.ndarray or None
+        The fc decoder's D and dD, (C, T n_L); the core stores the transpose, one row of
+        ``decoder_words`` words per output spike position ``t n_L + j``.
     pending : int
         Samples accumulated since the last update.
     lfsr : LFSR
@@ -681,7 +686,7 @@ class CoreModel:
         if not isinstance(network, IntegerNetwork):
             raise ValueError(f"network: expected an IntegerNetwork, got {type(network).__name__}")
         spec = network.spec
-        check_core_spec(spec)
+        check_core_spec(spec, DECODERS)
         self.lanes = check_int("lanes", lanes, minimum=1)
         self.queue_depth = check_int("queue_depth", queue_depth, minimum=1)
         self.spec = spec
@@ -692,10 +697,14 @@ class CoreModel:
         self.reciprocals = [r.copy() for r in network.reciprocals]
         self.dw = [a.copy() for a in network.dw]
         self.dth = [a.copy() for a in network.dth]
+        self.decoder = None if network.decoder is None else network.decoder.copy()
+        self.dd = None if network.dd is None else network.dd.copy()
         self.pending = network.pending
         self.lfsr = LFSR(network.lfsr.state)
         self.sizes = [spec.neurons(index) for index in range(spec.num_layers + 1)]
         self.words = [math.ceil(n / self.lanes) for n in self.sizes]
+        #: Words of one fc decoder row (C values), 0 without the fc decoder.
+        self.decoder_words = 0 if self.decoder is None else math.ceil(spec.classes / self.lanes)
         self.samples = 0
 
     # Geometry ----------------------------------------------------------------------------
@@ -721,8 +730,14 @@ class CoreModel:
         lanes = min(self.lanes, self.sizes[layer] - word * self.lanes)
         return (1 << lanes) - 1
 
+    def decoder_mask(self, word: int) -> int:
+        """Lane mask of the classes that exist in ``word`` of a fc decoder row."""
+        lanes = min(self.lanes, self.spec.classes - word * self.lanes)
+        return (1 << lanes) - 1
+
     def ideal_cycles(self, spikes: Sequence[np.ndarray]) -> int:
-        """The ideal forward bound: ``sum over events ceil(fan_out / P)`` plus the fire scans.
+        """The ideal forward bound: ``sum over events ceil(fan_out / P)`` plus the fire scans
+        (the fc decoder's fan-out is C).
 
         Parameters
         ----------
@@ -732,19 +747,20 @@ class CoreModel:
         total = self.spec.timesteps * sum(self.words)
         for index in range(self.num_layers):
             total += int(np.sum(spikes[index])) * self.words[index + 1]
-        return total
+        return total + int(np.sum(spikes[-1])) * self.decoder_words
 
     def footprint_bits(self) -> int:
-        """Bits of the stored parameters: weights (w), thresholds (v-1), reciprocals (K+1)."""
+        """Bits of the stored parameters: weights and the fc decoder's (w), thresholds (v-1),
+        reciprocals (K+1)."""
         f = self.formats
-        weights = sum(w.size for w in self.weights) * f.w
+        weights = (sum(w.size for w in self.weights) + (0 if self.decoder is None else self.decoder.size)) * f.w
         thresholds = sum(v.size for v in self.thresholds)
         return weights + thresholds * (f.v - 1 + f.k + 1)
 
     def word_bits(self, memory: str) -> int:
         """Width in bits of one word of ``memory`` (P lanes of the memory's format)."""
         f = self.formats
-        lane = {"PIX": 8, "V": f.v, "S": 1, "H": 1, "DV": f.g}
+        lane = {"PIX": 8, "V": f.v, "S": 1, "H": 1, "DV": f.g, "D": f.w, "DD": f.dw}
         if memory not in MEMORIES:
             raise ValueError(f"memory: {memory!r} is not one of {', '.join(MEMORIES)}")
         return (lane[memory] if memory in lane else f.stored(memory).bits) * self.lanes
@@ -758,13 +774,14 @@ class CoreModel:
         thresholds and reciprocals as they are, a faulty threshold word of 0 included)."""
         net = IntegerNetwork(
             self.spec, self.formats, self.weights, [np.maximum(v, 1) for v in self.thresholds],
-            rule=self.rule, lfsr_state=self.lfsr.state,
+            decoder=self.decoder, rule=self.rule, lfsr_state=self.lfsr.state,
         )
         for layer, (vth, r) in enumerate(zip(self.thresholds, self.reciprocals)):
             net.store("VTH", layer, vth)
             net.store("R", layer, r)
         net.dw = [a.copy() for a in self.dw]
         net.dth = [a.copy() for a in self.dth]
+        net.dd = None if self.dd is None else self.dd.copy()
         net.pending = self.pending
         return net
 
@@ -911,14 +928,37 @@ class CoreModel:
                 cycle += timing.cycles
         forward.cycles = sum(layer.cycles for layer in forward.layers)
 
-        # READOUT: one class per cycle (count, then class membrane, then lowest index).
-        counts = spikes[-1].sum(axis=0) if spec.decoder == "rate" else spikes[-1][-1].astype(np.int64)
-        counts = counts.reshape(spec.classes, spec.population).sum(axis=1).astype(np.int64)
-        prediction = int(metrics.predict(counts[None], last[None])[0])
-        counters.phase("readout", count).cycles = spec.classes
-        cycle += spec.classes
+        # READOUT: the fc decoder's pass over the output spikes, then one class per cycle
+        # (count, then class membrane (not fc), then lowest index).
+        readout = counters.phase("readout", count)
+        if self.decoder is None:
+            counts = spikes[-1].sum(axis=0) if spec.decoder == "rate" else spikes[-1][-1].astype(np.int64)
+            counts = counts.reshape(spec.classes, spec.population).sum(axis=1).astype(np.int64)
+            prediction = int(metrics.predict(counts[None], last[None])[0])
+        else:
+            counts = self._decode(spikes[-1], readout.layers[layers])
+            prediction = int(metrics.predict(counts[None])[0])
+        readout.cycles = sum(layer.cycles for layer in readout.layers) + spec.classes
+        cycle += readout.cycles
         result = CoreResult(prediction, counts, last, v, spikes, windows, counters, [])
         return result, cycle
+
+    def _decode(self, spikes: np.ndarray, c: LayerCounters) -> np.ndarray:
+        """The fc decoder's readout pass: for t = 1..T, D row ``(t-1) n_L + j`` (its C class
+        weights, ``decoder_words`` words) added to the class sums for each output spike
+        j, ascending; the S words of the step are scanned like a dW pass. Returns the sums."""
+        steps, n_out = spikes.shape
+        counts = np.zeros(self.spec.classes, np.int64)
+        words = self.decoder_words
+        for t in range(steps):
+            events = np.flatnonzero(spikes[t])
+            counts += self.decoder[:, t * n_out + events].sum(axis=1)
+            timing = event_pass_timing(self.word_counts(spikes[t]), words, DW_LATENCY)
+            c.cycles += timing.cycles
+            c.synaptic_ops += len(events) * self.spec.classes
+            c.read("S", self.words[-1])
+            c.read("D", len(events) * words)
+        return counts
 
     def _integrate(
         self, target: int, v: list[np.ndarray], events: np.ndarray, timing: StageTiming,
@@ -956,6 +996,13 @@ class CoreModel:
         error_acc = np.repeat(error, spec.population) << f.error_shift
         inject = range(1, steps + 1) if spec.decoder == "rate" else range(steps, steps + 1)
 
+        def output_sums(t: int) -> np.ndarray:
+            """The output layer's spatial sums at step t (numerics section 3.1)."""
+            if self.decoder is not None:
+                rows = self.decoder[:, (t - 1) * sizes[-1] : t * sizes[-1]]
+                return shift_signed(rows.T @ error, f.decoder_error_shift)
+            return error_acc if t in inject else np.zeros_like(error_acc)
+
         # Clear dV of every layer that takes part, in parallel.
         clear_cycles = max(words[first:])
         for index in range(first, layers + 1):
@@ -970,7 +1017,10 @@ class CoreModel:
                 if index == 0 and t == 1:
                     continue  # the encoder's dV[1] feeds no accumulator
                 c = backward.layers[index]
-                cycle = self._dv_pass(index, t, dv, result, error_acc, t in inject, c, rec, cycle)
+                if index == layers and self.decoder is not None:
+                    cycle = self._dd_pass(t, result, error, c, rec, cycle)
+                output = output_sums(t) if index == layers else None
+                cycle = self._dv_pass(index, t, dv, result, output, c, rec, cycle)
                 if index >= 1:
                     cycle = self._dw_pass(index, t, dv, result, c, rec, cycle)
                 if trainable and t >= 2:
@@ -979,18 +1029,24 @@ class CoreModel:
         return cycle
 
     def _dv_pass(
-        self, index: int, t: int, dv: list[np.ndarray], result: CoreResult, error_acc: np.ndarray,
-        injected: bool, c: LayerCounters, rec: _Recorder, cycle: int,
+        self, index: int, t: int, dv: list[np.ndarray], result: CoreResult, output: np.ndarray | None,
+        c: LayerCounters, rec: _Recorder, cycle: int,
     ) -> int:
-        """eq. 15 for the neurons of ``index`` with h = 1 at step t (the others keep dV[t+1])."""
+        """eq. 15 for the neurons of ``index`` with h = 1 at step t (the others keep dV[t+1]);
+        ``output``: the output layer's spatial sums at t (None for the other layers)."""
         f, lanes, words = self.formats, self.lanes, self.words
         window = result.windows[index][t - 1]
         active = np.flatnonzero(window)
         acc = np.zeros(self.sizes[index], np.int64)
-        if index == self.num_layers:
+        if index == self.num_layers and self.decoder is not None:
+            # A dot product of the neuron's D row with the class errors, like a hidden layer's.
+            cost, latency = self.decoder_words, DV_HIDDEN_LATENCY
+            acc[active] = output[active]
+            c.dot_macs += len(active) * self.spec.classes
+            c.read("D", len(active) * cost)
+        elif index == self.num_layers:
             cost, latency = 1, DV_OUTPUT_LATENCY
-            if injected:
-                acc[active] = error_acc[active]
+            acc[active] = output[active]
         else:
             cost, latency = words[index + 1], DV_HIDDEN_LATENCY
             acc[active] = self.weights[index][:, active].T @ dv[index + 1]
@@ -1043,6 +1099,38 @@ class CoreModel:
                         rec.add(
                             cycle + x + word + DW_LATENCY, "backward", index, t, "DW", int(i) * cost + word,
                             self.valid_mask(index, word), rec.word(acc[:, i], word),
+                        )
+        return cycle + timing.cycles
+
+    def _dd_pass(
+        self, t: int, result: CoreResult, error: np.ndarray, c: LayerCounters, rec: _Recorder, cycle: int,
+    ) -> int:
+        """The fc decoder's dD: row ``(t-1) n_L + j`` += e for each output spike j at step t
+        (a dW pass over the output layer's S word at t with the class errors as dV)."""
+        lanes, out_words = self.lanes, self.words[-1]
+        n_out = self.sizes[-1]
+        fired = result.spikes[-1][t - 1]
+        events = np.flatnonzero(fired)
+        rows = (t - 1) * n_out + events
+        self.dd[:, rows] = saturate(self.dd[:, rows] + error[:, None], self.formats.dw)
+        cost = self.decoder_words
+        timing = event_pass_timing(self.word_counts(fired), cost, DW_LATENCY)
+        c.cycles += timing.cycles
+        c.dw_rows += len(rows)
+        c.dw_adds += len(rows) * self.spec.classes
+        c.read("S", out_words)
+        c.read("DD", len(rows) * cost)
+        c.write("DD", len(rows) * cost)
+        if rec.enabled:
+            layer = self.num_layers
+            for k in range(out_words):
+                in_word = events[(events >= k * lanes) & (events < (k + 1) * lanes)]
+                for x, j in zip(timing.event_starts(k, len(in_word), cost), in_word):
+                    row = (t - 1) * n_out + int(j)
+                    for word in range(cost):
+                        rec.add(
+                            cycle + x + word + DW_LATENCY, "backward", layer, t, "DD", row * cost + word,
+                            self.decoder_mask(word), rec.word(self.dd[:, row], word),
                         )
         return cycle + timing.cycles
 
@@ -1107,9 +1195,43 @@ class CoreModel:
         if spec.threshold == "trainable":
             for index in range(self.num_layers + 1):
                 cycle = self._update_thresholds(index, update.layers[index], rec, cycle)
+        if self.decoder is not None:
+            cycle = self._update_decoder(update.layers[self.num_layers], rec, cycle)
         update.cycles = sum(layer.cycles for layer in update.layers)
         self.pending = 0
         return cycle
+
+    def _update_decoder(self, c: LayerCounters, rec: _Recorder, cycle: int) -> int:
+        """The fc decoder's rows after the thresholds: ``D = sat_w(D - round_shift(dD, s_d))``,
+        one word per cycle like a weight row (draws: rows ascending, classes ascending)."""
+        f, rule = self.formats, self.rule
+        classes, rows = self.decoder.shape
+        words = self.decoder_words
+        draws = self._draws(rows * classes)
+        step = round_shift(
+            self.dd.T, f.decoder_shift(rule.shift_w), rule.rounding,
+            None if draws is None else draws.reshape(rows, classes),
+        )
+        new = f.weight.saturate(self.decoder.T - step)
+        self.decoder = np.ascontiguousarray(new.T)
+        self.dd[...] = 0
+        timing = event_pass_timing(np.zeros(rows * words, np.int64), 1, 0)
+        c.cycles += timing.cycles
+        c.weight_updates += rows * classes
+        for memory in ("D", "DD"):
+            c.read(memory, rows * words)
+            c.write(memory, rows * words)
+        if rec.enabled:
+            zero = (0,) * self.lanes
+            layer = self.num_layers
+            for row in range(rows):
+                for k in range(words):
+                    address = row * words + k
+                    at = cycle + timing.retire[address]
+                    mask = self.decoder_mask(k)
+                    rec.add(at, "update", layer, 0, "D", address, mask, rec.word(new[row], k))
+                    rec.add(at, "update", layer, 0, "DD", address, mask, zero)
+        return cycle + timing.cycles
 
     def _update_thresholds(self, index: int, c: LayerCounters, rec: _Recorder, cycle: int) -> int:
         f, rule, lanes, words = self.formats, self.rule, self.lanes, self.words

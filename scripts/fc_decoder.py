@@ -3,8 +3,10 @@
 1. Integer on-line learning from scratch (B = 1, ``spikeforge learn --dataset digits``
    with its defaults: 128FC-100FC, population 10, the recipe's 60 epochs and shifts) with
    the ``last`` and the ``fc`` decoder at each T, seeds 0..N-1: test accuracy, spikes per
-   inference (all layers and the output layer), and the decoder's memory and row reads
-   per inference (one D row of C values per output spike).
+   inference (all layers and the output layer), the decoder's memory and row reads per
+   inference (one D row of C values per output spike), and the core model's cycles per
+   inference and per learning step (``spikeforge estimate``, P = :data:`LANES`, 100 test
+   images).
    ``--engine csim`` learns with the HLS C++ (bit-identical, about 10x faster).
 2. The float trainer's fc decoder (``spikeforge train --dataset digits --decoder fc``,
    the enhanced switches and digits defaults) at the same T and seeds.
@@ -47,6 +49,10 @@ HEADING = "## Integer model: the fc decoder"
 #: Runs of the table: (trainer, decoder).
 KINDS = (("integer", "last"), ("integer", "fc"), ("float", "fc"))
 REPORT = "report.json"
+ESTIMATE = "estimate.json"
+#: Lanes and test images of the core-model estimate of the integer runs.
+LANES = 8
+ESTIMATE_SAMPLES = 100
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,14 @@ def run_all(runs: Sequence[Run], out: Path, progress: bool) -> dict[Run, dict[st
             if code:
                 raise SystemExit(f"spikeforge {' '.join(run.argv(out))} failed with exit code {code}")
         reports[run] = json.loads(report_path.read_text())
+        if run.trainer == "integer":
+            estimate = run.folder(out) / ESTIMATE
+            if not estimate.is_file():
+                argv = ["estimate", "--checkpoint", str(run.folder(out) / "checkpoint"), "--lanes", str(LANES),
+                        "--samples", str(ESTIMATE_SAMPLES), "--json", str(estimate)]
+                if cli(argv):
+                    raise SystemExit(f"spikeforge {' '.join(argv)} failed")
+            reports[run]["estimate"] = json.loads(estimate.read_text())
     return reports
 
 
@@ -131,6 +145,9 @@ def summarize(
                 "spikes_per_inference": [report["spikes_per_inference"] for report in found],
                 "output_spikes_per_inference": output,
             }
+            if trainer == "integer":
+                row["cycles_per_inference"] = [report["estimate"]["cycles_per_inference"] for report in found]
+                row["cycles_per_learning_step"] = [report["estimate"]["cycles_per_learning_step"] for report in found]
             if decoder == "fc":
                 weights = [run.decoder_weights(out) for run in group]
                 classes, _, n_out = weights[0].shape
@@ -162,17 +179,24 @@ def section(
         "decoder's offset). Float rows: `spikeforge train --dataset digits --decoder fc "
         f"--timesteps T --seed S` (the enhanced switches, the digits defaults). Runs: {budget}. Accuracy and spikes "
         "are mean ± std over the seeds on the 360 test images; the decoder reads one row of C = 10 "
-        "weights per output spike.", "",
-        "| trainer | decoder | T | accuracy % | spikes / inference | output spikes / inference | decoder memory | decoder row reads / inference |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        f"weights per output spike. Cycles: the core model (`spikeforge estimate --lanes {LANES} "
+        f"--samples {ESTIMATE_SAMPLES}`, Q = 16) on the trained network.", "",
+        "| trainer | decoder | T | accuracy % | spikes / inference | output spikes / inference | decoder memory "
+        "| decoder row reads / inference | cycles / inference | cycles / learning step |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         memory = "-" if "decoder_memory_bits" not in row else f"{row['decoder_memory_bits'] // 8:,} B"
         reads = "-" if row["decoder"] != "fc" else _mean_std(row["decoder_row_reads_per_inference"], digits=1)
+        cycles = [
+            "-" if key not in row else _mean_std(row[key], digits=0)
+            for key in ("cycles_per_inference", "cycles_per_learning_step")
+        ]
         lines.append(
             f"| {row['trainer']} | {row['decoder']} | {row['timesteps']} | "
             f"{_mean_std(row['accuracy'], 100)} | {_mean_std(row['spikes_per_inference'], digits=1)} | "
-            f"{_mean_std(row['output_spikes_per_inference'], digits=1)} | {memory} | {reads} |"
+            f"{_mean_std(row['output_spikes_per_inference'], digits=1)} | {memory} | {reads} | "
+            f"{cycles[0]} | {cycles[1]} |"
         )
     by_key = {(row["trainer"], row["decoder"], row["timesteps"]): row for row in rows}
     lines += ["", "Integer fc against integer last at the same T (goal: within 0.5 points):", ""]

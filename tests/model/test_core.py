@@ -10,6 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from model.core import (
+    DW_LATENCY,
     MEMORIES,
     CoreModel,
     event_pass_timing,
@@ -42,7 +43,8 @@ def networks(draw: st.DrawFn, *, learnable: bool = False) -> tuple[IntegerNetwor
     arch = "-".join([f"{n}FC" for n in hidden] + [f"{classes * population}FC"])
     spec = NetworkSpec.parse(
         arch, input_shape=(n_in,), timesteps=draw(st.integers(1, 5)), population=population,
-        decoder=draw(st.sampled_from(["last", "rate"])), reset=reset, threshold=threshold,
+        classes=classes, decoder=draw(st.sampled_from(["last", "rate", "fc"])), reset=reset,
+        threshold=threshold,
     )
     w = draw(st.integers(2, 9))
     v = draw(st.integers(w, w + 6))  # narrow membranes saturate often
@@ -50,6 +52,7 @@ def networks(draw: st.DrawFn, *, learnable: bool = False) -> tuple[IntegerNetwor
     formats = Formats(
         w=w, fw=draw(st.integers(0, w - 1)), v=v, g=g, gf=draw(st.integers(0, g - 1)),
         dw=draw(st.integers(g, g + 3)), dth=draw(st.integers(g, g + 3)), k=draw(st.integers(8, 14)),
+        df=draw(st.integers(0, w + 2)),
     )
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     low, high = signed_range(w)
@@ -63,7 +66,13 @@ def networks(draw: st.DrawFn, *, learnable: bool = False) -> tuple[IntegerNetwor
         shift_w=draw(st.integers(0, 6)), shift_th=draw(st.integers(0, 6)),
         rounding=draw(st.sampled_from(ROUNDINGS)), batch=draw(st.integers(1, 3)),
     )
-    net = IntegerNetwork(spec, formats, weights, thresholds, rule=rule, lfsr_state=draw(st.integers(1, 2**32 - 1)))
+    decoder = None
+    if spec.decoder == "fc":
+        decoder = rng.integers(low, high + 1, (classes, spec.timesteps * spec.neurons(spec.num_layers)))
+    net = IntegerNetwork(
+        spec, formats, weights, thresholds, decoder=decoder, rule=rule,
+        lfsr_state=draw(st.integers(1, 2**32 - 1)),
+    )
     samples = draw(st.integers(1, 4))
     pixels = rng.integers(0, 256, (samples, n_in), dtype=np.uint8)
     if draw(st.booleans()):
@@ -73,7 +82,8 @@ def networks(draw: st.DrawFn, *, learnable: bool = False) -> tuple[IntegerNetwor
 
 def _clone(net: IntegerNetwork) -> IntegerNetwork:
     return IntegerNetwork(
-        net.spec, net.formats, net.weights, net.thresholds, rule=net.rule, lfsr_state=net.lfsr.state
+        net.spec, net.formats, net.weights, net.thresholds, decoder=net.decoder, rule=net.rule,
+        lfsr_state=net.lfsr.state,
     )
 
 
@@ -150,6 +160,7 @@ def _check_learning(case, lanes: int, depth: int) -> None:
     for mine, theirs in [
         (state.weights, reference.weights), (state.thresholds, reference.thresholds),
         (state.reciprocals, reference.reciprocals), (state.dw, reference.dw), (state.dth, reference.dth),
+        ([state.decoder], [reference.decoder]), ([state.dd], [reference.dd]),
     ]:
         assert all(np.array_equal(a, b) for a, b in zip(mine, theirs))
     assert state.pending == reference.pending
@@ -158,6 +169,7 @@ def _check_learning(case, lanes: int, depth: int) -> None:
     assert (flushed is None) == (reference.pending == 0)
     assert flushed is None or flushed[0].phases["update"].cycles > 0
     reference.flush()
+    assert np.array_equal(core.decoder, reference.decoder)
     assert all(np.array_equal(a, b) for a, b in zip(core.weights, reference.weights))
     assert all(np.array_equal(a, b) for a, b in zip(core.thresholds, reference.thresholds))
 
@@ -411,6 +423,41 @@ def test_trace_replays_to_the_core_state(tmp_path) -> None:
     path = tmp_path / "trace.jsonl"
     assert write_trace(records, path) == len(records)
     assert read_trace(path) == records
+
+
+def test_fc_decoder_trace_and_readout_cycles() -> None:
+    # C = 3 classes over P = 2 lanes: decoder rows of 2 words, the second with one class.
+    spec = NetworkSpec.parse("7FC-6FC", input_shape=(5,), timesteps=3, population=2, classes=3, decoder="fc")
+    net = IntegerNetwork.scratch(spec, Formats(fw=6), seed=4, rule=LearningRule(shift_w=9, shift_th=9, batch=2))
+    lanes = 2
+    core = CoreModel(net, lanes=lanes, queue_depth=3)
+    pixels = np.random.default_rng(5).integers(0, 256, (2, 5))
+    memories: dict = {}
+    for n, label in enumerate((1, 2)):
+        result = core.learn(pixels[n], label, trace=True)
+        _replay(result.trace, memories)
+        ports = [(r.cycle, r.layer, r.memory) for r in result.trace]
+        assert len(ports) == len(set(ports))
+        out = result.spikes[-1]
+        expected = sum(event_pass_timing(core.word_counts(out[t]), 2, DW_LATENCY).cycles for t in range(3))
+        assert result.cycles["readout"] == expected + 3
+        assert result.counts.tolist() == _decoded(net, out).tolist()  # D changes after sample 2
+        if n == 0:  # pending: the DD rows written so far hold the accumulators
+            rows = memories[(2, "DD")]
+            for row in range(3 * 6):
+                got = _lanes(memories, 2, "DD", row * 2, 3, lanes) if row * 2 in rows else [0, 0, 0]
+                assert got == core.dd[:, row].tolist()
+    assert not core.dd.any() and not np.array_equal(core.decoder, net.decoder)
+    for row in range(3 * 6):
+        assert _lanes(memories, 2, "D", row * 2, 3, lanes) == core.decoder[:, row].tolist()
+        assert _lanes(memories, 2, "DD", row * 2, 3, lanes) == [0, 0, 0]
+    assert all(r.mask in (1, 3) for r in result.trace if r.memory in ("D", "DD") and r.address % 2 == 0)
+    assert all(r.mask == 1 for r in result.trace if r.memory in ("D", "DD") and r.address % 2 == 1)
+
+
+def _decoded(net: IntegerNetwork, spikes: np.ndarray) -> np.ndarray:
+    """The fc decoder's sums of one sample's output spikes (T, n_L), by its definition."""
+    return (net.decoder * spikes.reshape(-1)[None, :]).sum(axis=1)
 
 
 def test_trace_dw_rows_hold_the_pending_gradients() -> None:

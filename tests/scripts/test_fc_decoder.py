@@ -25,6 +25,8 @@ def test_fc_decoder_runs_reuses_and_writes(script: ModuleType, tmp_path: Path, c
         ("integer", "last"), ("integer", "fc"), ("float", "fc")
     ]
     integer_fc = data["rows"][1]
+    assert all(row["cycles_per_learning_step"][0] > row["cycles_per_inference"][0] > 0 for row in data["rows"][:2])
+    assert "cycles_per_inference" not in data["rows"][2]  # float rows: no core estimate
     assert integer_fc["decoder_memory_bits"] == 10 * 2 * 100 * 8  # C T n_L w
     assert [len(curve["mean_abs_weight"]) for curve in data["curves"]] == [2, 2]
     assert all(value > 0 for curve in data["curves"] for value in curve["mean_abs_weight"])
