@@ -3,7 +3,7 @@
 
 Network ``i`` of seed ``S`` is drawn from its own generator (``default_rng([S, i])``) with
 the draw of the C simulation soak (``hls_soak.random_network``: 1..24 inputs, 0 to 2 hidden
-layers of 1..20 neurons, population 1..3, 1..4 classes, T 1..6, last or rate decoder, reset
+layers of 1..20 neurons, population 1..3, 1..4 classes, T 1..6, last, rate or fc decoder, reset
 by subtraction or to zero, trainable or fixed thresholds, scaled or rectangular surrogate)
 whose formats, weights, thresholds, rule and LFSR state come from
 ``core_soak.random_integer_network`` (w 2..10, v w..w+8: narrow enough to saturate; every
@@ -47,7 +47,7 @@ from hw.hls import Layout, learnable  # noqa: E402
 from model.core import CoreModel, CoreResult  # noqa: E402
 from model.fixed import fire_scan, saturate  # noqa: E402
 from model.integer import IntegerNetwork, IntegerTrace  # noqa: E402
-from model.spec import NetworkSpec  # noqa: E402
+from model.spec import DECODERS, NetworkSpec  # noqa: E402
 from sim.cli import CLIError, _Parser, write_json  # noqa: E402
 from sim.options import bounded_int, positive  # noqa: E402
 
@@ -97,9 +97,13 @@ class Tally:
 
 def clone(net: IntegerNetwork) -> IntegerNetwork:
     """An independent copy of ``net`` with its accumulators and pending count."""
-    copy = IntegerNetwork(net.spec, net.formats, net.weights, net.thresholds, rule=net.rule, lfsr_state=net.lfsr.state)
+    copy = IntegerNetwork(
+        net.spec, net.formats, net.weights, net.thresholds, decoder=net.decoder, rule=net.rule,
+        lfsr_state=net.lfsr.state,
+    )
     copy.dw = [a.copy() for a in net.dw]
     copy.dth = [a.copy() for a in net.dth]
+    copy.dd = None if net.dd is None else net.dd.copy()
     copy.pending = net.pending
     return copy
 
@@ -117,6 +121,9 @@ def compare_state(tally: Tally, what: str, got: Any, expected: IntegerNetwork) -
     """Every learned memory of ``got`` (a network or a core model) against ``expected``."""
     for name in STATE:
         tally.arrays(f"{what} {name}", getattr(got, name), getattr(expected, name))
+    if expected.decoder is not None:
+        tally.same(f"{what} decoder", got.decoder, expected.decoder)
+        tally.same(f"{what} dd", got.dd, expected.dd)
     tally.same(f"{what} pending", got.pending, expected.pending)
     tally.same(f"{what} LFSR state", got.lfsr.state, expected.lfsr.state)
 
@@ -150,10 +157,14 @@ def expected_counters(spec: NetworkSpec, trace: IntegerTrace, n: int, sample: np
     ``{(phase, layer, name): count}``.
 
     Forward: spikes, synaptic operations (spikes x fan-out), active / idle neuron updates
-    (a step with input current: a nonzero pixel, or a spike of the layer below). Backward
-    (``learning``): eq. 15 window events and multiplies (the encoder's at t = 1 skipped),
-    dot-product MACs, dW rows and adds, dVth adds (neurons that fired at t - 1, t >= 2).
+    (a step with input current: a nonzero pixel, or a spike of the layer below); the fc
+    decoder's readout: C synaptic operations per output spike. Backward (``learning``):
+    eq. 15 window events and multiplies (the encoder's at t = 1 skipped), dot-product MACs
+    (the output layer's with the fc decoder: C per window event), dW rows and adds (the
+    output layer's with the fc decoder: its dD rows, C adds each), dVth adds (neurons that
+    fired at t - 1, t >= 2).
     """
+    fc = spec.decoder == "fc"
     steps, layers = spec.timesteps, spec.num_layers
     sizes = [spec.neurons(index) for index in range(layers + 1)]
     spikes = [s[:, n] for s in trace.spikes]
@@ -170,6 +181,8 @@ def expected_counters(spec: NetworkSpec, trace: IntegerTrace, n: int, sample: np
             "active_neuron_updates": active, "idle_neuron_updates": steps * sizes[index] - active,
         }
         out.update({("forward", index, name): value for name, value in values.items()})
+    if fc:
+        out[("readout", layers, "synaptic_ops")] = int(spikes[layers].sum()) * spec.classes
     if not learning:
         return out
     trainable = spec.threshold == "trainable"
@@ -177,10 +190,12 @@ def expected_counters(spec: NetworkSpec, trace: IntegerTrace, n: int, sample: np
         takes_part = trainable or index >= 1
         events = int(windows[index][1 if index == 0 else 0 :].sum()) if takes_part else 0
         rows = int(spikes[index - 1].sum()) if index >= 1 else 0
+        decoder_rows = int(spikes[index].sum()) if fc and index == layers else 0
+        fan_out = sizes[index + 1] if index < layers else spec.classes if fc else 0
         values = {
             "window_events": events, "mux_ops": events,
-            "dot_macs": events * sizes[index + 1] if index < layers else 0,
-            "dw_rows": rows, "dw_adds": rows * sizes[index],
+            "dot_macs": events * fan_out,
+            "dw_rows": rows + decoder_rows, "dw_adds": rows * sizes[index] + decoder_rows * spec.classes,
             "dvth_adds": int(spikes[index][:-1].sum()) if trainable else 0,
         }
         out.update({("backward", index, name): value for name, value in values.items()})
@@ -210,9 +225,12 @@ def compare_update(tally: Tally, what: str, spec: NetworkSpec, phase: Any,
     """The core's update counters: every weight and (trainable) threshold, one reciprocal per
     threshold the integer model changed (``old`` -> ``new``)."""
     trainable = spec.threshold == "trainable"
-    for index in range(spec.num_layers + 1):
+    layers = spec.num_layers
+    decoder = spec.classes * spec.timesteps * spec.neurons(layers) if spec.decoder == "fc" else 0
+    for index in range(layers + 1):
         expected = {
-            "weight_updates": spec.neurons(index) * spec.neurons(index - 1) if index else 0,
+            "weight_updates": (spec.neurons(index) * spec.neurons(index - 1) if index else 0)
+            + (decoder if index == layers else 0),
             "threshold_updates": spec.neurons(index) if trainable else 0,
             "reciprocals": int(np.count_nonzero(new[index] != old[index])) if trainable else 0,
         }
@@ -258,7 +276,7 @@ class Draw:
 def draw(seed: int, index: int, samples: int) -> Draw:
     """Network ``index`` of ``seed``, from its own generator ``default_rng([seed, index])``."""
     rng = np.random.default_rng([seed, index])
-    net = random_network(rng)
+    net = random_network(rng, DECODERS)
     lanes = int(rng.choice(LANES))
     depth = int(rng.choice(QUEUE_DEPTHS))
     pixels = random_pixels(rng, samples, net.spec.input_shape[0])
@@ -368,14 +386,19 @@ def saturation_matters(case: Draw) -> dict[str, bool]:
     and dV and 48-bit accumulators (weights keep their width)."""
     net = case.net
     wide_v = replace(net.formats, v=32)
-    wide = IntegerNetwork(net.spec, wide_v, net.weights, net.thresholds, rule=net.rule, lfsr_state=net.lfsr.state)
+    wide = IntegerNetwork(
+        net.spec, wide_v, net.weights, net.thresholds, decoder=net.decoder, rule=net.rule, lfsr_state=net.lfsr.state
+    )
     narrow_trace, wide_trace = net.forward(case.pixels), wide.forward(case.pixels)
     out = {"inference": not all(np.array_equal(a, b) for a, b in zip(narrow_trace.spikes, wide_trace.spikes))
            or not np.array_equal(narrow_trace.last_membrane, wide_trace.last_membrane)}
     if learnable(net.spec):
         formats = replace(net.formats, v=32, g=32, dw=48, dth=48)
         narrow = clone(net)
-        wide = IntegerNetwork(net.spec, formats, net.weights, net.thresholds, rule=net.rule, lfsr_state=net.lfsr.state)
+        wide = IntegerNetwork(
+            net.spec, formats, net.weights, net.thresholds, decoder=net.decoder, rule=net.rule,
+            lfsr_state=net.lfsr.state,
+        )
         for model in (narrow, wide):
             model.learn(case.pixels, case.labels)
             model.flush()

@@ -46,7 +46,7 @@ def test_random_networks_agree_with_the_csim_engine(script: ModuleType) -> None:
 
 def test_draws_cover_every_switch(script: ModuleType) -> None:
     cases = [script.draw(0, index, 4) for index in range(300)]
-    for field, values in (("decoder", {"last", "rate"}), ("reset", {"subtract", "zero"}),
+    for field, values in (("decoder", {"last", "rate", "fc"}), ("reset", {"subtract", "zero"}),
                           ("threshold", {"trainable", "fixed"}), ("surrogate", {"scaled", "rect"})):
         assert {getattr(case.net.spec, field) for case in cases} == values
     assert {case.net.rule.rounding for case in cases} == set(ROUNDINGS)
