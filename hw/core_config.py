@@ -484,6 +484,8 @@ class CoreConfig:
             return self.learnable and layer >= 1
         if name == "DVTH":
             return self.learnable and self.trainable
+        if name in ("D", "DD"):  # the fc decoder, which the RTL core does not build
+            return False
         return True
 
     def memory(self, name: str, layer: int) -> MemorySpec:
