@@ -4,20 +4,28 @@ Both trainers learn the same network from the same initial weights on the same d
 one process, with the same thread count, and the script reports training samples per
 second for each and their ratio.
 
-The network (default ``128FC-100FC`` on the 8x8 digits, T = 8, batch 50):
+The network (default ``128FC-100FC`` on the 8x8 digits, T = 8, batch 50; ``--arch`` also
+takes conv networks such as ``16C3-AP2-32C3-AP2-256FC-100FC``, fed the (C, H, W) images):
 
-* layer 0, the encoder: 64 integrate-and-fire neurons driven by the pixel value every
-  step, one trainable threshold per input;
-* FC layers without bias, each followed by IF neurons with one trainable threshold per
-  neuron, reset by subtraction, initial threshold 0.5;
+* layer 0, the encoder: integrate-and-fire neurons driven by the pixel value every step,
+  one trainable threshold per input (FC) or per image channel (conv);
+* FC layers and 3x3 same-padded conv layers without bias, each followed by IF neurons with
+  one trainable threshold per neuron (FC) or per output channel (conv), reset by
+  subtraction, initial threshold 0.5; AP2 layers average 2x2 spikes (not spiking);
 * last-spike decoding: the output spikes at t = T averaged over each class's population
   of 10, MSE against the one-hot label;
-* SGD with Nesterov momentum 0.9, constant learning rate, thresholds kept at or above
-  :data:`model.stbp.THRESHOLD_FLOOR` after each update, no augmentation.
+* SGD with Nesterov momentum 0.9, constant learning rate times each parameter's
+  :func:`model.stbp.learning_rate_scales` factor, thresholds kept at or above
+  :data:`model.stbp.THRESHOLD_FLOOR` after each update, no augmentation. The weights of a
+  conv network are scaled by :meth:`model.stbp.Network.calibrate` on the first
+  :data:`model.stbp.CALIBRATION_SAMPLES` training images, as ``spikeforge train`` does,
+  before they are copied to snnTorch.
 
 spikeforge runs :func:`model.stbp.train` (float32, eq. 15 ``scaled`` surrogate).
 snnTorch runs ``snntorch.Leaky(beta=1, reset_mechanism="subtract",
-learn_threshold=True)`` layers in the usual step-by-step loop with autograd and
+learn_threshold=True)`` layers (thresholds shaped (C, 1, 1) for per-channel ones) after
+``torch.nn.Linear(bias=False)``, ``torch.nn.Conv2d(padding=1, bias=False)`` and
+``torch.nn.AvgPool2d(2)`` in the usual step-by-step loop with autograd and
 ``torch.optim.SGD(momentum=0.9, nesterov=True)``, float32, with the paper's rectangular
 surrogate of eq. 3 (``dS/dV = 1`` where ``|V - Vth| < 0.5``) made with
 ``snntorch.surrogate.custom_surrogate``. Each epoch also predicts the class of every
@@ -122,8 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", choices=sorted(DEFAULT_ARCH), default="digits")
     parser.add_argument(
         "--arch",
-        help="FC-only architecture (default 128FC-100FC for digits, 800FC-100FC for "
-        "mnist10k); the last layer needs 10 classes x 10 neurons",
+        help="architecture (default 128FC-100FC for digits, 800FC-100FC for mnist10k; "
+        "conv networks such as 16C3-AP2-32C3-AP2-256FC-100FC take the images); the last "
+        "layer needs 10 classes x 10 neurons",
     )
     options = (
         ("--threads", 1, 1, "threads of every thread pool"),
@@ -173,19 +182,24 @@ class SnnTorchTrainer:
     Parameters
     ----------
     net : model.stbp.Network
-        Source of the architecture (FC layers only) and the initial weights/thresholds.
+        Source of the architecture and the initial weights/thresholds.
     lr : float
-        Learning rate.
+        Learning rate, times each parameter's :func:`model.stbp.learning_rate_scales` factor.
     torch, snntorch, surrogate : module
         The peer modules (imported lazily so the script can report their absence).
     """
 
     def __init__(self, net: Any, lr: float, torch: Any, snntorch: Any, surrogate: Any) -> None:
+        from model.stbp import learning_rate_scales
+
         self.torch = torch
-        self.spec = net.spec
+        self.spec = spec = net.spec
         spike_grad = surrogate.custom_surrogate(_rect_surrogate)
 
-        def neurons(threshold: Any) -> Any:
+        def neurons(index: int) -> Any:
+            threshold = net.thresholds[index]
+            if len(spec.layer_shape(index)) == 3:  # one per channel of (C, H, W)
+                threshold = threshold.reshape(-1, 1, 1)
             return snntorch.Leaky(
                 beta=1.0,
                 threshold=torch.tensor(threshold, dtype=torch.float32),
@@ -194,29 +208,48 @@ class SnnTorchTrainer:
                 spike_grad=spike_grad,
             )
 
-        self.encoder = neurons(net.thresholds[0])
-        self.fcs = torch.nn.ModuleList()
-        self.lifs = torch.nn.ModuleList()
-        for weight, threshold in zip(net.weights, net.thresholds[1:]):
-            fc = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+        self.encoder = neurons(0)
+        self.named = {"threshold_0": self.encoder.threshold}  # net.parameters() names
+        self.layers: list[tuple[Any, Any]] = []  # (synapses, neurons or None after AP2)
+        for index, (layer, weight) in enumerate(zip(spec.layers, net.weights), start=1):
+            if layer.kind == "pool":
+                self.layers.append((torch.nn.AvgPool2d(2), None))
+                continue
+            n_out, n_in = weight.shape[:2]
+            if layer.kind == "fc":
+                linear = torch.nn.Linear(n_in, n_out, bias=False)
+                synapse, parameter = torch.nn.Sequential(torch.nn.Flatten(), linear), linear.weight
+            else:
+                synapse = torch.nn.Conv2d(n_in, n_out, 3, padding=1, bias=False)
+                parameter = synapse.weight
             with torch.no_grad():
-                fc.weight.copy_(torch.tensor(weight, dtype=torch.float32))
-            self.fcs.append(fc)
-            self.lifs.append(neurons(threshold))
-        self.model = torch.nn.ModuleList([self.encoder, self.fcs, self.lifs])
-        self.thresholds = [self.encoder.threshold, *(lif.threshold for lif in self.lifs)]
+                parameter.copy_(torch.tensor(weight, dtype=torch.float32))
+            lif = neurons(index)
+            self.layers.append((synapse, lif))
+            self.named[f"weight_{index}"] = parameter
+            self.named[f"threshold_{index}"] = lif.threshold
+        self.thresholds = [p for name, p in self.named.items() if name.startswith("threshold_")]
+        groups: dict[float, list[Any]] = {}  # one parameter group per learning-rate factor
+        scales = learning_rate_scales(net)
+        for name, parameter in self.named.items():
+            groups.setdefault(scales[name], []).append(parameter)
         self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=lr, momentum=MOMENTUM, nesterov=True
+            [{"params": params, "lr": lr * scale} for scale, params in groups.items()],
+            lr=lr,
+            momentum=MOMENTUM,
+            nesterov=True,
         )
 
     def decoded(self, x: Any) -> Any:
         """Class values (B, classes): last-step output spikes averaged per population."""
         encoder_mem = self.encoder.reset_mem()
-        mems = [lif.reset_mem() for lif in self.lifs]
+        mems = [None if lif is None else lif.reset_mem() for _, lif in self.layers]
         for _ in range(self.spec.timesteps):
             spikes, encoder_mem = self.encoder(x, encoder_mem)
-            for index, (fc, lif) in enumerate(zip(self.fcs, self.lifs)):
-                spikes, mems[index] = lif(fc(spikes), mems[index])
+            for index, (synapse, lif) in enumerate(self.layers):
+                spikes = synapse(spikes)
+                if lif is not None:
+                    spikes, mems[index] = lif(spikes, mems[index])
         return spikes.reshape(len(x), self.spec.classes, self.spec.population).mean(dim=2)
 
     def epoch(self, x: Any, y: Any, order: Any, batch: int, floor: float) -> tuple[float, float]:
@@ -252,13 +285,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from model.data import load_dataset
-    from model.spec import NetworkSpec
-    from model.stbp import THRESHOLD_FLOOR, Network, train
+    from model.spec import NetworkSpec, parse_arch
+    from model.stbp import CALIBRATION_SAMPLES, THRESHOLD_FLOOR, Network, train
 
     torch.set_num_threads(args.threads)
     arch = args.arch or DEFAULT_ARCH[args.dataset]
     try:
-        dataset = load_dataset(args.dataset)
+        dataset = load_dataset(args.dataset, flatten=parse_arch(arch)[0].kind == "fc")
         spec = NetworkSpec.parse(
             arch,
             input_shape=dataset.input_shape,
@@ -272,9 +305,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
     except (ValueError, FileNotFoundError) as error:
         raise BenchError(str(error)) from None
-    if not spec.is_fc_only:
-        raise BenchError(f"arch: {arch!r} must hold FC layers only")
     ours = Network(spec, seed=args.seed, dtype=np.float32)
+    if not spec.is_fc_only:
+        ours.calibrate(dataset.train_x[:CALIBRATION_SAMPLES])
     peer = SnnTorchTrainer(ours, args.lr, torch, snntorch, surrogate)
     x_torch = torch.from_numpy(dataset.train_x)
     y_torch = torch.from_numpy(dataset.train_y)

@@ -113,6 +113,20 @@ def test_fc_gradients_match_loop_transcription(switches, seed):
 
 
 @pytest.mark.parametrize("switches", SWITCHES, ids=_switch_id)
+def test_fc_gradients_on_silent_inputs_match_loop_transcription(switches):
+    """Three input columns of twelve non-zero in the batch: the products restricted to the
+    active columns (:func:`model.stbp.active_columns`) give the reference gradients."""
+    from model.stbp import active_columns
+
+    net, rng = _random_net("7FC-6FC", (12,), switches, seed=3, weight_scale=1.0, steps=5)
+    x = rng.random((8, 12))
+    x[:, 3:] = 0.0
+    y = rng.integers(0, net.spec.classes, 8)
+    assert active_columns(net.forward(x).spikes[0].reshape(-1, 12)) is not None
+    _check_against_reference(net, x, y)
+
+
+@pytest.mark.parametrize("switches", SWITCHES, ids=_switch_id)
 def test_conv_gradients_match_loop_transcription(switches):
     net, rng = _random_net(
         "3C3-AP2-3C3-6FC", (2, 4, 4), switches, seed=5, weight_scale=1.0, steps=5
@@ -554,8 +568,7 @@ def test_conv_kernels_match_their_definition(shape):
     out = stbp.conv3x3(x, weight)
     np.testing.assert_allclose(out, _conv_by_definition(x, weight), rtol=1e-12, atol=1e-12)
     # the gradients are the adjoints: <d_out, conv(x, W)> is linear in x and in W
-    grad_w = stbp.conv3x3_weight_grad(x, d_out)
-    grad_x = stbp.conv3x3_input_grad(d_out, weight)
+    grad_w, grad_x = stbp.conv3x3_backward(x, weight, d_out, input_grad=True)
     for k in range(weight.size):
         unit = np.zeros(weight.size)
         unit[k] = 1.0
@@ -565,6 +578,22 @@ def test_conv_kernels_match_their_definition(shape):
     assert np.sum(grad_x * probe) == pytest.approx(np.sum(d_out * _conv_by_definition(probe, weight)))
     assert out.dtype == grad_w.dtype == grad_x.dtype == np.float64
     assert stbp.conv3x3(x.astype(np.float32), weight.astype(np.float32)).dtype == np.float32
+
+
+@pytest.mark.parametrize(("c_in", "c_out"), [(1, 4), (4, 2)])
+def test_conv_kernels_in_blocks_match_one_block(monkeypatch, c_in, c_out):
+    """Blocks of the minimum size (many, the last one partial) give the one-block results."""
+    from model import stbp
+
+    rng = np.random.default_rng(2)
+    x = rng.random((3, c_in, 5, 6))
+    weight = rng.normal(size=(c_out, c_in, 3, 3))
+    d_out = rng.normal(size=(3, c_out, 5, 6))
+    whole = [stbp.conv3x3(x, weight), *stbp.conv3x3_backward(x, weight, d_out, input_grad=True)]
+    monkeypatch.setattr(stbp, "CONV_BLOCK_VALUES", 1)
+    blocks = [stbp.conv3x3(x, weight), *stbp.conv3x3_backward(x, weight, d_out, input_grad=True)]
+    for one, many in zip(whole, blocks):
+        np.testing.assert_allclose(many, one, rtol=1e-12, atol=1e-12)
 
 
 def test_avg_pool_is_the_2x2_mean():

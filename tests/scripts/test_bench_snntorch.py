@@ -1,6 +1,6 @@
 """Smoke tests of scripts/bench_snntorch.py: options, the missing-peers error and the table;
-with the peers extra installed (``-m slow``), that the snnTorch network computes ours and
-that a tiny run writes its JSON."""
+with the peers extra installed (``-m slow``), that the snnTorch network (FC and conv)
+computes ours and that a tiny run writes its JSON."""
 
 from __future__ import annotations
 
@@ -82,18 +82,21 @@ def test_format_table(script: ModuleType) -> None:
 
 
 @pytest.mark.slow  # needs the peers extra, which CI does not install
-def test_snntorch_network_matches_ours(script: ModuleType) -> None:
+@pytest.mark.parametrize("arch", ["32FC-20FC", "4C3-AP2-6C3-AP2-20FC"])
+def test_snntorch_network_matches_ours(script: ModuleType, arch: str) -> None:
     """Same weights and thresholds -> same decoded outputs (thresholds moved off the
-    ties that snnTorch's strict ``V > Vth`` resolves differently from ``V >= Vth``)."""
+    ties that snnTorch's strict ``V > Vth`` resolves differently from ``V >= Vth``); the
+    conv network on the 1x8x8 images, with per-channel thresholds."""
     pytest.importorskip("snntorch")
     torch, snntorch, surrogate = script._import_peers()
     from model.data import load_dataset
-    from model.spec import NetworkSpec
+    from model.spec import NetworkSpec, parse_arch
     from model.stbp import Network
 
-    data = load_dataset("digits")
-    spec = NetworkSpec.parse("32FC-20FC", input_shape=(64,), timesteps=6, population=2)
+    data = load_dataset("digits", flatten=parse_arch(arch)[0].kind == "fc")
+    spec = NetworkSpec.parse(arch, input_shape=data.input_shape, timesteps=6, population=2)
     net = Network(spec, seed=3, dtype=np.float32)
+    net.calibrate(data.train_x[:100])  # the output layer spikes (the FC init alone: 0.05 %)
     for vth in net.thresholds:
         vth += np.float32(1e-3)
     peer = script.SnnTorchTrainer(net, 0.5, torch, snntorch, surrogate)
@@ -106,16 +109,17 @@ def test_snntorch_network_matches_ours(script: ModuleType) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("arch", ["16FC-100FC", "4C3-AP2-100FC"])
 def test_run_writes_json(
-    script: ModuleType, thread_env: None, tmp_path: Path, capsys: pytest.CaptureFixture
+    script: ModuleType, thread_env: None, tmp_path: Path, capsys: pytest.CaptureFixture, arch: str
 ) -> None:
     pytest.importorskip("snntorch")
     out = tmp_path / "script.json"
     argv = ["--epochs", "1", "--warmup", "0", "--repeats", "2", "--timesteps", "2",
-            "--arch", "16FC-100FC", "--json", str(out)]
+            "--arch", arch, "--json", str(out)]
     assert script.main(argv) == 0
     record = json.loads(out.read_text())
-    assert record["config"]["arch"] == "16FC-100FC" and record["config"]["threads"] == 1
+    assert record["config"]["arch"] == arch and record["config"]["threads"] == 1
     assert [len(r["samples_per_s"]) for r in record["results"]] == [2, 2]
     assert all(r["mean"] > 0 and math.isfinite(r["last_loss"]) for r in record["results"])
     assert len(record["ratio"]["per_repeat"]) == 2
@@ -127,7 +131,7 @@ def test_run_writes_json(
     ("arch", "message"),
     [
         ("128FC-90FC", "population: the last layer has 90 neurons, which is not classes (10)"),
-        ("8C3-100FC", "arch: layer 1 (8C3) needs an image input"),
+        ("100FC-8C3", "arch: layer 2 (8C3) needs an image input"),
     ],
 )
 def test_unusable_arch_is_one_line(
