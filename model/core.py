@@ -1162,76 +1162,61 @@ class CoreModel:
         return self.lfsr.states(count) if self.rule.rounding == "stochastic" else None
 
     def _update(self, counters: CoreCounters, rec: _Recorder, cycle: int) -> int:
-        """Weights of layers 1..L, then thresholds of layers 0..L and their reciprocals."""
+        """Weights of layers 1..L, then thresholds of layers 0..L and their reciprocals, then
+        the fc decoder's rows."""
         spec, f, rule = self.spec, self.formats, self.rule
-        lanes, words = self.lanes, self.words
-        update = counters.phase("update", self.num_layers + 1)
-        for index in range(1, self.num_layers + 1):
-            c = update.layers[index]
-            n_out, n_in = self.weights[index - 1].shape
-            draws = self._draws(n_in * n_out)
-            rows = self.dw[index - 1].T  # (n_in, n_out): memory rows
-            step = round_shift(rows, rule.shift_w, rule.rounding, None if draws is None else draws.reshape(n_in, n_out))
-            new = f.weight.saturate(self.weights[index - 1].T - step)
+        layers = self.num_layers
+        update = counters.phase("update", layers + 1)
+        for index in range(1, layers + 1):
+            new, cycle = self._update_rows(
+                self.weights[index - 1].T, self.dw[index - 1].T, rule.shift_w, ("W", "DW"),
+                lambda k, index=index: self.valid_mask(index, k), index, update.layers[index], rec, cycle,
+            )
             self.weights[index - 1] = np.ascontiguousarray(new.T)
             self.dw[index - 1][...] = 0
-            fanout = words[index]
-            timing = event_pass_timing(np.zeros(n_in * fanout, np.int64), 1, 0)
-            c.cycles += timing.cycles
-            c.weight_updates += n_in * n_out
-            for memory in ("W", "DW"):
-                c.read(memory, n_in * fanout)
-                c.write(memory, n_in * fanout)
-            if rec.enabled:
-                zero = (0,) * lanes
-                for i in range(n_in):
-                    for k in range(fanout):
-                        address = i * fanout + k
-                        at = cycle + timing.retire[address]
-                        mask = self.valid_mask(index, k)
-                        rec.add(at, "update", index, 0, "W", address, mask, rec.word(new[i], k))
-                        rec.add(at, "update", index, 0, "DW", address, mask, zero)
-            cycle += timing.cycles
         if spec.threshold == "trainable":
-            for index in range(self.num_layers + 1):
+            for index in range(layers + 1):
                 cycle = self._update_thresholds(index, update.layers[index], rec, cycle)
         if self.decoder is not None:
-            cycle = self._update_decoder(update.layers[self.num_layers], rec, cycle)
+            new, cycle = self._update_rows(
+                self.decoder.T, self.dd.T, f.decoder_shift(rule.shift_w), ("D", "DD"),
+                self.decoder_mask, layers, update.layers[layers], rec, cycle,
+            )
+            self.decoder = np.ascontiguousarray(new.T)
+            self.dd[...] = 0
         update.cycles = sum(layer.cycles for layer in update.layers)
         self.pending = 0
         return cycle
 
-    def _update_decoder(self, c: LayerCounters, rec: _Recorder, cycle: int) -> int:
-        """The fc decoder's rows after the thresholds: ``D = sat_w(D - round_shift(dD, s_d))``,
-        one word per cycle like a weight row (draws: rows ascending, classes ascending)."""
-        f, rule = self.formats, self.rule
-        classes, rows = self.decoder.shape
-        words = self.decoder_words
-        draws = self._draws(rows * classes)
-        step = round_shift(
-            self.dd.T, f.decoder_shift(rule.shift_w), rule.rounding,
-            None if draws is None else draws.reshape(rows, classes),
-        )
-        new = f.weight.saturate(self.decoder.T - step)
-        self.decoder = np.ascontiguousarray(new.T)
-        self.dd[...] = 0
+    def _update_rows(
+        self, values: np.ndarray, accumulators: np.ndarray, shift: int, memories: tuple[str, str],
+        mask: Callable[[int], int], layer: int, c: LayerCounters, rec: _Recorder, cycle: int,
+    ) -> tuple[np.ndarray, int]:
+        """One update sweep over memory rows (a weight block or the fc decoder): ``values``
+        and ``accumulators`` (rows, width) in memory order, ``sat_w(values - round_shift(acc,
+        shift))`` with one LFSR draw per element in row-major order, one word per cycle,
+        the accumulator word cleared with it. Returns the new rows and the next cycle."""
+        rule = self.rule
+        rows, width = values.shape
+        words = math.ceil(width / self.lanes)
+        draws = self._draws(rows * width)
+        step = round_shift(accumulators, shift, rule.rounding, None if draws is None else draws.reshape(rows, width))
+        new = self.formats.weight.saturate(values - step)
         timing = event_pass_timing(np.zeros(rows * words, np.int64), 1, 0)
         c.cycles += timing.cycles
-        c.weight_updates += rows * classes
-        for memory in ("D", "DD"):
+        c.weight_updates += rows * width
+        for memory in memories:
             c.read(memory, rows * words)
             c.write(memory, rows * words)
         if rec.enabled:
             zero = (0,) * self.lanes
-            layer = self.num_layers
             for row in range(rows):
                 for k in range(words):
                     address = row * words + k
                     at = cycle + timing.retire[address]
-                    mask = self.decoder_mask(k)
-                    rec.add(at, "update", layer, 0, "D", address, mask, rec.word(new[row], k))
-                    rec.add(at, "update", layer, 0, "DD", address, mask, zero)
-        return cycle + timing.cycles
+                    rec.add(at, "update", layer, 0, memories[0], address, mask(k), rec.word(new[row], k))
+                    rec.add(at, "update", layer, 0, memories[1], address, mask(k), zero)
+        return new, cycle + timing.cycles
 
     def _update_thresholds(self, index: int, c: LayerCounters, rec: _Recorder, cycle: int) -> int:
         f, rule, lanes, words = self.formats, self.rule, self.lanes, self.words

@@ -34,6 +34,15 @@ inline int decoder_row(int t, int j) {
   return DECODER_BASE + (t * NEURONS[LAYERS] + j) * DECODER_WORDS * LANES;
 }
 
+// Calls visit(row) with the fc decoder row of each output spike at step t + 1, j ascending.
+template <class Visit>
+inline void for_each_decoder_row(const bool spike[TIMESTEPS][N_TOTAL], int t, Visit visit) {
+  for (int j = 0; j < NEURONS[LAYERS]; ++j) {
+    SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
+    if (spike[t][NEURON_BASE[LAYERS] + j]) visit(decoder_row(t, j));
+  }
+}
+
 // Forward pass of one sample (section 2) and its readout (2.1). Records S and h per step
 // and neuron; returns the class counts (fc decoder: the decoded sums a_c), the spikes of
 // each layer and the prediction.
@@ -101,17 +110,13 @@ inline void forward(const pixel_t pixels[NEURONS[0]], const weight_t weights[W_T
     }
     // fc decoder: each output spike adds its D row (one value per class).
     if (FC_DECODER) {
-      for (int j = 0; j < NEURONS[LAYERS]; ++j) {
-        SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
-        if (spike[t][NEURON_BASE[LAYERS] + j]) {
-          const int row = decoder_row(t, j);
-          for (int c = 0; c < CLASSES; ++c) {
-            SPIKEFORGE_HLS(HLS PIPELINE II=1)
-            SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
-            count[c] += wide(weights[row + c]);
-          }
+      for_each_decoder_row(spike, t, [&](int row) {
+        for (int c = 0; c < CLASSES; ++c) {
+          SPIKEFORGE_HLS(HLS PIPELINE II=1)
+          SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
+          count[c] += wide(weights[row + c]);
         }
-      }
+      });
     }
   }
   // Prediction: the largest count, then the largest class membrane (not for the fc decoder,
@@ -170,17 +175,13 @@ inline void backward(int label, const count_t counts[CLASSES], const weight_t we
   // fc decoder: dD_c,(t n_L + j) += e_c for each output spike (one add per element).
   if (FC_DECODER) {
     for (int t = 0; t < TIMESTEPS; ++t) {
-      for (int j = 0; j < NEURONS[LAYERS]; ++j) {
-        SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
-        if (spike[t][NEURON_BASE[LAYERS] + j]) {
-          const int row = decoder_row(t, j);
-          for (int c = 0; c < CLASSES; ++c) {
-            SPIKEFORGE_HLS(HLS PIPELINE II=1)
-            SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
-            dw[row + c] = saturate<DW_BITS>(wide(dw[row + c]) + error[c]);
-          }
+      for_each_decoder_row(spike, t, [&](int row) {
+        for (int c = 0; c < CLASSES; ++c) {
+          SPIKEFORGE_HLS(HLS PIPELINE II=1)
+          SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
+          dw[row + c] = saturate<DW_BITS>(wide(dw[row + c]) + error[c]);
         }
-      }
+      });
     }
   }
   for (int n = 0; n < N_TOTAL; ++n) {
