@@ -101,7 +101,7 @@ PIXEL_FRAC = 8
 #: G: the fc decoder's error reaches the output layer times 2^G, so that its integer
 #: gradients have the scale of the last decoder's at P = 10 (c = C 2^G / 2 = 640 against
 #: C P^2 / 2 = 500; without it the dV grid 2^-gf is 2^7 times coarser for fc and learning
-#: from scratch loses about 6 points, docs/results.md "Integer model: the fc decoder").
+#: from scratch loses about 6 points, docs/numerics.md section 3.1).
 DECODER_ERROR_GAIN = 7
 
 #: Scratch init: ``W ~ U{-a..a}``, ``a = rint(INIT_GAIN * Vth0 * sqrt(3 / fan_in) * 2^fw)``,
@@ -464,7 +464,8 @@ class Recipe:
 #: Shift offset of a decoder's schedule from the recipe's (tuned for ``last``). With the fc
 #: decoder's c = C 2^G / 2 = 640 (``equivalent_float_lr``) +1 gives 0.64 times the last
 #: decoder's float rate; on digits from scratch 0 diverged at T = 16, +1 learned best at
-#: T = 8 and 16 (docs/results.md "Integer model: the fc decoder").
+#: T = 8 and 16 (docs/numerics.md section 4.3; results: docs/results.md "Integer model: the
+#: fc decoder").
 DECODER_SHIFT_OFFSET: dict[str, int] = {"fc": 1}
 
 #: Defaults per (dataset, init): ``init`` is ``"scratch"`` or ``"finetune"`` (a quantized
