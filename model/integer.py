@@ -304,10 +304,10 @@ class Formats:
                 f"their scaled product {product_bits} (allowed up to {MAX_BITS - 1})"
             )
         if spec.decoder == "fc":
-            # |e_c| < (T n_L + 1) 2^(w-1); the error sums over classes, shifted, must stay
+            # |e_c| <= T n_L 2^(w-1) + 2^df; the error sums over classes, shifted, must stay
             # below 2^61 like every spatial sum (the eq. 15 product, mul_shift).
             inputs = spec.timesteps * spec.neurons(spec.num_layers)
-            error_bits = ceil_log2(inputs + 1) + self.w - 1
+            error_bits = ceil_log2((inputs << (self.w - 1)) + (1 << self.df) + 1)
             sum_bits = (
                 error_bits + self.w - 1 + ceil_log2(spec.classes)
                 + max(self.decoder_error_shift, 0) + 1
