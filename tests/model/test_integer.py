@@ -366,6 +366,13 @@ def test_formats_reject_out_of_range_widths(kwargs: dict, field: str) -> None:
         Formats(**kwargs)
 
 
+def test_fc_decoder_sums_must_fit_the_model() -> None:
+    spec = NetworkSpec.parse("12FC-20FC", input_shape=(4,), timesteps=4, population=2, decoder="fc")
+    Formats().check_spec(spec)
+    with pytest.raises(ValueError, match="gf, fw: the fc decoder's error sums need"):
+        Formats(w=16, fw=15, g=32, gf=31, dw=48, dth=48, df=0).check_spec(spec)  # shift 53
+
+
 def test_formats_parse() -> None:
     assert Formats.parse("w=6,v=12") == Formats(w=6, fw=5, v=12)
     assert Formats.parse("fw=7") == Formats(w=8, fw=7)
