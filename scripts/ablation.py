@@ -49,6 +49,7 @@ from model.stbp import training_defaults
 from sim.cli import build_parser as build_cli_parser
 from sim.cli import main as cli
 from sim.commands.train import RESULT_JSON
+from sim.plots import plot_ablation
 
 HEADING = "## Float trainer: Table II ablation and Table III timesteps"
 
@@ -256,6 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
         "train command's); its tables get a section and a JSON file of their own",
     )
     add_output_options(parser, out_help="run folders")
+    parser.add_argument(
+        "--plot", type=Path, metavar="DIR",
+        help="write accuracy against spikes of every Table II row, one PNG per dataset: "
+        "DIR/ablation[_ARCH]_DATASET.png",
+    )
     return parser
 
 
@@ -695,10 +701,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "summary.json").write_text(json.dumps(summary_json(results, args.out), indent=2) + "\n")
     text = section(argv, runs, results, args.timesteps, time.perf_counter() - started, trained)
     print(text)
+    tables = table_json(collect(results))
     if args.write:
         write_section(args.write, text)
-        tables = table_json(collect(results))
         Path(args.write).with_name(json_name(args.arch)).write_text(json.dumps(tables, indent=1) + "\n")
+    if args.plot:
+        stem = Path(json_name(args.arch)).stem
+        for dataset, rows in tables.items():
+            context = dataset if args.arch is None else f"{dataset}, {args.arch}"
+            table2 = [row for row in rows if row["timesteps"] == TABLE2_T]
+            plot_ablation(table2, None, args.plot / f"{stem}_{dataset}.png", context=context)
     return 0
 
 

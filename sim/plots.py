@@ -222,10 +222,13 @@ def _place_labels(
         taken.append(boxes[dx, dy])
 
 
-def ablation_figure(rows: Sequence[dict[str, Any]], ours: tuple[float, float]) -> Figure:
+def ablation_figure(
+    rows: Sequence[dict[str, Any]], ours: tuple[float, float] | None = None, *, context: str = "digits"
+) -> Figure:
     """Test accuracy against spikes per inference: the float ablation rows (mean over seeds,
-    error bars of one standard deviation where a row has ``accuracy_std`` / ``spikes_std``) and
-    this core (``ours``: accuracy, spikes per inference)."""
+    error bars of one standard deviation where a row has ``accuracy_std`` / ``spikes_std``) and,
+    when given, this core (``ours``: accuracy, spikes per inference); ``context`` (the dataset,
+    and the network when it is not the default) opens the title."""
     figure = _figure(figsize=(8, 5.5), layout="constrained")
     axis = figure.subplots()
     x = np.array([row["spikes_per_inference"] for row in rows], dtype=float)
@@ -239,34 +242,38 @@ def ablation_figure(rows: Sequence[dict[str, Any]], ours: tuple[float, float]) -
                       elinewidth=0.8, capsize=2, label=f"float ablation ({over} ± 1 std)")
     else:
         axis.scatter(x, y, color="tab:blue", label=f"float ablation ({over})")
-    axis.scatter(ours[1], 100 * ours[0], marker="*", s=180, color="tab:red", edgecolors="white",
-                 linewidths=0.5, zorder=3,
-                 label=f"this demo (integer, on-line): {100 * ours[0]:.1f} %, {ours[1]:,.0f} spikes")
+    if ours is not None:
+        axis.scatter(ours[1], 100 * ours[0], marker="*", s=180, color="tab:red", edgecolors="white",
+                     linewidths=0.5, zorder=3,
+                     label=f"this demo (integer, on-line): {100 * ours[0]:.1f} %, {ours[1]:,.0f} spikes")
     axis.margins(x=0.25, y=0.12)
     axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: _count(value)))
     axis.set_xlabel("spikes per inference")
     axis.set_ylabel("test accuracy (%)")
     steps = ", ".join(f"T = {t}" for t in sorted({row["timesteps"] for row in rows}))
-    axis.set_title(f"digits, {steps}: accuracy against spikes, float ablation (scripts/ablation.py) "
-                   "and this core", fontsize=9)
+    core = "" if ours is None else " and this core"
+    axis.set_title(f"{context}, {steps}: accuracy against spikes, float ablation (scripts/ablation.py)"
+                   f"{core}", fontsize=9)
     figure.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     figure.draw_without_rendering()  # final layout before the labels are placed
     labels = [ABLATION_LABELS.get(row["row"], row["row"].replace("_", " ")) for row in rows]
     to_display = axis.transData.transform
-    star = Bbox.from_bounds(*(to_display((ours[1], 100 * ours[0])) - 10), 20, 20)
+    hard = [] if ours is None else [Bbox.from_bounds(*(to_display((ours[1], 100 * ours[0])) - 10), 20, 20)]
     bars = []
     for xs, ys in zip(np.stack([x - xerr, x + xerr], axis=1), np.stack([y - yerr, y + yerr], axis=1),
                       strict=True):
         bars += [Bbox(to_display([(xs[0], ys.mean()), (xs[1], ys.mean())])).padded(3),
                  Bbox(to_display([(xs.mean(), ys[0]), (xs.mean(), ys[1])])).padded(3)]
-    _place_labels(figure, axis, list(zip(x, y, labels)), [star], bars)
+    _place_labels(figure, axis, list(zip(x, y, labels)), hard, bars)
     figure.set_layout_engine("none")  # keep the positions the labels were placed against
     return figure
 
 
-def plot_ablation(rows: Sequence[dict[str, Any]], ours: tuple[float, float], path: Path) -> None:
+def plot_ablation(
+    rows: Sequence[dict[str, Any]], ours: tuple[float, float] | None, path: Path, *, context: str = "digits"
+) -> None:
     """Write :func:`ablation_figure` to ``path``."""
-    _save(ablation_figure(rows, ours), path, dpi=120)
+    _save(ablation_figure(rows, ours, context=context), path, dpi=120)
 
 
 def decoder_weights_figure(curves: Sequence[dict[str, Any]]) -> Figure:

@@ -142,6 +142,15 @@ def test_ablation_draws_error_bars_over_seeds() -> None:
     assert any("this demo" in text and "90.0 %" in text for text in legend)
 
 
+def test_ablation_without_the_core_point_names_its_context() -> None:
+    figure = plots.ablation_figure(_ablation_rows(), context="mnist10k, 16C3-AP2-32C3-AP2-256FC-100FC")
+    title = figure.axes[0].get_title()
+    assert title.startswith("mnist10k, 16C3-AP2-32C3-AP2-256FC-100FC, T = 8") and "this core" not in title
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert not any("this demo" in text for text in legend)
+    assert len(_labels(figure)) == len(_ablation_rows())
+
+
 def test_ablation_unknown_row_falls_back_to_a_spaced_name(tmp_path: Path) -> None:
     rows = [{"row": "new_switch_row", "timesteps": 8, "seeds": 1, "accuracy": 0.95,
              "spikes_per_inference": 1234.0}]

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from matplotlib.image import imread
 
 SCRIPT = "ablation"
 
@@ -167,8 +168,10 @@ def test_arch_runs_a_conv_ablation_with_its_own_section(script: ModuleType, tmp_
     out, md = tmp_path / "runs", tmp_path / "results.md"
     arch = "4C3-AP2-100FC"
     argv = ["--datasets", "digits", "--epochs", "1", "--seeds", "1", "--rows", "enhanced", "--timesteps", "8",
-            "--arch", arch, "--out", str(out), "--write", str(md), "--no-progress"]
+            "--arch", arch, "--out", str(out), "--write", str(md), "--plot", str(tmp_path / "plots"),
+            "--no-progress"]
     assert script.main(argv) == 0
+    assert imread(tmp_path / "plots" / f"ablation_{arch}_digits.png").shape[:2] == (660, 960)
     spec = json.loads((out / "digits" / "enhanced_T8_s0" / "checkpoint.json").read_text())["spec"]
     assert spec["arch"] == arch
     assert script.heading(arch) in md.read_text().splitlines()
