@@ -6,7 +6,7 @@ canvas (no display, no pyplot state); the ``plot_*`` functions write it as a PNG
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -222,26 +222,40 @@ def _place_labels(
         taken.append(boxes[dx, dy])
 
 
+#: Colours and markers of the ablation groups: the demo's network first, then the others.
+_GROUP_STYLES = (("tab:blue", "o"), ("tab:green", "s"), ("tab:purple", "^"), ("tab:brown", "D"))
+
+
 def ablation_figure(
-    rows: Sequence[dict[str, Any]], ours: tuple[float, float] | None = None, *, context: str = "digits"
+    rows: Sequence[dict[str, Any]], ours: tuple[float, float] | None = None, *, context: str = "digits",
+    name: str | None = None, others: Mapping[str, Sequence[dict[str, Any]]] | None = None,
 ) -> Figure:
     """Test accuracy against spikes per inference: the float ablation rows (mean over seeds,
-    error bars of one standard deviation where a row has ``accuracy_std`` / ``spikes_std``) and,
-    when given, this core (``ours``: accuracy, spikes per inference); ``context`` (the dataset,
-    and the network when it is not the default) opens the title."""
+    error bars of one standard deviation where a row has ``accuracy_std`` / ``spikes_std``),
+    the rows of other networks' ablations (``others``: network name -> rows, each in its own
+    colour and marker) and, when given, this core (``ours``: accuracy, spikes per inference);
+    ``context`` (the dataset, and the network when it is not the default) opens the title;
+    ``name``, the network of ``rows``, joins their legend entry."""
     figure = _figure(figsize=(8, 5.5), layout="constrained")
     axis = figure.subplots()
-    x = np.array([row["spikes_per_inference"] for row in rows], dtype=float)
-    y = 100 * np.array([row["accuracy"] for row in rows], dtype=float)
-    xerr = np.array([row.get("spikes_std") or 0.0 for row in rows], dtype=float)
-    yerr = 100 * np.array([row.get("accuracy_std") or 0.0 for row in rows], dtype=float)
-    seeds = sorted({row.get("seeds", 1) for row in rows})
-    over = f"mean over {'/'.join(map(str, seeds))} seed{'s' if seeds != [1] else ''}"
-    if xerr.any() or yerr.any():
-        axis.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", color="tab:blue", ecolor="tab:blue",
-                      elinewidth=0.8, capsize=2, label=f"float ablation ({over} ± 1 std)")
-    else:
-        axis.scatter(x, y, color="tab:blue", label=f"float ablation ({over})")
+    first = "float ablation" if name is None else f"float ablation, {name}"
+    groups = [(first, rows), *((f"float ablation, {arch}", group) for arch, group in (others or {}).items())]
+    points, bars_data = [], []
+    for (name, group), (color, marker) in zip(groups, _GROUP_STYLES, strict=False):
+        x = np.array([row["spikes_per_inference"] for row in group], dtype=float)
+        y = 100 * np.array([row["accuracy"] for row in group], dtype=float)
+        xerr = np.array([row.get("spikes_std") or 0.0 for row in group], dtype=float)
+        yerr = 100 * np.array([row.get("accuracy_std") or 0.0 for row in group], dtype=float)
+        seeds = sorted({row.get("seeds", 1) for row in group})
+        over = f"mean over {'/'.join(map(str, seeds))} seed{'s' if seeds != [1] else ''}"
+        if xerr.any() or yerr.any():
+            axis.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker, color=color, ecolor=color,
+                          elinewidth=0.8, capsize=2, label=f"{name} ({over} ± 1 std)")
+        else:
+            axis.scatter(x, y, color=color, marker=marker, label=f"{name} ({over})")
+        labels = [ABLATION_LABELS.get(row["row"], row["row"].replace("_", " ")) for row in group]
+        points += list(zip(x, y, labels))
+        bars_data.append((x, y, xerr, yerr))
     if ours is not None:
         axis.scatter(ours[1], 100 * ours[0], marker="*", s=180, color="tab:red", edgecolors="white",
                      linewidths=0.5, zorder=3,
@@ -250,30 +264,32 @@ def ablation_figure(
     axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: _count(value)))
     axis.set_xlabel("spikes per inference")
     axis.set_ylabel("test accuracy (%)")
-    steps = ", ".join(f"T = {t}" for t in sorted({row["timesteps"] for row in rows}))
+    every = [row for _, group in groups for row in group]
+    steps = ", ".join(f"T = {t}" for t in sorted({row["timesteps"] for row in every}))
     core = "" if ours is None else " and this core"
     axis.set_title(f"{context}, {steps}: accuracy against spikes, float ablation (scripts/ablation.py)"
                    f"{core}", fontsize=9)
     figure.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     figure.draw_without_rendering()  # final layout before the labels are placed
-    labels = [ABLATION_LABELS.get(row["row"], row["row"].replace("_", " ")) for row in rows]
     to_display = axis.transData.transform
     hard = [] if ours is None else [Bbox.from_bounds(*(to_display((ours[1], 100 * ours[0])) - 10), 20, 20)]
     bars = []
-    for xs, ys in zip(np.stack([x - xerr, x + xerr], axis=1), np.stack([y - yerr, y + yerr], axis=1),
-                      strict=True):
-        bars += [Bbox(to_display([(xs[0], ys.mean()), (xs[1], ys.mean())])).padded(3),
-                 Bbox(to_display([(xs.mean(), ys[0]), (xs.mean(), ys[1])])).padded(3)]
-    _place_labels(figure, axis, list(zip(x, y, labels)), hard, bars)
+    for x, y, xerr, yerr in bars_data:
+        for xs, ys in zip(np.stack([x - xerr, x + xerr], axis=1), np.stack([y - yerr, y + yerr], axis=1),
+                          strict=True):
+            bars += [Bbox(to_display([(xs[0], ys.mean()), (xs[1], ys.mean())])).padded(3),
+                     Bbox(to_display([(xs.mean(), ys[0]), (xs.mean(), ys[1])])).padded(3)]
+    _place_labels(figure, axis, points, hard, bars)
     figure.set_layout_engine("none")  # keep the positions the labels were placed against
     return figure
 
 
 def plot_ablation(
-    rows: Sequence[dict[str, Any]], ours: tuple[float, float] | None, path: Path, *, context: str = "digits"
+    rows: Sequence[dict[str, Any]], ours: tuple[float, float] | None, path: Path, *, context: str = "digits",
+    name: str | None = None, others: Mapping[str, Sequence[dict[str, Any]]] | None = None,
 ) -> None:
     """Write :func:`ablation_figure` to ``path``."""
-    _save(ablation_figure(rows, ours, context=context), path, dpi=120)
+    _save(ablation_figure(rows, ours, context=context, name=name, others=others), path, dpi=120)
 
 
 def decoder_weights_figure(curves: Sequence[dict[str, Any]]) -> Figure:

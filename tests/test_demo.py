@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from sim.cli import CLIError, build_parser, main
+from sim import plots
 from sim.commands import demo
 from sim.toolchain import ToolchainError, available
 
@@ -142,6 +143,21 @@ def test_ablation_rows_of_the_network_timesteps(tmp_path: Path) -> None:
     assert demo.ablation_rows(8, tmp_path / "missing.json") == []
     # the committed table holds the baseline and the ten rows at the demo's T = 8
     assert len(demo.ablation_rows(8)) == 11
+
+
+def test_other_ablations_are_drawn_when_present(tmp_path: Path) -> None:
+    arch = "16C3-AP2-32C3-AP2-256FC-100FC"
+    rows = {"digits": [{"row": "enhanced", "timesteps": 8, "seeds": 4, "accuracy": 0.986, "spikes_per_inference": 1431.5}]}
+    (tmp_path / f"ablation_{arch}.json").write_text(json.dumps(rows))
+    (tmp_path / "ablation_8C3-100FC.json").write_text(json.dumps({"mnist10k": rows["digits"]}))  # no digits rows
+    assert demo.other_ablations(8, tmp_path) == {arch: rows["digits"]}
+    assert demo.other_ablations(4, tmp_path) == {}
+    figure = plots.ablation_figure(demo.ablation_rows(8), (0.96, 430.0), name="128FC-100FC",
+                                   others=demo.other_ablations(8, tmp_path))
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert any(text.startswith("float ablation, 128FC-100FC (mean over 4 seeds") for text in legend)
+    assert any(text.startswith(f"float ablation, {arch} (mean over 4 seeds") for text in legend)
+    assert len(figure.axes[0].texts) == 12  # the eleven FC rows and the conv row, labelled
 
 
 def test_auto_target_without_the_fpga_extra_skips_synthesis(

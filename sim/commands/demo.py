@@ -274,6 +274,18 @@ def ablation_rows(timesteps: int, path: Path = ABLATION_JSON) -> list[dict[str, 
     return [row for row in data.get(DATASET, []) if row.get("timesteps") == timesteps]
 
 
+def other_ablations(timesteps: int, folder: Path = ABLATION_JSON.parent) -> dict[str, list[dict[str, Any]]]:
+    """The float ablations of other networks on digits at ``timesteps``, by architecture: the
+    ``ablation_<arch>.json`` files ``scripts/ablation.py --arch`` writes next to
+    ``ablation.json`` (those without such rows are left out)."""
+    found = {}
+    for path in sorted(folder.glob("ablation_*.json")):
+        rows = ablation_rows(timesteps, path)
+        if rows:
+            found[path.stem.removeprefix("ablation_")] = rows
+    return found
+
+
 def _waves_note(out: Path, step: str, samples: int) -> str:
     """The expected size of a waveform step, from the estimate's cycles."""
     estimate = _read(out / FILES["estimate"]) or {}
@@ -412,7 +424,10 @@ def run(args: argparse.Namespace, runner: Callable[[Sequence[str]], int] = run_s
     plots = [FILES["raster"], FILES["energy"]]
     rows = ablation_rows(network.spec.timesteps)
     if rows:
-        plot_ablation(rows, (summary["model_accuracy"], summary["spikes_per_inference"]), out / FILES["ablation"])
+        ours = (summary["model_accuracy"], summary["spikes_per_inference"])
+        others = other_ablations(network.spec.timesteps)
+        name = network.spec.arch if others else None
+        plot_ablation(rows, ours, out / FILES["ablation"], name=name, others=others)
         plots.append(FILES["ablation"])
     else:
         _say(f"no ablation results at {ABLATION_JSON} (scripts/ablation.py writes them): plot skipped")
