@@ -52,10 +52,12 @@ from typing import Any
 
 from hw.core_config import DEFAULT_QUEUE_DEPTH, MAX_LANES, MAX_QUEUE_DEPTH, CoreConfig
 from model.checks import check_field
+from model.core import CORE_DECODERS
 from model.data import load_dataset
 from model.energy import TABLES
 from model.files import read_json, read_text
 from model.integer import Formats, recipe
+from model.spec import DECODERS
 from sim.synth import TARGETS as FPGA_TARGETS
 from sim.toolchain import SIMULATORS, ToolchainError
 
@@ -68,7 +70,6 @@ NO_TARGET = "none"
 SWEEP_TARGETS = (NO_TARGET, *FPGA_TARGETS)
 #: Datasets of the integer model's on-line learning (``spikeforge learn``).
 SWEEP_DATASETS = ("digits", "mnist10k")
-DECODERS = ("last", "rate")
 #: Grid keys and their defaults (``epochs``: ``None`` = the dataset's recipe).
 AXES: Mapping[str, Any] = {
     "dataset": "digits",
@@ -395,6 +396,14 @@ def _network(learn: Mapping[str, Any], where: str, data_root: str | None) -> Any
 def _check_core(
     network: Any, point: Mapping[str, Any], where: str, stages: Sequence[str], settings: Mapping[str, Any]
 ) -> None:
+    if network.spec.decoder not in CORE_DECODERS:  # the core model estimates it, the RTL does not build it
+        rtl = [stage for stage in ("gen", "synth", "cosim") if stage in stages]
+        if rtl:
+            raise ValueError(
+                f"{where}.decoder: {network.spec.decoder!r} is not built by the RTL core (stages "
+                f"{', '.join(rtl)} need {', '.join(CORE_DECODERS)})"
+            )
+        return
     target = "sim" if point["target"] == NO_TARGET else point["target"]
     try:
         config = CoreConfig.for_target(network, lanes=point["lanes"], queue_depth=point["queue_depth"], target=target)
