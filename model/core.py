@@ -43,9 +43,8 @@ from model.fixed import (
     reciprocal,
     round_shift,
     saturate,
-    shift_signed,
 )
-from model.integer import IntegerNetwork, label_target, output_error
+from model.integer import IntegerNetwork, label_target, output_error, output_sums
 from model.spec import DECODERS, NetworkSpec
 
 __all__ = [
@@ -991,17 +990,9 @@ class CoreModel:
         trainable = spec.threshold == "trainable"
         first = 0 if trainable else 1
         backward = counters.phase("backward", layers + 1)
-        target = label_target(spec, self.formats)
-        error = output_error(result.counts[None], np.array([label]), target)[0]
-        error_acc = np.repeat(error, spec.population) << f.error_shift
-        inject = range(1, steps + 1) if spec.decoder == "rate" else range(steps, steps + 1)
-
-        def output_sums(t: int) -> np.ndarray:
-            """The output layer's spatial sums at step t (numerics section 3.1)."""
-            if self.decoder is not None:
-                rows = self.decoder[:, (t - 1) * sizes[-1] : t * sizes[-1]]
-                return shift_signed(rows.T @ error, f.decoder_error_shift)
-            return error_acc if t in inject else np.zeros_like(error_acc)
+        target = label_target(spec, f)
+        error = output_error(result.counts[None], np.array([label]), target)
+        sums = output_sums(spec, f, self.decoder, error)[:, 0]  # (T, n_L)
 
         # Clear dV of every layer that takes part, in parallel.
         clear_cycles = max(words[first:])
@@ -1018,8 +1009,8 @@ class CoreModel:
                     continue  # the encoder's dV[1] feeds no accumulator
                 c = backward.layers[index]
                 if index == layers and self.decoder is not None:
-                    cycle = self._dd_pass(t, result, error, c, rec, cycle)
-                output = output_sums(t) if index == layers else None
+                    cycle = self._dd_pass(t, result, error[0], c, rec, cycle)
+                output = sums[t - 1] if index == layers else None
                 cycle = self._dv_pass(index, t, dv, result, output, c, rec, cycle)
                 if index >= 1:
                     cycle = self._dw_pass(index, t, dv, result, c, rec, cycle)

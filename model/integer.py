@@ -87,6 +87,7 @@ __all__ = [
     "label_target",
     "load_learner",
     "output_error",
+    "output_sums",
     "recipe",
     "save_learner",
 ]
@@ -576,6 +577,28 @@ def output_error(decoded: np.ndarray, labels: np.ndarray, target: int) -> np.nda
     return error
 
 
+def output_sums(
+    spec: NetworkSpec, formats: Formats, decoder: np.ndarray | None, error: np.ndarray
+) -> np.ndarray:
+    """The output layer's spatial sums (T, N, n_L) on the ``2^-(gf+fw)`` grid (numerics
+    section 3.1) for the class errors ``error`` (N, classes): ``e << E`` at t = T (last) or
+    every t (rate); for the fc decoder ``sum_c e_c D_c,(t n_L + j)`` shifted by
+    ``gf + fw - 2 df + G``."""
+    steps, n_out = spec.timesteps, spec.neurons(spec.num_layers)
+    batch = len(error)
+    if decoder is not None:
+        bound = int(np.abs(error).sum(axis=1).max(initial=0)) * int(np.abs(decoder).max(initial=0))
+        total = shift_signed(exact_matmul(error, decoder, bound), formats.decoder_error_shift)
+        return total.reshape(batch, steps, n_out).transpose(1, 0, 2)
+    sums = np.zeros((steps, batch, n_out), np.int64)
+    per_neuron = np.repeat(error, spec.population, axis=1) << formats.error_shift
+    if spec.decoder == "rate":
+        sums[:] = per_neuron
+    else:
+        sums[-1] = per_neuron
+    return sums
+
+
 def flat_history(spikes_out: np.ndarray) -> np.ndarray:
     """Output spikes (T, N, n_L) as the fc decoder's inputs (N, T n_L), column ``t n_L + j``."""
     steps, batch, n_out = spikes_out.shape
@@ -1020,24 +1043,6 @@ class IntegerNetwork:
         """The class errors ``e`` (N, classes) of section 3.1."""
         return output_error(trace.counts, labels, label_target(self.spec, self.formats))
 
-    def _output_sums(self, trace: IntegerTrace, error: np.ndarray) -> np.ndarray:
-        """The output layer's spatial sums (T, N, n_L) on the ``2^-(gf+fw)`` grid: the
-        class error ``e << E`` at t = T (last) or every t (rate); for the fc decoder
-        ``sum_c e_c D_c,(t n_L + j)`` shifted by ``gf - fw``."""
-        spec, f = self.spec, self.formats
-        steps, batch, n_out = trace.spikes[-1].shape
-        if self.decoder is not None:
-            largest = int(np.abs(self.decoder).max(initial=0))
-            bound = int(np.abs(error).sum(axis=1).max(initial=0)) * largest
-            total = shift_signed(exact_matmul(error, self.decoder, bound), f.decoder_error_shift)
-            return total.reshape(batch, steps, n_out).transpose(1, 0, 2)
-        sums = np.zeros((steps, batch, n_out), np.int64)
-        per_neuron = np.repeat(error, spec.population, axis=1) << f.error_shift
-        if spec.decoder == "rate":
-            sums[:] = per_neuron
-        else:
-            sums[-1] = per_neuron
-        return sums
 
     def _backward_fast(self, trace: IntegerTrace, labels: np.ndarray) -> None:
         # Layer-major (like the forward pass): dV^l[t] needs dV^l[t+1] and dV^{l+1}[t], so
@@ -1053,7 +1058,7 @@ class IntegerNetwork:
         for index in range(layers, (0 if trainable else 1) - 1, -1):
             size = spec.neurons(index)
             if index == layers:
-                acc = self._output_sums(trace, error)
+                acc = output_sums(spec, f, self.decoder, error)
             else:
                 above = history[index + 1].reshape(steps * batch, -1)
                 bound = int(np.abs(above).sum(axis=1).max(initial=0)) * self._max_weight[index]
