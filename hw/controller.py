@@ -5,8 +5,9 @@ stages, readout, the backward passes and the update) and hands each one to the d
 (:class:`hw.core.Core`) through a :class:`ControlSignature` interface: the pass
 ``kind``, its ``layer`` and step ``t``, and a ``first`` strobe in the pass's first cycle
 (cycle 0, which issues the pass's first read). The datapath answers ``done`` in the pass's
-last cycle X (its last retire or write), so the next pass starts in cycle X + 1, back to
-back, exactly as the cycle formula of section 5 counts.
+last cycle X (its last retire or write); the controller registers it, so the next pass
+starts in cycle X + 2 (:data:`model.core.CONTROL_LATENCY` = 1), as the cycle formula of
+section 5 counts. The datapath keeps every engine of the pass idle in cycle X + 1.
 
 Around a sample the controller accepts the input stream (``w_0`` words of P pixels; the
 label and the learn flag of the last word apply), and after the last pass offers the
@@ -192,7 +193,13 @@ class Controller(wiring.Component):
         m.d.comb += control.first.eq(first)
         m.d.sync += first.eq(0)
         layer, t = control.layer, control.t
-        done = control.done
+        # The datapath's done is registered (no path from a datapath result into the next
+        # pass's state): a pass that ends in cycle X hands over in X + 1 and the next pass
+        # starts in X + 2 (model.core.CONTROL_LATENCY). The register seen in a pass's first
+        # cycle belongs to the pass before.
+        ended = Signal()
+        m.d.sync += ended.eq(control.done)
+        done = ended & ~first
 
         def enter(state: str, *, new_layer=None, new_t=None) -> None:
             m.next = state

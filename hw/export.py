@@ -96,7 +96,7 @@ UNITS: Mapping[str, Unit] = MappingProxyType({unit.name: unit for unit in (
     Unit("dv_unit", DvUnit, {"g": 16, "w": 8, "fan_out": 1024, "k": 16, "shift": 16}),
     Unit("dot_product_lane", DotProductLane, {"lanes": 8, "g": 16, "w": 8, "fan_out": 1024}),
     Unit("gradient_accumulator", GradientAccumulator, {"lanes": 8, "g": 16, "dw": 24, "dth": 24}),
-    Unit("update_unit", UpdateUnit, {"lanes": 8, "w": 8, "v": 16, "dw": 24, "dth": 24}),
+    Unit("update_unit", UpdateUnit, {"lanes": 8, "w": 8, "v": 16, "dw": 24, "dth": 24, "lfsr_init": 1}),
 )})
 
 

@@ -7,6 +7,7 @@ from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 
 from hw.datapath import Pipeline, StreamUnit, clamp, saturate
+from model.checks import check_int
 from model.fixed import LFSR_BITS, LFSR_TAPS
 from model.units import (
     SHIFT_BITS,
@@ -88,6 +89,8 @@ class UpdateUnit(StreamUnit):
         signed v bits (weights sign-extended).
     dw, dth : int
         Gradient accumulator bits, 4..48 (signed); ``grad`` lanes are ``max(dw, dth)`` bits.
+    lfsr_init : int
+        The LFSR's state after reset, 1..2^32 - 1 (default 1).
 
     Members
     -------
@@ -114,12 +117,13 @@ class UpdateUnit(StreamUnit):
 
     LATENCY = UPDATE_UNIT_LATENCY
 
-    def __init__(self, *, lanes: int, w: int, v: int, dw: int, dth: int) -> None:
+    def __init__(self, *, lanes: int, w: int, v: int, dw: int, dth: int, lfsr_init: int = 1) -> None:
         params = update_unit_params(lanes=lanes, w=w, v=v, dw=dw, dth=dth)
+        lfsr_init = check_int("lfsr_init", lfsr_init, minimum=1, maximum=(1 << LFSR_BITS) - 1)
         super().__init__(params, layouts(params), {
             "lfsr_load": In(1),
             "lfsr_seed": In(LFSR_BITS),
-            "lfsr_state": Out(LFSR_BITS, init=1),
+            "lfsr_state": Out(LFSR_BITS, init=lfsr_init),
         })
 
     def elaborate_datapath(

@@ -46,15 +46,23 @@ from model.fixed import (
 )
 from model.integer import IntegerNetwork, label_target, output_error, output_sums
 from model.spec import DECODERS, NetworkSpec
+from model.units import UPDATE_UNIT_LATENCY
 
 __all__ = [
     "CORE_DECODERS",
+    "CONTROL_LATENCY",
     "DV_HIDDEN_LATENCY",
     "DV_OUTPUT_LATENCY",
+    "DIVIDER_LATENCY",
+    "DECODE_LATENCY",
+    "DVTH_LATENCY",
+    "DW_EMPTY_WORD_CYCLES",
     "DW_LATENCY",
     "MEMORIES",
+    "OPERAND_REGISTERS",
     "PHASES",
     "QUEUE_LATENCY",
+    "UPDATE_LATENCY",
     "CoreCounters",
     "CoreModel",
     "CoreResult",
@@ -64,7 +72,8 @@ __all__ = [
     "StageTiming",
     "TraceRecord",
     "check_core_spec",
-    "divider_word_cycles",
+    "sweep_timing",
+    "threshold_update_timing",
     "event_pass_timing",
     "forward_stage_timing",
     "read_trace",
@@ -81,6 +90,10 @@ MEMORIES = ("PIX", "V", "VTH", "R", "S", "H", "W", "DV", "DW", "DVTH", "D", "DD"
 #: Longest line :func:`read_trace` accepts (bytes).
 TRACE_LINE_BYTES = 1 << 20
 
+#: Cycles between a pass's last activity (cycle X) and the next pass's first cycle, less
+#: one: the controller registers the datapath's done, so a pass lasts ``D = X + 1 +
+#: CONTROL_LATENCY`` cycles and its engines are idle in its last cycle.
+CONTROL_LATENCY = 1
 #: Cycles from a push into an empty spike queue to the cycle it is offered on ``pop``
 #: (``hw.queue.SpikeQueue``: SyncFIFOBuffered with a registered output), the same at every
 #: depth Q >= 1.
@@ -90,18 +103,27 @@ DV_OUTPUT_LATENCY = 1
 #: Hidden/encoder dV: the last partial product lands in the accumulator one cycle after the
 #: last read, the eq. 15 multiply and the lane write take the next cycle.
 DV_HIDDEN_LATENCY = 2
-#: dW row update: each word is written the cycle after its read.
-DW_LATENCY = 1
+#: dW row update: a word read in cycle x is written in x + 3 (its data registered, then the
+#: gradient accumulator's stage); the distance is odd, for the single-port weight banks.
+DW_LATENCY = 3
+#: DW (and the fc decoder's dD) passes: cycles of a bit-plane word without events; even, so
+#: that a row's reads keep the parity of their cycles (docs/architecture.md section 2.1).
+DW_EMPTY_WORD_CYCLES = 2
+#: dVth accumulation: a word's data (``a_k``) registered, then the accumulator's stage:
+#: written in ``a_k + 2``.
+DVTH_LATENCY = 2
+#: The fc decoder's readout: a D word is added into the class sums the cycle after its read.
+DECODE_LATENCY = 1
 
 
-def divider_word_cycles(k: int) -> int:
-    """Cycles a threshold word with a changed threshold takes in the update: ``K + 3``.
-
-    The per-lane :class:`hw.reciprocal.ReciprocalDivider` accepts the new threshold in the
-    word's data cycle ``a`` and offers ``R`` in cycle ``a + K + 2``, when the R word is
-    written and the next word's read is issued.
-    """
-    return check_int("k", k, minimum=1) + 3
+#: Registers between a memory's read data and a shared datapath unit: the words read, then
+#: the running layer's words (the layer multiplexer has a cycle of its own).
+OPERAND_REGISTERS = 2
+#: Update passes: cycles from a word's read data (``a_k``) to its write, through the
+#: operand registers and the update unit's two stages (``hw.update.UpdateUnit``).
+UPDATE_LATENCY = OPERAND_REGISTERS + UPDATE_UNIT_LATENCY
+#: Reciprocal divider: an operand accepted in cycle ``a`` gives R in ``a + K + DIVIDER_LATENCY``.
+DIVIDER_LATENCY = 2
 
 
 # Timing recurrences --------------------------------------------------------------------
@@ -116,7 +138,7 @@ class StageTiming:
     Attributes
     ----------
     cycles : int
-        Stage length ``D = X + 1``, X the last cycle with a retire or a write.
+        Stage length ``D = X + 1 + CONTROL_LATENCY``, X the last cycle with a retire or a write.
     retire : tuple of int
         ``f_k``: the cycle word k of the scan retires (writes V, S, h; the next read issues).
     push : tuple of int
@@ -164,7 +186,7 @@ def forward_stage_timing(
     ``s_e = max(p_e + 2, s_{e-1} + c)`` (``QUEUE_LATENCY`` = 2 at every depth Q >= 1).
     Word k retires at ``f_k = a_k`` without spikes, else at the push of its last spike;
     ``a_{k+1} = f_k + 1``.
-    ``X = max(f_last, s_E + c)`` and ``D = X + 1``.
+    ``X = max(f_last, s_E + c)`` and ``D = X + 1 + CONTROL_LATENCY``.
     """
     depth = check_int("depth", depth, minimum=1)
     c = None if fanout_words is None else check_int("fanout_words", fanout_words, minimum=1)
@@ -195,7 +217,7 @@ def forward_stage_timing(
     last = retire[-1] if retire else 0
     if pop:
         last = max(last, pop[-1] + c)
-    return StageTiming(last + 1, tuple(retire), tuple(push), tuple(pop), stalls, high_water)
+    return StageTiming(last + 1 + CONTROL_LATENCY, tuple(retire), tuple(push), tuple(pop), stalls, high_water)
 
 
 @dataclass(frozen=True)
@@ -205,7 +227,7 @@ class PassTiming:
     Attributes
     ----------
     cycles : int
-        Pass length ``D = X + 1``.
+        Pass length ``D = X + 1 + CONTROL_LATENCY``.
     data : tuple of int
         ``a_k``: the cycle word k's read data is available (its events start then).
     retire : tuple of int
@@ -222,13 +244,14 @@ class PassTiming:
         return range(start, start + events * cost, cost)
 
 
-def event_pass_timing(word_events: Sequence[int], cost: int, latency: int) -> PassTiming:
+def event_pass_timing(word_events: Sequence[int], cost: int, latency: int, empty: int = 1) -> PassTiming:
     """The word-pass recurrence (docs/architecture.md section 5.3).
 
     Word k is read at ``f_{k-1}`` (``f_{-1} = 0``), its data arrive at ``a_k = f_{k-1} + 1``
-    and it retires at ``f_k = a_k + max(1, m_k * cost) - 1``; the last event of word k
+    and it retires at ``f_k = a_k + m_k * cost - 1`` (``a_k + empty - 1`` without events);
+    the last event of word k
     writes its result at ``f_k + latency``. ``X = max(f_last, f_k* + latency)`` with k* the
-    last word with events, ``D = X + 1``.
+    last word with events, ``D = X + 1 + CONTROL_LATENCY``.
 
     Parameters
     ----------
@@ -238,20 +261,46 @@ def event_pass_timing(word_events: Sequence[int], cost: int, latency: int) -> Pa
         Cycles per event, 1 or more.
     latency : int
         Cycles from a word's retire to its last write, 0 or more.
+    empty : int
+        Cycles of a word without events, 1 or 2 (``DW_EMPTY_WORD_CYCLES``).
     """
     cost = check_int("cost", cost, minimum=1)
     latency = check_int("latency", latency, minimum=0)
+    empty = check_int("empty", empty, minimum=1, maximum=2)
     counts = np.asarray(word_events, dtype=np.int64).reshape(-1)
     if not counts.size:
-        return PassTiming(1, (), ())
-    duration = np.maximum(counts * cost, 1)
+        return PassTiming(1 + CONTROL_LATENCY, (), ())
+    duration = np.where(counts > 0, counts * cost, empty)
     retire = np.cumsum(duration)
     data = retire - duration + 1
     last = int(retire[-1])
     busy = np.flatnonzero(counts)
     if busy.size:
         last = max(last, int(retire[busy[-1]]) + latency)
-    return PassTiming(last + 1, tuple(data.tolist()), tuple(retire.tolist()))
+    return PassTiming(last + 1 + CONTROL_LATENCY, tuple(data.tolist()), tuple(retire.tolist()))
+
+
+def sweep_timing(words: int, latency: int) -> PassTiming:
+    """A pass that reads every word of a memory, one per cycle (the weight update): word k's
+    data arrive in ``a_k = k + 1``, its write lands in ``a_k + latency``."""
+    words = check_int("words", words, minimum=1)
+    latency = check_int("latency", latency, minimum=0)
+    data = tuple(range(1, words + 1))
+    return PassTiming(words + latency + 1 + CONTROL_LATENCY, data, data)
+
+
+def threshold_update_timing(changed_words: Sequence[bool], k: int) -> PassTiming:
+    """The threshold update of one layer: word k is read in ``f_{k-1}`` (``f_{-1} = 0``),
+    its data arrive in ``a_k``, VTH and DVTH are written in ``a_k + UPDATE_LATENCY``; a word
+    with a changed threshold hands it to the lane dividers then and writes R (and retires)
+    in ``f_k = a_k + UPDATE_LATENCY + K + DIVIDER_LATENCY``, else it retires at its write."""
+    k = check_int("k", k, minimum=1)
+    changed = np.asarray(changed_words, dtype=bool).reshape(-1)
+    duration = UPDATE_LATENCY + 1 + np.where(changed, k + DIVIDER_LATENCY, 0)
+    retire = np.cumsum(duration)
+    data = retire - duration + 1
+    last = int(retire[-1]) if retire.size else 0
+    return PassTiming(last + 1 + CONTROL_LATENCY, tuple(data.tolist()), tuple(retire.tolist()))
 
 
 # Counters ------------------------------------------------------------------------------
@@ -868,7 +917,7 @@ class CoreModel:
 
         # CLEAR: every membrane memory, all layers in parallel, one word per cycle.
         clear = counters.phase("clear", count)
-        clear.cycles = max(words)
+        clear.cycles = max(words) + CONTROL_LATENCY
         for index in range(count):
             clear.layers[index].write("V", words[index])
             if rec.enabled:
@@ -937,7 +986,7 @@ class CoreModel:
         else:
             counts = self._decode(spikes[-1], readout.layers[layers])
             prediction = int(metrics.predict(counts[None])[0])
-        readout.cycles = sum(layer.cycles for layer in readout.layers) + spec.classes
+        readout.cycles = sum(layer.cycles for layer in readout.layers) + spec.classes + CONTROL_LATENCY
         cycle += readout.cycles
         result = CoreResult(prediction, counts, last, v, spikes, windows, counters, [])
         return result, cycle
@@ -952,7 +1001,7 @@ class CoreModel:
         for t in range(steps):
             events = np.flatnonzero(spikes[t])
             counts += self.decoder[:, t * n_out + events].sum(axis=1)
-            timing = event_pass_timing(self.word_counts(spikes[t]), words, DW_LATENCY)
+            timing = event_pass_timing(self.word_counts(spikes[t]), words, DECODE_LATENCY)
             c.cycles += timing.cycles
             c.synaptic_ops += len(events) * self.spec.classes
             c.read("S", self.words[-1])
@@ -995,7 +1044,7 @@ class CoreModel:
         sums = output_sums(spec, f, self.decoder, error)[:, 0]  # (T, n_L)
 
         # Clear dV of every layer that takes part, in parallel.
-        clear_cycles = max(words[first:])
+        clear_cycles = max(words[first:]) + CONTROL_LATENCY
         for index in range(first, layers + 1):
             backward.layers[index].write("DV", words[index])
             if rec.enabled:
@@ -1074,7 +1123,7 @@ class CoreModel:
         acc = self.dw[index - 1]
         acc[:, rows] = saturate(acc[:, rows] + dv[index][:, None], f.dw)
         cost = words[index]
-        timing = event_pass_timing(self.word_counts(fired), cost, DW_LATENCY)
+        timing = event_pass_timing(self.word_counts(fired), cost, DW_LATENCY, DW_EMPTY_WORD_CYCLES)
         c.cycles += timing.cycles
         c.dw_rows += len(rows)
         c.dw_adds += len(rows) * self.sizes[index]
@@ -1105,7 +1154,7 @@ class CoreModel:
         rows = (t - 1) * n_out + events
         self.dd[:, rows] = saturate(self.dd[:, rows] + error[:, None], self.formats.dw)
         cost = self.decoder_words
-        timing = event_pass_timing(self.word_counts(fired), cost, DW_LATENCY)
+        timing = event_pass_timing(self.word_counts(fired), cost, DW_LATENCY, DW_EMPTY_WORD_CYCLES)
         c.cycles += timing.cycles
         c.dw_rows += len(rows)
         c.dw_adds += len(rows) * self.spec.classes
@@ -1134,7 +1183,7 @@ class CoreModel:
         fired = result.spikes[index][t - 2]
         self.dth[index] = saturate(self.dth[index] - dv[index] * fired, f.dth)
         per_word = self.word_counts(fired)
-        timing = event_pass_timing(np.zeros(words[index], np.int64), 1, 0)
+        timing = sweep_timing(words[index], DVTH_LATENCY)
         c.cycles += timing.cycles
         c.dvth_adds += int(per_word.sum())
         for memory in ("DVTH", "DV", "S"):
@@ -1143,7 +1192,8 @@ class CoreModel:
         if rec.enabled:
             for k in np.flatnonzero(per_word):
                 mask = _mask(fired[k * lanes : (k + 1) * lanes])
-                rec.add(cycle + timing.retire[k], "backward", index, t, "DVTH", int(k), mask, rec.word(self.dth[index], k))
+                at = cycle + timing.data[k] + DVTH_LATENCY
+                rec.add(at, "backward", index, t, "DVTH", int(k), mask, rec.word(self.dth[index], k))
         return cycle + timing.cycles
 
     # Update ----------------------------------------------------------------------------------
@@ -1193,7 +1243,7 @@ class CoreModel:
         draws = self._draws(rows * width)
         step = round_shift(accumulators, shift, rule.rounding, None if draws is None else draws.reshape(rows, width))
         new = self.formats.weight.saturate(values - step)
-        timing = event_pass_timing(np.zeros(rows * words, np.int64), 1, 0)
+        timing = sweep_timing(rows * words, UPDATE_LATENCY)
         c.cycles += timing.cycles
         c.weight_updates += rows * width
         for memory in memories:
@@ -1204,7 +1254,7 @@ class CoreModel:
             for row in range(rows):
                 for k in range(words):
                     address = row * words + k
-                    at = cycle + timing.retire[address]
+                    at = cycle + timing.data[address] + UPDATE_LATENCY
                     rec.add(at, "update", layer, 0, memories[0], address, mask(k), rec.word(new[row], k))
                     rec.add(at, "update", layer, 0, memories[1], address, mask(k), zero)
         return new, cycle + timing.cycles
@@ -1220,7 +1270,7 @@ class CoreModel:
         self.reciprocals[index] = np.where(changed, reciprocal(new, f.k), self.reciprocals[index])
         self.dth[index][...] = 0
         per_word = self.word_counts(changed)
-        timing = event_pass_timing(np.minimum(per_word, 1), divider_word_cycles(f.k), 0)
+        timing = threshold_update_timing(per_word > 0, f.k)
         c.cycles += timing.cycles
         c.threshold_updates += len(old)
         c.reciprocals += int(changed.sum())
@@ -1232,7 +1282,7 @@ class CoreModel:
             zero = (0,) * lanes
             for k in range(words[index]):
                 mask = self.valid_mask(index, k)
-                at = cycle + timing.data[k]
+                at = cycle + timing.data[k] + UPDATE_LATENCY
                 rec.add(at, "update", index, 0, "VTH", k, mask, rec.word(new, k))
                 rec.add(at, "update", index, 0, "DVTH", k, mask, zero)
                 if per_word[k]:

@@ -26,7 +26,7 @@ def test_registry_defaults_follow_the_contract() -> None:
         "g": 16, "w": 8, "fan_out": 1024, "k": 16, "shift": 16
     }
     assert dict(get_unit("update_unit").defaults) == {
-        "lanes": 8, "w": 8, "v": 16, "dw": 24, "dth": 24
+        "lanes": 8, "w": 8, "v": 16, "dw": 24, "dth": 24, "lfsr_init": 1
     }
     assert get_unit("spike_queue").params({"depth": 8}) == {"index_bits": 10, "depth": 8}
 

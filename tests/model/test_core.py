@@ -10,13 +10,19 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from model.core import (
-    DW_LATENCY,
+    CONTROL_LATENCY,
+    DECODE_LATENCY,
+    DIVIDER_LATENCY,
+    DW_EMPTY_WORD_CYCLES,
+    UPDATE_LATENCY,
     MEMORIES,
     CoreModel,
     event_pass_timing,
     forward_stage_timing,
     read_trace,
     run_samples,
+    sweep_timing,
+    threshold_update_timing,
     write_trace,
 )
 from model.fixed import ROUNDINGS, fire_scan, signed_range
@@ -246,7 +252,7 @@ def test_stage_recurrence_matches_the_queue_cycle_by_cycle(words: list[int], cos
     assert timing.stall_cycles == stalls
     assert timing.high_water == high
     last = max([retire[-1]] + [s + cost for s in pops])
-    assert timing.cycles == last + 1
+    assert timing.cycles == last + 1 + CONTROL_LATENCY
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4, 64])
@@ -273,36 +279,51 @@ def test_full_queue_stalls_but_loses_no_event(depth: int) -> None:
 
 def test_stage_timing_by_hand() -> None:
     # Spikes 2, 0, 1 in three words, 3 cycles per event, Q = 4:
-    # p = 1, 2, 4; s = 3, max(2+2, 3+3) = 6, max(4+2, 6+1, 6+3) = 9; X = 9 + 3 = 12.
+    # p = 1, 2, 4; s = 3, max(2+2, 3+3) = 6, max(4+2, 6+1, 6+3) = 9; X = 9 + 3 = 12;
+    # D = X + 1 + CONTROL_LATENCY (the controller's registered done) in every case below.
     timing = forward_stage_timing([2, 0, 1], 3, 4)
     assert timing.push == (1, 2, 4) and timing.pop == (3, 6, 9)
-    assert timing.retire == (2, 3, 4) and timing.cycles == 13
+    assert timing.retire == (2, 3, 4) and timing.cycles == 14
     assert timing.stall_cycles == 0 and timing.high_water == 2
     # Q = 3, 5 spikes, 3 cycles per event: s = 3, 6, 9, 12; the 5th push waits for
     # s_2 + 1 = 7 (2 stall cycles), s_5 = 15; X = 15 + 3 = 18.
     timing = forward_stage_timing([5], 3, 3)
     assert timing.push == (1, 2, 3, 4, 7) and timing.pop == (3, 6, 9, 12, 15)
-    assert timing.stall_cycles == 2 and timing.high_water == 3 and timing.cycles == 19
+    assert timing.stall_cycles == 2 and timing.high_water == 3 and timing.cycles == 20
     # Q = 1, 3 spikes, 1 cycle per event: each push waits for the previous pop:
     # p = 1, max(2, 3+1) = 4, max(5, 6+1) = 7; s = 3, 6, 9; X = 9 + 1 = 10; stalls 2 + 2.
     timing = forward_stage_timing([3], 1, 1)
     assert timing.push == (1, 4, 7) and timing.pop == (3, 6, 9) and timing.retire == (7,)
-    assert timing.stall_cycles == 4 and timing.high_water == 1 and timing.cycles == 11
+    assert timing.stall_cycles == 4 and timing.high_water == 1 and timing.cycles == 12
     # Q = 2, same spikes: p = 1, 2, max(3, 3+1) = 4; s = 3, 4, 6; X = 7; one stall.
     timing = forward_stage_timing([3], 1, 2)
     assert timing.push == (1, 2, 4) and timing.pop == (3, 4, 6) and timing.retire == (4,)
-    assert timing.stall_cycles == 1 and timing.high_water == 2 and timing.cycles == 8
+    assert timing.stall_cycles == 1 and timing.high_water == 2 and timing.cycles == 9
     # Output layer: one cycle per word after the read latency.
-    assert forward_stage_timing([3, 0], None, 3).cycles == 3
+    assert forward_stage_timing([3, 0], None, 3).cycles == 4
 
 
 def test_pass_timing_by_hand() -> None:
     # Words with 0, 2, 0 events of 3 cycles, last write 2 cycles after the retire:
-    # durations 1, 6, 1 -> f = 1, 7, 8; X = max(8, 7 + 2) = 9.
+    # durations 1, 6, 1 -> f = 1, 7, 8; X = max(8, 7 + 2) = 9; D = X + 2.
     timing = event_pass_timing([0, 2, 0], 3, 2)
-    assert timing.data == (1, 2, 8) and timing.retire == (1, 7, 8) and timing.cycles == 10
+    assert timing.data == (1, 2, 8) and timing.retire == (1, 7, 8) and timing.cycles == 11
     assert list(timing.event_starts(1, 2, 3)) == [2, 5]
-    assert event_pass_timing([0] * 5, 1, 0).cycles == 6
+    assert event_pass_timing([0] * 5, 1, 0).cycles == 7
+    # DW passes: a word without events takes DW_EMPTY_WORD_CYCLES = 2 (durations 2, 6, 2).
+    timing = event_pass_timing([0, 2, 0], 3, 2, DW_EMPTY_WORD_CYCLES)
+    assert timing.data == (1, 3, 9) and timing.retire == (2, 8, 10) and timing.cycles == 12
+
+
+def test_update_timing_by_hand() -> None:
+    # Weight update of 5 words: data in 1..5, the last write in 5 + UPDATE_LATENCY = 9.
+    timing = sweep_timing(5, UPDATE_LATENCY)
+    assert UPDATE_LATENCY == 4 and timing.data == (1, 2, 3, 4, 5) and timing.cycles == 11
+    # Thresholds, K = 10, words unchanged, changed, unchanged: durations 5, 17, 5;
+    # f = 5, 22, 27 (R of word 1 written in 6 + 4 + 10 + 2 = 22); D = 27 + 2.
+    timing = threshold_update_timing([False, True, False], 10)
+    assert DIVIDER_LATENCY == 2 and timing.data == (1, 6, 23) and timing.retire == (5, 22, 27)
+    assert timing.cycles == 29
 
 
 def _tiny(threshold: str = "trainable") -> IntegerNetwork:
@@ -313,16 +334,18 @@ def _tiny(threshold: str = "trainable") -> IntegerNetwork:
 
 def test_inference_cycles_by_hand() -> None:
     result = CoreModel(_tiny(), lanes=1, queue_depth=3).infer(np.array([255]))
-    # clear 1; stage 0: push 1, pop 3, write 4 -> 5; stage 1: one word -> 2; readout 1 class.
-    assert result.cycles == {"clear": 1, "forward": 7, "readout": 1}
-    assert result.counters.cycles == 9
+    # clear 1; stage 0: push 1, pop 3, write 4 -> 5; stage 1: one word -> 2; readout 1 class;
+    # each pass one cycle more for the controller's registered done.
+    assert result.cycles == {"clear": 2, "forward": 9, "readout": 2}
+    assert result.counters.cycles == 13
 
 
 def test_learning_cycles_by_hand() -> None:
     result = CoreModel(_tiny(), lanes=1, queue_depth=3).learn(np.array([255]), 0)
-    # backward: dV clear 1, output dV 1 + 1 + 1 = 3, dW row 1 + 1 + 1 = 3 (no dVth at T = 1,
-    # no encoder dV at t = 1); update: weights 1 word + 1, thresholds 2 x (1 word + 1).
-    assert result.cycles == {"clear": 1, "forward": 7, "readout": 1, "backward": 7, "update": 6}
+    # backward: dV clear 1, output dV 1 + 1 + 1 = 3, dW row 1 + 3 + 1 = 5 (no dVth at T = 1,
+    # no encoder dV at t = 1); update: weights 1 word + 4 + 1, thresholds 2 x (5 + 1); every
+    # pass one cycle more for the controller's registered done.
+    assert result.cycles == {"clear": 2, "forward": 9, "readout": 2, "backward": 12, "update": 21}
 
 
 def test_changed_threshold_waits_for_the_divider() -> None:
@@ -337,10 +360,11 @@ def test_changed_threshold_waits_for_the_divider() -> None:
     update = core.learn(np.array([255]), 1).counters.phases["update"]
     assert core.thresholds[1].tolist() == [544, 32]
     assert core.reciprocals[1].tolist() == [1024 // 544, 32]
-    # weights: 2 words + 1; thresholds: word 0 changed (K + 3 = 13), word 1 not (1), + 1
+    # weights: 2 words + 4 + 1; thresholds: word 0 changed (5 + K + 2 = 17), word 1 not (5),
+    # + 1; each pass + 1 (registered done)
     assert update.layers[1].reciprocals == 1
-    assert update.layers[1].cycles == 3 + 1 + 13 + 1
-    assert update.layers[0].cycles == 2 and update.layers[0].reciprocals == 0
+    assert update.layers[1].cycles == 8 + 17 + 5 + 2
+    assert update.layers[0].cycles == 7 and update.layers[0].reciprocals == 0
 
 
 # Counters -----------------------------------------------------------------------------------
@@ -439,8 +463,8 @@ def test_fc_decoder_trace_and_readout_cycles() -> None:
         ports = [(r.cycle, r.layer, r.memory) for r in result.trace]
         assert len(ports) == len(set(ports))
         out = result.spikes[-1]
-        expected = sum(event_pass_timing(core.word_counts(out[t]), 2, DW_LATENCY).cycles for t in range(3))
-        assert result.cycles["readout"] == expected + 3
+        expected = sum(event_pass_timing(core.word_counts(out[t]), 2, DECODE_LATENCY).cycles for t in range(3))
+        assert result.cycles["readout"] == expected + 3 + CONTROL_LATENCY
         assert result.counts.tolist() == _decoded(net, out).tolist()  # D changes after sample 2
         if n == 0:  # pending: the DD rows written so far hold the accumulators
             rows = memories[(2, "DD")]

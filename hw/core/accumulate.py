@@ -1,0 +1,209 @@
+"""The gradient accumulation engine: the DW and DVTH passes (docs/architecture.md section 5.3).
+
+One :class:`hw.accumulator.GradientAccumulator` (P saturating adders / subtractors, one
+pipeline stage) serves the DW and DVTH passes of every layer. A word read in cycle ``x``
+arrives in ``x + 1``, is registered in ``x + 2``, where the running layer's word enters the
+accumulator, and is written in ``x + 3``.
+
+* DW(l, t): the bit-plane walker (:class:`hw.core.walk.Walker`) over ``S^{l-1}[t]``; for
+  each spike i, the words of dW row i, one per cycle: ``dW = sat_dw(dW + dV^l[t])``,
+  written ``DW_LATENCY`` = 3 cycles after their read. A word without spikes takes two
+  cycles, so every pass keeps the parity of address and cycle: with even rows (single-port
+  banks, docs/architecture.md section 2.1) a bank's read and write never meet.
+* DVTH(l, t), t >= 2: every word of layer l, one per cycle: ``dVth = sat_dth(dVth - dV)``
+  on the lanes with ``S^l[t-1] = 1``, written ``DVTH_LATENCY`` = 2 cycles after its data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In
+
+from hw.accumulator import GradientAccumulator
+from hw.controller import ControlSignature, Pass
+from hw.core.memory import MemoryPortSignature
+from hw.core.walk import Walker, counter_shape, wire
+from hw.core_config import CoreConfig
+from model.units import AccumulateOp
+
+__all__ = ["AccumulateEngine"]
+
+
+class AccumulateEngine(wiring.Component):
+    """The DW and DVTH passes of every layer.
+
+    Parameters
+    ----------
+    config : CoreConfig
+        The core's configuration (learnable).
+
+    Members
+    -------
+    control : ``In(ControlSignature)``
+        The controller's pass, layer, step and ``first``; ``control.done`` (out) ends the pass.
+    dw<l> (l = 1..L), dvth<l> (trainable), dv<l>, s<l> : ``Out(MemoryPortSignature)``
+        The memories the passes read and write (dV and S read-only).
+    """
+
+    def __init__(self, config: CoreConfig) -> None:
+        self.config = config
+        members = {"control": In(ControlSignature(layers=config.layers, timesteps=config.timesteps))}
+        for name, layer in self.memories():
+            signature = MemoryPortSignature(config.memory(name, layer), write=name in ("DW", "DVTH"))
+            members[f"{name.lower()}{layer}"] = wiring.Out(signature)
+        super().__init__(members)
+
+    def memories(self) -> list[tuple[str, int]]:
+        """``(memory, layer)`` of every memory port, in member order."""
+        cfg = self.config
+        layers = cfg.layers
+        ports = [("DW", layer) for layer in range(1, layers + 1)]
+        if cfg.trainable:
+            ports += [("DVTH", layer) for layer in range(layers + 1)]
+        low = 0 if cfg.trainable else 1
+        ports += [("DV", layer) for layer in range(low, layers + 1)]
+        ports += [("S", layer) for layer in range(layers + (1 if cfg.trainable else 0))]
+        return ports
+
+    def port(self, name: str, layer: int) -> wiring.PureInterface:
+        """The memory port of ``name`` on ``layer``."""
+        return getattr(self, f"{name.lower()}{layer}")
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg = self.config
+        f = cfg.formats
+        lanes, layers, words, sizes = cfg.lanes, cfg.layers, cfg.words, cfg.sizes
+        control = self.control
+        layer, first, t = control.layer, control.first, control.t
+
+        def by_layer(values: Mapping[int, Value | int], shape) -> Value:
+            chosen = Const(0, shape)
+            for index, value in values.items():
+                chosen = Mux(layer == index, value, chosen)
+            return chosen
+
+        def valid_lanes(index: int, word: Value) -> Value:
+            full = (1 << lanes) - 1
+            last = cfg.valid_lanes(index, words[index] - 1)
+            return Mux(word == words[index] - 1, last, full) if last != full else Const(full, lanes)
+
+        m.submodules.unit = unit = GradientAccumulator(lanes=lanes, g=f.g, dw=f.dw, dth=f.dth)
+        m.d.comb += unit.result.ready.eq(1)
+        result = unit.result
+        accumulating = wire(m, control.kind == Pass.DW, "dw_active")
+        subtracting = wire(m, control.kind == Pass.DVTH, "dvth_active")
+
+        # The words read, registered (every port of the engine).
+        read = {}
+        for name, index in self.memories():
+            data = self.port(name, index).read_data
+            read[(name, index)] = Signal.like(data, name=f"acc_{name.lower()}{index}_read")
+            m.d.sync += read[(name, index)].eq(data)
+
+        # Operand: the running layer's registered words, with the word's mask.
+        operand = unit.operand
+        arrived = Signal(name="acc_arrived")  # a word's data arrived (x + 1)
+        registered = Signal(name="acc_registered")  # its registers (x + 2)
+        m.d.sync += registered.eq(arrived)
+        m.d.comb += [operand.valid.eq(registered), operand.payload.op.eq(Mux(subtracting, AccumulateOp.DVTH, AccumulateOp.DW))]
+
+        # DW(l, t): walk S^{l-1}[t]; each spike's dW row, one word per cycle.
+        dw_layers = range(1, layers + 1)
+        costs = {i: cfg.row_words(i) for i in dw_layers}
+        walker = Walker(
+            m, "dw", active=accumulating, first=first,
+            words=by_layer({i: words[i - 1] for i in dw_layers}, counter_shape(max(words) + 1)),
+            cost=by_layer(costs, counter_shape(max(costs.values()) + 1)),
+            max_words=max(words[i - 1] for i in dw_layers), max_cost=max(costs.values()), lanes=lanes,
+            bits=by_layer({i: self.port("S", i - 1).read_data.as_value() for i in dw_layers}, lanes),
+            valid=lambda k: by_layer({i: valid_lanes(i - 1, k) for i in dw_layers}, lanes), empty=2,
+        )
+        longest_row = max(sizes[i - 1] * costs[i] for i in dw_layers)
+        address = wire(
+            m, by_layer({i: (walker.k * lanes + walker.lane) * costs[i] + walker.sub for i in dw_layers},
+                        counter_shape(longest_row)),
+            "dw_address_now",
+        )
+        # Address and row word of the words in flight: data (x + 1), registers (x + 2), write (x + 3).
+        addresses = [Signal(counter_shape(longest_row), name=f"dw_address{n}") for n in range(3)]
+        row_words = [Signal(counter_shape(max(costs.values())), name=f"dw_row_word{n}") for n in range(2)]
+        m.d.sync += [addresses[0].eq(address), row_words[0].eq(walker.sub)]
+        m.d.sync += [addresses[n + 1].eq(addresses[n]) for n in range(2)] + [row_words[1].eq(row_words[0])]
+        for index in dw_layers:
+            on = accumulating & (layer == index)
+            s_port, dw_port, dv_port = self.port("S", index - 1), self.port("DW", index), self.port("DV", index)
+            m.d.comb += [
+                s_port.read_en.eq(on & walker.issue),
+                s_port.read_addr.eq((t - 1) * words[index - 1] + walker.issue_word),
+                dw_port.read_en.eq(on & walker.event),
+                dw_port.read_addr.eq(address),
+                dw_port.write_addr.eq(addresses[2]),
+                dw_port.write_mask.eq(Mux(on & result.valid, result.payload.mask, 0)),
+                dw_port.write_data.eq(Cat(result.payload.acc[x][: f.dw] for x in range(lanes))),
+                dv_port.read_en.eq(on & walker.event),
+                dv_port.read_addr.eq(walker.sub),
+            ]
+        in_flight = arrived | registered
+        dw_done = walker.finished & ~walker.event & ~in_flight
+
+        dw_acc = [by_layer({i: read[("DW", i)][x] for i in dw_layers}, signed(f.dw)) for x in range(lanes)]
+        dw_dv = [by_layer({i: read[("DV", i)][x] for i in dw_layers}, signed(f.g)) for x in range(lanes)]
+        dw_mask = by_layer({i: valid_lanes(i, row_words[1]) for i in dw_layers}, lanes)
+        if not cfg.trainable:
+            m.d.sync += arrived.eq(accumulating & walker.event)
+            m.d.comb += [operand.payload.mask.eq(dw_mask)]
+            m.d.comb += [operand.payload.acc[x].eq(dw_acc[x]) for x in range(lanes)]
+            m.d.comb += [operand.payload.dv[x].eq(dw_dv[x]) for x in range(lanes)]
+            m.d.comb += control.done.eq(dw_done)
+            return m
+
+        # DVTH(l, t), t >= 2: every word of layer l, one per cycle.
+        every = range(layers + 1)
+        at = Signal(range(max(words) + 4), name="dvth_word")
+        at_now = Mux(first, 0, at)
+        with m.If(subtracting):
+            m.d.sync += at.eq(at_now + 1)
+        layer_words = by_layer({i: words[i] for i in every}, range(max(words) + 1))
+        reading = wire(m, subtracting & (at_now < layer_words), "dvth_read")
+        word_in_flight = [Signal(counter_shape(max(words)), name=f"dvth_word{n}") for n in range(3)]
+        m.d.sync += [word_in_flight[0].eq(at_now)] + [word_in_flight[n + 1].eq(word_in_flight[n]) for n in range(2)]
+        for index in every:
+            on = subtracting & (layer == index)
+            th_port, dv_port, s_port = self.port("DVTH", index), self.port("DV", index), self.port("S", index)
+            m.d.comb += [
+                th_port.read_en.eq(on & reading),
+                th_port.read_addr.eq(at_now),
+                th_port.write_addr.eq(word_in_flight[2]),
+                th_port.write_mask.eq(Mux(on & result.valid, result.payload.mask, 0)),
+                th_port.write_data.eq(Cat(result.payload.acc[x][: f.dth] for x in range(lanes))),
+            ]
+            with m.If(on):
+                m.d.comb += [
+                    dv_port.read_en.eq(reading), dv_port.read_addr.eq(at_now),
+                    s_port.read_en.eq(reading), s_port.read_addr.eq((t - 2) * words[index] + at_now),
+                ]
+        fired = by_layer(
+            {i: read[("S", i)].as_value() & valid_lanes(i, word_in_flight[1]) for i in every}, lanes
+        )
+        with m.If(subtracting):
+            m.d.comb += operand.payload.mask.eq(fired)
+            m.d.comb += [
+                operand.payload.acc[x].eq(by_layer({i: read[("DVTH", i)][x] for i in every}, signed(f.dth)))
+                for x in range(lanes)
+            ]
+            m.d.comb += [
+                operand.payload.dv[x].eq(by_layer({i: read[("DV", i)][x] for i in every}, signed(f.g)))
+                for x in range(lanes)
+            ]
+        with m.Else():
+            m.d.comb += operand.payload.mask.eq(dw_mask)
+            m.d.comb += [operand.payload.acc[x].eq(dw_acc[x]) for x in range(lanes)]
+            m.d.comb += [operand.payload.dv[x].eq(dw_dv[x]) for x in range(lanes)]
+        m.d.sync += arrived.eq((accumulating & walker.event) | reading)
+        dvth_done = subtracting & (at_now == layer_words + 2)
+        m.d.comb += control.done.eq(Mux(accumulating, dw_done, dvth_done))
+        return m

@@ -1,0 +1,177 @@
+"""The core's memories: one ``amaranth.lib.memory.Memory`` per (layer, kind), shared by
+the engines through prioritised requests, and the single-port weight banks.
+
+An engine reaches a memory through a :class:`MemoryPortSignature` interface (its read
+request and data, its write request); :meth:`MemoryPorts.attach` adds it to the memory's
+requests. Passes never overlap on a memory port, so the order of the requests only
+settles the host port against an idle core (docs/architecture.md section 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.core_config import CoreConfig, MemorySpec
+
+__all__ = ["MemoryPortSignature", "MemoryPorts", "Port", "lane_layout", "weight_banks"]
+
+
+class MemoryPortSignature(wiring.Signature):
+    """An engine's access to one memory (members as the engine drives them): the read
+    members unless ``read`` is false, the write members unless ``write`` is false.
+
+    Members
+    -------
+    read_en : ``Out(1)``, read_addr : ``Out(address_bits)``
+        Read request; the word arrives on ``read_data`` in the next cycle and is held
+        while no read is issued.
+    read_data : ``In(P x lane)``
+        The word read.
+    write_mask : ``Out(P)``, write_addr : ``Out(address_bits)``, write_data : ``Out(P x lane)``
+        Write the lanes of ``write_mask`` (no write when 0).
+    """
+
+    def __init__(self, spec: MemorySpec, *, read: bool = True, write: bool = True) -> None:
+        layout = lane_layout(spec)
+        members = {}
+        if read:
+            members.update({"read_en": Out(1), "read_addr": Out(spec.address_bits), "read_data": In(layout)})
+        if write:
+            members.update({
+                "write_mask": Out(spec.lanes), "write_addr": Out(spec.address_bits), "write_data": Out(layout),
+            })
+        super().__init__(members)
+
+
+class Port:
+    """The signals of a memory port that a bank arbiter drives (``addr``, ``en``, ``data``)."""
+
+    def __init__(self, name: str, layout: data.ArrayLayout, address_bits: int, enable_bits: int) -> None:
+        self.addr = Signal(address_bits, name=f"{name}_addr")
+        self.en = Signal(enable_bits, name=f"{name}_en")
+        self.data = Signal(layout, name=f"{name}_data")
+
+
+def lane_layout(spec: MemorySpec) -> data.ArrayLayout:
+    """Word shape of ``spec``: P lanes of its (signed or unsigned) lane format."""
+    lane = signed(spec.lane_bits) if spec.signed else unsigned(spec.lane_bits)
+    return data.ArrayLayout(lane, spec.lanes)
+
+
+class MemoryPorts:
+    """A memory with one read and one write port, each shared by prioritised requests.
+
+    With ``banked`` the memory is logical: its ports are :class:`Port` signals that
+    :func:`weight_banks` maps onto the shared single-port banks.
+    """
+
+    def __init__(
+        self, spec: MemorySpec, init: Sequence[Sequence[int]] | None, *, transparent: bool, banked: bool = False
+    ) -> None:
+        self.spec = spec
+        layout = lane_layout(spec)
+        if banked:
+            self.memory = None
+            self.write = Port(f"{spec.key}_write", layout, spec.address_bits, spec.lanes)
+            self.read = Port(f"{spec.key}_read", layout, spec.address_bits, 1)
+        else:
+            # A memory of one word still gets a one-bit address (an unused second word).
+            # Only V reads an address in the cycle it is written (transparent port); the
+            # schedule never does for the others, which tells Yosys so (``no_rw_check``:
+            # no collision logic around the block RAM).
+            self.memory = Memory(
+                shape=layout, depth=max(spec.depth, 2), init=init or [],
+                attrs=None if transparent else {"no_rw_check": 1},
+            )
+            self.write = self.memory.write_port(granularity=1)
+            self.read = self.memory.read_port(transparent_for=(self.write,) if transparent else ())
+        self._reads: list[tuple[Value, Value]] = []
+        self._writes: list[tuple[Value, Value, Value, Sequence[Value] | Value]] = []
+
+    @property
+    def data(self) -> data.View:
+        """The read port's data (P lanes), held while no read is issued."""
+        return self.read.data
+
+    def request_read(self, condition: Value, address: Value) -> None:
+        """Read ``address`` when ``condition`` (earlier requests win)."""
+        self._reads.append((condition, address))
+
+    def request_write(
+        self, condition: Value, address: Value, mask: Value, lanes: Sequence[Value] | Value
+    ) -> None:
+        """Write the lanes of ``mask`` when ``condition``: ``lanes`` are P values or a whole word."""
+        self._writes.append((condition, address, mask, lanes))
+
+    def attach(self, m: Module, port: wiring.PureInterface) -> None:
+        """Serve an engine's :class:`MemoryPortSignature` port (its requests, the read data)."""
+        if "read_en" in port.signature.members:
+            self.request_read(port.read_en, port.read_addr)
+            m.d.comb += port.read_data.eq(self.data)
+        if "write_mask" in port.signature.members:
+            self.request_write(port.write_mask.any(), port.write_addr, port.write_mask, port.write_data.as_value())
+
+    def connect(self, m: Module) -> None:
+        """Drive the ports from the requests."""
+        read, write = self.read, self.write
+        m.d.comb += read.en.eq(0)
+        for index, (condition, address) in enumerate(self._reads):
+            with m.If(condition) if index == 0 else m.Elif(condition):
+                m.d.comb += [read.addr.eq(address), read.en.eq(1)]
+        for index, (condition, address, mask, lanes) in enumerate(self._writes):
+            with m.If(condition) if index == 0 else m.Elif(condition):
+                m.d.comb += [write.addr.eq(address), write.en.eq(mask)]
+                if isinstance(lanes, Value):
+                    m.d.comb += write.data.as_value().eq(lanes)
+                else:
+                    m.d.comb += [write.data[x].eq(value) for x, value in enumerate(lanes)]
+
+
+def weight_banks(
+    m: Module, config: CoreConfig, mems: Mapping[tuple[str, int], MemoryPorts],
+    init: Mapping[str, Sequence[Sequence[int]]],
+) -> None:
+    """Map the logical W and dW memories onto two single-port banks each (even, odd words).
+
+    A bank is one ``Memory`` whose read and write ports share the address (a write wins
+    the cycle; the schedule never asks for both, docs/architecture.md section 2.1), so
+    Yosys maps it to one iCE40 SPRAM (``ram_style = "huge"``). Layer ``l``'s word ``a``
+    sits in bank ``a mod 2`` at ``bank_base(l) + a div 2``. A logical read returns the
+    bank its address chose, one cycle later.
+    """
+    for name, depth, _ in config.weight_banks()[::2]:
+        kind = name.split("_")[0]
+        logical = [(layer, ports) for (memory, layer), ports in mems.items() if memory == kind]
+        layout = lane_layout(logical[0][1].spec)
+        banks = []
+        for parity, suffix in enumerate(("even", "odd")):
+            words = []
+            for layer, ports in logical:
+                contents = list(init.get(ports.spec.key, []))
+                contents += [[0] * config.lanes] * (ports.spec.depth - len(contents))
+                words += contents[parity::2]
+            memory = Memory(shape=layout, depth=depth, init=words, attrs={"ram_style": "huge"})
+            m.submodules[f"mem_{kind}_{suffix}"] = memory
+            write, read = memory.write_port(granularity=1), memory.read_port()
+            address = Signal(range(depth), name=f"{kind}_{suffix}_addr")
+            writing = Signal(name=f"{kind}_{suffix}_writing")
+            reading = Signal(name=f"{kind}_{suffix}_reading")
+            for layer, ports in logical:  # reads first: a write's address wins
+                with m.If(ports.read.en & (ports.read.addr[0] == parity)):
+                    m.d.comb += [reading.eq(1), address.eq(config.bank_base(kind, layer) + (ports.read.addr >> 1))]
+            for layer, ports in logical:
+                with m.If(ports.write.en.any() & (ports.write.addr[0] == parity)):
+                    m.d.comb += [writing.eq(1), write.en.eq(ports.write.en), write.data.eq(ports.write.data)]
+                    m.d.comb += address.eq(config.bank_base(kind, layer) + (ports.write.addr >> 1))
+            m.d.comb += [write.addr.eq(address), read.addr.eq(address), read.en.eq(reading & ~writing)]
+            banks.append(read.data)
+        for layer, ports in logical:
+            odd = Signal(name=f"{ports.spec.key}_read_odd")
+            with m.If(ports.read.en):
+                m.d.sync += odd.eq(ports.read.addr[0])
+            m.d.comb += ports.read.data.eq(Mux(odd, banks[1], banks[0]))
