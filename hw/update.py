@@ -7,7 +7,6 @@ from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 
 from hw.datapath import Pipeline, StreamUnit, clamp, saturate
-from model.checks import check_int
 from model.fixed import LFSR_BITS, LFSR_TAPS
 from model.units import (
     SHIFT_BITS,
@@ -118,12 +117,11 @@ class UpdateUnit(StreamUnit):
     LATENCY = UPDATE_UNIT_LATENCY
 
     def __init__(self, *, lanes: int, w: int, v: int, dw: int, dth: int, lfsr_init: int = 1) -> None:
-        params = update_unit_params(lanes=lanes, w=w, v=v, dw=dw, dth=dth)
-        lfsr_init = check_int("lfsr_init", lfsr_init, minimum=1, maximum=(1 << LFSR_BITS) - 1)
+        params = update_unit_params(lanes=lanes, w=w, v=v, dw=dw, dth=dth, lfsr_init=lfsr_init)
         super().__init__(params, layouts(params), {
             "lfsr_load": In(1),
             "lfsr_seed": In(LFSR_BITS),
-            "lfsr_state": Out(LFSR_BITS, init=lfsr_init),
+            "lfsr_state": Out(LFSR_BITS, init=params.lfsr_init),
         })
 
     def elaborate_datapath(

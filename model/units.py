@@ -39,6 +39,7 @@ import numpy as np
 from model.checks import check_int
 from model.fixed import (
     LFSR,
+    LFSR_BITS,
     MAX_BITS,
     ROUNDINGS,
     ceil_log2,
@@ -1039,6 +1040,8 @@ class UpdateUnitParams(NamedTuple):
         Weight and membrane widths (thresholds are unsigned ``v - 1`` bits, 1..2^(v-1)-1).
     dw, dth : int
         Weight- and threshold-gradient accumulator widths (signed).
+    lfsr_init : int
+        The LFSR's state after reset, 1..2^32 - 1.
     """
 
     lanes: int
@@ -1046,6 +1049,7 @@ class UpdateUnitParams(NamedTuple):
     v: int
     dw: int
     dth: int
+    lfsr_init: int = 1
 
     @property
     def grad_bits(self) -> int:
@@ -1058,8 +1062,11 @@ class UpdateUnitParams(NamedTuple):
         return (1 << (self.v - 1)) - 1
 
 
-def update_unit_params(*, lanes: int, w: int, v: int, dw: int, dth: int) -> UpdateUnitParams:
-    """Check the parameters: ``lanes`` 1 or more, ``w`` 2..16, ``v`` w..32, ``dw``/``dth`` 4..48.
+def update_unit_params(
+    *, lanes: int, w: int, v: int, dw: int, dth: int, lfsr_init: int = 1
+) -> UpdateUnitParams:
+    """Check the parameters: ``lanes`` 1 or more, ``w`` 2..16, ``v`` w..32, ``dw``/``dth`` 4..48,
+    ``lfsr_init`` 1..2^32 - 1.
 
     Raises
     ------
@@ -1069,7 +1076,9 @@ def update_unit_params(*, lanes: int, w: int, v: int, dw: int, dth: int) -> Upda
     lanes, w = _check_shared(lanes=lanes, w=w)
     v = check_int("v", v, minimum=w, maximum=32)
     dw = check_int("dw", dw, minimum=4, maximum=48)
-    return UpdateUnitParams(lanes, w, v, dw, check_int("dth", dth, minimum=4, maximum=48))
+    dth = check_int("dth", dth, minimum=4, maximum=48)
+    lfsr_init = check_int("lfsr_init", lfsr_init, minimum=1, maximum=(1 << LFSR_BITS) - 1)
+    return UpdateUnitParams(lanes, w, v, dw, dth, lfsr_init)
 
 
 class UpdateUnitInputs(NamedTuple):
@@ -1125,11 +1134,13 @@ class UpdateUnitState(NamedTuple):
     lfsr: int
 
 
-def update_unit_reset(*, lanes: int, w: int, v: int, dw: int, dth: int) -> UpdateUnitState:
-    """State after reset: empty pipeline, LFSR state 1 (seed 0; parameters as
+def update_unit_reset(
+    *, lanes: int, w: int, v: int, dw: int, dth: int, lfsr_init: int = 1
+) -> UpdateUnitState:
+    """State after reset: empty pipeline, LFSR state ``lfsr_init`` (parameters as
     :func:`update_unit_params`)."""
-    params = update_unit_params(lanes=lanes, w=w, v=v, dw=dw, dth=dth)
-    return UpdateUnitState(params, (None,) * UPDATE_UNIT_LATENCY, LFSR.from_seed(0).state)
+    params = update_unit_params(lanes=lanes, w=w, v=v, dw=dw, dth=dth, lfsr_init=lfsr_init)
+    return UpdateUnitState(params, (None,) * UPDATE_UNIT_LATENCY, params.lfsr_init)
 
 
 def update_unit_draws(

@@ -56,7 +56,7 @@ class UpdateUnitTB(StreamTB):
         p = self.unit
         self.all_lanes = (1 << p.lanes) - 1
         self.w_max, self.w_min = (1 << (p.w - 1)) - 1, -(1 << (p.w - 1))
-        self.lfsr = LFSR.from_seed(0)  # the reset state, 1
+        self.lfsr = LFSR.from_seed(p.lfsr_init)  # the reset state
         self.draws: tuple[int, ...] = ()
 
     def grad_limits(self, op: UpdateOp) -> tuple[int, int]:

@@ -335,6 +335,9 @@ def test_update_unit_draws_follow_the_core_order() -> None:
     assert rows == expected.tolist()
     assert state.lfsr == LFSR(seed).states(n_in * n_out)[-1]
     assert units.update_unit_reset(lanes=1, w=2, v=2, dw=4, dth=4).lfsr == 1
+    assert units.update_unit_reset(lanes=1, w=2, v=2, dw=4, dth=4, lfsr_init=0xDEADBEEF).lfsr == 0xDEADBEEF
+    with pytest.raises(ValueError, match="lfsr_init"):
+        units.update_unit_params(lanes=1, w=2, v=2, dw=4, dth=4, lfsr_init=0)
 
 
 def test_update_unit_load_follows_the_draws_of_its_cycle() -> None:
