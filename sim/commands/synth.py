@@ -38,6 +38,15 @@ def summary(report: SynthReport) -> str:
             f"  (scan wrapper: {report.scan_bits['inputs']} input + "
             f"{report.scan_bits['outputs']} output flip-flops included)"
         )
+    path = report.critical_path
+    if path is not None:
+        lines.append(
+            f"  critical path {path['delay_ns']:.2f} ns ({path['logic_ns']:.2f} logic, "
+            f"{path['routing_ns']:.2f} routing, {path['logic_levels']} logic levels): "
+            f"{path['start']} -> {path['end']}"
+        )
+        if path["sources"]:
+            lines.append(f"  through {', '.join(path['sources'])}")
     return "\n".join(lines)
 
 
