@@ -46,22 +46,23 @@ from model.fixed import (
 )
 from model.integer import IntegerNetwork, label_target, output_error, output_sums
 from model.spec import DECODERS, NetworkSpec
-from model.units import UPDATE_UNIT_LATENCY
+from model.units import DV_UNIT_LATENCY, NEURON_LANE_LATENCY, UPDATE_UNIT_LATENCY
 
 __all__ = [
     "CORE_DECODERS",
     "CONTROL_LATENCY",
-    "DV_HIDDEN_LATENCY",
-    "DV_OUTPUT_LATENCY",
+    "DV_LATENCY",
     "DIVIDER_LATENCY",
     "DECODE_LATENCY",
     "DVTH_LATENCY",
     "DW_EMPTY_WORD_CYCLES",
     "DW_LATENCY",
+    "INTEGRATE_LATENCY",
     "MEMORIES",
     "OPERAND_REGISTERS",
     "PHASES",
     "QUEUE_LATENCY",
+    "SCAN_LATENCY",
     "UPDATE_LATENCY",
     "CoreCounters",
     "CoreModel",
@@ -98,11 +99,17 @@ CONTROL_LATENCY = 1
 #: (``hw.queue.SpikeQueue``: SyncFIFOBuffered with a registered output), the same at every
 #: depth Q >= 1.
 QUEUE_LATENCY = 2
-#: Output-layer dV: the lane write follows its event's cycle (R read latency).
-DV_OUTPUT_LATENCY = 1
-#: Hidden/encoder dV: the last partial product lands in the accumulator one cycle after the
-#: last read, the eq. 15 multiply and the lane write take the next cycle.
-DV_HIDDEN_LATENCY = 2
+#: Forward scan: a word's read data (cycle ``k + 1``) registered, then the neuron lane's two
+#: stages (``hw.neuron.NeuronLane``): V, S, H written in ``k + 1 + SCAN_LATENCY``.
+SCAN_LATENCY = 1 + NEURON_LANE_LATENCY
+#: Integrate: a word read in cycle x is written in ``x + INTEGRATE_LATENCY`` (data, operand
+#: register, the neuron lane's two stages); the V read port is transparent to its write
+#: port, so events start at least INTEGRATE_LATENCY cycles apart (the hazard rule).
+INTEGRATE_LATENCY = 2 + NEURON_LANE_LATENCY
+#: dV: from an event's last read (e) to its dV write: the words' data (e + 1) and registers
+#: (e + 2), the dot product's sum with R and the output error registered (e + 3), the dV
+#: unit's two stages (``hw.dv.DvUnit``); the same for every layer.
+DV_LATENCY = 3 + DV_UNIT_LATENCY
 #: dW row update: a word read in cycle x is written in x + 3 (its data registered, then the
 #: gradient accumulator's stage); the distance is odd, for the single-port weight banks.
 DW_LATENCY = 3
@@ -140,7 +147,7 @@ class StageTiming:
     cycles : int
         Stage length ``D = X + 1 + CONTROL_LATENCY``, X the last cycle with a retire or a write.
     retire : tuple of int
-        ``f_k``: the cycle word k of the scan retires (writes V, S, h; the next read issues).
+        ``f_k``: the cycle the scan writes word k (V, S, H).
     push : tuple of int
         ``p_e``: the cycle spike event e (in push order) is pushed into the queue.
     pop : tuple of int
@@ -169,8 +176,8 @@ def forward_stage_timing(
     word_events : sequence of int
         Spikes in each word of the scanned layer, ``m_k``, k = 0..w_l-1 (0..P each).
     fanout_words : int or None
-        ``c = ceil(n_{l+1} / P)``: cycles the integrate engine spends per event; ``None``
-        for the output layer (no queue: every word retires in one cycle).
+        ``c = ceil(n_{l+1} / P)``: cycles the integrate engine reads per event; ``None``
+        for the output layer (no queue).
     depth : int
         Queue capacity Q, 1 or more.
 
@@ -180,44 +187,46 @@ def forward_stage_timing(
 
     Notes
     -----
-    ``a_0 = 1``. Event e (1-based, in push order) is ready at ``a_k`` (first spike of word
-    k) or ``p_{e-1} + 1`` and pushed at ``p_e = max(ready_e, s_{e-Q} + 1)`` (the queue is
-    full until event e-Q has been popped); it is popped at
-    ``s_e = max(p_e + 2, s_{e-1} + c)`` (``QUEUE_LATENCY`` = 2 at every depth Q >= 1).
-    Word k retires at ``f_k = a_k`` without spikes, else at the push of its last spike;
-    ``a_{k+1} = f_k + 1``.
-    ``X = max(f_last, s_E + c)`` and ``D = X + 1 + CONTROL_LATENCY``.
+    The scan reads word k in cycle k and writes it in ``f_k = k + 1 + SCAN_LATENCY``. A word
+    with spikes enters the word FIFO then and is offered to the pusher from
+    ``f_k + QUEUE_LATENCY``; the pusher takes the words in order, its first spike ready at
+    ``b = max(f_k + QUEUE_LATENCY, p_last + 1)`` (``p_last`` the previous word's last push),
+    each further spike ready at ``p_{e-1} + 1``. Spike e is pushed at
+    ``p_e = max(ready_e, s_{e-Q} + 1)`` (the queue is full until event e-Q has been popped)
+    and popped at ``s_e = max(p_e + QUEUE_LATENCY, s_{e-1} + max(c, INTEGRATE_LATENCY))``;
+    its c words are read in ``s_e + j`` and written in ``s_e + j + INTEGRATE_LATENCY``.
+    ``X = max(f_last, s_E + c - 1 + INTEGRATE_LATENCY)`` and ``D = X + 1 + CONTROL_LATENCY``.
     """
     depth = check_int("depth", depth, minimum=1)
     c = None if fanout_words is None else check_int("fanout_words", fanout_words, minimum=1)
-    retire: list[int] = []
+    retire = tuple(k + 1 + SCAN_LATENCY for k in range(len(word_events)))
     push: list[int] = []
     pop: list[int] = []
     stalls = 0
     high_water = 0
     popped = 0  # events popped at or before the current push cycle
-    ready = 1  # a_k
-    for count in word_events:
-        if c is None or count == 0:
-            retire.append(ready)
-            ready += 1
-            continue
-        for _ in range(count):
-            e = len(push)
-            cycle = ready if e < depth else max(ready, pop[e - depth] + 1)
-            stalls += cycle - ready
-            push.append(cycle)
-            pop.append(max(cycle + QUEUE_LATENCY, pop[-1] + c if pop else 0))
-            while pop[popped] <= cycle:
-                popped += 1
-            high_water = max(high_water, e + 1 - popped)
-            ready = cycle + 1
-        retire.append(push[-1])
-        ready = push[-1] + 1
+    free = 0  # the cycle the pusher may take the next word
     last = retire[-1] if retire else 0
-    if pop:
-        last = max(last, pop[-1] + c)
-    return StageTiming(last + 1 + CONTROL_LATENCY, tuple(retire), tuple(push), tuple(pop), stalls, high_water)
+    if c is not None:
+        spacing = max(c, INTEGRATE_LATENCY)
+        for k, count in enumerate(word_events):
+            if count == 0:
+                continue
+            ready = max(retire[k] + QUEUE_LATENCY, free)
+            for _ in range(count):
+                e = len(push)
+                cycle = ready if e < depth else max(ready, pop[e - depth] + 1)
+                stalls += cycle - ready
+                push.append(cycle)
+                pop.append(max(cycle + QUEUE_LATENCY, pop[-1] + spacing if pop else 0))
+                while pop[popped] <= cycle:
+                    popped += 1
+                high_water = max(high_water, e + 1 - popped)
+                ready = cycle + 1
+            free = push[-1] + 1
+        if pop:
+            last = max(last, pop[-1] + c - 1 + INTEGRATE_LATENCY)
+    return StageTiming(last + 1 + CONTROL_LATENCY, retire, tuple(push), tuple(pop), stalls, high_water)
 
 
 @dataclass(frozen=True)
@@ -1021,7 +1030,7 @@ class CoreModel:
             state = saturate(state + column[:, i], bits)
             if rec.enabled:
                 for k in range(fanout):
-                    at = start + timing.pop[e] + k + 1
+                    at = start + timing.pop[e] + k + INTEGRATE_LATENCY
                     rec.add(at, "forward", target, t, "V", k, self.valid_mask(target, k), rec.word(state, k))
         v[target] = state
 
@@ -1080,15 +1089,15 @@ class CoreModel:
         acc = np.zeros(self.sizes[index], np.int64)
         if index == self.num_layers and self.decoder is not None:
             # A dot product of the neuron's D row with the class errors, like a hidden layer's.
-            cost, latency = self.decoder_words, DV_HIDDEN_LATENCY
+            cost, latency = self.decoder_words, DV_LATENCY
             acc[active] = output[active]
             c.dot_macs += len(active) * self.spec.classes
             c.read("D", len(active) * cost)
         elif index == self.num_layers:
-            cost, latency = 1, DV_OUTPUT_LATENCY
+            cost, latency = 1, DV_LATENCY
             acc[active] = output[active]
         else:
-            cost, latency = words[index + 1], DV_HIDDEN_LATENCY
+            cost, latency = words[index + 1], DV_LATENCY
             acc[active] = self.weights[index][:, active].T @ dv[index + 1]
             c.dot_macs += len(active) * self.sizes[index + 1]
             c.read("W", len(active) * cost)

@@ -52,18 +52,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.core.memory import MemoryPorts, weight_banks
 from hw.core.accumulate import AccumulateEngine
+from hw.core.backward import DvEngine
+from hw.core.forward import IntegrateEngine, ScanEngine, row_bits
 from hw.core.update import UpdateEngine
-from hw.core.walk import Walker, WordSequence, counter_shape, lowest, popcount, select, wire
+from hw.core.walk import popcount, select, wire
 from hw.controller import PASS_PHASE, ControlSignature, Controller, Pass, Phase
 from hw.core_config import COUNTER_BITS, HOST_REGISTERS, PIXEL_BITS, CoreConfig
-from hw.datapath import saturate
-from hw.dot_product import DotProductLane
 from hw.queue import SpikeQueue
 from model.fixed import LFSR_BITS
 from model.units import SHIFT_BITS
@@ -186,13 +186,18 @@ class _Builder:
             control.first.eq(own.first), control.start.eq(own.start),
         ]
 
-    def attach(self, memory: str, index: int, port: wiring.PureInterface) -> None:
-        """Serve an engine's port to ``memory`` of layer ``index`` and count its words."""
+    def attach(
+        self, memory: str, index: int, port: wiring.PureInterface, *, reads_as: int | None = None,
+        writes_as: int | None = None,
+    ) -> None:
+        """Serve an engine's port to ``memory`` of layer ``index`` and count its words read
+        and written with layers ``reads_as`` and ``writes_as`` (default ``index``: a pass
+        counts the words of the layer above it that it reads or writes with its own layer)."""
         self.mems[(memory, index)].attach(self.m, port)
         if "read_en" in port.signature.members:
-            self.reads(memory, index, port.read_en)
+            self.reads(memory, index if reads_as is None else reads_as, port.read_en)
         if "write_mask" in port.signature.members:
-            self.writes(memory, index, port.write_mask.any())
+            self.writes(memory, index if writes_as is None else writes_as, port.write_mask.any())
 
     def count(self, name: str, amount: Value) -> None:
         """Add ``amount`` to performance counter ``name`` this cycle (if the core has it)."""
@@ -340,7 +345,8 @@ class Core(wiring.Component):
             writes("V", index, inside)
         clear_done = clearing & (at == max(words) - 1)
 
-        # FORWARD: per stage l, the scan of layer l || the integration of its spikes into l + 1
+        # FORWARD: per stage l, the scan of layer l || the integration of its spikes into
+        # l + 1, joined by the stage's spike queue. Forward counters of layer l cover both.
         queues = []
         forward_done = []
         class_counts = [Signal(cfg.count_bits, name=f"count{c}") for c in range(cfg.classes)]
@@ -349,124 +355,44 @@ class Core(wiring.Component):
         with m.If(control.start):
             m.d.sync += [n.eq(0) for n in class_counts] + [v.eq(0) for v in class_membranes]
         for index in range(layers + 1):
-            active = running(Pass.FORWARD, index)
-            v_mem, th_mem = mems[("V", index)], mems[("VTH", index)]
-            sequence = WordSequence(m, f"scan{index}", start=active & first, first=first, words=words[index])
-            k, have_now = sequence.k, sequence.have_now
-            pushed = Signal(lanes, name=f"scan{index}_pushed")
-            last = k == words[index] - 1
-            lanes_valid = valid(index, k)
-
-            # Datapath: encoder add, fire compare, window and reset, per lane.
-            integrated, after, spike_bits, window_bits = [], [], [], []
-            for x in range(lanes):
-                v = v_mem.data[x]
-                if index == 0:
-                    summed = wire(m, v + mems[("PIX", 0)].data[x], f"scan0_sum{x}")
-                    v = wire(m, saturate(summed, f.v), f"scan0_v{x}")
-                vth = th_mem.data[x]
-                above = wire(m, v - vth, f"scan{index}_above{x}")
-                distance = Mux(above < 0, -above, above)
-                fire = wire(m, v >= vth, f"scan{index}_fire{x}")
-                integrated.append(v)
-                spike_bits.append(fire)
-                window_bits.append((distance << 1) < vth)
-                reset = Const(0, signed(f.v)) if cfg.reset == "zero" else above
-                after.append(Mux(fire, reset, v))
-            spikes = Signal(lanes, name=f"scan{index}_spikes")
-            windows = Signal(lanes, name=f"scan{index}_windows")
-            m.d.comb += [spikes.eq(Cat(*spike_bits) & lanes_valid), windows.eq(Cat(*window_bits) & lanes_valid)]
-
-            # Control: push the spikes of the word one per cycle, retire after the last.
-            if index < layers:
-                queue = SpikeQueue(index_bits=cfg.index_bits[index], depth=cfg.queue_depth)
-                m.submodules[f"queue{index}"] = queue
-                queues.append(queue)
-                remaining = wire(m, spikes & ~pushed, f"scan{index}_remaining")
-                lane, one_hot = lowest(remaining, lanes)
-                lane = wire(m, lane, f"scan{index}_lane")
-                one_hot = wire(m, one_hot, f"scan{index}_one_hot")
-                want = wire(m, active & have_now & remaining.any(), f"scan{index}_want")
-                pushing = wire(m, want & queue.push.ready, f"scan{index}_push")
-                m.d.comb += [queue.push.valid.eq(want), queue.push.payload.eq(k * lanes + lane)]
-                m.d.comb += queue.clear_high_water.eq(control.start)
-                alone = ~(remaining & ~one_hot).any()
-                retire = wire(m, active & have_now & (~remaining.any() | (pushing & alone)), f"scan{index}_retire")
-                with m.If(pushing):
-                    m.d.sync += pushed.eq(pushed | one_hot)
-                count(f"stall_cycles.{index}", want & ~queue.push.ready)
-                count(f"synaptic_ops.{index}", Mux(pushing, sizes[index + 1], 0))
-            else:
-                pushing = Const(0)
-                retire = wire(m, active & have_now, f"scan{index}_retire")
-            issue = wire(m, active & (first | (retire & ~last)), f"scan{index}_issue")
-            issue_word = Mux(first, 0, k + 1)
-            for memory in ("V", "VTH") + (("PIX",) if index == 0 else ()):
-                mems[(memory, index)].request_read(issue, issue_word)
-                reads(memory, index, issue)
-            plane = (t - 1) * words[index] + k
-            v_mem.request_write(retire, k, lanes_valid, after)
-            mems[("S", index)].request_write(retire, plane, lanes_valid, spikes)
-            mems[("H", index)].request_write(retire, plane, lanes_valid, windows)
-            for memory in ("V", "S", "H"):
-                writes(memory, index, retire)
-            count(f"spikes.{index}", Mux(retire, popcount(spikes), 0))
-            with m.If((active & first) | retire):
-                m.d.sync += pushed.eq(0)
-            scanned = sequence.advance(retire, last)
-
+            scan = ScanEngine(cfg, index)
+            m.submodules[f"scan{index}"] = scan
+            b.follow(scan.control)
+            for name in ("V", "VTH", "S", "H") + (("PIX",) if index == 0 else ()):
+                b.attach(name, index, getattr(scan, name.lower()))
+            count(f"spikes.{index}", Mux(scan.written, popcount(scan.written_spikes), 0))
             if index == layers:
                 # Readout registers: class counts (last: t = T only) and class membranes at T.
-                counting = retire if cfg.decoder == "rate" else retire & (t == steps)
+                result = scan.result_valid
+                counting = result if cfg.decoder == "rate" else result & (t == steps)
                 for c in range(cfg.classes):
                     masks = [
                         sum(1 << x for x in range(lanes) if cfg.class_of(w, x) == c and w * lanes + x < sizes[index])
                         for w in range(words[index])
                     ]
-                    in_class = select(masks, k, lanes)
+                    in_class = select(masks, scan.result_word, lanes)
                     with m.If(counting):
-                        m.d.sync += class_counts[c].eq(class_counts[c] + popcount(spikes & in_class))
-                    with m.If(retire & (t == steps)):
-                        total = sum(Mux(in_class[x], integrated[x], 0) for x in range(lanes))
+                        m.d.sync += class_counts[c].eq(class_counts[c] + popcount(scan.result_spikes & in_class))
+                    with m.If(result & (t == steps)):
+                        total = sum(Mux(in_class[x], scan.result_integrated[x], 0) for x in range(lanes))
                         m.d.sync += class_membranes[c].eq(class_membranes[c] + total)
-                forward_done.append(scanned)
+                forward_done.append(scan.control.done)
                 continue
-
-            # INTEGRATE into layer index + 1: pop an event, add its weight row word by word.
-            target = index + 1
-            row_words = cfg.row_words(target)
-            w_mem, t_mem = mems[("W", target)], mems[("V", target)]
-            busy = Signal(name=f"integrate{target}_busy")
-            word = Signal(counter_shape(row_words), name=f"integrate{target}_word")
-            row = Signal(counter_shape(sizes[index] * row_words), name=f"integrate{target}_row")
-            m.d.comb += queue.pop.ready.eq(active & ~busy)
-            popping = wire(m, active & ~busy & queue.pop.valid, f"integrate{target}_pop")
-            reading = wire(m, popping | busy, f"integrate{target}_read")
-            word_now = Mux(busy, word, 0)
-            row_now = Mux(busy, row, queue.pop.payload * row_words)
-            w_mem.request_read(reading, row_now + word_now)
-            t_mem.request_read(reading, word_now)
-            reads("W", index, reading)
-            reads("V", index, reading)
-            with m.If(popping):
-                m.d.sync += row.eq(row_now)
-                if row_words > 1:
-                    m.d.sync += [busy.eq(1), word.eq(1)]
-            with m.Elif(busy):
-                m.d.sync += word.eq(word + 1)
-                with m.If(word == row_words - 1):
-                    m.d.sync += busy.eq(0)
-            written = Signal(name=f"integrate{target}_write")
-            written_word = Signal(counter_shape(row_words), name=f"integrate{target}_write_word")
-            m.d.sync += [written.eq(reading), written_word.eq(word_now)]
-            sums = [
-                saturate(wire(m, t_mem.data[x] + w_mem.data[x], f"integrate{target}_sum{x}"), f.v)
-                for x in range(lanes)
-            ]
-            t_mem.request_write(written, written_word, valid(target, written_word), sums)
-            writes("V", index, written)
-            drained = ~pushing & (queue.level == 0) & ~busy & ~popping
-            forward_done.append(scanned & drained)
+            queue = SpikeQueue(index_bits=row_bits(cfg, index + 1), depth=cfg.queue_depth)
+            m.submodules[f"queue{index}"] = queue
+            queues.append(queue)
+            integrate = IntegrateEngine(cfg, index + 1)
+            m.submodules[f"integrate{index + 1}"] = integrate
+            b.follow(integrate.control)
+            wiring.connect(m, scan.spikes, queue.push)
+            wiring.connect(m, queue.pop, integrate.events)
+            m.d.comb += queue.clear_high_water.eq(control.start)
+            b.attach("W", index + 1, integrate.w, reads_as=index)
+            b.attach("V", index + 1, integrate.v, reads_as=index, writes_as=index)
+            count(f"stall_cycles.{index}", scan.stalled)
+            count(f"synaptic_ops.{index}", Mux(queue.push.valid & queue.push.ready, sizes[index + 1], 0))
+            drained = (queue.level == 0) & ~queue.push.valid
+            forward_done.append(scan.control.done & integrate.control.done & drained)
         stage_done = Array(forward_done)[layer]
 
         # READOUT: one class per cycle, larger count, then larger class membrane, then lower index
@@ -560,11 +486,15 @@ class Core(wiring.Component):
             if spec.item == "queue_high_water":
                 values.append(queues[spec.layer].high_water)
                 continue
+            # The increments are registered before they are added (the sum lands one cycle
+            # later, before the result can be read).
             register = Signal(COUNTER_BITS, name=spec.name.replace(".", "_"))
+            increment = Signal(COUNTER_BITS, name=spec.name.replace(".", "_") + "_increment")
+            m.d.sync += increment.eq(sum(increments[spec.name], Const(0, 1)))
             with m.If(control.start):
                 m.d.sync += register.eq(0)
             with m.Else():
-                m.d.sync += register.eq(register + sum(increments[spec.name], Const(0, 1)))
+                m.d.sync += register.eq(register + increment)
             values.append(register)
         selected = Signal.like(self.counter_select)
         m.d.sync += [selected.eq(self.counter_select), self.counter_value.eq(Array(values)[selected])]
@@ -610,114 +540,18 @@ class Core(wiring.Component):
             writes("DV", index, inside)
         done = {Pass.CLEAR_DV: clearing & (at == longest - 1)}
 
-        # Output errors e_c = n_c - population (x T for rate) x [c == label]
+        # DV(l, t): the dV engine, fed the output errors e_c = n_c - population (x T for
+        # rate) x [c == label].
         target = cfg.population * (steps if cfg.decoder == "rate" else 1)
-        errors = Array(n - Mux(label == c, target, 0) for c, n in enumerate(class_counts))
-        injected = Const(1) if cfg.decoder == "rate" else (t == steps)
-
-        # DV(l, t): the eq. 15 mux for the neurons with h = 1. One DV pass runs at a time, so
-        # the layers share one walker (their word counts and event costs selected by the
-        # layer), the dot product (sized for the longest row: the sum is exact) and the
-        # multiplier of (acc * R) >> K.
-        dv_layers = range(lowest, layers + 1)
-        hidden = range(lowest, layers)
-        costs = {index: 1 if index == layers else cfg.row_words(index + 1) for index in dv_layers}
-        actives = {index: running(Pass.DV, index) for index in dv_layers}
-        walker = Walker(
-            m, "dv", active=control.kind == Pass.DV, first=first,
-            words=b.by_layer({i: words[i] for i in dv_layers}, counter_shape(max(words) + 1)),
-            cost=b.by_layer(costs, counter_shape(max(costs.values()) + 1)),
-            max_words=max(words[i] for i in dv_layers), max_cost=max(costs.values()), lanes=lanes,
-            bits=b.by_layer({i: mems[("H", i)].data.as_value() for i in dv_layers}, lanes),
-            valid=lambda k: b.by_layer({i: valid(i, k) for i in dv_layers}, lanes),
-        )
-        lane_a = Signal(counter_shape(lanes), name="dv_lane")
-        word_a = Signal(counter_shape(max(words)), name="dv_word")
-        with m.If(walker.event_start):
-            m.d.sync += [lane_a.eq(walker.lane), word_a.eq(walker.k)]
-        acc_bits = len(Value.cast(errors[0] << f.error_shift))
-        if hidden:
-            dot = DotProductLane(lanes=lanes, g=f.g, w=f.w, fan_out=max(sizes[index + 1] for index in hidden))
-            m.submodules["dot"] = dot
-            m.d.comb += dot.result.ready.eq(1)
-            acc_bits = max(acc_bits, len(dot.result.payload.sum))
-            arrived = Signal(name="dv_arrived")
-            closing = Signal(name="dv_closing")
-            started = Signal(name="dv_started")
-            m.d.sync += [
-                arrived.eq(walker.event),
-                closing.eq(walker.event & (walker.sub == walker.cost - 1)),
-                started.eq(walker.event_start),
-            ]
-            lane_b = Signal(counter_shape(lanes), name="dv_lane_b")
-            word_b = Signal(counter_shape(max(words)), name="dv_word_b")
-            r_b = Signal(f.k + 1, name="dv_r_b")
-            with m.If(started):
-                m.d.sync += [
-                    lane_b.eq(lane_a), word_b.eq(word_a),
-                    r_b.eq(b.by_layer({i: mems[("R", i)].data[lane_a] for i in hidden}, f.k + 1)),
-                ]
-        dv_acc = Signal(signed(acc_bits), name="dv_acc")
-        dv_r = Signal(f.k + 1, name="dv_r")
-        product = wire(m, dv_acc * dv_r, "dv_product")
-        writes_now = []
-        for index in dv_layers:
-            active = actives[index]
-            h_mem, r_mem, dv_mem = mems[("H", index)], mems[("R", index)], mems[("DV", index)]
-            cost = costs[index]
-            issue = active & walker.issue
-            h_mem.request_read(issue, (t - 1) * words[index] + walker.issue_word)
-            reads("H", index, issue)
-            start = active & walker.event_start
-            r_mem.request_read(start, walker.k)
-            reads("R", index, start)
-            count(f"window_events.{index}", start)
-            shift = f.encoder_k if index == 0 else f.k
-            if index == layers:
-                # Output layer: acc = e_c << E (where injected), written one cycle after the R read.
-                classes = Signal(cfg.class_bits, name="dv_class")
-                lane_class = Array(
-                    select([cfg.class_of(w, x) for w in range(words[index])], walker.k, cfg.class_bits)
-                    for x in range(lanes)
-                )[walker.lane]
-                with m.If(walker.event_start):
-                    m.d.sync += classes.eq(lane_class)
-                stage = Signal(name=f"dv{index}_stage")
-                m.d.sync += stage.eq(start)
-                acc = Mux(injected, errors[classes] << f.error_shift, 0)
-                r = r_mem.data[lane_a]
-                writing, write_word, write_lane = stage, word_a, lane_a
-            else:
-                # Hidden/encoder: dot product over row i of W^{l+1} with dV^{l+1}, then the mux.
-                upper = index + 1
-                w_mem, up_mem = mems[("W", upper)], mems[("DV", upper)]
-                neuron = walker.k * lanes + walker.lane
-                event = active & walker.event
-                w_mem.request_read(event, neuron * cost + walker.sub)
-                up_mem.request_read(event, walker.sub)
-                reads("W", index, event)
-                reads("DV", index, event)
-                with m.If(active):
-                    m.d.comb += [
-                        dot.operand.valid.eq(arrived),
-                        dot.operand.payload.weights.eq(w_mem.data),
-                        dot.operand.payload.grads.eq(up_mem.data),
-                        dot.operand.payload.last.eq(closing),
-                    ]
-                acc = dot.result.payload.sum
-                r = r_b
-                writing, write_word, write_lane = active & dot.result.valid, word_b, lane_b
-            with m.If(active):
-                m.d.comb += [dv_acc.eq(acc), dv_r.eq(r)]
-            value = saturate(wire(m, product >> shift, f"dv{index}_scaled"), f.g)
-            one_hot = Cat(*(write_lane == x for x in range(lanes)))
-            dv_mem.request_write(writing, write_word, one_hot, [value] * lanes)
-            writes("DV", index, writing)
-            writes_now.append(writing)
-        in_flight = Signal(range(4), name="dv_in_flight")
-        after = in_flight + walker.event_start - Cat(*writes_now).any()
-        m.d.sync += in_flight.eq(after)
-        done[Pass.DV] = walker.finished & (after == 0)
+        m.submodules.dv = dv = DvEngine(cfg)
+        b.follow(dv.control)
+        m.d.comb += [dv.errors[c].eq(n - Mux(label == c, target, 0)) for c, n in enumerate(class_counts)]
+        for name, index in dv.memories():
+            # DV(l) reads W^{l+1} and dV^{l+1}
+            b.attach(name, index, dv.port(name, index), reads_as=index - 1 if name in ("W", "DV") else index)
+        for index in range(lowest, layers + 1):
+            count(f"window_events.{index}", dv.events & (control.layer == index))
+        done[Pass.DV] = dv.control.done
 
         # DW(l, t) and DVTH(l, t): the accumulation engine. Its S reads count with the
         # pass's layer (DW(l) reads S^{l-1}).

@@ -14,6 +14,8 @@ from model.core import (
     DECODE_LATENCY,
     DIVIDER_LATENCY,
     DW_EMPTY_WORD_CYCLES,
+    INTEGRATE_LATENCY,
+    SCAN_LATENCY,
     UPDATE_LATENCY,
     MEMORIES,
     CoreModel,
@@ -26,7 +28,8 @@ from model.core import (
     write_trace,
 )
 from model.fixed import ROUNDINGS, fire_scan, signed_range
-from model.integer import Formats, IntegerNetwork, LearningRule
+from model.data import load_dataset, to_u8
+from model.integer import Formats, IntegerNetwork, LearningRule, recipe
 from model.metrics import spikes_per_layer, synaptic_ops_per_layer
 from model.spec import NetworkSpec
 from model.units import SpikeQueueInputs, spike_queue_reset, spike_queue_step
@@ -195,38 +198,45 @@ def test_saturating_integration_follows_event_order() -> None:
 # A full queue loses no event ----------------------------------------------------------------
 
 
+def _peek(state):
+    """A queue's outputs this cycle (they depend on its registers only)."""
+    return spike_queue_step(state, SpikeQueueInputs(False, 0, False))[0]
+
+
 def _simulate_stage(word_events: list[int], cost: int, depth: int):
-    """Cycle-by-cycle: a fire scan pushing into hw.queue.SpikeQueue, a consumer of ``cost``."""
-    state = spike_queue_reset(index_bits=8, depth=depth)
-    pushes, pops, retire, popped_indices = [], [], [], []
+    """Cycle-by-cycle: the scan's words entering the word FIFO (hw.queue.SpikeQueue) when
+    written, the pusher taking them in order into the stage's SpikeQueue, a consumer popping
+    every ``max(cost, INTEGRATE_LATENCY)`` cycles."""
+    words = len(word_events)
+    fifo = spike_queue_reset(index_bits=8, depth=max(words, 1))
+    queue = spike_queue_reset(index_bits=8, depth=depth)
+    retire = [k + 1 + SCAN_LATENCY for k in range(words)]
+    pushes, pops, popped_indices = [], [], []
     stalls = high = 0
-    word, left = 0, (word_events[0] if word_events else 0)
-    data_cycle, ready_cycle, free_at = 1, 1, 0
+    pushed_of_word, ready_cycle, free_at = 0, None, 0
+    spacing = max(cost, INTEGRATE_LATENCY)
     total = sum(word_events)
     cycle = 0
-    while word < len(word_events) or len(pops) < total:
-        producing = word < len(word_events) and cycle >= data_cycle and left > 0
-        inputs = SpikeQueueInputs(producing, len(pushes), cycle >= free_at)
-        out, state = spike_queue_step(state, inputs)
+    while len(pops) < total or cycle <= retire[-1]:
+        head, spikes = _peek(fifo), _peek(queue)
+        written = [k for k in range(words) if retire[k] == cycle]
+        entering = bool(written) and word_events[written[0]] > 0
+        if head.pop_valid and ready_cycle is None:
+            ready_cycle = cycle  # the head word's first spike is offered
+        accept = head.pop_valid and spikes.push_ready
+        last = accept and pushed_of_word + 1 == word_events[head.pop_index]
+        _, fifo = spike_queue_step(fifo, SpikeQueueInputs(entering, written[0] if entering else 0, last))
+        popping = spikes.pop_valid and cycle >= free_at
+        out, queue = spike_queue_step(queue, SpikeQueueInputs(accept, len(pushes), popping))
         high = max(high, out.level)
-        if out.pop_valid and cycle >= free_at:
+        if popping:
             pops.append(cycle)
             popped_indices.append(out.pop_index)
-            free_at = cycle + cost
-        if word < len(word_events) and cycle >= data_cycle:
-            if left == 0:
-                retire.append(cycle)
-            elif out.push_ready:
-                stalls += cycle - ready_cycle
-                pushes.append(cycle)
-                left -= 1
-                ready_cycle = cycle + 1
-                if left == 0:
-                    retire.append(cycle)
-            if len(retire) == word + 1:
-                word += 1
-                data_cycle = ready_cycle = cycle + 1
-                left = word_events[word] if word < len(word_events) else 0
+            free_at = cycle + spacing
+        if accept:
+            stalls += cycle - ready_cycle
+            pushes.append(cycle)
+            pushed_of_word, ready_cycle = (0, None) if last else (pushed_of_word + 1, cycle + 1)
         cycle += 1
         assert cycle < 10_000
     return pushes, pops, retire, stalls, high, popped_indices
@@ -251,7 +261,7 @@ def test_stage_recurrence_matches_the_queue_cycle_by_cycle(words: list[int], cos
     assert list(timing.retire) == retire
     assert timing.stall_cycles == stalls
     assert timing.high_water == high
-    last = max([retire[-1]] + [s + cost for s in pops])
+    last = max([retire[-1]] + [s + cost - 1 + INTEGRATE_LATENCY for s in pops])
     assert timing.cycles == last + 1 + CONTROL_LATENCY
 
 
@@ -278,29 +288,31 @@ def test_full_queue_stalls_but_loses_no_event(depth: int) -> None:
 
 
 def test_stage_timing_by_hand() -> None:
-    # Spikes 2, 0, 1 in three words, 3 cycles per event, Q = 4:
-    # p = 1, 2, 4; s = 3, max(2+2, 3+3) = 6, max(4+2, 6+1, 6+3) = 9; X = 9 + 3 = 12;
-    # D = X + 1 + CONTROL_LATENCY (the controller's registered done) in every case below.
+    # The scan writes word k in k + 4 (SCAN_LATENCY = 3); a word with spikes is offered to
+    # the pusher 2 cycles later; events start max(c, INTEGRATE_LATENCY = 4) cycles apart and
+    # write their last word c - 1 + 4 cycles after they start; D = X + 1 + CONTROL_LATENCY.
+    assert (SCAN_LATENCY, INTEGRATE_LATENCY) == (3, 4)
+    # Spikes 2, 0, 1 in three words, c = 3, Q = 4: f = 4, 5, 6; word 0 offered at 6: p = 6, 7,
+    # s = 8, 12; word 2 offered at max(8, 7 + 1) = 8: p = 8, s = 16; X = 16 + 2 + 4 = 22.
     timing = forward_stage_timing([2, 0, 1], 3, 4)
-    assert timing.push == (1, 2, 4) and timing.pop == (3, 6, 9)
-    assert timing.retire == (2, 3, 4) and timing.cycles == 14
-    assert timing.stall_cycles == 0 and timing.high_water == 2
-    # Q = 3, 5 spikes, 3 cycles per event: s = 3, 6, 9, 12; the 5th push waits for
-    # s_2 + 1 = 7 (2 stall cycles), s_5 = 15; X = 15 + 3 = 18.
+    assert timing.retire == (4, 5, 6) and timing.push == (6, 7, 8) and timing.pop == (8, 12, 16)
+    assert timing.cycles == 24 and timing.stall_cycles == 0 and timing.high_water == 2
+    # Q = 3, 5 spikes, c = 3: s = 8, 12, 16, 20; the 4th push waits for s_1 + 1 = 9 (ready 9),
+    # the 5th for s_2 + 1 = 13 (ready 10: 3 stall cycles); s_5 = 24, X = 24 + 2 + 4 = 30.
     timing = forward_stage_timing([5], 3, 3)
-    assert timing.push == (1, 2, 3, 4, 7) and timing.pop == (3, 6, 9, 12, 15)
-    assert timing.stall_cycles == 2 and timing.high_water == 3 and timing.cycles == 20
-    # Q = 1, 3 spikes, 1 cycle per event: each push waits for the previous pop:
-    # p = 1, max(2, 3+1) = 4, max(5, 6+1) = 7; s = 3, 6, 9; X = 9 + 1 = 10; stalls 2 + 2.
+    assert timing.push == (6, 7, 8, 9, 13) and timing.pop == (8, 12, 16, 20, 24)
+    assert timing.stall_cycles == 3 and timing.high_water == 3 and timing.cycles == 32
+    # Q = 1, 3 spikes, c = 1: each push waits for the previous pop: p = 6, max(7, 8+1) = 9,
+    # max(10, 12+1) = 13; s = 8, 12, 16; X = 16 + 4 = 20; stalls 2 + 3.
     timing = forward_stage_timing([3], 1, 1)
-    assert timing.push == (1, 4, 7) and timing.pop == (3, 6, 9) and timing.retire == (7,)
-    assert timing.stall_cycles == 4 and timing.high_water == 1 and timing.cycles == 12
-    # Q = 2, same spikes: p = 1, 2, max(3, 3+1) = 4; s = 3, 4, 6; X = 7; one stall.
+    assert timing.push == (6, 9, 13) and timing.pop == (8, 12, 16) and timing.retire == (4,)
+    assert timing.stall_cycles == 5 and timing.high_water == 1 and timing.cycles == 22
+    # Q = 2, same spikes: p = 6, 7, max(8, 8+1) = 9; s = 8, 12, 16; one stall.
     timing = forward_stage_timing([3], 1, 2)
-    assert timing.push == (1, 2, 4) and timing.pop == (3, 4, 6) and timing.retire == (4,)
-    assert timing.stall_cycles == 1 and timing.high_water == 2 and timing.cycles == 9
-    # Output layer: one cycle per word after the read latency.
-    assert forward_stage_timing([3, 0], None, 3).cycles == 4
+    assert timing.push == (6, 7, 9) and timing.pop == (8, 12, 16)
+    assert timing.stall_cycles == 1 and timing.high_water == 2 and timing.cycles == 22
+    # Output layer: the scan alone, words written in 4, 5.
+    assert forward_stage_timing([3, 0], None, 3).cycles == 7
 
 
 def test_pass_timing_by_hand() -> None:
@@ -334,18 +346,19 @@ def _tiny(threshold: str = "trainable") -> IntegerNetwork:
 
 def test_inference_cycles_by_hand() -> None:
     result = CoreModel(_tiny(), lanes=1, queue_depth=3).infer(np.array([255]))
-    # clear 1; stage 0: push 1, pop 3, write 4 -> 5; stage 1: one word -> 2; readout 1 class;
-    # each pass one cycle more for the controller's registered done.
-    assert result.cycles == {"clear": 2, "forward": 9, "readout": 2}
-    assert result.counters.cycles == 13
+    # clear 1; stage 0: word written in 4, offered at 6, pushed 6, popped 8, written 12 -> 13;
+    # stage 1: one word written in 4 -> 5; readout 1 class; each pass one cycle more for the
+    # controller's registered done.
+    assert result.cycles == {"clear": 2, "forward": 14 + 6, "readout": 2}
+    assert result.counters.cycles == 24
 
 
 def test_learning_cycles_by_hand() -> None:
     result = CoreModel(_tiny(), lanes=1, queue_depth=3).learn(np.array([255]), 0)
-    # backward: dV clear 1, output dV 1 + 1 + 1 = 3, dW row 1 + 3 + 1 = 5 (no dVth at T = 1,
+    # backward: dV clear 1, output dV 1 + 5 + 1 = 7, dW row 1 + 3 + 1 = 5 (no dVth at T = 1,
     # no encoder dV at t = 1); update: weights 1 word + 4 + 1, thresholds 2 x (5 + 1); every
     # pass one cycle more for the controller's registered done.
-    assert result.cycles == {"clear": 2, "forward": 9, "readout": 2, "backward": 12, "update": 21}
+    assert result.cycles == {"clear": 2, "forward": 20, "readout": 2, "backward": 16, "update": 21}
 
 
 def test_changed_threshold_waits_for_the_divider() -> None:
@@ -365,6 +378,22 @@ def test_changed_threshold_waits_for_the_divider() -> None:
     assert update.layers[1].reciprocals == 1
     assert update.layers[1].cycles == 8 + 17 + 5 + 2
     assert update.layers[0].cycles == 7 and update.layers[0].reciprocals == 0
+
+
+def test_digits_network_within_ten_percent_of_the_ideal_bound_at_every_lane_count() -> None:
+    # The 128FC-100FC digits network (population 10, T = 8): the pipelined schedule against
+    # the ideal bound (every spike's row and every scan, nothing overlapped) at P = 1..16.
+    data = load_dataset("digits")
+    spec = NetworkSpec.parse("128FC-100FC", input_shape=data.input_shape, timesteps=8, population=10)
+    net = IntegerNetwork.scratch(spec, recipe("digits", "scratch").formats, seed=0)
+    pixels = to_u8(data.test_x[:8])
+    for lanes in range(1, 17):
+        core = CoreModel(net, lanes=lanes, queue_depth=4)
+        results = [core.infer(sample) for sample in pixels]
+        cycles = sum(result.counters.cycles for result in results)
+        ideal = sum(core.ideal_cycles(result.spikes) for result in results)
+        assert sum(int(s.sum()) for s in results[0].spikes) > 100  # the network is active
+        assert cycles <= 1.10 * ideal, (lanes, cycles / ideal)
 
 
 # Counters -----------------------------------------------------------------------------------

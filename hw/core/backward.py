@@ -1,0 +1,207 @@
+"""The dV engine: the eq. 15 mux of every layer's DV passes (docs/architecture.md section 5.3).
+
+The bit-plane walker (:class:`hw.core.walk.Walker`) takes the neurons with ``h = 1`` of
+``H^l[t]``. For a hidden or encoder neuron i it reads row i of ``W^{l+1}`` with
+``dV^{l+1}``, one word per cycle (``c_{l+1}`` words); the words, registered, go through one
+:class:`hw.dot_product.DotProductLane`. An output neuron's spatial sum is its class error
+``e_c << E`` (where injected). Either sum and the neuron's R (read after the event, lane
+selected and registered) enter one :class:`hw.dv.DvUnit` (the product, then shift,
+saturation), whose result is written into the neuron's lane of ``dV^l``
+``DV_LATENCY`` = 5 cycles after the event's last read:
+
+    last read e | data e + 1 | operand registers, R read e + 2 | dot sum, R registered,
+    e + 3: the dV unit's operand | e + 5: the write
+
+The encoder's mux shift is ``K_0 = K - 8 + fw``: its sum enters the unit shifted left by
+``K - K_0``, so ``((acc << (K - K_0)) * R) >> K = (acc * R) >> K_0`` exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.controller import ControlSignature, Pass
+from hw.core.memory import MemoryPortSignature
+from hw.core.walk import Walker, counter_shape, select, wire
+from hw.core_config import CoreConfig
+from hw.dot_product import DotProductLane
+from hw.dv import DvUnit
+from model.core import DV_LATENCY
+
+__all__ = ["DvEngine", "error_bits"]
+
+
+def error_bits(config: CoreConfig) -> int:
+    """Width of an output error ``e_c = n_c - target`` (signed)."""
+    return config.count_bits + 1
+
+
+class DvEngine(wiring.Component):
+    """The DV passes of every layer that takes part (``first_backward_layer..L``).
+
+    Members
+    -------
+    control : ``In(ControlSignature)``
+        ``control.done`` (out) ends the pass.
+    errors : ``In(ArrayLayout(signed(error_bits), C))``
+        The output errors ``e_c``.
+    h<l>, r<l> : ``Out(MemoryPortSignature)`` (read), dv<l> (written; read for l above the
+    lowest), w<l> (read, l above the lowest).
+    events : ``Out(1)``
+        An event (a neuron with h = 1) starts this cycle (the window-event counter).
+    """
+
+    def __init__(self, config: CoreConfig) -> None:
+        self.config = config
+        members = {
+            "control": In(ControlSignature(layers=config.layers, timesteps=config.timesteps)),
+            "errors": In(data.ArrayLayout(signed(error_bits(config)), config.classes)),
+            "events": Out(1),
+        }
+        lowest = config.first_backward_layer
+        for name, layer in self.memories():
+            spec = config.memory(name, layer)
+            signature = MemoryPortSignature(
+                spec, read=name != "DV" or layer > lowest, write=name == "DV"
+            )
+            members[f"{name.lower()}{layer}"] = Out(signature)
+        super().__init__(members)
+
+    def memories(self) -> list[tuple[str, int]]:
+        """``(memory, layer)`` of every memory port, in member order."""
+        cfg = self.config
+        layers = range(cfg.first_backward_layer, cfg.layers + 1)
+        ports = [(name, layer) for layer in layers for name in ("H", "R", "DV")]
+        return ports + [("W", layer) for layer in layers if layer > cfg.first_backward_layer]
+
+    def port(self, name: str, layer: int) -> wiring.PureInterface:
+        """The memory port of ``name`` on ``layer``."""
+        return getattr(self, f"{name.lower()}{layer}")
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg = self.config
+        f = cfg.formats
+        lanes, layers, words, sizes = cfg.lanes, cfg.layers, cfg.words, cfg.sizes
+        lowest = cfg.first_backward_layer
+        control = self.control
+        layer, first, t = control.layer, control.first, control.t
+
+        def by_layer(values: Mapping[int, Value | int], shape) -> Value:
+            chosen = Const(0, shape)
+            for index, value in values.items():
+                chosen = Mux(layer == index, value, chosen)
+            return chosen
+
+        def valid_lanes(index: int, word: Value) -> Value:
+            full = (1 << lanes) - 1
+            last = cfg.valid_lanes(index, words[index] - 1)
+            return Mux(word == words[index] - 1, last, full) if last != full else Const(full, lanes)
+
+        dv_layers = range(lowest, layers + 1)
+        hidden = range(lowest, layers)
+        costs = {i: 1 if i == layers else cfg.row_words(i + 1) for i in dv_layers}
+        walking = wire(m, control.kind == Pass.DV, "dv_active")
+        walker = Walker(
+            m, "dv", active=walking, first=first,
+            words=by_layer({i: words[i] for i in dv_layers}, counter_shape(max(words) + 1)),
+            cost=by_layer(costs, counter_shape(max(costs.values()) + 1)),
+            max_words=max(words[i] for i in dv_layers), max_cost=max(costs.values()), lanes=lanes,
+            bits=by_layer({i: self.port("H", i).read_data.as_value() for i in dv_layers}, lanes),
+            valid=lambda k: by_layer({i: valid_lanes(i, k) for i in dv_layers}, lanes),
+        )
+        m.d.comb += self.events.eq(walker.event_start)
+        closing = wire(m, walker.event & (walker.sub == walker.cost - 1), "dv_closing")
+
+        # Tags of the events in flight, from the last read (e) to the write (e + DV_LATENCY).
+        tag_layout = data.StructLayout({
+            "valid": 1, "word": counter_shape(max(words)), "lane": counter_shape(lanes),
+        })
+        tags = [Signal(tag_layout, name=f"dv_tag{n + 1}") for n in range(DV_LATENCY)]
+        m.d.sync += [
+            tags[0].valid.eq(closing), tags[0].word.eq(walker.k), tags[0].lane.eq(walker.lane),
+        ]
+        m.d.sync += [later.eq(earlier) for earlier, later in zip(tags, tags[1:])]
+
+        # R: read at e + 1, the lane registered at e + 3.
+        r = Signal(f.k + 1, name="dv_r")
+        r_read = by_layer({i: Array(self.port("R", i).read_data)[tags[1].lane] for i in dv_layers}, f.k + 1)
+        m.d.sync += r.eq(r_read)
+
+        # Output layer: the class of the neuron (e + 2), its error (e + 3).
+        target_class = Signal(cfg.class_bits, name="dv_class")
+        classes = [select([cfg.class_of(w, x) for w in range(words[layers])], tags[0].word, cfg.class_bits)
+                   for x in range(lanes)]
+        m.d.sync += target_class.eq(Array(classes)[tags[0].lane])
+        injected = Const(1) if cfg.decoder == "rate" else (t == cfg.timesteps)
+        error = Signal(signed(error_bits(cfg) + f.error_shift), name="dv_error")
+        m.d.sync += error.eq(Mux(injected, self.errors[target_class] << f.error_shift, 0))
+        acc_bits = len(error)
+        sum_now = error
+
+        if hidden:
+            # Hidden and encoder: row i of W^{l+1} with dV^{l+1}, registered, into the dot product.
+            fan_out = max(sizes[i + 1] for i in hidden)
+            dot = DotProductLane(lanes=lanes, g=f.g, w=f.w, fan_out=fan_out)
+            m.submodules.dot = dot
+            m.d.comb += dot.result.ready.eq(1)
+            event = walking & walker.event
+            neuron = walker.k * lanes + walker.lane
+            for i in hidden:
+                on = layer == i
+                w_port, up_port = self.port("W", i + 1), self.port("DV", i + 1)
+                m.d.comb += [
+                    w_port.read_en.eq(event & on), w_port.read_addr.eq(neuron * costs[i] + walker.sub),
+                    up_port.read_en.eq(event & on), up_port.read_addr.eq(walker.sub),
+                ]
+            arrived = [Signal(name=f"dv_arrived{n}") for n in range(2)]
+            last = [Signal(name=f"dv_last{n}") for n in range(2)]
+            m.d.sync += [arrived[0].eq(event), arrived[1].eq(arrived[0]), last[0].eq(closing), last[1].eq(last[0])]
+            weights = Signal(dot.operand.payload.weights.shape(), name="dv_weights")
+            grads = Signal(dot.operand.payload.grads.shape(), name="dv_grads")
+            m.d.sync += [
+                weights.eq(by_layer({i: self.port("W", i + 1).read_data.as_value() for i in hidden}, len(weights))),
+                grads.eq(by_layer({i: self.port("DV", i + 1).read_data.as_value() for i in hidden}, len(grads))),
+            ]
+            m.d.comb += [
+                dot.operand.valid.eq(arrived[1]),
+                dot.operand.payload.weights.eq(weights),
+                dot.operand.payload.grads.eq(grads),
+                dot.operand.payload.last.eq(last[1]),
+            ]
+            total = dot.result.payload.sum
+            encoder_shift = f.k - f.encoder_k if lowest == 0 else 0
+            scaled = Mux(layer == 0, total << encoder_shift, total) if encoder_shift else total
+            acc_bits = max(acc_bits, len(total) + encoder_shift)
+            sum_now = Mux(layer == layers, error, scaled)
+
+        # The dV unit: (acc * R) >> K, saturated; the result written at e + 5.
+        unit = DvUnit(g=f.g, w=f.w, fan_out=1 << max(acc_bits - f.g - f.w, 0), k=f.k, shift=f.k)
+        m.submodules.unit = unit
+        m.d.comb += [
+            unit.result.ready.eq(1),
+            unit.operand.valid.eq(tags[2].valid),
+            unit.operand.payload.acc.eq(sum_now),
+            unit.operand.payload.r.eq(r),
+            unit.operand.payload.window.eq(1),
+        ]
+        written = tags[DV_LATENCY - 1]
+        for i in dv_layers:
+            on = walking & (layer == i)
+            h_port, r_port, dv_port = self.port("H", i), self.port("R", i), self.port("DV", i)
+            m.d.comb += [
+                h_port.read_en.eq(on & walker.issue),
+                h_port.read_addr.eq((t - 1) * words[i] + walker.issue_word),
+                r_port.read_en.eq(on & tags[0].valid),
+                r_port.read_addr.eq(tags[0].word),
+                dv_port.write_addr.eq(written.word),
+                dv_port.write_mask.eq(Mux(on & unit.result.valid, 1 << written.lane, 0)),
+                dv_port.write_data.eq(Cat(unit.result.payload.dv for _ in range(lanes))),
+            ]
+        in_flight = Cat(tag.valid for tag in tags[: DV_LATENCY - 1]).any()
+        m.d.comb += control.done.eq(walker.finished & ~walker.event & ~in_flight)
+        return m

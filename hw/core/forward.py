@@ -1,0 +1,305 @@
+"""The forward engines of one stage: the fire scan of a layer and the integration of its
+spikes into the next (docs/architecture.md sections 3 and 5.2).
+
+Both run on :class:`hw.neuron.NeuronLane` units (P lanes, two pipeline stages), behind one
+operand register (the words read):
+
+* :class:`ScanEngine` reads word k of V, VTH (and PIX for the encoder) in cycle k, one word
+  per cycle without a stall; the lanes integrate the pixel (encoder), fire, flag the window
+  and reset, and V, S, H of the word are written in ``k + 1 + SCAN_LATENCY``. A word with
+  spikes enters the word FIFO (a :class:`hw.queue.SpikeQueue` as deep as the layer has
+  words, so it never fills) with its row base ``k P c``; the pusher takes the FIFO's words
+  in order and pushes one spike per cycle into the stage's spike queue, as the row address
+  ``i c`` of the next layer's weights (stalled while the queue is full, never dropped).
+  The output layer has no FIFO: its words go to the readout (``result_*`` ports).
+* :class:`IntegrateEngine` pops a row address when free and reads the row's c words of W
+  with the c words of V, one per cycle; each word's lanes add the weights
+  (``V = sat_v(V + W)``) and write V ``INTEGRATE_LATENCY`` = 4 cycles after its read. The
+  V read port is transparent to its write port, so the next event may read a word in the
+  cycle it is written: events start ``max(c, INTEGRATE_LATENCY)`` cycles apart.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.controller import ControlSignature, Pass
+from hw.core.memory import MemoryPortSignature
+from hw.core.walk import counter_shape, lowest, wire
+from hw.core_config import CoreConfig
+from hw.neuron import NeuronLane
+from hw.queue import SpikeQueue
+from model.core import INTEGRATE_LATENCY
+from model.units import NeuronOp
+
+__all__ = ["IntegrateEngine", "ScanEngine", "row_bits"]
+
+
+def row_bits(config: CoreConfig, layer: int) -> int:
+    """Width of a row address ``i c`` of layer ``layer``'s weights (the spike queue's payload)."""
+    return max((config.sizes[layer - 1] * config.row_words(layer)).bit_length(), 2)
+
+
+def _valid_lanes(config: CoreConfig, layer: int, word: Value) -> Value:
+    """Lane mask of the neurons in ``word`` of ``layer``."""
+    lanes = config.lanes
+    full = (1 << lanes) - 1
+    last = config.valid_lanes(layer, config.words[layer] - 1)
+    return Mux(word == config.words[layer] - 1, last, full) if last != full else Const(full, lanes)
+
+
+def _lanes(m: Module, config: CoreConfig, name: str) -> list[NeuronLane]:
+    """P neuron lanes, always ready for their results."""
+    f = config.formats
+    units = []
+    for x in range(config.lanes):
+        unit = NeuronLane(w=f.w, v=f.v)
+        m.submodules[f"{name}{x}"] = unit
+        m.d.comb += unit.result.ready.eq(1)
+        units.append(unit)
+    return units
+
+
+class ScanEngine(wiring.Component):
+    """The fire scan of one layer and, below the output layer, the pusher of its spikes.
+
+    Parameters
+    ----------
+    config : CoreConfig
+    layer : int
+        The scanned layer, 0..L.
+
+    Members
+    -------
+    control : ``In(ControlSignature)``
+        ``control.done`` (out): every word written and every spike pushed.
+    v, vth, s, h (and pix for the encoder) : ``Out(MemoryPortSignature)``
+        V read and written, VTH and PIX read, S and H written.
+    spikes : ``Out(stream.Signature(row_bits(layer + 1)))`` (layers below L)
+        Row addresses ``i c_{l+1}`` of the spikes, in order.
+    result_valid, result_word, result_spikes, result_integrated : ``Out`` (output layer)
+        A word written this cycle: its index, spikes and pre-reset membranes (the readout's).
+    written, written_spikes : ``Out(1)``, ``Out(P)``
+        A word is written this cycle, and its spikes (counters).
+    stalled : ``Out(1)``
+        A spike waits for room in the queue this cycle.
+    """
+
+    def __init__(self, config: CoreConfig, layer: int) -> None:
+        self.config, self.layer = config, layer
+        lanes = config.lanes
+        members = {
+            "control": In(ControlSignature(layers=config.layers, timesteps=config.timesteps)),
+            "v": Out(MemoryPortSignature(config.memory("V", layer))),
+            "vth": Out(MemoryPortSignature(config.memory("VTH", layer), write=False)),
+            "s": Out(MemoryPortSignature(config.memory("S", layer), read=False)),
+            "h": Out(MemoryPortSignature(config.memory("H", layer), read=False)),
+            "written": Out(1),
+            "written_spikes": Out(lanes),
+        }
+        if layer == 0:
+            members["pix"] = Out(MemoryPortSignature(config.memory("PIX", 0), write=False))
+        if layer < config.layers:
+            members["spikes"] = Out(stream.Signature(unsigned(row_bits(config, layer + 1))))
+            members["stalled"] = Out(1)
+        else:
+            members.update({
+                "result_valid": Out(1),
+                "result_word": Out(range(max(config.words[layer], 2))),
+                "result_spikes": Out(lanes),
+                "result_integrated": Out(data.ArrayLayout(signed(config.formats.v), lanes)),
+            })
+        super().__init__(members)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg, index = self.config, self.layer
+        lanes, words = cfg.lanes, cfg.words[index]
+        control = self.control
+        active = wire(m, (control.kind == Pass.FORWARD) & (control.layer == index), f"scan{index}_active")
+        first = control.first
+
+        # Reads: word k in cycle k.
+        at = Signal(range(words + 1), name=f"scan{index}_at")
+        at_now = Mux(first, 0, at)
+        reading = wire(m, active & (at_now < words), f"scan{index}_read")
+        with m.If(reading):
+            m.d.sync += at.eq(at_now + 1)
+        ports = [self.v, self.vth] + ([self.pix] if index == 0 else [])
+        for port in ports:
+            m.d.comb += [port.read_en.eq(reading), port.read_addr.eq(at_now)]
+
+        # Pipeline: data (x + 1), registers (x + 2), lane stages, write (x + 4).
+        valid = [Signal(name=f"scan{index}_valid{n}") for n in range(2)]
+        word = [Signal(range(max(words, 2)), name=f"scan{index}_word{n}") for n in range(4)]
+        m.d.sync += [valid[0].eq(reading), valid[1].eq(valid[0]), word[0].eq(at_now)]
+        m.d.sync += [word[n + 1].eq(word[n]) for n in range(3)]
+        v_read = Signal.like(self.v.read_data, name=f"scan{index}_v_read")
+        vth_read = Signal.like(self.vth.read_data, name=f"scan{index}_vth_read")
+        m.d.sync += [v_read.eq(self.v.read_data), vth_read.eq(self.vth.read_data)]
+        if index == 0:
+            pix_read = Signal.like(self.pix.read_data, name="scan0_pix_read")
+            m.d.sync += pix_read.eq(self.pix.read_data)
+        units = _lanes(m, cfg, f"scan{index}_lane")
+        for x, unit in enumerate(units):
+            operand = unit.operand.payload
+            m.d.comb += [
+                unit.operand.valid.eq(valid[1]),
+                operand.op.eq(NeuronOp.INTEGRATE_FIRE if index == 0 else NeuronOp.FIRE),
+                operand.reset_zero.eq(cfg.reset == "zero"),
+                operand.v.eq(v_read[x]),
+                operand.vth.eq(vth_read[x]),
+            ]
+            if index == 0:
+                m.d.comb += operand.x.eq(pix_read[x])
+        writing = units[0].result.valid
+        k = word[3]
+        mask = _valid_lanes(cfg, index, k)
+        spikes = wire(m, Cat(unit.result.payload.spike for unit in units) & mask, f"scan{index}_spikes")
+        windows = Cat(unit.result.payload.window for unit in units) & mask
+        plane = (control.t - 1) * words + k
+        m.d.comb += [
+            self.v.write_addr.eq(k), self.v.write_mask.eq(Mux(writing, mask, 0)),
+            self.v.write_data.eq(Cat(unit.result.payload.v for unit in units)),
+            self.s.write_addr.eq(plane), self.s.write_mask.eq(Mux(writing, mask, 0)),
+            self.s.write_data.eq(spikes),
+            self.h.write_addr.eq(plane), self.h.write_mask.eq(Mux(writing, mask, 0)),
+            self.h.write_data.eq(windows),
+            self.written.eq(writing),
+            self.written_spikes.eq(spikes),
+        ]
+        written = Signal(range(words + 1), name=f"scan{index}_written")
+        written_now = Mux(first, 0, written)
+        with m.If(active):
+            m.d.sync += written.eq(written_now + writing)
+        scanned = (written_now + writing) == words
+
+        if index == cfg.layers:
+            m.d.comb += [
+                self.result_valid.eq(writing), self.result_word.eq(k), self.result_spikes.eq(spikes),
+                self.result_integrated.eq(Cat(unit.result.payload.integrated for unit in units)),
+                control.done.eq(active & scanned),
+            ]
+            return m
+
+        # Word FIFO: the written words with spikes and their row base k P c, in order.
+        cost = cfg.row_words(index + 1)
+        base_bits = row_bits(cfg, index + 1)
+        running_base = Signal(base_bits, name=f"scan{index}_running_base")
+        base_now = Mux(first, 0, running_base)
+        with m.If(reading):
+            m.d.sync += running_base.eq(base_now + lanes * cost)
+        base = [Signal(base_bits, name=f"scan{index}_base{n}") for n in range(4)]
+        m.d.sync += [base[0].eq(base_now)] + [base[n + 1].eq(base[n]) for n in range(3)]
+        fifo = SpikeQueue(index_bits=lanes + base_bits, depth=words)
+        m.submodules[f"scan{index}_fifo"] = fifo
+        m.d.comb += [
+            fifo.push.valid.eq(writing & spikes.any()),
+            fifo.push.payload.eq(Cat(spikes, base[3])),
+            fifo.clear_high_water.eq(control.start),
+        ]
+
+        # Pusher: one spike of the FIFO's word per cycle, lowest lane first.
+        held = fifo.pop.payload
+        pushed = Signal(lanes, name=f"scan{index}_pushed")
+        remaining = wire(m, held[:lanes] & ~pushed, f"scan{index}_remaining")
+        lane, one_hot = lowest(remaining, lanes)
+        lane_base = Const(0, base_bits)
+        for x in reversed(range(lanes)):
+            lane_base = Mux(lane == x, x * cost, lane_base)
+        alone = ~(remaining & ~one_hot).any()
+        out = self.spikes
+        accepted = wire(m, fifo.pop.valid & out.ready, f"scan{index}_push")
+        m.d.comb += [
+            out.valid.eq(fifo.pop.valid),
+            out.payload.eq(held[lanes:] + lane_base),
+            fifo.pop.ready.eq(accepted & alone),
+            self.stalled.eq(fifo.pop.valid & ~out.ready),
+        ]
+        with m.If(accepted):
+            m.d.sync += pushed.eq(Mux(alone, 0, pushed | one_hot))
+        drained = (fifo.level == 0) & ~fifo.push.valid
+        m.d.comb += control.done.eq(active & scanned & drained)
+        return m
+
+
+class IntegrateEngine(wiring.Component):
+    """The integration of a stage's spikes into layer ``layer`` (1..L).
+
+    Members
+    -------
+    control : ``In(ControlSignature)``
+        ``control.done`` (out): no event in progress and no write pending after this cycle.
+    events : ``In(stream.Signature(row_bits(layer)))``
+        Row addresses ``i c`` from the spike queue.
+    w, v : ``Out(MemoryPortSignature)``
+        W read, V read and written.
+    """
+
+    def __init__(self, config: CoreConfig, layer: int) -> None:
+        self.config, self.layer = config, layer
+        super().__init__({
+            "control": In(ControlSignature(layers=config.layers, timesteps=config.timesteps)),
+            "events": In(stream.Signature(unsigned(row_bits(config, layer)))),
+            "w": Out(MemoryPortSignature(config.memory("W", layer), write=False)),
+            "v": Out(MemoryPortSignature(config.memory("V", layer))),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg, index = self.config, self.layer
+        cost = cfg.row_words(index)
+        spacing = max(cost, INTEGRATE_LATENCY)
+        control = self.control
+        name = f"integrate{index}"
+        active = wire(m, (control.kind == Pass.FORWARD) & (control.layer == index - 1), f"{name}_active")
+
+        # Events: popped when the last one started ``spacing`` cycles ago (or none runs).
+        since = Signal(range(spacing + 1), init=spacing, name=f"{name}_since")
+        free = since == spacing
+        popping = wire(m, active & free & self.events.valid, f"{name}_pop")
+        m.d.comb += self.events.ready.eq(active & free)
+        with m.If(popping):
+            m.d.sync += since.eq(1)
+        with m.Elif(~free):
+            m.d.sync += since.eq(since + 1)
+        row = Signal(row_bits(cfg, index), name=f"{name}_row")
+        with m.If(popping):
+            m.d.sync += row.eq(self.events.payload)
+        word_now = Mux(popping, 0, since)
+        reading = wire(m, popping | (~free & (since < cost)), f"{name}_read")
+        m.d.comb += [
+            self.w.read_en.eq(reading), self.w.read_addr.eq(Mux(popping, self.events.payload, row) + word_now),
+            self.v.read_en.eq(reading), self.v.read_addr.eq(word_now),
+        ]
+
+        # Pipeline: data (x + 1), registers (x + 2), lane stages, write (x + 4).
+        valid = [Signal(name=f"{name}_valid{n}") for n in range(2)]
+        word = [Signal(counter_shape(cost), name=f"{name}_word{n}") for n in range(4)]
+        m.d.sync += [valid[0].eq(reading), valid[1].eq(valid[0]), word[0].eq(word_now)]
+        m.d.sync += [word[n + 1].eq(word[n]) for n in range(3)]
+        w_read = Signal.like(self.w.read_data, name=f"{name}_w_read")
+        v_read = Signal.like(self.v.read_data, name=f"{name}_v_read")
+        m.d.sync += [w_read.eq(self.w.read_data), v_read.eq(self.v.read_data)]
+        units = _lanes(m, cfg, f"{name}_lane")
+        for x, unit in enumerate(units):
+            m.d.comb += [
+                unit.operand.valid.eq(valid[1]),
+                unit.operand.payload.op.eq(NeuronOp.INTEGRATE),
+                unit.operand.payload.v.eq(v_read[x]),
+                unit.operand.payload.x.eq(w_read[x]),
+            ]
+        writing = units[0].result.valid
+        m.d.comb += [
+            self.v.write_addr.eq(word[3]),
+            self.v.write_mask.eq(Mux(writing, _valid_lanes(cfg, index, word[3]), 0)),
+            self.v.write_data.eq(Cat(unit.result.payload.v for unit in units)),
+        ]
+        in_flight = Signal(range(INTEGRATE_LATENCY + 2), name=f"{name}_in_flight")
+        after = in_flight + reading - writing
+        m.d.sync += in_flight.eq(after)
+        m.d.comb += control.done.eq(free & (after == 0) & ~reading)
+        return m
+
