@@ -64,6 +64,7 @@ __all__ = [
     "QUEUE_LATENCY",
     "SCAN_LATENCY",
     "UPDATE_LATENCY",
+    "WALK_LATENCY",
     "CoreCounters",
     "CoreModel",
     "CoreResult",
@@ -99,6 +100,9 @@ CONTROL_LATENCY = 1
 #: (``hw.queue.SpikeQueue``: SyncFIFOBuffered with a registered output), the same at every
 #: depth Q >= 1.
 QUEUE_LATENCY = 2
+#: Event-driven word passes (DV, DW): a bit-plane word read in cycle r is offered to the
+#: walker from r + 1 + QUEUE_LATENCY (its prefetch FIFO); word 0 is read in cycle 0.
+WALK_LATENCY = 1 + QUEUE_LATENCY
 #: Forward scan: a word's read data (cycle ``k + 1``) registered, then the neuron lane's two
 #: stages (``hw.neuron.NeuronLane``): V, S, H written in ``k + 1 + SCAN_LATENCY``.
 SCAN_LATENCY = 1 + NEURON_LANE_LATENCY
@@ -256,8 +260,8 @@ class PassTiming:
 def event_pass_timing(word_events: Sequence[int], cost: int, latency: int, empty: int = 1) -> PassTiming:
     """The word-pass recurrence (docs/architecture.md section 5.3).
 
-    Word k is read at ``f_{k-1}`` (``f_{-1} = 0``), its data arrive at ``a_k = f_{k-1} + 1``
-    and it retires at ``f_k = a_k + m_k * cost - 1`` (``a_k + empty - 1`` without events);
+    The bit-plane walker reads ahead (``hw.core.walk.Walker``): word 0 is in hand at
+    ``a_0 = WALK_LATENCY``, every next word at ``a_k = f_{k-1} + 1``, and it retires at ``f_k = a_k + m_k * cost - 1`` (``a_k + empty - 1`` without events);
     the last event of word k
     writes its result at ``f_k + latency``. ``X = max(f_last, f_k* + latency)`` with k* the
     last word with events, ``D = X + 1 + CONTROL_LATENCY``.
@@ -280,7 +284,7 @@ def event_pass_timing(word_events: Sequence[int], cost: int, latency: int, empty
     if not counts.size:
         return PassTiming(1 + CONTROL_LATENCY, (), ())
     duration = np.where(counts > 0, counts * cost, empty)
-    retire = np.cumsum(duration)
+    retire = np.cumsum(duration) + WALK_LATENCY - 1
     data = retire - duration + 1
     last = int(retire[-1])
     busy = np.flatnonzero(counts)

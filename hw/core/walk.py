@@ -7,7 +7,13 @@ from collections.abc import Callable, Sequence
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value
 
-__all__ = ["Walker", "WordSequence", "counter_shape", "lowest", "popcount", "select", "wire"]
+from hw.queue import SpikeQueue
+
+__all__ = ["PREFETCH_WORDS", "Walker", "WordSequence", "counter_shape", "lowest", "popcount", "select", "wire"]
+
+#: Words a walker reads ahead of its events (read and not retired): enough that the next
+#: word is always offered in the cycle after a retire.
+PREFETCH_WORDS = 4
 
 
 def wire(m: Module, value: Value, name: str) -> Signal:
@@ -73,10 +79,15 @@ class WordSequence:
 class Walker:
     """Walk the words of a bit-plane: one event per set (valid) lane, ``cost`` cycles each.
 
-    The word-pass recurrence of docs/architecture.md section 5.3: cycle 0 issues the read of
-    word 0; word k's data arrive in ``a_k``; its events start at ``a_k + e * cost``; it
-    retires at ``f_k = a_k + max(empty, m_k cost) - 1``, where the next word's read issues
-    (``empty``: the cycles of a word without events, 1 or 2).
+    The word-pass recurrence of docs/architecture.md section 5.3. A reader issues the
+    bit-plane reads ahead, one per cycle while fewer than :data:`PREFETCH_WORDS` words are
+    outstanding (read and not retired); each word read in cycle r enters a prefetch FIFO
+    (:class:`hw.queue.SpikeQueue`) in ``r + 1`` with its valid lanes and is offered from
+    ``r + 3``. So word 0's data are in hand in ``a_0 = WALK_LATENCY`` = 3 and every next
+    word in the cycle after the last retired (``a_{k+1} = f_k + 1``); a word's events
+    start at ``a_k + e * cost`` and it retires at ``f_k = a_k + max(empty, m_k cost) - 1``
+    (``empty``: the cycles of a word without events, 1 or 2). The event logic works on the
+    FIFO's registered output, never on a memory's read data.
 
     Attributes (combinational)
     --------------------------
@@ -92,34 +103,58 @@ class Walker:
         empty: int = 1,
     ) -> None:
         # ``words`` and ``cost`` may be Values (a walker shared by layers): then ``max_*`` size it.
-        sequence = WordSequence(
-            m, name, start=active & first, first=first, words=words if isinstance(words, int) else max_words
-        )
-        self.k, have_now = sequence.k, sequence.have_now
+        most = words if isinstance(words, int) else max_words
+        index_shape = counter_shape(most)
+
+        # Reader: word ``issue_word`` in each cycle with room, ahead of the events.
+        read = Signal(range(most + 1), name=f"{name}_read")
+        read_now = Mux(first, 0, read)
+        outstanding = Signal(range(PREFETCH_WORDS + 1), name=f"{name}_outstanding")
+        outstanding_now = Mux(first, 0, outstanding)
+        self.issue = wire(m, active & (read_now < words) & (outstanding_now < PREFETCH_WORDS), f"{name}_issue")
+        self.issue_word = read_now
+        with m.If(self.issue):
+            m.d.sync += read.eq(read_now + 1)
+        arrived = Signal(name=f"{name}_arrived")
+        arrived_word = Signal(index_shape, name=f"{name}_arrived_word")
+        m.d.sync += [arrived.eq(self.issue), arrived_word.eq(read_now)]
+        fifo = SpikeQueue(index_bits=max(lanes + len(arrived_word), 2), depth=PREFETCH_WORDS)
+        m.submodules[f"{name}_prefetch"] = fifo
+        m.d.comb += [
+            fifo.push.valid.eq(arrived),
+            fifo.push.payload.eq(Cat(bits & valid(arrived_word), arrived_word)),
+            fifo.clear_high_water.eq(0),
+        ]
+
+        # Events: the lanes of the FIFO's head word, lowest first.
+        held = fifo.pop.payload
+        self.k = wire(m, held[lanes:lanes + len(arrived_word)], f"{name}_k")
+        have_now = fifo.pop.valid & active
         self.sub = Signal(counter_shape(cost if isinstance(cost, int) else max_cost), name=f"{name}_sub")
         self.cost = cost
         done_lanes = Signal(lanes, name=f"{name}_done_lanes")
-
-        remaining = wire(m, bits & valid(self.k) & ~done_lanes, f"{name}_remaining")
+        remaining = wire(m, held[:lanes] & ~done_lanes, f"{name}_remaining")
         lane, one_hot = lowest(remaining, lanes)
         self.lane = wire(m, lane, f"{name}_lane")
         one_hot = wire(m, one_hot, f"{name}_one_hot")
         pending = remaining.any()
-        self.event = wire(m, active & have_now & pending, f"{name}_event")
+        self.event = wire(m, have_now & pending, f"{name}_event")
         self.event_start = wire(m, self.event & (self.sub == 0), f"{name}_event_start")
         event_end = self.event & (self.sub == cost - 1)
         alone = ~(remaining & ~one_hot).any()
         quiet = ~pending
         if empty == 2:  # a word without events retires in its second cycle
             waited = Signal(name=f"{name}_waited")
-            with m.If(active & have_now & ~pending):
+            with m.If(have_now & ~pending):
                 m.d.sync += waited.eq(~waited)
             quiet &= waited
-        retire = wire(m, active & have_now & (quiet | (event_end & alone)), f"{name}_retire")
-        last = self.k == words - 1
-        self.issue = wire(m, active & (first | (retire & ~last)), f"{name}_issue")
-        self.issue_word = Mux(first, 0, self.k + 1)
-        self.finished = sequence.advance(retire, last)
+        retire = wire(m, have_now & (quiet | (event_end & alone)), f"{name}_retire")
+        m.d.comb += fifo.pop.ready.eq(retire)
+        m.d.sync += outstanding.eq(outstanding_now + self.issue - retire)
+        retired = Signal(range(most + 1), name=f"{name}_retired")
+        retired_now = Mux(first, 0, retired)
+        m.d.sync += retired.eq(retired_now + retire)
+        self.finished = wire(m, active & ~first & (retired_now + retire == words), f"{name}_finished")
 
         with m.If(self.event):
             m.d.sync += self.sub.eq(Mux(event_end, 0, self.sub + 1))

@@ -16,6 +16,7 @@ from model.core import (
     DW_EMPTY_WORD_CYCLES,
     INTEGRATE_LATENCY,
     SCAN_LATENCY,
+    WALK_LATENCY,
     UPDATE_LATENCY,
     MEMORIES,
     CoreModel,
@@ -316,15 +317,17 @@ def test_stage_timing_by_hand() -> None:
 
 
 def test_pass_timing_by_hand() -> None:
-    # Words with 0, 2, 0 events of 3 cycles, last write 2 cycles after the retire:
-    # durations 1, 6, 1 -> f = 1, 7, 8; X = max(8, 7 + 2) = 9; D = X + 2.
+    # Words with 0, 2, 0 events of 3 cycles, last write 2 cycles after the retire; word 0
+    # in hand at WALK_LATENCY = 3: durations 1, 6, 1 -> f = 3, 9, 10; X = max(10, 9 + 2) = 11;
+    # D = X + 2.
+    assert WALK_LATENCY == 3
     timing = event_pass_timing([0, 2, 0], 3, 2)
-    assert timing.data == (1, 2, 8) and timing.retire == (1, 7, 8) and timing.cycles == 11
-    assert list(timing.event_starts(1, 2, 3)) == [2, 5]
-    assert event_pass_timing([0] * 5, 1, 0).cycles == 7
+    assert timing.data == (3, 4, 10) and timing.retire == (3, 9, 10) and timing.cycles == 13
+    assert list(timing.event_starts(1, 2, 3)) == [4, 7]
+    assert event_pass_timing([0] * 5, 1, 0).cycles == 9
     # DW passes: a word without events takes DW_EMPTY_WORD_CYCLES = 2 (durations 2, 6, 2).
     timing = event_pass_timing([0, 2, 0], 3, 2, DW_EMPTY_WORD_CYCLES)
-    assert timing.data == (1, 3, 9) and timing.retire == (2, 8, 10) and timing.cycles == 12
+    assert timing.data == (3, 5, 11) and timing.retire == (4, 10, 12) and timing.cycles == 14
 
 
 def test_update_timing_by_hand() -> None:
@@ -355,10 +358,10 @@ def test_inference_cycles_by_hand() -> None:
 
 def test_learning_cycles_by_hand() -> None:
     result = CoreModel(_tiny(), lanes=1, queue_depth=3).learn(np.array([255]), 0)
-    # backward: dV clear 1, output dV 1 + 5 + 1 = 7, dW row 1 + 3 + 1 = 5 (no dVth at T = 1,
+    # backward: dV clear 1, output dV 3 + 5 + 1 = 9, dW row 3 + 3 + 1 = 7 (no dVth at T = 1,
     # no encoder dV at t = 1); update: weights 1 word + 4 + 1, thresholds 2 x (5 + 1); every
     # pass one cycle more for the controller's registered done.
-    assert result.cycles == {"clear": 2, "forward": 20, "readout": 2, "backward": 16, "update": 21}
+    assert result.cycles == {"clear": 2, "forward": 20, "readout": 2, "backward": 20, "update": 21}
 
 
 def test_changed_threshold_waits_for_the_divider() -> None:
