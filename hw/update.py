@@ -17,7 +17,7 @@ from model.units import (
     update_unit_params,
 )
 
-__all__ = ["UpdateUnit", "layouts", "lfsr_next"]
+__all__ = ["UpdateUnit", "layouts", "lfsr_next", "lfsr_seeded"]
 
 
 def layouts(params: UpdateUnitParams) -> tuple[data.StructLayout, data.StructLayout]:
@@ -41,6 +41,11 @@ def layouts(params: UpdateUnitParams) -> tuple[data.StructLayout, data.StructLay
         "changed": unsigned(lanes),
     })
     return operand, result
+
+
+def lfsr_seeded(seed: Value) -> Value:
+    """The LFSR state a load of ``seed`` gives: ``seed``, or 1 for 0 (never the all-zero state)."""
+    return Mux(seed.any(), seed, 1)
 
 
 def lfsr_next(state: Value) -> Value:
@@ -160,7 +165,7 @@ class UpdateUnit(StreamUnit):
         # LFSR register: the draws of an accepted stochastic word, or a load.
         seed = self.lfsr_seed
         with m.If(self.lfsr_load):
-            m.d.sync += self.lfsr_state.eq(Mux(seed.any(), seed, 1))
+            m.d.sync += self.lfsr_state.eq(lfsr_seeded(seed))
         with m.Elif(control.accept):
             m.d.sync += self.lfsr_state.eq(lfsr)
 

@@ -62,6 +62,7 @@ __all__ = [
     "OPERAND_REGISTERS",
     "PHASES",
     "QUEUE_LATENCY",
+    "READOUT_LATENCY",
     "SCAN_LATENCY",
     "UPDATE_LATENCY",
     "WALK_LATENCY",
@@ -103,6 +104,8 @@ QUEUE_LATENCY = 2
 #: Event-driven word passes (DV, DW): a bit-plane word read in cycle r is offered to the
 #: walker from r + 1 + QUEUE_LATENCY (its prefetch FIFO); word 0 is read in cycle 0.
 WALK_LATENCY = 1 + QUEUE_LATENCY
+#: Readout: class c's count and membrane are read in cycle c and compared in c + 1.
+READOUT_LATENCY = 1
 #: Forward scan: a word's read data (cycle ``k + 1``) registered, then the neuron lane's two
 #: stages (``hw.neuron.NeuronLane``): V, S, H written in ``k + 1 + SCAN_LATENCY``.
 SCAN_LATENCY = 1 + NEURON_LANE_LATENCY
@@ -999,7 +1002,7 @@ class CoreModel:
         else:
             counts = self._decode(spikes[-1], readout.layers[layers])
             prediction = int(metrics.predict(counts[None])[0])
-        readout.cycles = sum(layer.cycles for layer in readout.layers) + spec.classes + CONTROL_LATENCY
+        readout.cycles = sum(layer.cycles for layer in readout.layers) + spec.classes + READOUT_LATENCY + CONTROL_LATENCY
         cycle += readout.cycles
         result = CoreResult(prediction, counts, last, v, spikes, windows, counters, [])
         return result, cycle

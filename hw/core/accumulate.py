@@ -16,23 +16,18 @@ accumulator, and is written in ``x + 3``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 
 from hw.accumulator import GradientAccumulator
-from hw.controller import ControlSignature, Pass
-from hw.core.memory import MemoryPortSignature
-from hw.core.walk import Walker, counter_shape, wire
-from hw.core_config import CoreConfig
+from hw.controller import Pass
+from hw.core.memory import MemoryEngine
+from hw.core.walk import Walker, by_layer, counter_shape, valid_lanes, wire
 from model.units import AccumulateOp
 
 __all__ = ["AccumulateEngine"]
 
 
-class AccumulateEngine(wiring.Component):
+class AccumulateEngine(MemoryEngine):
     """The DW and DVTH passes of every layer.
 
     Parameters
@@ -48,16 +43,7 @@ class AccumulateEngine(wiring.Component):
         The memories the passes read and write (dV and S read-only).
     """
 
-    def __init__(self, config: CoreConfig) -> None:
-        self.config = config
-        members = {"control": In(ControlSignature(layers=config.layers, timesteps=config.timesteps))}
-        for name, layer in self.memories():
-            signature = MemoryPortSignature(config.memory(name, layer), write=name in ("DW", "DVTH"))
-            members[f"{name.lower()}{layer}"] = wiring.Out(signature)
-        super().__init__(members)
-
     def memories(self) -> list[tuple[str, int]]:
-        """``(memory, layer)`` of every memory port, in member order."""
         cfg = self.config
         layers = cfg.layers
         ports = [("DW", layer) for layer in range(1, layers + 1)]
@@ -68,9 +54,8 @@ class AccumulateEngine(wiring.Component):
         ports += [("S", layer) for layer in range(layers + (1 if cfg.trainable else 0))]
         return ports
 
-    def port(self, name: str, layer: int) -> wiring.PureInterface:
-        """The memory port of ``name`` on ``layer``."""
-        return getattr(self, f"{name.lower()}{layer}")
+    def access(self, name: str, layer: int) -> tuple[bool, bool]:
+        return True, name in ("DW", "DVTH")
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -80,16 +65,7 @@ class AccumulateEngine(wiring.Component):
         control = self.control
         layer, first, t = control.layer, control.first, control.t
 
-        def by_layer(values: Mapping[int, Value | int], shape) -> Value:
-            chosen = Const(0, shape)
-            for index, value in values.items():
-                chosen = Mux(layer == index, value, chosen)
-            return chosen
 
-        def valid_lanes(index: int, word: Value) -> Value:
-            full = (1 << lanes) - 1
-            last = cfg.valid_lanes(index, words[index] - 1)
-            return Mux(word == words[index] - 1, last, full) if last != full else Const(full, lanes)
 
         m.submodules.unit = unit = GradientAccumulator(lanes=lanes, g=f.g, dw=f.dw, dth=f.dth)
         m.d.comb += unit.result.ready.eq(1)
@@ -98,11 +74,13 @@ class AccumulateEngine(wiring.Component):
         subtracting = wire(m, control.kind == Pass.DVTH, "dvth_active")
 
         # The words read, registered (every port of the engine).
-        read = {}
-        for name, index in self.memories():
-            data = self.port(name, index).read_data
-            read[(name, index)] = Signal.like(data, name=f"acc_{name.lower()}{index}_read")
-            m.d.sync += read[(name, index)].eq(data)
+        read = {
+            (name, index): word
+            for name in ("DW", "DVTH", "DV", "S")
+            for index, word in self.registered(
+                m, name, [i for n, i in self.memories() if n == name], "acc"
+            ).items()
+        }
 
         # Operand: the running layer's registered words, with the word's mask.
         operand = unit.operand
@@ -116,15 +94,15 @@ class AccumulateEngine(wiring.Component):
         costs = {i: cfg.row_words(i) for i in dw_layers}
         walker = Walker(
             m, "dw", active=accumulating, first=first,
-            words=by_layer({i: words[i - 1] for i in dw_layers}, counter_shape(max(words) + 1)),
-            cost=by_layer(costs, counter_shape(max(costs.values()) + 1)),
+            words=by_layer(layer, {i: words[i - 1] for i in dw_layers}, counter_shape(max(words) + 1)),
+            cost=by_layer(layer, costs, counter_shape(max(costs.values()) + 1)),
             max_words=max(words[i - 1] for i in dw_layers), max_cost=max(costs.values()), lanes=lanes,
-            bits=by_layer({i: self.port("S", i - 1).read_data.as_value() for i in dw_layers}, lanes),
-            valid=lambda k: by_layer({i: valid_lanes(i - 1, k) for i in dw_layers}, lanes), empty=2,
+            bits=by_layer(layer, {i: self.port("S", i - 1).read_data.as_value() for i in dw_layers}, lanes),
+            valid=lambda k: by_layer(layer, {i: valid_lanes(cfg, i - 1, k) for i in dw_layers}, lanes), empty=2,
         )
         longest_row = max(sizes[i - 1] * costs[i] for i in dw_layers)
         address = wire(
-            m, by_layer({i: (walker.k * lanes + walker.lane) * costs[i] + walker.sub for i in dw_layers},
+            m, by_layer(layer, {i: (walker.k * lanes + walker.lane) * costs[i] + walker.sub for i in dw_layers},
                         counter_shape(longest_row)),
             "dw_address_now",
         )
@@ -150,9 +128,9 @@ class AccumulateEngine(wiring.Component):
         in_flight = arrived | registered
         dw_done = walker.finished & ~walker.event & ~in_flight
 
-        dw_acc = [by_layer({i: read[("DW", i)][x] for i in dw_layers}, signed(f.dw)) for x in range(lanes)]
-        dw_dv = [by_layer({i: read[("DV", i)][x] for i in dw_layers}, signed(f.g)) for x in range(lanes)]
-        dw_mask = by_layer({i: valid_lanes(i, row_words[1]) for i in dw_layers}, lanes)
+        dw_acc = [by_layer(layer, {i: read[("DW", i)][x] for i in dw_layers}, signed(f.dw)) for x in range(lanes)]
+        dw_dv = [by_layer(layer, {i: read[("DV", i)][x] for i in dw_layers}, signed(f.g)) for x in range(lanes)]
+        dw_mask = by_layer(layer, {i: valid_lanes(cfg, i, row_words[1]) for i in dw_layers}, lanes)
         if not cfg.trainable:
             m.d.sync += arrived.eq(accumulating & walker.event)
             m.d.comb += [operand.payload.mask.eq(dw_mask)]
@@ -167,7 +145,7 @@ class AccumulateEngine(wiring.Component):
         at_now = Mux(first, 0, at)
         with m.If(subtracting):
             m.d.sync += at.eq(at_now + 1)
-        layer_words = by_layer({i: words[i] for i in every}, range(max(words) + 1))
+        layer_words = by_layer(layer, {i: words[i] for i in every}, range(max(words) + 1))
         reading = wire(m, subtracting & (at_now < layer_words), "dvth_read")
         word_in_flight = [Signal(counter_shape(max(words)), name=f"dvth_word{n}") for n in range(3)]
         m.d.sync += [word_in_flight[0].eq(at_now)] + [word_in_flight[n + 1].eq(word_in_flight[n]) for n in range(2)]
@@ -187,16 +165,16 @@ class AccumulateEngine(wiring.Component):
                     s_port.read_en.eq(reading), s_port.read_addr.eq((t - 2) * words[index] + at_now),
                 ]
         fired = by_layer(
-            {i: read[("S", i)].as_value() & valid_lanes(i, word_in_flight[1]) for i in every}, lanes
+            layer, {i: read[("S", i)].as_value() & valid_lanes(cfg, i, word_in_flight[1]) for i in every}, lanes
         )
         with m.If(subtracting):
             m.d.comb += operand.payload.mask.eq(fired)
             m.d.comb += [
-                operand.payload.acc[x].eq(by_layer({i: read[("DVTH", i)][x] for i in every}, signed(f.dth)))
+                operand.payload.acc[x].eq(by_layer(layer, {i: read[("DVTH", i)][x] for i in every}, signed(f.dth)))
                 for x in range(lanes)
             ]
             m.d.comb += [
-                operand.payload.dv[x].eq(by_layer({i: read[("DV", i)][x] for i in every}, signed(f.g)))
+                operand.payload.dv[x].eq(by_layer(layer, {i: read[("DV", i)][x] for i in every}, signed(f.g)))
                 for x in range(lanes)
             ]
         with m.Else():

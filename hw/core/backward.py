@@ -18,15 +18,13 @@ The encoder's mux shift is ``K_0 = K - 8 + fw``: its sum enters the unit shifted
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
-from amaranth.lib import data, wiring
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 
-from hw.controller import ControlSignature, Pass
-from hw.core.memory import MemoryPortSignature
-from hw.core.walk import Walker, counter_shape, select, wire
+from hw.controller import Pass
+from hw.core.memory import MemoryEngine
+from hw.core.walk import Walker, by_layer, counter_shape, select, valid_lanes, wire
 from hw.core_config import CoreConfig
 from hw.dot_product import DotProductLane
 from hw.dv import DvUnit
@@ -40,7 +38,7 @@ def error_bits(config: CoreConfig) -> int:
     return config.count_bits + 1
 
 
-class DvEngine(wiring.Component):
+class DvEngine(MemoryEngine):
     """The DV passes of every layer that takes part (``first_backward_layer..L``).
 
     Members
@@ -56,31 +54,21 @@ class DvEngine(wiring.Component):
     """
 
     def __init__(self, config: CoreConfig) -> None:
-        self.config = config
-        members = {
-            "control": In(ControlSignature(layers=config.layers, timesteps=config.timesteps)),
+        super().__init__(config, {
             "errors": In(data.ArrayLayout(signed(error_bits(config)), config.classes)),
             "events": Out(1),
-        }
-        lowest = config.first_backward_layer
-        for name, layer in self.memories():
-            spec = config.memory(name, layer)
-            signature = MemoryPortSignature(
-                spec, read=name != "DV" or layer > lowest, write=name == "DV"
-            )
-            members[f"{name.lower()}{layer}"] = Out(signature)
-        super().__init__(members)
+        })
 
     def memories(self) -> list[tuple[str, int]]:
-        """``(memory, layer)`` of every memory port, in member order."""
         cfg = self.config
         layers = range(cfg.first_backward_layer, cfg.layers + 1)
         ports = [(name, layer) for layer in layers for name in ("H", "R", "DV")]
         return ports + [("W", layer) for layer in layers if layer > cfg.first_backward_layer]
 
-    def port(self, name: str, layer: int) -> wiring.PureInterface:
-        """The memory port of ``name`` on ``layer``."""
-        return getattr(self, f"{name.lower()}{layer}")
+    def access(self, name: str, layer: int) -> tuple[bool, bool]:
+        if name == "DV":  # written; read as the layer above by the pass of the layer below
+            return layer > self.config.first_backward_layer, True
+        return True, False
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -91,16 +79,7 @@ class DvEngine(wiring.Component):
         control = self.control
         layer, first, t = control.layer, control.first, control.t
 
-        def by_layer(values: Mapping[int, Value | int], shape) -> Value:
-            chosen = Const(0, shape)
-            for index, value in values.items():
-                chosen = Mux(layer == index, value, chosen)
-            return chosen
 
-        def valid_lanes(index: int, word: Value) -> Value:
-            full = (1 << lanes) - 1
-            last = cfg.valid_lanes(index, words[index] - 1)
-            return Mux(word == words[index] - 1, last, full) if last != full else Const(full, lanes)
 
         dv_layers = range(lowest, layers + 1)
         hidden = range(lowest, layers)
@@ -108,11 +87,11 @@ class DvEngine(wiring.Component):
         walking = wire(m, control.kind == Pass.DV, "dv_active")
         walker = Walker(
             m, "dv", active=walking, first=first,
-            words=by_layer({i: words[i] for i in dv_layers}, counter_shape(max(words) + 1)),
-            cost=by_layer(costs, counter_shape(max(costs.values()) + 1)),
+            words=by_layer(layer, {i: words[i] for i in dv_layers}, counter_shape(max(words) + 1)),
+            cost=by_layer(layer, costs, counter_shape(max(costs.values()) + 1)),
             max_words=max(words[i] for i in dv_layers), max_cost=max(costs.values()), lanes=lanes,
-            bits=by_layer({i: self.port("H", i).read_data.as_value() for i in dv_layers}, lanes),
-            valid=lambda k: by_layer({i: valid_lanes(i, k) for i in dv_layers}, lanes),
+            bits=by_layer(layer, {i: self.port("H", i).read_data.as_value() for i in dv_layers}, lanes),
+            valid=lambda k: by_layer(layer, {i: valid_lanes(cfg, i, k) for i in dv_layers}, lanes),
         )
         m.d.comb += self.events.eq(walker.event_start)
         closing = wire(m, walker.event & (walker.sub == walker.cost - 1), "dv_closing")
@@ -129,7 +108,7 @@ class DvEngine(wiring.Component):
 
         # R: read at e + 1, the lane registered at e + 3.
         r = Signal(f.k + 1, name="dv_r")
-        r_read = by_layer({i: Array(self.port("R", i).read_data)[tags[1].lane] for i in dv_layers}, f.k + 1)
+        r_read = by_layer(layer, {i: Array(self.port("R", i).read_data)[tags[1].lane] for i in dv_layers}, f.k + 1)
         m.d.sync += r.eq(r_read)
 
         # Output layer: the class of the neuron (e + 2), its error (e + 3).
@@ -164,8 +143,8 @@ class DvEngine(wiring.Component):
             weights = Signal(dot.operand.payload.weights.shape(), name="dv_weights")
             grads = Signal(dot.operand.payload.grads.shape(), name="dv_grads")
             m.d.sync += [
-                weights.eq(by_layer({i: self.port("W", i + 1).read_data.as_value() for i in hidden}, len(weights))),
-                grads.eq(by_layer({i: self.port("DV", i + 1).read_data.as_value() for i in hidden}, len(grads))),
+                weights.eq(by_layer(layer, {i: self.port("W", i + 1).read_data.as_value() for i in hidden}, len(weights))),
+                grads.eq(by_layer(layer, {i: self.port("DV", i + 1).read_data.as_value() for i in hidden}, len(grads))),
             ]
             m.d.comb += [
                 dot.operand.valid.eq(arrived[1]),

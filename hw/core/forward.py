@@ -21,13 +21,13 @@ operand register (the words read):
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.controller import ControlSignature, Pass
 from hw.core.memory import MemoryPortSignature
-from hw.core.walk import counter_shape, lowest, wire
+from hw.core.walk import counter_shape, lowest, valid_lanes, wire
 from hw.core_config import CoreConfig
 from hw.neuron import NeuronLane
 from hw.queue import SpikeQueue
@@ -40,14 +40,6 @@ __all__ = ["IntegrateEngine", "ScanEngine", "row_bits"]
 def row_bits(config: CoreConfig, layer: int) -> int:
     """Width of a row address ``i c`` of layer ``layer``'s weights (the spike queue's payload)."""
     return max((config.sizes[layer - 1] * config.row_words(layer)).bit_length(), 2)
-
-
-def _valid_lanes(config: CoreConfig, layer: int, word: Value) -> Value:
-    """Lane mask of the neurons in ``word`` of ``layer``."""
-    lanes = config.lanes
-    full = (1 << lanes) - 1
-    last = config.valid_lanes(layer, config.words[layer] - 1)
-    return Mux(word == config.words[layer] - 1, last, full) if last != full else Const(full, lanes)
 
 
 def _lanes(m: Module, config: CoreConfig, name: str) -> list[NeuronLane]:
@@ -156,7 +148,7 @@ class ScanEngine(wiring.Component):
                 m.d.comb += operand.x.eq(pix_read[x])
         writing = units[0].result.valid
         k = word[3]
-        mask = _valid_lanes(cfg, index, k)
+        mask = valid_lanes(cfg, index, k)
         spikes = wire(m, Cat(unit.result.payload.spike for unit in units) & mask, f"scan{index}_spikes")
         windows = Cat(unit.result.payload.window for unit in units) & mask
         plane = (control.t - 1) * words + k
@@ -294,7 +286,7 @@ class IntegrateEngine(wiring.Component):
         writing = units[0].result.valid
         m.d.comb += [
             self.v.write_addr.eq(word[3]),
-            self.v.write_mask.eq(Mux(writing, _valid_lanes(cfg, index, word[3]), 0)),
+            self.v.write_mask.eq(Mux(writing, valid_lanes(cfg, index, word[3]), 0)),
             self.v.write_data.eq(Cat(unit.result.payload.v for unit in units)),
         ]
         in_flight = Signal(range(INTEGRATE_LATENCY + 2), name=f"{name}_in_flight")

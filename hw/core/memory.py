@@ -16,9 +16,10 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from hw.controller import ControlSignature
 from hw.core_config import CoreConfig, MemorySpec
 
-__all__ = ["MemoryPortSignature", "MemoryPorts", "Port", "lane_layout", "weight_banks"]
+__all__ = ["MemoryEngine", "MemoryPortSignature", "MemoryPorts", "Port", "lane_layout", "weight_banks"]
 
 
 class MemoryPortSignature(wiring.Signature):
@@ -61,6 +62,47 @@ def lane_layout(spec: MemorySpec) -> data.ArrayLayout:
     """Word shape of ``spec``: P lanes of its (signed or unsigned) lane format."""
     lane = signed(spec.lane_bits) if spec.signed else unsigned(spec.lane_bits)
     return data.ArrayLayout(lane, spec.lanes)
+
+
+class MemoryEngine(wiring.Component):
+    """An engine that serves every layer's passes of its kind: the controller's pass in
+    (``control``, ``control.done`` out) and one :class:`MemoryPortSignature` port per memory
+    it uses, named ``<memory><layer>`` in lower case (``w1``, ``dvth0``).
+
+    A subclass lists its memories (:meth:`memories`) and how it uses each (:meth:`access`)
+    and passes its other members to this constructor.
+    """
+
+    def __init__(self, config: CoreConfig, members: Mapping[str, wiring.Member] | None = None) -> None:
+        self.config = config
+        ports = {"control": In(ControlSignature(layers=config.layers, timesteps=config.timesteps))}
+        ports.update(members or {})
+        for name, layer in self.memories():
+            read, write = self.access(name, layer)
+            ports[f"{name.lower()}{layer}"] = Out(MemoryPortSignature(config.memory(name, layer), read=read, write=write))
+        super().__init__(ports)
+
+    def memories(self) -> list[tuple[str, int]]:
+        """``(memory, layer)`` of every memory port, in member order."""
+        raise NotImplementedError
+
+    def access(self, name: str, layer: int) -> tuple[bool, bool]:
+        """``(read, write)``: whether the engine reads and writes memory ``name`` of ``layer``."""
+        return True, True
+
+    def port(self, name: str, layer: int) -> wiring.PureInterface:
+        """The memory port of ``name`` on ``layer``."""
+        return getattr(self, f"{name.lower()}{layer}")
+
+    def registered(self, m: Module, name: str, layers: range, prefix: str) -> dict[int, Signal]:
+        """The words read from memory ``name`` of each of ``layers``, registered (the operand
+        register behind the read data), by layer."""
+        out = {}
+        for index in layers:
+            data = self.port(name, index).read_data
+            out[index] = Signal.like(data, name=f"{prefix}_{name.lower()}{index}_read")
+            m.d.sync += out[index].eq(data)
+        return out
 
 
 class MemoryPorts:

@@ -12,20 +12,21 @@ a lane-enable bit per lane), the SCAN and INTEGRATE engines of every layer joine
 
 The cycle of every read and write is the one :class:`model.core.CoreModel` computes (the
 recurrences of section 5, with the model's latency constants); the model's trace (section
-6) is the write-port activity of this design, cycle for cycle. The controller registers each
-pass's ``done`` (``CONTROL_LATENCY``). The engines of the learning passes are components
-of their own, built from the units the cocotb benches verify cycle by cycle, each reaching
-its memories through :class:`hw.core.memory.MemoryPortSignature` ports:
-:class:`hw.core.accumulate.AccumulateEngine` (DW and DVTH passes, one
-:class:`hw.accumulator.GradientAccumulator`) and :class:`hw.core.update.UpdateEngine`
-(weight and threshold updates, one :class:`hw.update.UpdateUnit` and the dividers). The
-forward stages, the dV passes and the readout are still formed here, on the data of a
-memory read in the cycle it arrives, with the shared arithmetic of :mod:`hw.datapath`. The
-control of the forward engines is per layer (SCAN, INTEGRATE); the datapaths that only one
-pass uses at a time are shared by the layers (the dV dot product and its (acc * R)
-multiplier, the accumulator, the update unit). With ``single_port_weights`` W and dW of
-all layers live in two single-port banks each (:func:`hw.core.memory.weight_banks`), the
-iCE40 SPRAM layout.
+6) is the write-port activity of this design, cycle for cycle. Every engine is a component
+of its own, built from the units the cocotb benches verify cycle by cycle, and reaches its
+memories through :class:`hw.core.memory.MemoryPortSignature` ports; each is a pipeline
+(registered read data, the unit's stages, the write at the end):
+:class:`hw.core.forward.ScanEngine` and :class:`hw.core.forward.IntegrateEngine` per
+layer (:class:`hw.neuron.NeuronLane`), joined by :class:`hw.queue.SpikeQueue` spike
+queues; for every layer at once :class:`hw.core.backward.DvEngine`
+(:class:`hw.dot_product.DotProductLane`, :class:`hw.dv.DvUnit`),
+:class:`hw.core.accumulate.AccumulateEngine` (:class:`hw.accumulator.GradientAccumulator`)
+and :class:`hw.core.update.UpdateEngine` (:class:`hw.update.UpdateUnit`, the
+:class:`hw.reciprocal.ReciprocalDivider` lanes). The controller registers each pass's
+``done`` (``CONTROL_LATENCY``); the counters add registered increments. This top keeps the
+clears, the readout, the host port and the counters. With ``single_port_weights`` W and dW
+of all layers live in two single-port banks each (:func:`hw.core.memory.weight_banks`),
+the iCE40 SPRAM layout.
 
 Ports (Verilog names join paths with ``__``):
 
@@ -52,28 +53,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.core.memory import MemoryPorts, weight_banks
+from hw.controller import PASS_PHASE, ControlSignature, Controller, Pass, Phase
 from hw.core.accumulate import AccumulateEngine
 from hw.core.backward import DvEngine
+from hw.core.counters import PerformanceCounters
 from hw.core.forward import IntegrateEngine, ScanEngine, row_bits
+from hw.core.host import HostPort, HostSignature
+from hw.core.memory import MemoryPorts, weight_banks
+from hw.core.readout import Readout
 from hw.core.update import UpdateEngine
-from hw.core.walk import popcount, select, wire
-from hw.controller import PASS_PHASE, ControlSignature, Controller, Pass, Phase
-from hw.core_config import COUNTER_BITS, HOST_REGISTERS, PIXEL_BITS, CoreConfig
+from hw.core.walk import popcount, valid_lanes, wire
+from hw.core_config import COUNTER_BITS, PIXEL_BITS, CoreConfig
 from hw.queue import SpikeQueue
+from hw.update import lfsr_seeded
 from model.fixed import LFSR_BITS
-from model.units import SHIFT_BITS
 
-__all__ = ["HOST_READ_LATENCY", "Core", "HostSignature", "input_layout", "output_layout", "trace_layout"]
-
-#: Cycles from ``host.re`` (or a new ``counter_select``) to the value on ``host.rdata``
-#: (``counter_value``): the request register, then the memory (or counter mux) register.
-HOST_READ_LATENCY = 2
-
+__all__ = ["Core", "input_layout", "output_layout", "trace_layout"]
 
 def input_layout(config: CoreConfig) -> data.StructLayout:
     """Payload of the ``pixels`` stream: ``pixels`` (P x u8), ``label``, ``learn``."""
@@ -108,32 +107,6 @@ def trace_layout(config: CoreConfig) -> data.StructLayout:
     return data.StructLayout(fields)
 
 
-class HostSignature(wiring.Signature):
-    """Run-time memory and register access (members as the host drives them).
-
-    Members
-    -------
-    addr : ``Out(region_bits + word_bits)``
-        Region (0 = registers, then the host memories) above the word address.
-    wdata : ``Out(data_bits)``
-        Word to write (lane 0 in the low bits).
-    we, re : ``Out(1)``
-        Write / read strobes, registered; honoured when the core is idle in the cycle after
-        (a memory write and a read in one cycle: the write is performed, the read is not).
-    rdata : ``In(data_bits)``
-        The word or register read, :data:`HOST_READ_LATENCY` cycles after ``re``.
-    """
-
-    def __init__(self, config: CoreConfig) -> None:
-        super().__init__({
-            "addr": Out(config.host_region_bits + config.host_word_bits),
-            "wdata": Out(config.host_data_bits),
-            "we": Out(1),
-            "re": Out(1),
-            "rdata": In(config.host_data_bits),
-        })
-
-
 class _Builder:
     """Elaboration state shared by the engines: module, configuration, control, memories,
     counter increments and the LFSR's update requests."""
@@ -153,20 +126,9 @@ class _Builder:
             condition &= self.control.layer == index
         return wire(self.m, condition, f"{name}_active")
 
-    def by_layer(self, values: Mapping[int, Value | int], shape) -> Value:
-        """``values[layer]`` for the controller's layer (0 on layers absent from ``values``):
-        the operand of a datapath that the layers share."""
-        chosen = Const(0, shape)
-        for index, value in values.items():
-            chosen = Mux(self.control.layer == index, value, chosen)
-        return chosen
-
     def valid(self, index: int, word: Value) -> Value:
         """Lane mask of the neurons in ``word`` of layer ``index``."""
-        cfg = self.cfg
-        full = (1 << cfg.lanes) - 1
-        last = cfg.valid_lanes(index, cfg.words[index] - 1)
-        return Mux(word == cfg.words[index] - 1, last, full) if last != full else Const(full, cfg.lanes)
+        return valid_lanes(self.cfg, index, word)
 
     def sweep(self, name: str, active: Value, limit: int) -> Value:
         """A counter 0, 1, ... from the pass's first cycle (0..limit + 1: the pass's
@@ -274,10 +236,8 @@ class Core(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         cfg = self.config
-        f = cfg.formats
         lanes, layers, steps = cfg.lanes, cfg.layers, cfg.timesteps
-        sizes, words = cfg.sizes, cfg.words
-        full = (1 << lanes) - 1
+        words = cfg.words
 
         # Control: the FSM and its interface
         m.submodules.controller = controller = Controller(
@@ -286,12 +246,12 @@ class Core(wiring.Component):
         )
         control = ControlSignature(layers=layers, timesteps=steps).flip().create()
         wiring.connect(m, controller.control, control)
-        kind, layer, t, first = control.kind, control.layer, control.t, control.first
+        kind, layer = control.kind, control.layer
         idle = controller.input_ready
         m.d.comb += self.busy.eq(controller.busy)
         b = _Builder(m, cfg, control)
         running, valid, sweep = b.running, b.valid, b.sweep
-        count, reads, writes, mems = b.count, b.reads, b.writes, b.mems
+        count, writes, mems = b.count, b.writes, b.mems
         increments = b.increments
 
         # Memories
@@ -302,14 +262,12 @@ class Core(wiring.Component):
             if not banked:
                 m.submodules[f"mem_{spec.key}"] = ports.memory
 
-        # Registers: learning-rate shifts, label; the LFSR is the update engine's (learning
-        # cores), else a plain register the host reads and writes.
-        shift_w = Signal(SHIFT_BITS, init=cfg.shift_w)
-        shift_th = Signal(SHIFT_BITS, init=cfg.shift_th)
+        # Registers: label; the shifts are the host port's; the LFSR is the update engine's
+        # (learning cores), else a plain register the host reads and writes.
         label = Signal(cfg.class_bits)
+        updater = None
         if cfg.learnable:
             m.submodules.update = updater = UpdateEngine(cfg)
-            m.d.comb += [updater.shift_w.eq(shift_w), updater.shift_th.eq(shift_th)]
             lfsr = updater.lfsr_state
         else:
             lfsr = Signal(LFSR_BITS, init=cfg.lfsr_state)
@@ -346,14 +304,79 @@ class Core(wiring.Component):
         clear_done = clearing & (at == max(words) - 1)
 
         # FORWARD: per stage l, the scan of layer l || the integration of its spikes into
-        # l + 1, joined by the stage's spike queue. Forward counters of layer l cover both.
-        queues = []
-        forward_done = []
-        class_counts = [Signal(cfg.count_bits, name=f"count{c}") for c in range(cfg.classes)]
-        membrane_bits = f.v + max(cfg.population - 1, 1).bit_length()
-        class_membranes = [Signal(signed(membrane_bits), name=f"membrane{c}") for c in range(cfg.classes)]
-        with m.If(control.start):
-            m.d.sync += [n.eq(0) for n in class_counts] + [v.eq(0) for v in class_membranes]
+        # l + 1, joined by the stage's spike queue; the output layer's words go to the readout.
+        m.submodules.readout = readout = Readout(cfg)
+        b.follow(readout.control)
+        class_counts = list(readout.counts)
+        queues, forward_done = self._forward(b, readout)
+        stage_done = Array(forward_done)[layer]
+
+
+        done_by_pass = {
+            Pass.CLEAR: clear_done,
+            Pass.FORWARD: stage_done,
+            Pass.READOUT: readout.control.done,
+        }
+        if cfg.learnable:
+            done_by_pass.update(self._learning(b, class_counts, label, updater))
+        m.d.comb += control.done.eq(0)
+        for which, done in done_by_pass.items():
+            with m.If(kind == which):
+                m.d.comb += control.done.eq(done)
+
+        # Host port: the learned memories and the registers while idle (attached last).
+        m.submodules.host = host = HostPort(cfg)
+        wiring.connect(m, wiring.flipped(self.host), host.host)
+        m.d.comb += [
+            host.idle.eq(idle), host.lfsr_state.eq(lfsr), host.pending.eq(controller.pending),
+            controller.pending_load.eq(host.pending_load), controller.pending_value.eq(host.pending_value),
+        ]
+        if cfg.learnable:
+            m.d.comb += [
+                updater.shift_w.eq(host.shift_w), updater.shift_th.eq(host.shift_th),
+                updater.lfsr_load.eq(host.lfsr_load), updater.lfsr_seed.eq(host.lfsr_seed),
+            ]
+        else:
+            with m.If(host.lfsr_load):
+                m.d.sync += lfsr.eq(lfsr_seeded(host.lfsr_seed))
+        for spec in cfg.host_memories:
+            mems[(spec.name, spec.layer)].attach(m, getattr(host, spec.key.lower()))
+
+        for ports in mems.values():
+            ports.connect(m)
+        weight_banks(m, cfg, mems, self.init)
+
+        # Result stream and done strobe
+        m.d.comb += [
+            self.result.valid.eq(controller.output_valid),
+            self.result.payload.prediction.eq(readout.prediction),
+            controller.output_ready.eq(self.result.ready),
+        ]
+        m.d.comb += [self.result.payload.counts[c].eq(class_counts[c]) for c in range(cfg.classes)]
+        offered = Signal()
+        m.d.sync += offered.eq(controller.output_valid & ~self.result.ready)
+        m.d.comb += self.done.eq(controller.output_valid & ~offered)
+
+        # Performance counters: restart with each sample; read through the counter port.
+        m.submodules.counters = counters = PerformanceCounters(cfg)
+        m.d.comb += [counters.start.eq(control.start), counters.select.eq(self.counter_select)]
+        m.d.comb += self.counter_value.eq(counters.value)
+        for number, spec in enumerate(cfg.counters):
+            if spec.item == "queue_high_water":
+                m.d.comb += counters.high_water[number].eq(queues[spec.layer].high_water)
+            else:
+                m.d.comb += counters.increments[number].eq(sum(increments[spec.name], Const(0, 1)))
+        if self.traced:
+            self._trace(m, control, cycle, mems)
+        return m
+
+    def _forward(self, b: _Builder, readout: Readout) -> tuple[list[SpikeQueue], list[Value]]:
+        """The forward stages' engines; returns the spike queues and each stage's done."""
+        m, cfg, control = b.m, self.config, b.control
+        layers, sizes = cfg.layers, cfg.sizes
+        count = b.count
+        queues: list[SpikeQueue] = []
+        forward_done: list[Value] = []
         for index in range(layers + 1):
             scan = ScanEngine(cfg, index)
             m.submodules[f"scan{index}"] = scan
@@ -362,20 +385,10 @@ class Core(wiring.Component):
                 b.attach(name, index, getattr(scan, name.lower()))
             count(f"spikes.{index}", Mux(scan.written, popcount(scan.written_spikes), 0))
             if index == layers:
-                # Readout registers: class counts (last: t = T only) and class membranes at T.
-                result = scan.result_valid
-                counting = result if cfg.decoder == "rate" else result & (t == steps)
-                for c in range(cfg.classes):
-                    masks = [
-                        sum(1 << x for x in range(lanes) if cfg.class_of(w, x) == c and w * lanes + x < sizes[index])
-                        for w in range(words[index])
-                    ]
-                    in_class = select(masks, scan.result_word, lanes)
-                    with m.If(counting):
-                        m.d.sync += class_counts[c].eq(class_counts[c] + popcount(scan.result_spikes & in_class))
-                    with m.If(result & (t == steps)):
-                        total = sum(Mux(in_class[x], scan.result_integrated[x], 0) for x in range(lanes))
-                        m.d.sync += class_membranes[c].eq(class_membranes[c] + total)
+                m.d.comb += [
+                    readout.result_valid.eq(scan.result_valid), readout.result_word.eq(scan.result_word),
+                    readout.result_spikes.eq(scan.result_spikes), readout.result_integrated.eq(scan.result_integrated),
+                ]
                 forward_done.append(scan.control.done)
                 continue
             queue = SpikeQueue(index_bits=row_bits(cfg, index + 1), depth=cfg.queue_depth)
@@ -393,129 +406,25 @@ class Core(wiring.Component):
             count(f"synaptic_ops.{index}", Mux(queue.push.valid & queue.push.ready, sizes[index + 1], 0))
             drained = (queue.level == 0) & ~queue.push.valid
             forward_done.append(scan.control.done & integrate.control.done & drained)
-        stage_done = Array(forward_done)[layer]
+        return queues, forward_done
 
-        # READOUT: one class per cycle, larger count, then larger class membrane, then lower index
-        reading_out = running(Pass.READOUT)
-        at_class = sweep("readout_class", reading_out, cfg.classes)
-        best = Signal(cfg.class_bits)
-        best_count = Signal(cfg.count_bits)
-        best_membrane = Signal(signed(membrane_bits))
-        count_now = wire(m, Array(class_counts)[at_class], "readout_count")
-        membrane_now = wire(m, Array(class_membranes)[at_class], "readout_membrane")
-        better = first | (count_now > best_count) | ((count_now == best_count) & (membrane_now > best_membrane))
-        with m.If(reading_out & (at_class < cfg.classes) & better):
-            m.d.sync += [best.eq(at_class), best_count.eq(count_now), best_membrane.eq(membrane_now)]
-        readout_done = reading_out & (at_class == cfg.classes - 1)
-
-        done_by_pass = {
-            Pass.CLEAR: clear_done,
-            Pass.FORWARD: stage_done,
-            Pass.READOUT: readout_done,
-        }
-        if cfg.learnable:
-            done_by_pass.update(self._learning(b, class_counts, label, updater))
-        m.d.comb += control.done.eq(0)
-        for which, done in done_by_pass.items():
-            with m.If(kind == which):
-                m.d.comb += control.done.eq(done)
-
-        # Host requests are registered: performed in the cycle after they are presented
-        # (no combinational path from the host port into the datapath).
-        host = self.host
-        host_addr = Signal.like(host.addr)
-        host_wdata = Signal.like(host.wdata)
-        host_we = Signal()
-        host_re = Signal()
-        m.d.sync += [host_addr.eq(host.addr), host_wdata.eq(host.wdata), host_we.eq(host.we), host_re.eq(host.re)]
-        region = host_addr[cfg.host_word_bits:]
-        address = host_addr[:cfg.host_word_bits]
-        registers_hit = idle & (region == 0)
-
-        # Host port: registers (region 0) and memories (regions 1..), only while idle.
-        with m.If(registers_hit & host_we):
-            with m.Switch(address):
-                with m.Case(HOST_REGISTERS.index("shift_w")):
-                    m.d.sync += shift_w.eq(host_wdata)
-                with m.Case(HOST_REGISTERS.index("shift_th")):
-                    m.d.sync += shift_th.eq(host_wdata)
-                if not cfg.learnable:
-                    with m.Case(HOST_REGISTERS.index("lfsr_state")):
-                        m.d.sync += lfsr.eq(Mux(host_wdata[:LFSR_BITS].any(), host_wdata, 1))
-        if cfg.learnable:
-            m.d.comb += [
-                updater.lfsr_load.eq(registers_hit & host_we & (address == HOST_REGISTERS.index("lfsr_state"))),
-                updater.lfsr_seed.eq(host_wdata),
-            ]
-        m.d.comb += [
-            controller.pending_load.eq(registers_hit & host_we & (address == HOST_REGISTERS.index("pending"))),
-            controller.pending_value.eq(host_wdata),
-        ]
-        read_region = Signal.like(region)
-        read_address = Signal.like(address)
-        with m.If(host_re):
-            m.d.sync += [read_region.eq(region), read_address.eq(address)]
-        register_values = Array([shift_w, shift_th, lfsr, controller.pending])
-        m.d.comb += host.rdata.eq(register_values[read_address])
-        for number, spec in enumerate(cfg.host_memories, start=1):
+    def _trace(self, m: Module, control: wiring.PureInterface, cycle: Signal, mems: Mapping) -> None:
+        """The trace port: the sample cycle, phase, step and every memory's write port."""
+        trace = self.trace_bus
+        kind = control.kind
+        phase = Phase.CLEAR
+        for which, owner in PASS_PHASE.items():
+            phase = Mux(kind == which, owner, phase)
+        stepped = (kind == Pass.FORWARD) | (kind == Pass.DV) | (kind == Pass.DW) | (kind == Pass.DVTH)
+        m.d.comb += [trace.cycle.eq(cycle), trace.phase.as_value().eq(phase), trace.t.eq(Mux(stepped, control.t, 0))]
+        for spec in self.config.memories:
             ports = mems[(spec.name, spec.layer)]
-            hit = idle & (region == number)
-            ports.request_read(hit & host_re & ~host_we, address)  # a write wins the cycle
-            ports.request_write(hit & host_we, address, Const(full, lanes), host_wdata[:spec.word_bits])
-            with m.If(read_region == number):
-                m.d.comb += host.rdata.eq(ports.data.as_value())
-
-        for ports in mems.values():
-            ports.connect(m)
-        weight_banks(m, cfg, mems, self.init)
-
-        # Result stream and done strobe
-        m.d.comb += [
-            self.result.valid.eq(controller.output_valid),
-            self.result.payload.prediction.eq(best),
-            controller.output_ready.eq(self.result.ready),
-        ]
-        m.d.comb += [self.result.payload.counts[c].eq(class_counts[c]) for c in range(cfg.classes)]
-        offered = Signal()
-        m.d.sync += offered.eq(controller.output_valid & ~self.result.ready)
-        m.d.comb += self.done.eq(controller.output_valid & ~offered)
-
-        # Performance counters: restart with each sample; read through the counter port.
-        values = []
-        for spec in cfg.counters:
-            if spec.item == "queue_high_water":
-                values.append(queues[spec.layer].high_water)
-                continue
-            # The increments are registered before they are added (the sum lands one cycle
-            # later, before the result can be read).
-            register = Signal(COUNTER_BITS, name=spec.name.replace(".", "_"))
-            increment = Signal(COUNTER_BITS, name=spec.name.replace(".", "_") + "_increment")
-            m.d.sync += increment.eq(sum(increments[spec.name], Const(0, 1)))
-            with m.If(control.start):
-                m.d.sync += register.eq(0)
-            with m.Else():
-                m.d.sync += register.eq(register + increment)
-            values.append(register)
-        selected = Signal.like(self.counter_select)
-        m.d.sync += [selected.eq(self.counter_select), self.counter_value.eq(Array(values)[selected])]
-
-        # Trace port: the sample cycle, phase, step and every write port
-        if self.traced:
-            trace = self.trace_bus
-            phase = Phase.CLEAR
-            for which, owner in PASS_PHASE.items():
-                phase = Mux(kind == which, owner, phase)
-            stepped = (kind == Pass.FORWARD) | (kind == Pass.DV) | (kind == Pass.DW) | (kind == Pass.DVTH)
-            m.d.comb += [trace.cycle.eq(cycle), trace.phase.as_value().eq(phase), trace.t.eq(Mux(stepped, t, 0))]
-            for spec in cfg.memories:
-                ports = mems[(spec.name, spec.layer)]
-                field = trace[spec.key]
-                m.d.comb += [
-                    field.en.eq(ports.write.en),
-                    field.addr.eq(ports.write.addr),
-                    field.data.eq(ports.write.data.as_value()),
-                ]
-        return m
+            field = trace[spec.key]
+            m.d.comb += [
+                field.en.eq(ports.write.en),
+                field.addr.eq(ports.write.addr),
+                field.data.eq(ports.write.data.as_value()),
+            ]
 
     def _learning(
         self, b: _Builder, class_counts: list[Signal], label: Signal, updater: UpdateEngine,
@@ -524,11 +433,8 @@ class Core(wiring.Component):
         m, control, mems = b.m, b.control, b.mems
         count, reads, writes, valid, sweep, running = b.count, b.reads, b.writes, b.valid, b.sweep, b.running
         cfg = self.config
-        f = cfg.formats
-        lanes, layers, steps = cfg.lanes, cfg.layers, cfg.timesteps
-        sizes, words = cfg.sizes, cfg.words
+        layers, steps, words = cfg.layers, cfg.timesteps, cfg.words
         lowest = cfg.first_backward_layer
-        first, t = control.first, control.t
 
         # CLEAR_DV: dV of the layers taking part, one word per cycle, in parallel
         clearing = running(Pass.CLEAR_DV)

@@ -18,15 +18,12 @@ distance is odd, so a single-port weight bank never sees a read and a write in o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
-from amaranth.lib import wiring
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib.wiring import In, Out
 
-from hw.controller import ControlSignature, Pass
-from hw.core.memory import MemoryPortSignature
-from hw.core.walk import WordSequence, counter_shape, wire
+from hw.controller import Pass
+from hw.core.memory import MemoryEngine
+from hw.core.walk import WordSequence, by_layer, counter_shape, valid_lanes, wire
 from hw.core_config import CoreConfig
 from hw.reciprocal import ReciprocalDivider
 from hw.update import UpdateUnit
@@ -37,7 +34,7 @@ from model.units import SHIFT_BITS, Rounding, UpdateOp
 __all__ = ["UpdateEngine"]
 
 
-class UpdateEngine(wiring.Component):
+class UpdateEngine(MemoryEngine):
     """The UPDATE_W and UPDATE_TH passes of every layer.
 
     Parameters
@@ -58,47 +55,32 @@ class UpdateEngine(wiring.Component):
     """
 
     def __init__(self, config: CoreConfig) -> None:
-        self.config = config
-        members = {
-            "control": In(ControlSignature(layers=config.layers, timesteps=config.timesteps)),
+        super().__init__(config, {
             "shift_w": In(SHIFT_BITS),
             "shift_th": In(SHIFT_BITS),
             "lfsr_load": In(1),
             "lfsr_seed": In(LFSR_BITS),
             "lfsr_state": Out(LFSR_BITS),
-        }
-        for name, layer in self.memories():
-            signature = MemoryPortSignature(config.memory(name, layer), read=name != "R")
-            members[f"{name.lower()}{layer}"] = Out(signature)
-        super().__init__(members)
+        })
 
     def memories(self) -> list[tuple[str, int]]:
-        """``(memory, layer)`` of every memory port, in member order."""
         cfg = self.config
         ports = [(name, layer) for layer in range(1, cfg.layers + 1) for name in ("W", "DW")]
         if cfg.trainable:
             ports += [(name, layer) for layer in range(cfg.layers + 1) for name in ("VTH", "DVTH", "R")]
         return ports
 
-    def port(self, name: str, layer: int) -> wiring.PureInterface:
-        """The memory port of ``name`` on ``layer``."""
-        return getattr(self, f"{name.lower()}{layer}")
+    def access(self, name: str, layer: int) -> tuple[bool, bool]:
+        return name != "R", True
 
     def elaborate(self, platform) -> Module:
         m = Module()
         cfg = self.config
         f = cfg.formats
-        lanes = cfg.lanes
         control = self.control
-        layer, first = control.layer, control.first
-
-        def by_layer(values: Mapping[int, Value | int], shape) -> Value:
-            chosen = Const(0, shape)
-            for index, value in values.items():
-                chosen = Mux(layer == index, value, chosen)
-            return chosen
-
-        m.submodules.unit = unit = UpdateUnit(lanes=lanes, w=f.w, v=f.v, dw=f.dw, dth=f.dth, lfsr_init=cfg.lfsr_state)
+        m.submodules.unit = unit = UpdateUnit(
+            lanes=cfg.lanes, w=f.w, v=f.v, dw=f.dw, dth=f.dth, lfsr_init=cfg.lfsr_state
+        )
         m.d.comb += [
             unit.result.ready.eq(1),
             unit.lfsr_load.eq(self.lfsr_load),
@@ -107,91 +89,69 @@ class UpdateEngine(wiring.Component):
         ]
         weights = wire(m, control.kind == Pass.UPDATE_W, "update_w_active")
         thresholds = wire(m, control.kind == Pass.UPDATE_TH, "update_th_active")
-        result = unit.result
-
-        # Operand registers: the words read (every port), then the running layer's.
-        def registered(name: str, layers: range) -> dict[int, Signal]:
-            out = {}
-            for index in layers:
-                data = self.port(name, index).read_data
-                out[index] = Signal.like(data, name=f"update_{name.lower()}{index}_read")
-                m.d.sync += out[index].eq(data)
-            return out
-
-        def valid_lanes(index: int, word: Value) -> Value:
-            full = (1 << lanes) - 1
-            last = cfg.valid_lanes(index, cfg.words[index] - 1)
-            return Mux(word == cfg.words[index] - 1, last, full) if last != full else Const(full, lanes)
-
-        value_shape, grad_shape = unit.operand.payload.value.shape(), unit.operand.payload.grad.shape()
-        operand_value = Signal(value_shape, name="update_operand_value")
-        operand_grad = Signal(grad_shape, name="update_operand_grad")
-        operand_mask = Signal(lanes, name="update_operand_mask")
-        operand_shift = Signal(SHIFT_BITS, name="update_operand_shift")
-        operand_valid = Signal(name="update_operand_valid")
         m.d.comb += [
-            unit.operand.valid.eq(operand_valid),
             unit.operand.payload.op.eq(Mux(thresholds, UpdateOp.THRESHOLD, UpdateOp.WEIGHT)),
             unit.operand.payload.rounding.eq(Rounding[cfg.rounding.upper()]),
-            unit.operand.payload.shift.eq(operand_shift),
-            unit.operand.payload.mask.eq(operand_mask),
-            unit.operand.payload.value.eq(operand_value),
-            unit.operand.payload.grad.eq(operand_grad),
         ]
-        read_valid = Signal(name="update_read_valid")  # a word's data arrived (cycle x + 1)
-        read_mask = Signal(lanes, name="update_read_mask")
-        registered_valid = Signal(name="update_registered_valid")  # its registers (x + 2)
-        registered_mask = Signal(lanes, name="update_registered_mask")
-        m.d.sync += [registered_valid.eq(read_valid), registered_mask.eq(read_mask), operand_valid.eq(registered_valid)]
+        operands = _Operands(m, unit, cfg.lanes)
+        done = self._weights(m, unit, operands, weights)
+        if cfg.trainable:
+            done = Mux(weights, done, thresholds & self._thresholds(m, unit, operands, thresholds))
+        with m.If(~weights & ~thresholds):
+            m.d.sync += operands.read_valid.eq(0)
+        m.d.comb += control.done.eq(done)
+        return m
 
-        # UPDATE_W: every word of the layer's rows, in address order.
+    def _weights(self, m: Module, unit: UpdateUnit, operands: _Operands, active: Value) -> Value:
+        """UPDATE_W: every word of the layer's rows, in address order; returns the pass's done."""
+        cfg = self.config
+        f, lanes = cfg.formats, cfg.lanes
+        layer, first = self.control.layer, self.control.first
+        result = unit.result
         weight_layers = range(1, cfg.layers + 1)
         totals = {i: cfg.sizes[i - 1] * cfg.row_words(i) for i in weight_layers}
         longest = max(totals.values())
         at = Signal(range(longest + 1), name="update_w_word")
         at_now = Mux(first, 0, at)
-        total = by_layer(totals, range(longest + 1))
-        reading = wire(m, weights & (at_now < total), "update_w_read")
+        total = by_layer(layer, totals, range(longest + 1))
+        reading = wire(m, active & (at_now < total), "update_w_read")
         with m.If(reading):
             m.d.sync += at.eq(at_now + 1)
         row_word = Signal(counter_shape(max(cfg.row_words(i) for i in weight_layers)), name="update_w_row_word")
         row_word_now = Mux(first, 0, row_word)
-        cost = by_layer({i: cfg.row_words(i) for i in weight_layers}, row_word.shape())
+        cost = by_layer(layer, {i: cfg.row_words(i) for i in weight_layers}, row_word.shape())
         with m.If(reading):
             m.d.sync += row_word.eq(Mux(row_word_now == cost - 1, 0, row_word_now + 1))
         written = Signal(range(longest + 1), name="update_w_written")
         written_now = Mux(first, 0, written)
-        writing = wire(m, weights & result.valid, "update_w_write")
-        with m.If(weights):
+        writing = wire(m, active & result.valid, "update_w_write")
+        with m.If(active):
             m.d.sync += written.eq(written_now + writing)
-        w_read, dw_read = registered("W", weight_layers), registered("DW", weight_layers)
+        w_read, dw_read = self.registered(m, "W", weight_layers, "update"), self.registered(m, "DW", weight_layers, "update")
         for index in weight_layers:
-            on = weights & (layer == index)
+            on = active & (layer == index)
             for name in ("W", "DW"):
                 port = self.port(name, index)
                 m.d.comb += [port.read_en.eq(reading & on), port.read_addr.eq(at_now)]
                 m.d.comb += [port.write_addr.eq(written_now), port.write_mask.eq(Mux(writing & on, result.payload.mask, 0))]
             m.d.comb += self.port("W", index).write_data.eq(Cat(result.payload.value[x][: f.w] for x in range(lanes)))
-        with m.If(weights):
-            m.d.sync += [
-                read_valid.eq(reading),
-                read_mask.eq(by_layer({i: valid_lanes(i, row_word_now) for i in weight_layers}, lanes)),
-                operand_shift.eq(self.shift_w),
-            ]
-            m.d.sync += [operand_value[x].eq(by_layer({i: w_read[i][x] for i in weight_layers}, signed(f.w))) for x in range(lanes)]
-            m.d.sync += [operand_grad[x].eq(by_layer({i: dw_read[i][x] for i in weight_layers}, signed(f.dw))) for x in range(lanes)]
-            m.d.sync += operand_mask.eq(registered_mask)
-        weights_done = writing & (written_now == total - 1)
+        operands.feed(
+            m, active, reading, by_layer(layer, {i: valid_lanes(cfg, i, row_word_now) for i in weight_layers}, lanes),
+            self.shift_w,
+            [by_layer(layer, {i: w_read[i][x] for i in weight_layers}, signed(f.w)) for x in range(lanes)],
+            [by_layer(layer, {i: dw_read[i][x] for i in weight_layers}, signed(f.dw)) for x in range(lanes)],
+        )
+        return writing & (written_now == total - 1)
 
-        if not cfg.trainable:
-            m.d.comb += control.done.eq(weights_done)
-            with m.If(~weights):
-                m.d.sync += read_valid.eq(0)
-            return m
-
-        # UPDATE_TH: one word at a time; a word with a changed threshold waits for R.
+    def _thresholds(self, m: Module, unit: UpdateUnit, operands: _Operands, active: Value) -> Value:
+        """UPDATE_TH: one word at a time, a word with a changed threshold waiting for its R;
+        returns "every word has retired"."""
+        cfg = self.config
+        f, lanes = cfg.formats, cfg.lanes
+        layer, first = self.control.layer, self.control.first
+        result = unit.result
         every = range(cfg.layers + 1)
-        sequence = WordSequence(m, "update_th", start=thresholds & first, first=first, words=max(cfg.words))
+        sequence = WordSequence(m, "update_th", start=active & first, first=first, words=max(cfg.words))
         k = sequence.k
         waiting = Signal(name="update_th_waiting")
         changed_lanes = Signal(lanes, name="update_th_changed")
@@ -201,25 +161,25 @@ class UpdateEngine(wiring.Component):
             m.submodules[f"divider{x}"] = divider
             m.d.comb += [
                 divider.result.ready.eq(1),
-                divider.vth.valid.eq(thresholds & result.valid & result.payload.changed[x]),
+                divider.vth.valid.eq(active & result.valid & result.payload.changed[x]),
                 divider.vth.payload.eq(result.payload.value[x][: f.v - 1]),
             ]
             dividers.append(divider)
-        arrived = wire(m, thresholds & result.valid, "update_th_arrived")
+        arrived = wire(m, active & result.valid, "update_th_arrived")
         results = Cat(divider.result.valid for divider in dividers).any()
-        delivered = wire(m, thresholds & waiting & results, "update_th_delivered")
+        delivered = wire(m, active & waiting & results, "update_th_delivered")
         changed = result.payload.changed
         retire = wire(m, (arrived & ~changed.any()) | delivered, "update_th_retire")
-        last = k == by_layer({i: cfg.words[i] - 1 for i in every}, counter_shape(max(cfg.words)))
-        issue = wire(m, thresholds & (first | (retire & ~last)), "update_th_issue")
+        last = k == by_layer(layer, {i: cfg.words[i] - 1 for i in every}, counter_shape(max(cfg.words)))
+        issue = wire(m, active & (first | (retire & ~last)), "update_th_issue")
         issue_word = Mux(first, 0, k + 1)
         with m.If(arrived & changed.any()):
             m.d.sync += [waiting.eq(1), changed_lanes.eq(changed)]
-        with m.If((thresholds & first) | retire):
+        with m.If((active & first) | retire):
             m.d.sync += waiting.eq(0)
-        th_read, dth_read = registered("VTH", every), registered("DVTH", every)
+        th_read, dth_read = self.registered(m, "VTH", every, "update"), self.registered(m, "DVTH", every, "update")
         for index in every:
-            on = thresholds & (layer == index)
+            on = active & (layer == index)
             for name in ("VTH", "DVTH"):
                 port = self.port(name, index)
                 m.d.comb += [port.read_en.eq(issue & on), port.read_addr.eq(issue_word)]
@@ -237,22 +197,47 @@ class UpdateEngine(wiring.Component):
         m.d.comb += encoder_shift.eq(
             Mux(self.shift_th + f.fw >= PIXEL_FRAC, self.shift_th + f.fw - PIXEL_FRAC, 0)
         )
-        with m.If(thresholds):
-            m.d.sync += [
-                read_valid.eq(issue),
-                read_mask.eq(by_layer({i: valid_lanes(i, issue_word) for i in every}, lanes)),
-                operand_shift.eq(Mux(layer == 0, encoder_shift, self.shift_th)),
-            ]
-            m.d.sync += [
-                operand_value[x].eq(by_layer({i: th_read[i][x] for i in every}, range(f.threshold_max + 1)))
-                for x in range(lanes)
-            ]
-            m.d.sync += [
-                operand_grad[x].eq(by_layer({i: dth_read[i][x] for i in every}, signed(f.dth))) for x in range(lanes)
-            ]
-            m.d.sync += operand_mask.eq(registered_mask)
-        with m.If(~weights & ~thresholds):
-            m.d.sync += read_valid.eq(0)
-        thresholds_done = sequence.advance(retire, last)
-        m.d.comb += control.done.eq(Mux(weights, weights_done, thresholds & thresholds_done))
-        return m
+        operands.feed(
+            m, active, issue, by_layer(layer, {i: valid_lanes(cfg, i, issue_word) for i in every}, lanes),
+            Mux(layer == 0, encoder_shift, self.shift_th),
+            [by_layer(layer, {i: th_read[i][x] for i in every}, range(f.threshold_max + 1)) for x in range(lanes)],
+            [by_layer(layer, {i: dth_read[i][x] for i in every}, signed(f.dth)) for x in range(lanes)],
+        )
+        return sequence.advance(retire, last)
+
+
+class _Operands:
+    """The update unit's operand stage: a word read in cycle x arrives in x + 1, its words are
+    registered per port (x + 2), then the running layer's, with its mask and shift (x + 3),
+    when the unit takes them."""
+
+    def __init__(self, m: Module, unit: UpdateUnit, lanes: int) -> None:
+        payload = unit.operand.payload
+        self.read_valid = Signal(name="update_read_valid")  # a word's data arrived (x + 1)
+        self.read_mask = Signal(lanes, name="update_read_mask")
+        self.registered_valid = Signal(name="update_registered_valid")  # its registers (x + 2)
+        self.registered_mask = Signal(lanes, name="update_registered_mask")
+        self.value = Signal(payload.value.shape(), name="update_operand_value")
+        self.grad = Signal(payload.grad.shape(), name="update_operand_grad")
+        self.mask = Signal(lanes, name="update_operand_mask")
+        self.shift = Signal(SHIFT_BITS, name="update_operand_shift")
+        valid = Signal(name="update_operand_valid")
+        m.d.sync += [
+            self.registered_valid.eq(self.read_valid), self.registered_mask.eq(self.read_mask),
+            valid.eq(self.registered_valid),
+        ]
+        m.d.comb += [
+            unit.operand.valid.eq(valid), payload.shift.eq(self.shift), payload.mask.eq(self.mask),
+            payload.value.eq(self.value), payload.grad.eq(self.grad),
+        ]
+
+    def feed(
+        self, m: Module, active: Value, issue: Value, mask: Value, shift: Value, values: list, grads: list
+    ) -> None:
+        """While ``active``: a read issued this cycle (``issue``) with its lane ``mask``; the
+        ``shift`` and the running layer's registered ``values`` and ``grads`` (per lane)."""
+        with m.If(active):
+            m.d.sync += [self.read_valid.eq(issue), self.read_mask.eq(mask), self.shift.eq(shift)]
+            m.d.sync += [self.value[x].eq(value) for x, value in enumerate(values)]
+            m.d.sync += [self.grad[x].eq(grad) for x, grad in enumerate(grads)]
+            m.d.sync += self.mask.eq(self.registered_mask)

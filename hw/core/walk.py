@@ -3,17 +3,38 @@ the bit-plane walker of the event-driven word passes (docs/architecture.md secti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value
 
+from hw.core_config import CoreConfig
 from hw.queue import SpikeQueue
 
-__all__ = ["PREFETCH_WORDS", "Walker", "WordSequence", "counter_shape", "lowest", "popcount", "select", "wire"]
+__all__ = [
+    "PREFETCH_WORDS", "Walker", "WordSequence", "by_layer", "counter_shape", "lowest", "popcount", "select",
+    "valid_lanes", "wire",
+]
 
 #: Words a walker reads ahead of its events (read and not retired): enough that the next
 #: word is always offered in the cycle after a retire.
 PREFETCH_WORDS = 4
+
+
+def by_layer(layer: Value, values: Mapping[int, Value | int], shape) -> Value:
+    """``values[layer]`` (0 on layers absent from ``values``): the operand of a datapath that
+    the layers share, selected by the running pass's layer."""
+    chosen = Const(0, shape)
+    for index, value in values.items():
+        chosen = Mux(layer == index, value, chosen)
+    return chosen
+
+
+def valid_lanes(config: CoreConfig, layer: int, word: Value) -> Value:
+    """Lane mask of the neurons in ``word`` of ``layer`` (padding lanes of the last word clear)."""
+    lanes = config.lanes
+    full = (1 << lanes) - 1
+    last = config.valid_lanes(layer, config.words[layer] - 1)
+    return Mux(word == config.words[layer] - 1, last, full) if last != full else Const(full, lanes)
 
 
 def wire(m: Module, value: Value, name: str) -> Signal:

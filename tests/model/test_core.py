@@ -15,6 +15,7 @@ from model.core import (
     DIVIDER_LATENCY,
     DW_EMPTY_WORD_CYCLES,
     INTEGRATE_LATENCY,
+    READOUT_LATENCY,
     SCAN_LATENCY,
     WALK_LATENCY,
     UPDATE_LATENCY,
@@ -350,10 +351,10 @@ def _tiny(threshold: str = "trainable") -> IntegerNetwork:
 def test_inference_cycles_by_hand() -> None:
     result = CoreModel(_tiny(), lanes=1, queue_depth=3).infer(np.array([255]))
     # clear 1; stage 0: word written in 4, offered at 6, pushed 6, popped 8, written 12 -> 13;
-    # stage 1: one word written in 4 -> 5; readout 1 class; each pass one cycle more for the
-    # controller's registered done.
-    assert result.cycles == {"clear": 2, "forward": 14 + 6, "readout": 2}
-    assert result.counters.cycles == 24
+    # stage 1: one word written in 4 -> 5; readout 1 class read in 0, compared in 1; each
+    # pass one cycle more for the controller's registered done.
+    assert result.cycles == {"clear": 2, "forward": 14 + 6, "readout": 3}
+    assert result.counters.cycles == 25
 
 
 def test_learning_cycles_by_hand() -> None:
@@ -361,7 +362,7 @@ def test_learning_cycles_by_hand() -> None:
     # backward: dV clear 1, output dV 3 + 5 + 1 = 9, dW row 3 + 3 + 1 = 7 (no dVth at T = 1,
     # no encoder dV at t = 1); update: weights 1 word + 4 + 1, thresholds 2 x (5 + 1); every
     # pass one cycle more for the controller's registered done.
-    assert result.cycles == {"clear": 2, "forward": 20, "readout": 2, "backward": 20, "update": 21}
+    assert result.cycles == {"clear": 2, "forward": 20, "readout": 3, "backward": 20, "update": 21}
 
 
 def test_changed_threshold_waits_for_the_divider() -> None:
@@ -496,7 +497,7 @@ def test_fc_decoder_trace_and_readout_cycles() -> None:
         assert len(ports) == len(set(ports))
         out = result.spikes[-1]
         expected = sum(event_pass_timing(core.word_counts(out[t]), 2, DECODE_LATENCY).cycles for t in range(3))
-        assert result.cycles["readout"] == expected + 3 + CONTROL_LATENCY
+        assert result.cycles["readout"] == expected + 3 + READOUT_LATENCY + CONTROL_LATENCY
         assert result.counts.tolist() == _decoded(net, out).tolist()  # D changes after sample 2
         if n == 0:  # pending: the DD rows written so far hold the accumulators
             rows = memories[(2, "DD")]

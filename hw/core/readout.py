@@ -1,0 +1,101 @@
+"""The readout: class spike counts and class membranes from the output layer's scan, and the
+READOUT pass that picks the prediction (docs/architecture.md sections 3 and 4).
+
+The output layer's words, as the scan writes them, add their spikes into the class counts
+``n_c`` (rate decoder: every step; last decoder: step T only) and, at step T, their
+pre-reset membranes into the class membranes ``m_c``. The READOUT pass reads class c's
+count and membrane in cycle c into a register and compares them in cycle c + 1
+(:data:`model.core.READOUT_LATENCY` = 1) with the best so far: the larger count wins, then the larger
+membrane, then the lower class.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.controller import ControlSignature, Pass
+from hw.core.walk import popcount, select
+from hw.core_config import CoreConfig
+
+__all__ = ["Readout"]
+
+
+class Readout(wiring.Component):
+    """Class counts and membranes, and the READOUT pass.
+
+    Members
+    -------
+    control : ``In(ControlSignature)``
+        ``control.done`` (out) ends the READOUT pass; ``control.start`` clears the classes.
+    result_valid, result_word, result_spikes, result_integrated : ``In``
+        The output layer's scan: a word written this cycle (:class:`hw.core.forward.ScanEngine`).
+    counts : ``Out(ArrayLayout(count_bits, C))``
+        The class spike counts ``n_c``.
+    prediction : ``Out(class_bits)``
+        The class the READOUT pass picked.
+    """
+
+    def __init__(self, config: CoreConfig) -> None:
+        self.config = config
+        layer = config.layers
+        super().__init__({
+            "control": In(ControlSignature(layers=config.layers, timesteps=config.timesteps)),
+            "result_valid": In(1),
+            "result_word": In(range(max(config.words[layer], 2))),
+            "result_spikes": In(config.lanes),
+            "result_integrated": In(data.ArrayLayout(signed(config.formats.v), config.lanes)),
+            "counts": Out(data.ArrayLayout(config.count_bits, config.classes)),
+            "prediction": Out(config.class_bits),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg = self.config
+        lanes, classes, layer = cfg.lanes, cfg.classes, cfg.layers
+        control = self.control
+        last_step = control.t == cfg.timesteps
+
+        # Class counts (last: t = T only) and class membranes at T, from the written words.
+        membrane_bits = cfg.formats.v + max(cfg.population - 1, 1).bit_length()
+        membranes = [Signal(signed(membrane_bits), name=f"membrane{c}") for c in range(classes)]
+        counting = self.result_valid if cfg.decoder == "rate" else self.result_valid & last_step
+        with m.If(control.start):
+            m.d.sync += [n.eq(0) for n in self.counts] + [v.eq(0) for v in membranes]
+        for c in range(classes):
+            masks = [
+                sum(1 << x for x in range(lanes) if cfg.class_of(w, x) == c and w * lanes + x < cfg.sizes[layer])
+                for w in range(cfg.words[layer])
+            ]
+            in_class = select(masks, self.result_word, lanes)
+            with m.If(counting):
+                m.d.sync += self.counts[c].eq(self.counts[c] + popcount(self.result_spikes & in_class))
+            with m.If(self.result_valid & last_step):
+                total = sum(Mux(in_class[x], self.result_integrated[x], 0) for x in range(lanes))
+                m.d.sync += membranes[c].eq(membranes[c] + total)
+
+        # READOUT: class c read in cycle c, compared in c + READOUT_LATENCY.
+        active = control.kind == Pass.READOUT
+        at = Signal(range(classes + 1), name="readout_class")
+        at_now = Mux(control.first, 0, at)
+        reading = active & (at_now < classes)
+        with m.If(reading):
+            m.d.sync += at.eq(at_now + 1)
+        held = Signal(name="readout_held")
+        held_class = Signal(cfg.class_bits, name="readout_held_class")
+        held_count = Signal(cfg.count_bits, name="readout_held_count")
+        held_membrane = Signal(signed(membrane_bits), name="readout_held_membrane")
+        m.d.sync += [
+            held.eq(reading), held_class.eq(at_now),
+            held_count.eq(Array(self.counts)[at_now]), held_membrane.eq(Array(membranes)[at_now]),
+        ]
+        best_count = Signal(cfg.count_bits, name="readout_best_count")
+        best_membrane = Signal(signed(membrane_bits), name="readout_best_membrane")
+        better = (held_class == 0) | (held_count > best_count) | (
+            (held_count == best_count) & (held_membrane > best_membrane)
+        )
+        with m.If(active & held & better):
+            m.d.sync += [self.prediction.eq(held_class), best_count.eq(held_count), best_membrane.eq(held_membrane)]
+        m.d.comb += control.done.eq(active & held & (held_class == classes - 1))
+        return m
