@@ -99,13 +99,10 @@ class AccumulateEngine(MemoryEngine):
             max_words=max(words[i - 1] for i in dw_layers), max_cost=max(costs.values()), lanes=lanes,
             bits=by_layer(layer, {i: self.port("S", i - 1).read_data.as_value() for i in dw_layers}, lanes),
             valid=lambda k: by_layer(layer, {i: valid_lanes(cfg, i - 1, k) for i in dw_layers}, lanes), empty=2,
+            rows=costs, layer=layer,
         )
         longest_row = max(sizes[i - 1] * costs[i] for i in dw_layers)
-        address = wire(
-            m, by_layer(layer, {i: (walker.k * lanes + walker.lane) * costs[i] + walker.sub for i in dw_layers},
-                        counter_shape(longest_row)),
-            "dw_address_now",
-        )
+        address = walker.address
         # Address and row word of the words in flight: data (x + 1), registers (x + 2), write (x + 3).
         addresses = [Signal(counter_shape(longest_row), name=f"dw_address{n}") for n in range(3)]
         row_words = [Signal(counter_shape(max(costs.values())), name=f"dw_row_word{n}") for n in range(2)]

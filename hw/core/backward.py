@@ -92,6 +92,7 @@ class DvEngine(MemoryEngine):
             max_words=max(words[i] for i in dv_layers), max_cost=max(costs.values()), lanes=lanes,
             bits=by_layer(layer, {i: self.port("H", i).read_data.as_value() for i in dv_layers}, lanes),
             valid=lambda k: by_layer(layer, {i: valid_lanes(cfg, i, k) for i in dv_layers}, lanes),
+            rows={i: costs[i] for i in hidden}, layer=layer,
         )
         m.d.comb += self.events.eq(walker.event_start)
         closing = wire(m, walker.event & (walker.sub == walker.cost - 1), "dv_closing")
@@ -129,12 +130,11 @@ class DvEngine(MemoryEngine):
             m.submodules.dot = dot
             m.d.comb += dot.result.ready.eq(1)
             event = walking & walker.event
-            neuron = walker.k * lanes + walker.lane
             for i in hidden:
                 on = layer == i
                 w_port, up_port = self.port("W", i + 1), self.port("DV", i + 1)
                 m.d.comb += [
-                    w_port.read_en.eq(event & on), w_port.read_addr.eq(neuron * costs[i] + walker.sub),
+                    w_port.read_en.eq(event & on), w_port.read_addr.eq(walker.address),
                     up_port.read_en.eq(event & on), up_port.read_addr.eq(walker.sub),
                 ]
             arrived = [Signal(name=f"dv_arrived{n}") for n in range(2)]

@@ -110,18 +110,24 @@ class Walker:
     (``empty``: the cycles of a word without events, 1 or 2). The event logic works on the
     FIFO's registered output, never on a memory's read data.
 
+    With ``rows`` (``{layer: c}``, the row length of each layer the walker serves, selected
+    by ``layer``), ``address`` is the word ``i c + sub`` of the running event's row: the
+    word's base ``k P c`` travels through the FIFO with it, the lane's ``x c`` is a table,
+    and after an event's first cycle the address is a register counting up.
+
     Attributes (combinational)
     --------------------------
     issue, issue_word : the bit-plane read this cycle and its word index.
     event, event_start, lane, sub : an event runs (its ``sub``-th cycle, lane ``lane``).
     k : word of the running event.
+    address : ``i c + sub`` of the running event (with ``rows``).
     finished : every word has retired (this cycle included).
     """
 
     def __init__(
         self, m: Module, name: str, *, active: Value, first: Value, words: int | Value, cost: int | Value,
         lanes: int, bits: Value, valid: Callable[[Value], Value], max_words: int = 0, max_cost: int = 0,
-        empty: int = 1,
+        empty: int = 1, rows: Mapping[int, int] | None = None, layer: Value | None = None,
     ) -> None:
         # ``words`` and ``cost`` may be Values (a walker shared by layers): then ``max_*`` size it.
         most = words if isinstance(words, int) else max_words
@@ -139,17 +145,22 @@ class Walker:
         arrived = Signal(name=f"{name}_arrived")
         arrived_word = Signal(index_shape, name=f"{name}_arrived_word")
         m.d.sync += [arrived.eq(self.issue), arrived_word.eq(read_now)]
-        fifo = SpikeQueue(index_bits=max(lanes + len(arrived_word), 2), depth=PREFETCH_WORDS)
+        rows = dict(rows or {})
+        longest = max((most * lanes * c for c in rows.values()), default=1)
+        base = Signal(range(longest + 1), name=f"{name}_arrived_base")  # k P c of the word read
+        m.d.sync += base.eq(by_layer(layer, {i: read_now * (lanes * c) for i, c in rows.items()}, base.shape()))
+        fifo = SpikeQueue(index_bits=lanes + len(arrived_word) + len(base), depth=PREFETCH_WORDS)
         m.submodules[f"{name}_prefetch"] = fifo
         m.d.comb += [
             fifo.push.valid.eq(arrived),
-            fifo.push.payload.eq(Cat(bits & valid(arrived_word), arrived_word)),
+            fifo.push.payload.eq(Cat(bits & valid(arrived_word), arrived_word, base)),
             fifo.clear_high_water.eq(0),
         ]
 
         # Events: the lanes of the FIFO's head word, lowest first.
         held = fifo.pop.payload
         self.k = wire(m, held[lanes:lanes + len(arrived_word)], f"{name}_k")
+        held_base = held[lanes + len(arrived_word):]
         have_now = fifo.pop.valid & active
         self.sub = Signal(counter_shape(cost if isinstance(cost, int) else max_cost), name=f"{name}_sub")
         self.cost = cost
@@ -177,6 +188,14 @@ class Walker:
         m.d.sync += retired.eq(retired_now + retire)
         self.finished = wire(m, active & ~first & (retired_now + retire == words), f"{name}_finished")
 
+        lane_offset = by_layer(
+            layer, {i: Array(Const(x * c, base.shape()) for x in range(lanes))[lane] for i, c in rows.items()},
+            base.shape(),
+        )
+        following = Signal(base.shape(), name=f"{name}_following")  # the next word of the row
+        self.address = wire(m, Mux(self.sub == 0, held_base + lane_offset, following), f"{name}_address")
+        with m.If(self.event):
+            m.d.sync += following.eq(self.address + 1)
         with m.If(self.event):
             m.d.sync += self.sub.eq(Mux(event_end, 0, self.sub + 1))
             with m.If(event_end):
