@@ -12,8 +12,9 @@ saturation), whose result is written into the neuron's lane of ``dV^l``
     last read e | data e + 1 | operand registers, R read e + 2 | dot sum, R registered,
     e + 3: the dV unit's operand | e + 5: the write
 
-The encoder's mux shift is ``K_0 = K - 8 + fw``: its sum enters the unit shifted left by
-``K - K_0``, so ``((acc << (K - K_0)) * R) >> K = (acc * R) >> K_0`` exactly.
+The unit shifts by ``K_max = max(K, K_0)`` (the encoder's mux shift is ``K_0 = K - 8 + fw``);
+a layer with a smaller shift ``K_l`` enters it shifted left by ``K_max - K_l``, so
+``((acc << (K_max - K_l)) * R) >> K_max = (acc * R) >> K_l`` exactly.
 """
 
 from __future__ import annotations
@@ -120,8 +121,12 @@ class DvEngine(MemoryEngine):
         injected = Const(1) if cfg.decoder == "rate" else (t == cfg.timesteps)
         error = Signal(signed(error_bits(cfg) + f.error_shift), name="dv_error")
         m.d.sync += error.eq(Mux(injected, self.errors[target_class] << f.error_shift, 0))
-        acc_bits = len(error)
-        sum_now = error
+        # One dV unit shifts by the largest mux shift; a layer with a smaller one (K or the
+        # encoder's K_0 = K - 8 + fw) enters it shifted left by the difference.
+        shifts = {i: f.encoder_k if i == 0 else f.k for i in dv_layers}
+        unit_shift = max(shifts.values())
+        acc_bits = len(error) + unit_shift - shifts[layers]
+        sum_now = error << (unit_shift - shifts[layers])
 
         if hidden:
             # Hidden and encoder: row i of W^{l+1} with dV^{l+1}, registered, into the dot product.
@@ -153,13 +158,15 @@ class DvEngine(MemoryEngine):
                 dot.operand.payload.last.eq(last[1]),
             ]
             total = dot.result.payload.sum
-            encoder_shift = f.k - f.encoder_k if lowest == 0 else 0
-            scaled = Mux(layer == 0, total << encoder_shift, total) if encoder_shift else total
-            acc_bits = max(acc_bits, len(total) + encoder_shift)
-            sum_now = Mux(layer == layers, error, scaled)
+            scaled = by_layer(
+                layer, {i: total << (unit_shift - shifts[i]) for i in hidden},
+                signed(len(total) + max(unit_shift - shifts[i] for i in hidden)),
+            )
+            acc_bits = max(acc_bits, len(scaled))
+            sum_now = Mux(layer == layers, sum_now, scaled)
 
         # The dV unit: (acc * R) >> K, saturated; the result written at e + 5.
-        unit = DvUnit(g=f.g, w=f.w, fan_out=1 << max(acc_bits - f.g - f.w, 0), k=f.k, shift=f.k)
+        unit = DvUnit(g=f.g, w=f.w, fan_out=1 << max(acc_bits - f.g - f.w, 0), k=unit_shift, shift=unit_shift)
         m.submodules.unit = unit
         m.d.comb += [
             unit.result.ready.eq(1),

@@ -242,6 +242,23 @@ def test_single_layer_fixed_thresholds(tmp_path) -> None:
     _check(report, 5, learn=True)
 
 
+def test_encoder_mux_shift_above_k(tmp_path) -> None:
+    # fw = 9 makes the encoder's shift K_0 = K - 8 + fw larger than K: the dV unit shifts by
+    # K_0 and the other layers' sums enter it shifted left by K_0 - K.
+    net = _random_network(
+        "5FC-13FC-6FC", 16, seed=7, timesteps=2, population=2,
+        formats=Formats(w=10, fw=9, v=18, g=4, gf=0, dw=8, dth=6, k=10, df=11),
+        rule=LearningRule(shift_w=4, shift_th=3, rounding="nearest", batch=2),
+    )
+    assert net.formats.encoder_k > net.formats.k
+    pixels, labels = _samples(16, 3, 4, 5)
+    report = cosimulate(
+        _save(net, tmp_path / "fw9"), pixels, labels, lanes=2, queue_depth=2, learn=True, optimize=False,
+        run_name="pytest-fw9",
+    )
+    _check(report, 4, learn=True)
+
+
 # The trained digits network --------------------------------------------------------------
 
 
