@@ -46,7 +46,13 @@ from model.fixed import (
 )
 from model.integer import IntegerNetwork, label_target, output_error, output_sums
 from model.spec import DECODERS, NetworkSpec
-from model.units import DV_UNIT_LATENCY, NEURON_LANE_LATENCY, UPDATE_UNIT_LATENCY
+from model.units import (
+    DOT_PRODUCT_LANE_LATENCY,
+    DV_UNIT_LATENCY,
+    GRADIENT_ACCUMULATOR_LATENCY,
+    NEURON_LANE_LATENCY,
+    UPDATE_UNIT_LATENCY,
+)
 
 __all__ = [
     "CORE_DECODERS",
@@ -116,16 +122,16 @@ INTEGRATE_LATENCY = 2 + NEURON_LANE_LATENCY
 #: dV: from an event's last read (e) to its dV write: the words' data (e + 1) and registers
 #: (e + 2), the dot product's sum with R and the output error registered (e + 3), the dV
 #: unit's two stages (``hw.dv.DvUnit``); the same for every layer.
-DV_LATENCY = 3 + DV_UNIT_LATENCY
+DV_LATENCY = 2 + DOT_PRODUCT_LANE_LATENCY + DV_UNIT_LATENCY
 #: dW row update: a word read in cycle x is written in x + 3 (its data registered, then the
 #: gradient accumulator's stage); the distance is odd, for the single-port weight banks.
-DW_LATENCY = 3
+DW_LATENCY = 2 + GRADIENT_ACCUMULATOR_LATENCY
 #: DW (and the fc decoder's dD) passes: cycles of a bit-plane word without events; even, so
 #: that a row's reads keep the parity of their cycles (docs/architecture.md section 2.1).
 DW_EMPTY_WORD_CYCLES = 2
 #: dVth accumulation: a word's data (``a_k``) registered, then the accumulator's stage:
 #: written in ``a_k + 2``.
-DVTH_LATENCY = 2
+DVTH_LATENCY = 1 + GRADIENT_ACCUMULATOR_LATENCY
 #: The fc decoder's readout: a D word is added into the class sums the cycle after its read.
 DECODE_LATENCY = 1
 

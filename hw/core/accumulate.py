@@ -22,6 +22,7 @@ from hw.accumulator import GradientAccumulator
 from hw.controller import Pass
 from hw.core.memory import MemoryEngine
 from hw.core.walk import Walker, by_layer, counter_shape, valid_lanes, wire
+from model.core import DVTH_LATENCY, DW_LATENCY
 from model.units import AccumulateOp
 
 __all__ = ["AccumulateEngine"]
@@ -104,10 +105,10 @@ class AccumulateEngine(MemoryEngine):
         longest_row = max(sizes[i - 1] * costs[i] for i in dw_layers)
         address = walker.address
         # Address and row word of the words in flight: data (x + 1), registers (x + 2), write (x + 3).
-        addresses = [Signal(counter_shape(longest_row), name=f"dw_address{n}") for n in range(3)]
+        addresses = [Signal(counter_shape(longest_row), name=f"dw_address{n}") for n in range(DW_LATENCY)]
         row_words = [Signal(counter_shape(max(costs.values())), name=f"dw_row_word{n}") for n in range(2)]
         m.d.sync += [addresses[0].eq(address), row_words[0].eq(walker.sub)]
-        m.d.sync += [addresses[n + 1].eq(addresses[n]) for n in range(2)] + [row_words[1].eq(row_words[0])]
+        m.d.sync += [addresses[n + 1].eq(addresses[n]) for n in range(DW_LATENCY - 1)] + [row_words[1].eq(row_words[0])]
         for index in dw_layers:
             on = accumulating & (layer == index)
             s_port, dw_port, dv_port = self.port("S", index - 1), self.port("DW", index), self.port("DV", index)
@@ -116,7 +117,7 @@ class AccumulateEngine(MemoryEngine):
                 s_port.read_addr.eq((t - 1) * words[index - 1] + walker.issue_word),
                 dw_port.read_en.eq(on & walker.event),
                 dw_port.read_addr.eq(address),
-                dw_port.write_addr.eq(addresses[2]),
+                dw_port.write_addr.eq(addresses[-1]),
                 dw_port.write_mask.eq(Mux(on & result.valid, result.payload.mask, 0)),
                 dw_port.write_data.eq(Cat(result.payload.acc[x][: f.dw] for x in range(lanes))),
                 dv_port.read_en.eq(on & walker.event),
@@ -144,15 +145,15 @@ class AccumulateEngine(MemoryEngine):
             m.d.sync += at.eq(at_now + 1)
         layer_words = by_layer(layer, {i: words[i] for i in every}, range(max(words) + 1))
         reading = wire(m, subtracting & (at_now < layer_words), "dvth_read")
-        word_in_flight = [Signal(counter_shape(max(words)), name=f"dvth_word{n}") for n in range(3)]
-        m.d.sync += [word_in_flight[0].eq(at_now)] + [word_in_flight[n + 1].eq(word_in_flight[n]) for n in range(2)]
+        word_in_flight = [Signal(counter_shape(max(words)), name=f"dvth_word{n}") for n in range(DVTH_LATENCY + 1)]
+        m.d.sync += [word_in_flight[0].eq(at_now)] + [word_in_flight[n + 1].eq(word_in_flight[n]) for n in range(DVTH_LATENCY)]
         for index in every:
             on = subtracting & (layer == index)
             th_port, dv_port, s_port = self.port("DVTH", index), self.port("DV", index), self.port("S", index)
             m.d.comb += [
                 th_port.read_en.eq(on & reading),
                 th_port.read_addr.eq(at_now),
-                th_port.write_addr.eq(word_in_flight[2]),
+                th_port.write_addr.eq(word_in_flight[-1]),
                 th_port.write_mask.eq(Mux(on & result.valid, result.payload.mask, 0)),
                 th_port.write_data.eq(Cat(result.payload.acc[x][: f.dth] for x in range(lanes))),
             ]
@@ -179,6 +180,6 @@ class AccumulateEngine(MemoryEngine):
             m.d.comb += [operand.payload.acc[x].eq(dw_acc[x]) for x in range(lanes)]
             m.d.comb += [operand.payload.dv[x].eq(dw_dv[x]) for x in range(lanes)]
         m.d.sync += arrived.eq((accumulating & walker.event) | reading)
-        dvth_done = subtracting & (at_now == layer_words + 2)
+        dvth_done = subtracting & (at_now == layer_words + DVTH_LATENCY)
         m.d.comb += control.done.eq(Mux(accumulating, dw_done, dvth_done))
         return m
