@@ -55,7 +55,7 @@ class GradientAccumulator(StreamUnit):
     g : int
         dV bits, 4..32 (signed).
     dw, dth : int
-        dW and dVth accumulator bits, g..48 (signed); the ``acc`` lanes are
+        dW and dVth accumulator bits, 2..48 (signed; the sums are exact, then saturated); the ``acc`` lanes are
         ``max(dw, dth)`` bits wide.
 
     Members

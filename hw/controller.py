@@ -40,6 +40,9 @@ class Pass(enum.Enum, shape=4):
     DVTH = 7
     UPDATE_W = 8
     UPDATE_TH = 9
+    DECODE = 10
+    DD = 11
+    UPDATE_D = 12
 
 
 class Phase(enum.Enum, shape=3):
@@ -63,6 +66,9 @@ PASS_PHASE = {
     Pass.DVTH: Phase.BACKWARD,
     Pass.UPDATE_W: Phase.UPDATE,
     Pass.UPDATE_TH: Phase.UPDATE,
+    Pass.DECODE: Phase.READOUT,
+    Pass.DD: Phase.BACKWARD,
+    Pass.UPDATE_D: Phase.UPDATE,
 }
 
 
@@ -107,11 +113,12 @@ class Controller(wiring.Component):
     """The sample schedule (docs/architecture.md section 4) as an FSM.
 
     States, one per pass kind plus ``LOAD`` (accept input words) and ``OUTPUT`` (offer
-    the result): ``LOAD -> CLEAR -> FORWARD (t = 1..T, layer 0..L) -> READOUT`` and, for a
-    learning sample, ``CLEAR_DV -> {DV, DW if layer >= 1, DVTH if trainable and t >= 2}
-    for t = T..1, layer L..first (layer 0 not at t = 1)``, then, every B-th learning
-    sample, ``UPDATE_W (layers 1..L) -> UPDATE_TH (layers 0..L, trainable)``, and finally
-    ``OUTPUT -> LOAD``.
+    the result): ``LOAD -> CLEAR -> FORWARD (t = 1..T, layer 0..L) -> [DECODE (t =
+    1..T)] -> READOUT`` and, for a learning sample, ``CLEAR_DV -> {[DD if layer = L], DV,
+    DW if layer >= 1, DVTH if trainable and t >= 2} for t = T..1, layer L..first (layer 0
+    not at t = 1)``, then, every B-th learning sample, ``UPDATE_W (layers 1..L) ->
+    UPDATE_TH (layers 0..L, trainable) -> [UPDATE_D]``, and finally ``OUTPUT -> LOAD``
+    (bracketed: the fc decoder's passes, layer L).
 
     Parameters
     ----------
@@ -127,6 +134,8 @@ class Controller(wiring.Component):
         Learning hardware exists (else the learn flag is ignored).
     trainable : bool
         Thresholds learn (DVTH passes, encoder dV, threshold updates).
+    fc_decoder : bool
+        The readout is the fc decoder (DECODE, DD and UPDATE_D passes).
     pending : int
         Reset value of the pending-sample counter, 0..B-1.
 
@@ -157,7 +166,7 @@ class Controller(wiring.Component):
 
     def __init__(
         self, *, layers: int, timesteps: int, input_words: int, batch: int,
-        learnable: bool, trainable: bool, pending: int = 0,
+        learnable: bool, trainable: bool, fc_decoder: bool = False, pending: int = 0,
     ) -> None:
         self.layers = check_int("layers", layers, minimum=1)
         self.timesteps = check_int("timesteps", timesteps, minimum=1)
@@ -165,6 +174,7 @@ class Controller(wiring.Component):
         self.batch = check_int("batch", batch, minimum=1)
         self.learnable = bool(learnable)
         self.trainable = bool(trainable)
+        self.fc_decoder = bool(fc_decoder)
         self.pending_init = check_int("pending", pending, minimum=0, maximum=self.batch - 1)
         super().__init__({
             "control": Out(ControlSignature(layers=self.layers, timesteps=self.timesteps)),
@@ -219,6 +229,10 @@ class Controller(wiring.Component):
                 m.d.sync += self.pending.eq(self.pending + 1)
                 m.next = "OUTPUT"
 
+        def output_layer_step(new_t) -> None:
+            """Step ``new_t``'s passes of the output layer: DD first with the fc decoder."""
+            enter("DD" if self.fc_decoder else "DV", new_layer=last_layer, new_t=new_t)
+
         def next_backward() -> None:
             """Layer below (skipping the encoder at t = 1), else the step before, else done."""
             below = layer - 1
@@ -227,9 +241,16 @@ class Controller(wiring.Component):
             with m.If(lower):
                 enter("DV", new_layer=below)
             with m.Elif(earlier):
-                enter("DV", new_layer=last_layer, new_t=t - 1)
+                output_layer_step(t - 1)
             with m.Else():
                 after_learning()
+
+        def after_update() -> None:
+            """Weights and thresholds are updated: the fc decoder's rows, else the result."""
+            if self.fc_decoder:
+                enter("UPDATE_D", new_layer=last_layer)
+            else:
+                m.next = "OUTPUT"
 
         def after_dw() -> None:
             if self.trainable and steps > 1:
@@ -269,6 +290,17 @@ class Controller(wiring.Component):
                     with m.Elif(t != steps):
                         enter("FORWARD", new_layer=0, new_t=t + 1)
                     with m.Else():
+                        if self.fc_decoder:
+                            enter("DECODE", new_t=1)
+                        else:
+                            enter("READOUT")
+
+            with m.State("DECODE"):
+                m.d.comb += [control.kind.eq(Pass.DECODE), self.busy.eq(1)]
+                with m.If(done):
+                    with m.If(t != steps):
+                        enter("DECODE", new_t=t + 1)
+                    with m.Else():
                         enter("READOUT")
 
             with m.State("READOUT"):
@@ -282,7 +314,12 @@ class Controller(wiring.Component):
             with m.State("CLEAR_DV"):
                 m.d.comb += [control.kind.eq(Pass.CLEAR_DV), self.busy.eq(1)]
                 with m.If(done):
-                    enter("DV", new_layer=last_layer, new_t=steps)
+                    output_layer_step(steps)
+
+            with m.State("DD"):
+                m.d.comb += [control.kind.eq(Pass.DD), self.busy.eq(1)]
+                with m.If(done):
+                    enter("DV")
 
             with m.State("DV"):
                 m.d.comb += [control.kind.eq(Pass.DV), self.busy.eq(1)]
@@ -311,7 +348,7 @@ class Controller(wiring.Component):
                         if self.trainable:
                             enter("UPDATE_TH", new_layer=0)
                         else:
-                            m.next = "OUTPUT"
+                            after_update()
 
             with m.State("UPDATE_TH"):
                 m.d.comb += [control.kind.eq(Pass.UPDATE_TH), self.busy.eq(1)]
@@ -319,7 +356,12 @@ class Controller(wiring.Component):
                     with m.If(layer != last_layer):
                         enter("UPDATE_TH", new_layer=layer + 1)
                     with m.Else():
-                        m.next = "OUTPUT"
+                        after_update()
+
+            with m.State("UPDATE_D"):
+                m.d.comb += [control.kind.eq(Pass.UPDATE_D), self.busy.eq(1)]
+                with m.If(done):
+                    m.next = "OUTPUT"
 
             with m.State("OUTPUT"):
                 m.d.comb += self.output_valid.eq(1)

@@ -62,7 +62,7 @@ PIXEL_BITS = 8
 #: rest exactly).
 COUNTER_SETS = ("all", "events", "cycles")
 #: Memories of the host map (:attr:`CoreConfig.host_memories`).
-HOST_MEMORIES = ("VTH", "R", "W", "DW", "DVTH")
+HOST_MEMORIES = ("VTH", "R", "W", "DW", "DVTH", "D", "DD")
 #: Host-accessible registers of region 0 of the host map, by word address.
 HOST_REGISTERS = ("shift_w", "shift_th", "lfsr_state", "pending")
 
@@ -231,7 +231,7 @@ class CoreConfig:
     timesteps, classes, population : int
         T, C and neurons per class (output layer = ``C x population``).
     decoder : str
-        ``"last"`` or ``"rate"``.
+        ``"last"``, ``"rate"`` or ``"fc"``.
     reset : str
         ``"subtract"`` or ``"zero"``.
     trainable : bool
@@ -287,8 +287,8 @@ class CoreConfig:
         Raises
         ------
         ValueError
-            For a network the core cannot build (``arch``: conv or pool layers;
-            ``decoder``), ``lanes`` / ``queue_depth`` out of range, an unknown ``target``
+            For a network the core cannot build (``arch``: conv or pool layers),
+            ``lanes`` / ``queue_depth`` out of range, an unknown ``target``
             or ``counters`` (naming them), or single-port weights with an odd row length.
         TypeError
             When ``lanes`` or ``queue_depth`` is not an integer.
@@ -423,9 +423,26 @@ class CoreConfig:
         return 0 if self.trainable else 1
 
     @property
+    def fc_decoder(self) -> bool:
+        """The readout is the fc decoder (memories D and dD)."""
+        return self.decoder == "fc"
+
+    @property
     def count_bits(self) -> int:
-        """Width of a class spike count ``n_c`` (0..population x T)."""
+        """Width of a decoded class value: a spike count ``n_c`` (0..population x T,
+        unsigned), or the fc decoder's sum of up to ``T n_L`` signed w-bit weights."""
+        if self.fc_decoder:
+            return self.formats.w + ceil_log2(self.timesteps * self.sizes[-1])
         return max(ceil_log2(self.population * self.timesteps + 1), 1)
+
+    @property
+    def decoder_words(self) -> int:
+        """``c_D = ceil(C / P)``: words of one fc decoder row (0 without the fc decoder)."""
+        return math.ceil(self.classes / self.lanes) if self.fc_decoder else 0
+
+    def decoder_lanes(self, word: int) -> int:
+        """Lane mask of the classes in ``word`` of a fc decoder row."""
+        return (1 << min(self.lanes, self.classes - word * self.lanes)) - 1
 
     @property
     def class_bits(self) -> int:
@@ -457,6 +474,7 @@ class CoreConfig:
             "PIX": (PIXEL_BITS, False), "V": (f.v, True), "VTH": (f.v - 1, False),
             "R": (f.k + 1, False), "S": (1, False), "H": (1, False), "W": (f.w, True),
             "DV": (f.g, True), "DW": (f.dw, True), "DVTH": (f.dth, True),
+            "D": (f.w, True), "DD": (f.dw, True),
         }
         specs = []
         for layer, words in enumerate(self.words):
@@ -466,6 +484,8 @@ class CoreConfig:
                 "W": self.sizes[layer - 1] * words if layer else 0,
                 "DV": words, "DW": self.sizes[layer - 1] * words if layer else 0,
                 "DVTH": words,
+                "D": self.timesteps * self.sizes[-1] * self.decoder_words,
+                "DD": self.timesteps * self.sizes[-1] * self.decoder_words,
             }
             for name in MEMORIES:
                 if self._has_memory(name, layer):
@@ -484,8 +504,8 @@ class CoreConfig:
             return self.learnable and layer >= 1
         if name == "DVTH":
             return self.learnable and self.trainable
-        if name in ("D", "DD"):  # the fc decoder, which the RTL core does not build
-            return False
+        if name in ("D", "DD"):  # the fc decoder's, with the output layer
+            return self.fc_decoder and layer == self.layers and (name == "D" or self.learnable)
         return True
 
     def memory(self, name: str, layer: int) -> MemorySpec:
@@ -648,6 +668,8 @@ class CoreConfig:
                 names |= {"S", "DW", "DV", "W"}
             if self.trainable:
                 names |= {"DVTH", "DV", "S"}
+        if self.fc_decoder and layer == self.layers:  # the decoder's passes and its update
+            names |= {"S", "D"} | ({"DD"} if self.learnable else set())
         return tuple(name for name in MEMORIES if name in names)
 
     def write_counts(self, layer: int) -> tuple[str, ...]:
@@ -660,6 +682,8 @@ class CoreConfig:
                 names |= {"DW", "W"}
             if self.trainable:
                 names |= {"DVTH", "VTH", "R"}
+            if self.fc_decoder and layer == self.layers:
+                names |= {"D", "DD"}
         return tuple(name for name in MEMORIES if name in names)
 
     # Contents ------------------------------------------------------------------------------
@@ -676,7 +700,9 @@ class CoreConfig:
         return [word for row in np.asarray(matrix).T for word in self.as_words(row)]
 
     def initial_contents(self, network: IntegerNetwork) -> dict[str, list[list[int]]]:
-        """Words (lists of P lanes) of the memories the network initialises: W, VTH, R.
+        """Words (lists of P lanes) of the memories the network initialises: W, VTH, R (and
+        the fc decoder's D: row ``(t-1) n_L + j`` holds the C class weights of output spike
+        ``(t, j)``).
 
         Parameters
         ----------
@@ -686,8 +712,8 @@ class CoreConfig:
         Returns
         -------
         dict
-            ``{key: words}`` for every ``W<l>``, ``VTH<l>`` and ``R<l>``; the other
-            memories start at 0.
+            ``{key: words}`` for every ``W<l>``, ``VTH<l>`` and ``R<l>`` (and ``D<L>``);
+            the other memories start at 0.
 
         Raises
         ------
@@ -704,6 +730,8 @@ class CoreConfig:
             contents[f"R{layer}"] = self.as_words(network.reciprocals[layer])
             if layer:
                 contents[f"W{layer}"] = self.rows_as_words(network.weights[layer - 1])
+        if self.fc_decoder:
+            contents[f"D{self.layers}"] = self.rows_as_words(network.decoder)
         return contents
 
     def write_images(self, network: IntegerNetwork, folder: str | Path) -> dict[str, str]:

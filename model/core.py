@@ -45,7 +45,7 @@ from model.fixed import (
     saturate,
 )
 from model.integer import IntegerNetwork, label_target, output_error, output_sums
-from model.spec import DECODERS, NetworkSpec
+from model.spec import NetworkSpec
 from model.units import (
     DOT_PRODUCT_LANE_LATENCY,
     DV_UNIT_LATENCY,
@@ -55,7 +55,6 @@ from model.units import (
 )
 
 __all__ = [
-    "CORE_DECODERS",
     "CONTROL_LATENCY",
     "DV_LATENCY",
     "DIVIDER_LATENCY",
@@ -693,17 +692,11 @@ def _mask(bits: np.ndarray) -> int:
     return int(np.dot(np.asarray(bits, np.int64), 1 << np.arange(len(bits), dtype=np.int64)))
 
 
-#: The decoders the RTL core builds (the core model and the HLS target build every decoder).
-CORE_DECODERS = ("last", "rate")
-
-
-def check_core_spec(spec: NetworkSpec, decoders: Sequence[str] = CORE_DECODERS) -> None:
-    """Raise ``ValueError`` naming ``arch`` or ``decoder`` unless the core can run ``spec``
-    (FC layers, flat input, one of ``decoders``; the HLS target builds every decoder)."""
+def check_core_spec(spec: NetworkSpec) -> None:
+    """Raise ``ValueError`` naming ``arch`` unless the core can run ``spec`` (FC layers on a
+    flat input; every decoder)."""
     if not spec.is_fc_only:
         raise ValueError(f"arch: the core runs FC layers on flat inputs only, not {spec.arch} (input {spec.input_shape})")
-    if spec.decoder not in decoders:
-        raise ValueError(f"decoder: {spec.decoder!r} is not built by the core (allowed {', '.join(decoders)})")
 
 
 class CoreModel:
@@ -756,7 +749,7 @@ class CoreModel:
         if not isinstance(network, IntegerNetwork):
             raise ValueError(f"network: expected an IntegerNetwork, got {type(network).__name__}")
         spec = network.spec
-        check_core_spec(spec, DECODERS)
+        check_core_spec(spec)
         self.lanes = check_int("lanes", lanes, minimum=1)
         self.queue_depth = check_int("queue_depth", queue_depth, minimum=1)
         self.spec = spec

@@ -270,9 +270,9 @@ class Formats:
         return self.fw - self.gf - DECODER_ERROR_GAIN
 
     def decoder_shift(self, shift_w: int) -> int:
-        """The ``fc`` decoder's update shift ``max(s_w + fw - gf - G, 0)``: the same float
-        learning rate as the weights (numerics section 4.3)."""
-        return max(shift_w + self.decoder_shift_delta, 0)
+        """The ``fc`` decoder's update shift ``clamp(s_w + fw - gf - G, 0, 31)`` (a u5 like
+        every shift): the same float learning rate as the weights (numerics section 4.3)."""
+        return int(np.clip(shift_w + self.decoder_shift_delta, 0, 31))
 
     def threshold_shift_encoder(self, shift_th: int) -> int:
         """Encoder threshold shift ``max(s_th - 8 + fw, 0)`` (same float step as layers 1..L)."""

@@ -907,7 +907,8 @@ class GradientAccumulatorParams(NamedTuple):
 def gradient_accumulator_params(
     *, lanes: int, g: int, dw: int, dth: int
 ) -> GradientAccumulatorParams:
-    """Check the parameters: ``lanes`` 1 or more, ``g`` 4..32, ``dw`` and ``dth`` g..48.
+    """Check the parameters: ``lanes`` 1 or more, ``g`` 4..32, ``dw`` and ``dth`` 2..48 (the
+    sum is formed exactly, then saturated, whichever operand is wider).
 
     Raises
     ------
@@ -915,8 +916,8 @@ def gradient_accumulator_params(
         Naming the parameter.
     """
     lanes, g = _check_shared(lanes=lanes, g=g)
-    dw = check_int("dw", dw, minimum=g, maximum=48)
-    return GradientAccumulatorParams(lanes, g, dw, check_int("dth", dth, minimum=g, maximum=48))
+    dw = check_int("dw", dw, minimum=2, maximum=48)
+    return GradientAccumulatorParams(lanes, g, dw, check_int("dth", dth, minimum=2, maximum=48))
 
 
 class GradientAccumulatorInputs(NamedTuple):

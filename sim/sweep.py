@@ -52,7 +52,6 @@ from typing import Any
 
 from hw.core_config import DEFAULT_QUEUE_DEPTH, MAX_LANES, MAX_QUEUE_DEPTH, CoreConfig
 from model.checks import check_field
-from model.core import CORE_DECODERS
 from model.data import load_dataset
 from model.energy import TABLES
 from model.files import read_json, read_text
@@ -396,14 +395,6 @@ def _network(learn: Mapping[str, Any], where: str, data_root: str | None) -> Any
 def _check_core(
     network: Any, point: Mapping[str, Any], where: str, stages: Sequence[str], settings: Mapping[str, Any]
 ) -> None:
-    if network.spec.decoder not in CORE_DECODERS:  # the core model estimates it, the RTL does not build it
-        rtl = [stage for stage in ("gen", "synth", "cosim") if stage in stages]
-        if rtl:
-            raise ValueError(
-                f"{where}.decoder: {network.spec.decoder!r} is not built by the RTL core (stages "
-                f"{', '.join(rtl)} need {', '.join(CORE_DECODERS)})"
-            )
-        return
     target = "sim" if point["target"] == NO_TARGET else point["target"]
     try:
         config = CoreConfig.for_target(network, lanes=point["lanes"], queue_depth=point["queue_depth"], target=target)

@@ -74,10 +74,6 @@ BAD_SPECS = {
          "memories (ice40-up5k) need an even number of words per weight row; P = 3 gives c_1 = 11; lanes that fit "
          "ice40-up5k at Q = 16: 1"),
     ),
-    "fc decoder on the RTL": (
-        "stages = ['learn', 'estimate', 'gen']\n[grid]\ndecoder = ['fc']\n",
-        "spec.toml: grid.decoder: 'fc' is not built by the RTL core (stages gen need last, rate)",
-    ),
     "second grid": ("[[grid]]\nlanes = [1]\n[[grid]]\nlanes = [-1]\n", "spec.toml: grid[1].lanes: -1 is out of range"),
     "toml syntax": ("[grid\n", "spec.toml: not valid TOML (Expected ']' at the end of a table declaration"),
 }
@@ -160,7 +156,7 @@ def test_expansion_product_defaults_and_stable_ids(tmp_path: Path) -> None:
     merged = expand({"grid": [grid, {**grid, "lanes": [2, 4]}]})
     assert [p.params["lanes"] for p in merged.points] == [1, 2, 4]
     assert merged.points[0].params["epochs"] == 60
-    # the fc decoder: learned and estimated by the models (the RTL stages refuse it)
+    # the fc decoder: every stage builds it
     fc = expand({"grid": {"decoder": ["last", "fc"], "lanes": [2]}})
     assert [p.params["decoder"] for p in fc.points] == ["last", "fc"]
 

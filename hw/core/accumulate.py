@@ -12,16 +12,23 @@ accumulator, and is written in ``x + 3``.
   banks, docs/architecture.md section 2.1) a bank's read and write never meet.
 * DVTH(l, t), t >= 2: every word of layer l, one per cycle: ``dVth = sat_dth(dVth - dV)``
   on the lanes with ``S^l[t-1] = 1``, written ``DVTH_LATENCY`` = 2 cycles after its data.
+* DD(t) (the fc decoder): a DW pass over the output layer's ``S^L[t]`` whose rows are the
+  dD rows ``(t-1) n_L + j`` (``c_D`` words) and whose dV are the class errors ``e_c``:
+  ``dD = sat_dw(dD + e)``.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data
+from amaranth.lib.wiring import In
 
 from hw.accumulator import GradientAccumulator
 from hw.controller import Pass
+from hw.core.backward import error_bits
 from hw.core.memory import MemoryEngine
-from hw.core.walk import Walker, by_layer, counter_shape, valid_lanes, wire
+from hw.core.walk import Walker, by_layer, counter_shape, select, valid_lanes, wire
+from hw.core_config import CoreConfig
 from model.core import DVTH_LATENCY, DW_LATENCY
 from model.units import AccumulateOp
 
@@ -40,9 +47,17 @@ class AccumulateEngine(MemoryEngine):
     -------
     control : ``In(ControlSignature)``
         The controller's pass, layer, step and ``first``; ``control.done`` (out) ends the pass.
-    dw<l> (l = 1..L), dvth<l> (trainable), dv<l>, s<l> : ``Out(MemoryPortSignature)``
+    dw<l> (l = 1..L), dvth<l> (trainable), dv<l>, s<l>, dd<L> (fc decoder) : ``Out(MemoryPortSignature)``
         The memories the passes read and write (dV and S read-only).
+    errors : ``In(ArrayLayout(signed(error_bits), C))`` (fc decoder only)
+        The class errors ``e_c``.
     """
+
+    def __init__(self, config: CoreConfig) -> None:
+        members = {}
+        if config.fc_decoder:
+            members["errors"] = In(data.ArrayLayout(signed(error_bits(config)), config.classes))
+        super().__init__(config, members)
 
     def memories(self) -> list[tuple[str, int]]:
         cfg = self.config
@@ -50,13 +65,16 @@ class AccumulateEngine(MemoryEngine):
         ports = [("DW", layer) for layer in range(1, layers + 1)]
         if cfg.trainable:
             ports += [("DVTH", layer) for layer in range(layers + 1)]
+        if cfg.fc_decoder:
+            ports += [("DD", layers)]
         low = 0 if cfg.trainable else 1
         ports += [("DV", layer) for layer in range(low, layers + 1)]
-        ports += [("S", layer) for layer in range(layers + (1 if cfg.trainable else 0))]
+        top = layers + (1 if cfg.trainable or cfg.fc_decoder else 0)
+        ports += [("S", layer) for layer in range(top)]
         return ports
 
     def access(self, name: str, layer: int) -> tuple[bool, bool]:
-        return True, name in ("DW", "DVTH")
+        return True, name in ("DW", "DVTH", "DD")
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -68,16 +86,18 @@ class AccumulateEngine(MemoryEngine):
 
 
 
-        m.submodules.unit = unit = GradientAccumulator(lanes=lanes, g=f.g, dw=f.dw, dth=f.dth)
+        grad_bits = max(f.g, error_bits(cfg)) if cfg.fc_decoder else f.g
+        m.submodules.unit = unit = GradientAccumulator(lanes=lanes, g=grad_bits, dw=f.dw, dth=f.dth)
         m.d.comb += unit.result.ready.eq(1)
         result = unit.result
         accumulating = wire(m, control.kind == Pass.DW, "dw_active")
+        decoding = wire(m, control.kind == Pass.DD, "dd_active") if cfg.fc_decoder else Const(0)
         subtracting = wire(m, control.kind == Pass.DVTH, "dvth_active")
 
         # The words read, registered (every port of the engine).
         read = {
             (name, index): word
-            for name in ("DW", "DVTH", "DV", "S")
+            for name in ("DW", "DVTH", "DD", "DV", "S")
             for index, word in self.registered(
                 m, name, [i for n, i in self.memories() if n == name], "acc"
             ).items()
@@ -90,20 +110,28 @@ class AccumulateEngine(MemoryEngine):
         m.d.sync += registered.eq(arrived)
         m.d.comb += [operand.valid.eq(registered), operand.payload.op.eq(Mux(subtracting, AccumulateOp.DVTH, AccumulateOp.DW))]
 
-        # DW(l, t): walk S^{l-1}[t]; each spike's dW row, one word per cycle.
+        # DW(l, t): walk S^{l-1}[t]; each spike's dW row, one word per cycle. DD(t), the
+        # walker's block L + 1: walk S^L[t]; each spike's dD row at t.
         dw_layers = range(1, layers + 1)
         costs = {i: cfg.row_words(i) for i in dw_layers}
+        spikes = {i: i - 1 for i in dw_layers}  # the layer whose bit-plane each block walks
+        decoder_block = layers + 1
+        if cfg.fc_decoder:
+            costs[decoder_block], spikes[decoder_block] = cfg.decoder_words, layers
+        block = Mux(decoding, decoder_block, layer)
         walker = Walker(
-            m, "dw", active=accumulating, first=first,
-            words=by_layer(layer, {i: words[i - 1] for i in dw_layers}, counter_shape(max(words) + 1)),
-            cost=by_layer(layer, costs, counter_shape(max(costs.values()) + 1)),
-            max_words=max(words[i - 1] for i in dw_layers), max_cost=max(costs.values()), lanes=lanes,
-            bits=by_layer(layer, {i: self.port("S", i - 1).read_data.as_value() for i in dw_layers}, lanes),
-            valid=lambda k: by_layer(layer, {i: valid_lanes(cfg, i - 1, k) for i in dw_layers}, lanes), empty=2,
-            rows=costs, layer=layer,
+            m, "dw", active=accumulating | decoding, first=first,
+            words=by_layer(block, {i: words[j] for i, j in spikes.items()}, counter_shape(max(words) + 1)),
+            cost=by_layer(block, costs, counter_shape(max(costs.values()) + 1)),
+            max_words=max(words[j] for j in spikes.values()), max_cost=max(costs.values()), lanes=lanes,
+            bits=by_layer(block, {i: self.port("S", j).read_data.as_value() for i, j in spikes.items()}, lanes),
+            valid=lambda k: by_layer(block, {i: valid_lanes(cfg, j, k) for i, j in spikes.items()}, lanes), empty=2,
+            rows=costs, layer=block,
         )
-        longest_row = max(sizes[i - 1] * costs[i] for i in dw_layers)
+        longest_row = max(sizes[j] * costs[i] * (cfg.timesteps if i == decoder_block else 1) for i, j in spikes.items())
         address = walker.address
+        if cfg.fc_decoder:
+            address = Mux(decoding, (t - 1) * (sizes[layers] * cfg.decoder_words) + address, address)
         # Address and row word of the words in flight: data (x + 1), registers (x + 2), write (x + 3).
         addresses = [Signal(counter_shape(longest_row), name=f"dw_address{n}") for n in range(DW_LATENCY)]
         row_words = [Signal(counter_shape(max(costs.values())), name=f"dw_row_word{n}") for n in range(2)]
@@ -126,11 +154,33 @@ class AccumulateEngine(MemoryEngine):
         in_flight = arrived | registered
         dw_done = walker.finished & ~walker.event & ~in_flight
 
-        dw_acc = [by_layer(layer, {i: read[("DW", i)][x] for i in dw_layers}, signed(f.dw)) for x in range(lanes)]
-        dw_dv = [by_layer(layer, {i: read[("DV", i)][x] for i in dw_layers}, signed(f.g)) for x in range(lanes)]
-        dw_mask = by_layer(layer, {i: valid_lanes(cfg, i, row_words[1]) for i in dw_layers}, lanes)
+        dw_acc = {i: read[("DW", i)] for i in dw_layers}
+        dw_dv = {i: read[("DV", i)] for i in dw_layers}
+        dw_mask = {i: valid_lanes(cfg, i, row_words[1]) for i in dw_layers}
+        if cfg.fc_decoder:
+            dd_port = self.port("DD", layers)
+            with m.If(decoding):
+                m.d.comb += [
+                    self.port("S", layers).read_en.eq(walker.issue),
+                    self.port("S", layers).read_addr.eq((t - 1) * words[layers] + walker.issue_word),
+                ]
+            m.d.comb += [
+                dd_port.read_en.eq(decoding & walker.event),
+                dd_port.read_addr.eq(address),
+                dd_port.write_addr.eq(addresses[-1]),
+                dd_port.write_mask.eq(Mux(decoding & result.valid, result.payload.mask, 0)),
+                dd_port.write_data.eq(Cat(result.payload.acc[x][: f.dw] for x in range(lanes))),
+            ]
+            none = Const(0, signed(error_bits(cfg)))
+            padded = list(self.errors) + [none] * (cfg.decoder_words * lanes - cfg.classes)
+            dw_acc[decoder_block] = read[("DD", layers)]
+            dw_dv[decoder_block] = [Array(padded[x::lanes])[row_words[1]] for x in range(lanes)]
+            dw_mask[decoder_block] = select([cfg.decoder_lanes(s) for s in range(cfg.decoder_words)], row_words[1], lanes)
+        dw_acc = [by_layer(block, {i: word[x] for i, word in dw_acc.items()}, signed(f.dw)) for x in range(lanes)]
+        dw_dv = [by_layer(block, {i: word[x] for i, word in dw_dv.items()}, signed(grad_bits)) for x in range(lanes)]
+        dw_mask = by_layer(block, dw_mask, lanes)
         if not cfg.trainable:
-            m.d.sync += arrived.eq(accumulating & walker.event)
+            m.d.sync += arrived.eq((accumulating | decoding) & walker.event)
             m.d.comb += [operand.payload.mask.eq(dw_mask)]
             m.d.comb += [operand.payload.acc[x].eq(dw_acc[x]) for x in range(lanes)]
             m.d.comb += [operand.payload.dv[x].eq(dw_dv[x]) for x in range(lanes)]
@@ -172,14 +222,14 @@ class AccumulateEngine(MemoryEngine):
                 for x in range(lanes)
             ]
             m.d.comb += [
-                operand.payload.dv[x].eq(by_layer(layer, {i: read[("DV", i)][x] for i in every}, signed(f.g)))
+                operand.payload.dv[x].eq(by_layer(layer, {i: read[("DV", i)][x] for i in every}, signed(grad_bits)))
                 for x in range(lanes)
             ]
         with m.Else():
             m.d.comb += operand.payload.mask.eq(dw_mask)
             m.d.comb += [operand.payload.acc[x].eq(dw_acc[x]) for x in range(lanes)]
             m.d.comb += [operand.payload.dv[x].eq(dw_dv[x]) for x in range(lanes)]
-        m.d.sync += arrived.eq((accumulating & walker.event) | reading)
+        m.d.sync += arrived.eq(((accumulating | decoding) & walker.event) | reading)
         dvth_done = subtracting & (at_now == layer_words + DVTH_LATENCY)
-        m.d.comb += control.done.eq(Mux(accumulating, dw_done, dvth_done))
+        m.d.comb += control.done.eq(Mux(subtracting, dvth_done, dw_done))
         return m

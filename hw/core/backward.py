@@ -4,7 +4,9 @@ The bit-plane walker (:class:`hw.core.walk.Walker`) takes the neurons with ``h =
 ``H^l[t]``. For a hidden or encoder neuron i it reads row i of ``W^{l+1}`` with
 ``dV^{l+1}``, one word per cycle (``c_{l+1}`` words); the words, registered, go through one
 :class:`hw.dot_product.DotProductLane`. An output neuron's spatial sum is its class error
-``e_c << E`` (where injected). Either sum and the neuron's R (read after the event, lane
+``e_c << E`` (where injected); with the fc decoder it is the dot product of the neuron's D
+row at t (``c_D`` words) with the class errors, shifted by ``gf + fw - 2 df + G``
+(numerics section 3.1), through the same dot-product lane. Either sum and the neuron's R (read after the event, lane
 selected and registered) enter one :class:`hw.dv.DvUnit` (the product, then shift,
 saturation), whose result is written into the neuron's lane of ``dV^l``
 ``DV_LATENCY`` = 5 cycles after the event's last read:
@@ -49,7 +51,7 @@ class DvEngine(MemoryEngine):
     errors : ``In(ArrayLayout(signed(error_bits), C))``
         The output errors ``e_c``.
     h<l>, r<l> : ``Out(MemoryPortSignature)`` (read), dv<l> (written; read for l above the
-    lowest), w<l> (read, l above the lowest).
+    lowest), w<l> (read, l above the lowest), d<L> (read, the fc decoder).
     events : ``Out(1)``
         An event (a neuron with h = 1) starts this cycle (the window-event counter).
     """
@@ -64,7 +66,8 @@ class DvEngine(MemoryEngine):
         cfg = self.config
         layers = range(cfg.first_backward_layer, cfg.layers + 1)
         ports = [(name, layer) for layer in layers for name in ("H", "R", "DV")]
-        return ports + [("W", layer) for layer in layers if layer > cfg.first_backward_layer]
+        ports += [("W", layer) for layer in layers if layer > cfg.first_backward_layer]
+        return ports + ([("D", cfg.layers)] if cfg.fc_decoder else [])
 
     def access(self, name: str, layer: int) -> tuple[bool, bool]:
         if name == "DV":  # written; read as the layer above by the pass of the layer below
@@ -84,7 +87,11 @@ class DvEngine(MemoryEngine):
 
         dv_layers = range(lowest, layers + 1)
         hidden = range(lowest, layers)
-        costs = {i: 1 if i == layers else cfg.row_words(i + 1) for i in dv_layers}
+        # The layers whose sums are dot products: the hidden ones, and the output layer's
+        # with the fc decoder (its D row with the class errors).
+        dotted = list(hidden) + ([layers] if cfg.fc_decoder else [])
+        costs = {i: cfg.row_words(i + 1) for i in hidden}
+        costs[layers] = cfg.decoder_words if cfg.fc_decoder else 1
         walking = wire(m, control.kind == Pass.DV, "dv_active")
         walker = Walker(
             m, "dv", active=walking, first=first,
@@ -93,7 +100,7 @@ class DvEngine(MemoryEngine):
             max_words=max(words[i] for i in dv_layers), max_cost=max(costs.values()), lanes=lanes,
             bits=by_layer(layer, {i: self.port("H", i).read_data.as_value() for i in dv_layers}, lanes),
             valid=lambda k: by_layer(layer, {i: valid_lanes(cfg, i, k) for i in dv_layers}, lanes),
-            rows={i: costs[i] for i in hidden}, layer=layer,
+            rows={i: costs[i] for i in dotted}, layer=layer,
         )
         m.d.comb += self.events.eq(walker.event_start)
         closing = wire(m, walker.event & (walker.sub == walker.cost - 1), "dv_closing")
@@ -113,25 +120,30 @@ class DvEngine(MemoryEngine):
         r_read = by_layer(layer, {i: Array(self.port("R", i).read_data)[tags[1].lane] for i in dv_layers}, f.k + 1)
         m.d.sync += r.eq(r_read)
 
-        # Output layer: the class of the neuron (e + 2), its error (e + 3).
-        target_class = Signal(cfg.class_bits, name="dv_class")
-        classes = [select([cfg.class_of(w, x) for w in range(words[layers])], tags[0].word, cfg.class_bits)
-                   for x in range(lanes)]
-        m.d.sync += target_class.eq(Array(classes)[tags[0].lane])
-        injected = Const(1) if cfg.decoder == "rate" else (t == cfg.timesteps)
-        error = Signal(signed(error_bits(cfg) + f.error_shift), name="dv_error")
-        m.d.sync += error.eq(Mux(injected, self.errors[target_class] << f.error_shift, 0))
         # One dV unit shifts by the largest mux shift; a layer with a smaller one (K or the
         # encoder's K_0 = K - 8 + fw) enters it shifted left by the difference.
         shifts = {i: f.encoder_k if i == 0 else f.k for i in dv_layers}
         unit_shift = max(shifts.values())
-        acc_bits = len(error) + unit_shift - shifts[layers]
-        sum_now = error << (unit_shift - shifts[layers])
+        acc_bits, sum_now = 1, Const(0, signed(1))
 
-        if hidden:
-            # Hidden and encoder: row i of W^{l+1} with dV^{l+1}, registered, into the dot product.
-            fan_out = max(sizes[i + 1] for i in hidden)
-            dot = DotProductLane(lanes=lanes, g=f.g, w=f.w, fan_out=fan_out)
+        if not cfg.fc_decoder:
+            # Output layer: the class of the neuron (e + 2), its error (e + 3).
+            target_class = Signal(cfg.class_bits, name="dv_class")
+            classes = [select([cfg.class_of(w, x) for w in range(words[layers])], tags[0].word, cfg.class_bits)
+                       for x in range(lanes)]
+            m.d.sync += target_class.eq(Array(classes)[tags[0].lane])
+            injected = Const(1) if cfg.decoder == "rate" else (t == cfg.timesteps)
+            error = Signal(signed(error_bits(cfg) + f.error_shift), name="dv_error")
+            m.d.sync += error.eq(Mux(injected, self.errors[target_class] << f.error_shift, 0))
+            acc_bits = len(error) + unit_shift - shifts[layers]
+            sum_now = error << (unit_shift - shifts[layers])
+
+        if dotted:
+            # Row i of W^{l+1} with dV^{l+1} (or the output neuron's D row at t with the class
+            # errors), registered, into the dot product.
+            fan_out = max([sizes[i + 1] for i in hidden] + ([cfg.classes] if cfg.fc_decoder else []))
+            grad_bits = max(f.g, error_bits(cfg)) if cfg.fc_decoder else f.g
+            dot = DotProductLane(lanes=lanes, g=grad_bits, w=f.w, fan_out=fan_out)
             m.submodules.dot = dot
             m.d.comb += dot.result.ready.eq(1)
             event = walking & walker.event
@@ -142,15 +154,30 @@ class DvEngine(MemoryEngine):
                     w_port.read_en.eq(event & on), w_port.read_addr.eq(walker.address),
                     up_port.read_en.eq(event & on), up_port.read_addr.eq(walker.sub),
                 ]
+            weight_words = {i: self.port("W", i + 1).read_data for i in hidden}
+            grad_words = {i: self.port("DV", i + 1).read_data for i in hidden}
+            if cfg.fc_decoder:
+                d_port = self.port("D", layers)
+                m.d.comb += [
+                    d_port.read_en.eq(event & (layer == layers)),
+                    d_port.read_addr.eq((t - 1) * (sizes[layers] * cfg.decoder_words) + walker.address),
+                ]
+                error_word = Signal.like(walker.sub, name="dv_error_word")  # the D word's classes
+                m.d.sync += error_word.eq(walker.sub)
+                none = Const(0, signed(error_bits(cfg)))
+                padded = list(self.errors) + [none] * (cfg.decoder_words * lanes - cfg.classes)
+                weight_words[layers] = d_port.read_data
+                grad_words[layers] = [Array(padded[x::lanes])[error_word] for x in range(lanes)]
             arrived = [Signal(name=f"dv_arrived{n}") for n in range(2)]
             last = [Signal(name=f"dv_last{n}") for n in range(2)]
             m.d.sync += [arrived[0].eq(event), arrived[1].eq(arrived[0]), last[0].eq(closing), last[1].eq(last[0])]
             weights = Signal(dot.operand.payload.weights.shape(), name="dv_weights")
             grads = Signal(dot.operand.payload.grads.shape(), name="dv_grads")
-            m.d.sync += [
-                weights.eq(by_layer(layer, {i: self.port("W", i + 1).read_data.as_value() for i in hidden}, len(weights))),
-                grads.eq(by_layer(layer, {i: self.port("DV", i + 1).read_data.as_value() for i in hidden}, len(grads))),
-            ]
+            for x in range(lanes):
+                m.d.sync += [
+                    weights[x].eq(by_layer(layer, {i: word[x] for i, word in weight_words.items()}, signed(f.w))),
+                    grads[x].eq(by_layer(layer, {i: word[x] for i, word in grad_words.items()}, signed(grad_bits))),
+                ]
             m.d.comb += [
                 dot.operand.valid.eq(arrived[1]),
                 dot.operand.payload.weights.eq(weights),
@@ -158,12 +185,15 @@ class DvEngine(MemoryEngine):
                 dot.operand.payload.last.eq(last[1]),
             ]
             total = dot.result.payload.sum
-            scaled = by_layer(
-                layer, {i: total << (unit_shift - shifts[i]) for i in hidden},
-                signed(len(total) + max(unit_shift - shifts[i] for i in hidden)),
-            )
-            acc_bits = max(acc_bits, len(scaled))
-            sum_now = Mux(layer == layers, sum_now, scaled)
+            scaled = {i: total << (unit_shift - shifts[i]) for i in hidden}
+            if cfg.fc_decoder:  # floor (arithmetic) shift when the decoder's shift is negative
+                shift = f.decoder_error_shift
+                decoded = total << shift if shift >= 0 else total >> -shift
+                scaled[layers] = decoded << (unit_shift - shifts[layers])
+            widest = max(len(value) for value in scaled.values())
+            selected = by_layer(layer, scaled, signed(widest))
+            sum_now = selected if cfg.fc_decoder else Mux(layer == layers, sum_now, selected)
+            acc_bits = max(acc_bits, widest)
 
         # The dV unit: (acc * R) >> K, saturated; the result written at e + 5.
         unit = DvUnit(g=f.g, w=f.w, fan_out=1 << max(acc_bits - f.g - f.w, 0), k=unit_shift, shift=unit_shift)

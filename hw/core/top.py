@@ -53,18 +53,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.controller import PASS_PHASE, ControlSignature, Controller, Pass, Phase
 from hw.core.accumulate import AccumulateEngine
-from hw.core.backward import DvEngine
+from hw.core.backward import DvEngine, error_bits
 from hw.core.counters import PerformanceCounters
 from hw.core.forward import IntegrateEngine, ScanEngine, row_bits
 from hw.core.host import HostPort, HostSignature
 from hw.core.memory import MemoryPorts, weight_banks
-from hw.core.readout import Readout
+from hw.core.decode import DecodeEngine
+from hw.core.readout import Readout, class_value_shape
 from hw.core.update import UpdateEngine
 from hw.core.walk import popcount, valid_lanes, wire
 from hw.core_config import COUNTER_BITS, PIXEL_BITS, CoreConfig
@@ -84,10 +85,11 @@ def input_layout(config: CoreConfig) -> data.StructLayout:
 
 
 def output_layout(config: CoreConfig) -> data.StructLayout:
-    """Payload of the ``result`` stream: ``prediction`` and ``counts`` (C class counts)."""
+    """Payload of the ``result`` stream: ``prediction`` and ``counts`` (C class values: spike
+    counts, or the fc decoder's signed sums)."""
     return data.StructLayout({
         "prediction": unsigned(config.class_bits),
-        "counts": data.ArrayLayout(unsigned(config.count_bits), config.classes),
+        "counts": data.ArrayLayout(class_value_shape(config), config.classes),
     })
 
 
@@ -242,7 +244,7 @@ class Core(wiring.Component):
         # Control: the FSM and its interface
         m.submodules.controller = controller = Controller(
             layers=layers, timesteps=steps, input_words=words[0], batch=cfg.batch,
-            learnable=cfg.learnable, trainable=cfg.trainable, pending=cfg.pending,
+            learnable=cfg.learnable, trainable=cfg.trainable, fc_decoder=cfg.fc_decoder, pending=cfg.pending,
         )
         control = ControlSignature(layers=layers, timesteps=steps).flip().create()
         wiring.connect(m, controller.control, control)
@@ -310,13 +312,20 @@ class Core(wiring.Component):
         class_counts = list(readout.counts)
         queues, forward_done = self._forward(b, readout)
         stage_done = Array(forward_done)[layer]
-
-
         done_by_pass = {
             Pass.CLEAR: clear_done,
             Pass.FORWARD: stage_done,
             Pass.READOUT: readout.control.done,
         }
+
+        # DECODE(t): the fc decoder's class sums, the readout's class values.
+        if cfg.fc_decoder:
+            m.submodules.decode = decoder = DecodeEngine(cfg)
+            b.follow(decoder.control)
+            for name, index in decoder.memories():
+                b.attach(name, index, decoder.port(name, index))
+            m.d.comb += readout.sums.eq(decoder.sums)
+            done_by_pass[Pass.DECODE] = decoder.control.done
         if cfg.learnable:
             done_by_pass.update(self._learning(b, class_counts, label, updater))
         m.d.comb += control.done.eq(0)
@@ -415,7 +424,7 @@ class Core(wiring.Component):
         phase = Phase.CLEAR
         for which, owner in PASS_PHASE.items():
             phase = Mux(kind == which, owner, phase)
-        stepped = (kind == Pass.FORWARD) | (kind == Pass.DV) | (kind == Pass.DW) | (kind == Pass.DVTH)
+        stepped = (kind == Pass.FORWARD) | (kind == Pass.DV) | (kind == Pass.DW) | (kind == Pass.DVTH) | (kind == Pass.DD)
         m.d.comb += [trace.cycle.eq(cycle), trace.phase.as_value().eq(phase), trace.t.eq(Mux(stepped, control.t, 0))]
         for spec in self.config.memories:
             ports = mems[(spec.name, spec.layer)]
@@ -446,12 +455,17 @@ class Core(wiring.Component):
             writes("DV", index, inside)
         done = {Pass.CLEAR_DV: clearing & (at == longest - 1)}
 
-        # DV(l, t): the dV engine, fed the output errors e_c = n_c - population (x T for
-        # rate) x [c == label].
-        target = cfg.population * (steps if cfg.decoder == "rate" else 1)
+        # DV(l, t): the dV engine, fed the output errors e_c = n_c - target x [c == label]
+        # (target: population, x T for rate; 2^df for the fc decoder, n_c its sums).
+        if cfg.fc_decoder:
+            target = 1 << cfg.formats.df
+        else:
+            target = cfg.population * (steps if cfg.decoder == "rate" else 1)
+        errors = Signal(data.ArrayLayout(signed(error_bits(cfg)), cfg.classes), name="output_errors")
+        m.d.comb += [errors[c].eq(n - Mux(label == c, target, 0)) for c, n in enumerate(class_counts)]
         m.submodules.dv = dv = DvEngine(cfg)
         b.follow(dv.control)
-        m.d.comb += [dv.errors[c].eq(n - Mux(label == c, target, 0)) for c, n in enumerate(class_counts)]
+        m.d.comb += dv.errors.eq(errors)
         for name, index in dv.memories():
             # DV(l) reads W^{l+1} and dV^{l+1}
             b.attach(name, index, dv.port(name, index), reads_as=index - 1 if name in ("W", "DV") else index)
@@ -459,23 +473,25 @@ class Core(wiring.Component):
             count(f"window_events.{index}", dv.events & (control.layer == index))
         done[Pass.DV] = dv.control.done
 
-        # DW(l, t) and DVTH(l, t): the accumulation engine. Its S reads count with the
-        # pass's layer (DW(l) reads S^{l-1}).
+        # DW(l, t), DVTH(l, t) and DD(t): the accumulation engine. Its S reads count with
+        # the pass's layer (DW(l) reads S^{l-1}; DD reads S^L).
         m.submodules.accumulate = accumulator = AccumulateEngine(cfg)
         b.follow(accumulator.control)
+        if cfg.fc_decoder:
+            m.d.comb += accumulator.errors.eq(errors)
         for name, index in accumulator.memories():
             port = accumulator.port(name, index)
             if name == "S":
                 mems[(name, index)].attach(m, port)
                 reads("S", index + 1, port.read_en & (control.kind == Pass.DW))
-                reads("S", index, port.read_en & (control.kind == Pass.DVTH))
+                reads("S", index, port.read_en & ((control.kind == Pass.DVTH) | (control.kind == Pass.DD)))
             else:
                 b.attach(name, index, port)
-        done[Pass.DW] = done[Pass.DVTH] = accumulator.control.done
+        done[Pass.DW] = done[Pass.DVTH] = done[Pass.DD] = accumulator.control.done
 
         # UPDATE: weights of layers 1..L, thresholds of layers 0..L (trainable)
         b.follow(updater.control)
         for name, index in updater.memories():
             b.attach(name, index, updater.port(name, index))
-        done[Pass.UPDATE_W] = done[Pass.UPDATE_TH] = updater.control.done
+        done[Pass.UPDATE_W] = done[Pass.UPDATE_TH] = done[Pass.UPDATE_D] = updater.control.done
         return done

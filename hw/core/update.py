@@ -10,6 +10,8 @@ distance is odd, so a single-port weight bank never sees a read and a write in o
 
 * UPDATE_W, layer l: every word of W^l and dW^l in address order,
   ``W = sat_w(W - round_shift(dW, s_w))``, ``dW = 0`` (valid lanes).
+* UPDATE_D (the fc decoder): the same over D and dD (the classes' lanes) with the shift
+  ``max(s_w + fw - gf - G, 0)``.
 * UPDATE_TH, layer l: one word at a time, ``Vth = clamp(Vth - round_shift(dVth, s), 1,
   max)``, ``dVth = 0``; the lanes whose threshold changed go to their
   :class:`hw.reciprocal.ReciprocalDivider`, whose R is written K + 2 cycles later, when the
@@ -18,12 +20,12 @@ distance is odd, so a single-port weight bank never sees a read and a write in o
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib.wiring import In, Out
 
 from hw.controller import Pass
 from hw.core.memory import MemoryEngine
-from hw.core.walk import WordSequence, by_layer, counter_shape, valid_lanes, wire
+from hw.core.walk import WordSequence, by_layer, counter_shape, select, valid_lanes, wire
 from hw.core_config import CoreConfig
 from hw.reciprocal import ReciprocalDivider
 from hw.update import UpdateUnit
@@ -50,8 +52,9 @@ class UpdateEngine(MemoryEngine):
         Learning-rate shifts (the encoder's threshold shift is ``max(s_th - 8 + fw, 0)``).
     lfsr_load : ``In(1)``, lfsr_seed : ``In(32)``, lfsr_state : ``Out(32)``
         The update unit's LFSR: host load and state.
-    w<l>, dw<l> (l = 1..L), vth<l>, dvth<l>, r<l> (l = 0..L, trainable thresholds) :
-        ``Out(MemoryPortSignature)``, the memories the passes read and write (R write-only).
+    w<l>, dw<l> (l = 1..L), vth<l>, dvth<l>, r<l> (l = 0..L, trainable thresholds), d<L>,
+    dd<L> (fc decoder) : ``Out(MemoryPortSignature)``, the memories the passes read and
+        write (R write-only).
     """
 
     def __init__(self, config: CoreConfig) -> None:
@@ -68,6 +71,8 @@ class UpdateEngine(MemoryEngine):
         ports = [(name, layer) for layer in range(1, cfg.layers + 1) for name in ("W", "DW")]
         if cfg.trainable:
             ports += [(name, layer) for layer in range(cfg.layers + 1) for name in ("VTH", "DVTH", "R")]
+        if cfg.fc_decoder:
+            ports += [("D", cfg.layers), ("DD", cfg.layers)]
         return ports
 
     def access(self, name: str, layer: int) -> tuple[bool, bool]:
@@ -88,38 +93,47 @@ class UpdateEngine(MemoryEngine):
             self.lfsr_state.eq(unit.lfsr_state),
         ]
         weights = wire(m, control.kind == Pass.UPDATE_W, "update_w_active")
+        decoder = wire(m, control.kind == Pass.UPDATE_D, "update_d_active") if cfg.fc_decoder else Const(0)
         thresholds = wire(m, control.kind == Pass.UPDATE_TH, "update_th_active")
         m.d.comb += [
             unit.operand.payload.op.eq(Mux(thresholds, UpdateOp.THRESHOLD, UpdateOp.WEIGHT)),
             unit.operand.payload.rounding.eq(Rounding[cfg.rounding.upper()]),
         ]
         operands = _Operands(m, unit, cfg.lanes)
-        done = self._weights(m, unit, operands, weights)
+        rows = weights | decoder
+        done = self._rows(m, unit, operands, weights, decoder)
         if cfg.trainable:
-            done = Mux(weights, done, thresholds & self._thresholds(m, unit, operands, thresholds))
-        with m.If(~weights & ~thresholds):
+            done = Mux(rows, done, thresholds & self._thresholds(m, unit, operands, thresholds))
+        with m.If(~rows & ~thresholds):
             m.d.sync += operands.read_valid.eq(0)
         m.d.comb += control.done.eq(done)
         return m
 
-    def _weights(self, m: Module, unit: UpdateUnit, operands: _Operands, active: Value) -> Value:
-        """UPDATE_W: every word of the layer's rows, in address order; returns the pass's done."""
+    def _rows(self, m: Module, unit: UpdateUnit, operands: _Operands, weights: Value, decoder: Value) -> Value:
+        """UPDATE_W (``weights``): every word of the layer's rows, in address order; UPDATE_D
+        (``decoder``, block L + 1): every word of D. Returns the pass's done."""
         cfg = self.config
         f, lanes = cfg.formats, cfg.lanes
         layer, first = self.control.layer, self.control.first
         result = unit.result
-        weight_layers = range(1, cfg.layers + 1)
-        totals = {i: cfg.sizes[i - 1] * cfg.row_words(i) for i in weight_layers}
+        active = weights | decoder
+        # Block i: (value memory, accumulator memory, its layer, words a row, rows).
+        blocks = {i: ("W", "DW", i, cfg.row_words(i), cfg.sizes[i - 1]) for i in range(1, cfg.layers + 1)}
+        decoder_block = cfg.layers + 1
+        if cfg.fc_decoder:
+            blocks[decoder_block] = ("D", "DD", cfg.layers, cfg.decoder_words, cfg.timesteps * cfg.sizes[-1])
+        block = Mux(decoder, decoder_block, layer)
+        totals = {i: rows * cost for i, (_, _, _, cost, rows) in blocks.items()}
         longest = max(totals.values())
         at = Signal(range(longest + 1), name="update_w_word")
         at_now = Mux(first, 0, at)
-        total = by_layer(layer, totals, range(longest + 1))
+        total = by_layer(block, totals, range(longest + 1))
         reading = wire(m, active & (at_now < total), "update_w_read")
         with m.If(reading):
             m.d.sync += at.eq(at_now + 1)
-        row_word = Signal(counter_shape(max(cfg.row_words(i) for i in weight_layers)), name="update_w_row_word")
+        row_word = Signal(counter_shape(max(cost for _, _, _, cost, _ in blocks.values())), name="update_w_row_word")
         row_word_now = Mux(first, 0, row_word)
-        cost = by_layer(layer, {i: cfg.row_words(i) for i in weight_layers}, row_word.shape())
+        cost = by_layer(block, {i: cost for i, (_, _, _, cost, _) in blocks.items()}, row_word.shape())
         with m.If(reading):
             m.d.sync += row_word.eq(Mux(row_word_now == cost - 1, 0, row_word_now + 1))
         written = Signal(range(longest + 1), name="update_w_written")
@@ -127,19 +141,30 @@ class UpdateEngine(MemoryEngine):
         writing = wire(m, active & result.valid, "update_w_write")
         with m.If(active):
             m.d.sync += written.eq(written_now + writing)
-        w_read, dw_read = self.registered(m, "W", weight_layers, "update"), self.registered(m, "DW", weight_layers, "update")
-        for index in weight_layers:
-            on = active & (layer == index)
-            for name in ("W", "DW"):
+        values, grads, masks = {}, {}, {}
+        for i, (value_name, grad_name, index, _, _) in blocks.items():
+            on = (decoder if i == decoder_block else weights & (layer == i))
+            for name in (value_name, grad_name):
                 port = self.port(name, index)
                 m.d.comb += [port.read_en.eq(reading & on), port.read_addr.eq(at_now)]
                 m.d.comb += [port.write_addr.eq(written_now), port.write_mask.eq(Mux(writing & on, result.payload.mask, 0))]
-            m.d.comb += self.port("W", index).write_data.eq(Cat(result.payload.value[x][: f.w] for x in range(lanes)))
+            m.d.comb += self.port(value_name, index).write_data.eq(Cat(result.payload.value[x][: f.w] for x in range(lanes)))
+            values[i] = self.registered(m, value_name, [index], "update")[index]
+            grads[i] = self.registered(m, grad_name, [index], "update")[index]
+            if i == decoder_block:
+                masks[i] = select([cfg.decoder_lanes(s) for s in range(cfg.decoder_words)], row_word_now, lanes)
+            else:
+                masks[i] = valid_lanes(cfg, i, row_word_now)
+        shift = self.shift_w
+        if cfg.fc_decoder:  # clamp(s_w + fw - gf - G, 0, 31)
+            moved = Signal(signed(max(SHIFT_BITS, abs(f.decoder_shift_delta).bit_length()) + 2), name="update_d_shift")
+            m.d.comb += moved.eq(self.shift_w + f.decoder_shift_delta)
+            top = (1 << SHIFT_BITS) - 1
+            shift = Mux(decoder, Mux(moved < 0, 0, Mux(moved > top, top, moved)), shift)
         operands.feed(
-            m, active, reading, by_layer(layer, {i: valid_lanes(cfg, i, row_word_now) for i in weight_layers}, lanes),
-            self.shift_w,
-            [by_layer(layer, {i: w_read[i][x] for i in weight_layers}, signed(f.w)) for x in range(lanes)],
-            [by_layer(layer, {i: dw_read[i][x] for i in weight_layers}, signed(f.dw)) for x in range(lanes)],
+            m, active, reading, by_layer(block, masks, lanes), shift,
+            [by_layer(block, {i: word[x] for i, word in values.items()}, signed(f.w)) for x in range(lanes)],
+            [by_layer(block, {i: word[x] for i, word in grads.items()}, signed(f.dw)) for x in range(lanes)],
         )
         return writing & (written_now == total - 1)
 

@@ -34,7 +34,7 @@ from model.checks import check_field, check_int
 from model.core import check_core_spec
 from model.fixed import ceil_log2
 from model.integer import PIXEL_FRAC, IntegerNetwork, label_target
-from model.spec import DECODERS, NetworkSpec
+from model.spec import NetworkSpec
 
 __all__ = [
     "DEFAULT_CLOCK_NS",
@@ -229,7 +229,7 @@ def check_target(net: IntegerNetwork, lanes: int) -> Layout:
     """
     if not isinstance(net, IntegerNetwork):
         raise ValueError(f"net: expected an IntegerNetwork, got {type(net).__name__}")
-    check_core_spec(net.spec, DECODERS)
+    check_core_spec(net.spec)
     check_int("lanes", lanes, minimum=1, maximum=MAX_LANES, type_error=ValueError)
     layout = Layout.of(net, lanes)
     bits = net.spec.timesteps * layout.neuron_total

@@ -32,7 +32,7 @@ from model.data import DATASETS, load_dataset, to_u8
 from model.energy import TABLES, EnergyReport, estimate_energy, get_table, neurobench_metrics
 from model.integer import IntegerNetwork
 from model.metrics import spikes_per_layer, synaptic_ops_per_layer
-from model.spec import DECODERS, NetworkSpec
+from model.spec import NetworkSpec
 from sim import options
 from sim.cli import write_json
 from sim.plots import plot_report
@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     table = get_table(args.table).name
     meta = read_checkpoint_json(args.checkpoint)
     if meta["kind"] == "integer":
-        check_core_spec(NetworkSpec.from_dict(meta.get("spec")), DECODERS)
+        check_core_spec(NetworkSpec.from_dict(meta.get("spec")))
     net = IntegerNetwork.load(args.checkpoint)
     name = _dataset_name(args, meta)
     data = load_dataset(name, root=args.data_root)

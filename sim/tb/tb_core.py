@@ -165,13 +165,15 @@ class _Buffer:
 
 
 def _expected_memories(config: CoreConfig, model: CoreModel) -> dict[str, list[list[int]]]:
-    """The model's W, VTH, R, DW, DVTH as memory words."""
+    """The model's W, VTH, R, DW, DVTH (and the fc decoder's D, dD) as memory words."""
     words = config.initial_contents(model.to_network())
     for layer in range(config.layers + 1):
         if config.learnable and config.trainable:
             words[f"DVTH{layer}"] = config.as_words(model.dth[layer])
         if config.learnable and layer:
             words[f"DW{layer}"] = config.rows_as_words(model.dw[layer - 1])
+    if config.learnable and config.fc_decoder:
+        words[f"DD{config.layers}"] = config.rows_as_words(model.dd)
     return words
 
 
@@ -366,6 +368,8 @@ class CoreTB:
         c_off, _ = self.output_fields["counts"]
         bits = config.count_bits
         counts = [(payload >> (c_off + c * bits)) & ((1 << bits) - 1) for c in range(config.classes)]
+        if config.fc_decoder:  # the decoder's sums are signed
+            counts = [value - (1 << bits) if value >> (bits - 1) else value for value in counts]
         return (payload >> p_off) & ((1 << p_w) - 1), counts
 
     async def read_counters(self) -> list[int]:

@@ -33,7 +33,7 @@ WIDTH_SETS: dict[str, tuple[dict[str, int], ...]] = {
     ),
     "gradient_accumulator": (
         {"lanes": 8, "g": 16, "dw": 24, "dth": 24},
-        {"lanes": 3, "g": 5, "dw": 7, "dth": 6},
+        {"lanes": 3, "g": 9, "dw": 7, "dth": 6},  # dV wider than the accumulators (fc errors)
     ),
     "update_unit": (
         {"lanes": 8, "w": 8, "v": 16, "dw": 24, "dth": 24},

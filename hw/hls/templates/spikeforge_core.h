@@ -320,7 +320,8 @@ inline void update(int shift_w, int shift_th, weight_t weights[W_TOTAL],
     }
   }
   if (FC_DECODER) {
-    const int shift_d = shift_w + DECODER_SHIFT_DELTA > 0 ? shift_w + DECODER_SHIFT_DELTA : 0;
+    const int moved = shift_w + DECODER_SHIFT_DELTA;
+    const int shift_d = moved < 0 ? 0 : (moved > 31 ? 31 : moved);  // u5, as every shift
     for (int t = 0; t < TIMESTEPS; ++t) {
       for (int j = 0; j < NEURONS[LAYERS]; ++j) {
         SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
