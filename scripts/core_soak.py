@@ -1,7 +1,7 @@
 """Long co-simulation soak of the whole core against the core model.
 
 Draws seeded random FC networks (1 to 3 layers after the encoder, layer sizes 1..16,
-population 1..3, T 1..5, last or rate decoder, reset by subtraction or to zero, trainable
+population 1..3, T 1..5, last, rate or fc decoder, reset by subtraction or to zero, trainable
 or fixed thresholds, every rounding mode, B 1..3, widths from very narrow (saturating
 everywhere) to the defaults), random lanes P (1, 2, 3, 4, 8) and queue depths Q (1..16),
 random pixels (often sparse) and random input/output stall patterns; learns on each sample
@@ -85,7 +85,7 @@ def random_network(rng: np.random.Generator) -> tuple[IntegerNetwork, bool]:
     arch = "-".join([f"{n}FC" for n in hidden] + [f"{classes * population}FC"])
     spec = NetworkSpec.parse(
         arch, input_shape=(inputs,), timesteps=int(rng.integers(1, 6)), population=population,
-        decoder=str(rng.choice(["last", "rate"])), reset=reset, threshold=threshold,
+        decoder=str(rng.choice(["last", "rate", "fc"])), reset=reset, threshold=threshold,
     )
     net = random_integer_network(rng, spec)
     return net, spec.reset == "subtract" and spec.surrogate == "scaled"

@@ -42,7 +42,12 @@ def _random_network(
     weights = [rng.integers(low, high + 1, (spec.neurons(i), spec.neurons(i - 1))) for i in range(1, spec.num_layers + 1)]
     top = min(formats.threshold_max, max_threshold)
     thresholds = [rng.integers(1, top + 1, spec.neurons(i)) for i in range(spec.num_layers + 1)]
-    return IntegerNetwork(spec, formats, weights, thresholds, rule=rule, lfsr_state=seed % (1 << 32) or 1)
+    decoder_weights = None
+    if decoder == "fc":
+        decoder_weights = rng.integers(low, high + 1, (spec.classes, timesteps * spec.neurons(spec.num_layers)))
+    return IntegerNetwork(
+        spec, formats, weights, thresholds, rule=rule, lfsr_state=seed % (1 << 32) or 1, decoder=decoder_weights
+    )
 
 
 def _samples(inputs: int, classes: int, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -240,6 +245,51 @@ def test_single_layer_fixed_thresholds(tmp_path) -> None:
         input_pattern="dense", run_name="pytest-c",
     )
     _check(report, 5, learn=True)
+
+
+#: fc-decoder networks: (arch, inputs, T, population, formats, rule, thresholds, P, Q). Every
+#: rounding; B = 1, 3 (two updates and a pending sample) and 2; P dividing neither the layers
+#: nor C; a wide df whose error sum shifts right, a narrow one that shifts left; dD narrower
+#: than the class errors (saturating).
+FC_NETWORKS = {
+    "stochastic": ("5FC-6FC", 7, 3, 2, Formats(w=6, v=10, g=10, dw=12, dth=12, k=10, df=7),
+                   LearningRule(shift_w=3, shift_th=4, rounding="stochastic", batch=1), "trainable", 4, 3),
+    "nearest": ("6FC-4FC", 5, 4, 2, Formats(w=5, v=8, g=6, gf=3, dw=7, dth=7, k=9, df=1),
+                LearningRule(shift_w=1, shift_th=2, rounding="nearest", batch=3), "trainable", 3, 2),
+    "floor": ("9FC", 9, 2, 3, Formats(w=8, v=12, g=12, dw=16, dth=16, k=12),
+              LearningRule(shift_w=2, shift_th=2, rounding="floor", batch=2), "fixed", 2, 16),
+}
+
+
+@pytest.mark.parametrize("name", list(FC_NETWORKS))
+def test_fc_decoder_learning(name: str, tmp_path: Path) -> None:
+    """The fc decoder's passes (DECODE, DD, its dV dot products, UPDATE_D) against the model:
+    learning with stalls, then inference on the learned network; D and dD read back."""
+    arch, inputs, steps, population, formats, rule, threshold, lanes, depth = FC_NETWORKS[name]
+    net = _random_network(
+        arch, inputs, seed=SEED + 31, timesteps=steps, population=population, formats=formats, rule=rule,
+        decoder="fc", threshold=threshold, max_threshold=60,
+    )
+    checkpoint = _save(net, tmp_path / "fc")
+    classes = net.spec.classes
+    pixels, labels = _samples(inputs, classes, 5, 31)
+    report = cosimulate(
+        checkpoint, pixels, labels, lanes=lanes, queue_depth=depth, learn=True, optimize=False,
+        input_pattern="random", output_pattern="burst", seed=31, run_name=f"pytest-fc-{name}",
+    )
+    _check(report, 5, learn=True)
+    report = cosimulate(
+        checkpoint, pixels[:2], labels[:2], lanes=lanes, queue_depth=depth, optimize=False,
+        input_pattern="sparse", output_pattern="alternate", seed=32, run_name=f"pytest-fc-{name}-infer",
+    )
+    _check(report, 2, learn=False)
+    # The decoder learned: the model's D moved (so the final D and dD reads bite).
+    from model.core import CoreModel
+
+    model = CoreModel(net, lanes=lanes, queue_depth=depth)
+    for image, label in zip(pixels, labels):
+        model.learn(image, int(label))
+    assert (model.decoder != net.decoder).any()
 
 
 def test_encoder_mux_shift_above_k(tmp_path) -> None:
