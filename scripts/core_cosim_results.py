@@ -3,8 +3,8 @@
 Co-simulates an integer digits checkpoint on the generated core (Verilator, optimised
 build) for several lane counts P: inference on the first test images and learning steps
 on the first training images, each compared write by write with the core model. Writes
-the section ``## Whole-core co-simulation`` of a Markdown file (replaced when present,
-appended otherwise): RTL cycles per inference against the model's prediction and the ideal
+the section ``## Whole-core co-simulation`` (``...: the fc decoder`` for a checkpoint
+with the fc decoder) of a Markdown file (replaced when present, appended otherwise): RTL cycles per inference against the model's prediction and the ideal
 bound, cycles per learning step, mismatches, and the simulation speed.
 
 Usage::
@@ -55,7 +55,7 @@ def section(rows: list[dict[str, Any]], command: str, checkpoint: Path, queue_de
     net = IntegerNetwork.load(checkpoint)
     spec = net.spec
     lines = [
-        HEADING,
+        HEADING + (": the fc decoder" if spec.decoder == "fc" else ""),
         "",
         f"Command: `{command}`",
         "",

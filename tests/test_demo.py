@@ -223,6 +223,20 @@ def test_gen_cosim_and_synth_get_one_build(tmp_path: Path, monkeypatch: pytest.M
     assert all(argv[argv.index("--samples") + 1] == "1" and "--waves" in argv for argv in waves)
 
 
+def test_decoder_reaches_the_learn_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "demo"
+    _no_plots(monkeypatch)
+    argvs: list[list[str]] = []
+    runner, _ = _fake_runner(out, argvs=argvs)
+    demo.run(_args(out, "--target", "none", "--decoder", "fc"), runner=runner)
+    learn = argvs[0]
+    assert learn[0] == "learn" and learn[learn.index("--decoder") + 1] == "fc"
+    argvs.clear()
+    runner, _ = _fake_runner(out, argvs=argvs)
+    demo.run(_args(out, "--target", "none"), runner=runner)
+    assert argvs[0][0] == "learn" and "--decoder" not in argvs[0]  # learn's default
+
+
 def test_a_core_that_does_not_fit_the_target_fails_before_any_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

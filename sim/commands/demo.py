@@ -124,6 +124,7 @@ def plan(args: argparse.Namespace, out: Path, choices: Choices) -> list[tuple[st
     steps = [
         ("learn", [
             "learn", "--dataset", DATASET, "--init", args.init, "--seed", str(args.seed),
+            *(["--decoder", args.decoder] if args.decoder else []),
             *(["--bits", choices.bits] if choices.bits else []),
             "--out", path["checkpoint"], "--json", path["learn"], *quiet,
             *(["--epochs", str(choices.epochs)] if choices.epochs is not None else []),
@@ -464,6 +465,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--epochs", type=options.positive, metavar="N",
         help=f"passes over the training set (default {DEFAULT_EPOCHS} from scratch, the recipe's when fine-tuning)",
+    )
+    parser.add_argument(
+        "--decoder", choices=("last", "rate", "fc"),
+        help="readout when learning from scratch (default learn's: last); every target builds each",
     )
     choices = "; ".join(
         f"{name or 'no synthesis'}: P = {d.lanes}, Q = {d.queue_depth}, --bits {d.bits}" for name, d in TARGET_DEFAULTS.items()
