@@ -590,8 +590,8 @@ class CoreConfig:
     @property
     def host_memories(self) -> tuple[MemorySpec, ...]:
         """Memories reachable through the host port, in region order 1, 2, ...: the learned
-        state and parameters (W, VTH, R, dW, dVth); the per-sample memories (PIX, V, S, H,
-        dV) are rewritten by every sample and have no host port."""
+        state and parameters (W, VTH, R, dW, dVth; the fc decoder's D, dD); the per-sample
+        memories (PIX, V, S, H, dV) are rewritten by every sample and have no host port."""
         return tuple(spec for spec in self.memories if spec.name in HOST_MEMORIES)
 
     @property

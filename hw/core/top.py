@@ -20,7 +20,8 @@ memories through :class:`hw.core.memory.MemoryPortSignature` ports; each is a pi
 layer (:class:`hw.neuron.NeuronLane`), joined by :class:`hw.queue.SpikeQueue` spike
 queues; for every layer at once :class:`hw.core.backward.DvEngine`
 (:class:`hw.dot_product.DotProductLane`, :class:`hw.dv.DvUnit`),
-:class:`hw.core.accumulate.AccumulateEngine` (:class:`hw.accumulator.GradientAccumulator`)
+:class:`hw.core.accumulate.AccumulateEngine` (:class:`hw.accumulator.GradientAccumulator`),
+:class:`hw.core.decode.DecodeEngine` (the fc decoder's class sums)
 and :class:`hw.core.update.UpdateEngine` (:class:`hw.update.UpdateUnit`, the
 :class:`hw.reciprocal.ReciprocalDivider` lanes). The controller registers each pass's
 ``done`` (``CONTROL_LATENCY``); the counters add registered increments. This top keeps the
@@ -32,9 +33,10 @@ Ports (Verilog names join paths with ``__``):
 
 * ``pixels`` (in stream): ``w_0`` words per sample, payload ``pixels`` (P x u8),
   ``label``, ``learn``; the label and learn flag of the last word apply.
-* ``result`` (out stream): ``prediction`` and ``counts`` (class spike counts), offered
+* ``result`` (out stream): ``prediction`` and ``counts`` (class spike counts, or the fc
+  decoder's signed class sums), offered
   after the sample's last pass; ``done`` pulses in the first cycle it is offered.
-* ``host``: run-time access to the learned memories (W, VTH, R, DW, DVTH) and the
+* ``host``: run-time access to the learned memories (W, VTH, R, DW, DVTH; D, DD) and the
   registers while the core is idle
   (:attr:`CoreConfig.host_address <hw.core_config.CoreConfig.host_address>` gives the map):
   ``addr``, ``wdata``, ``we``, ``re``, registered: an access is performed in the cycle
