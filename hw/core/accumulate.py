@@ -27,7 +27,7 @@ from hw.accumulator import GradientAccumulator
 from hw.controller import Pass
 from hw.core.backward import error_bits
 from hw.core.memory import MemoryEngine
-from hw.core.walk import Walker, by_layer, counter_shape, select, valid_lanes, wire
+from hw.core.walk import Walker, by_layer, counter_shape, select, step_base, valid_lanes, wire
 from hw.core_config import CoreConfig
 from model.core import DVTH_LATENCY, DW_LATENCY
 from model.units import AccumulateOp
@@ -103,12 +103,15 @@ class AccumulateEngine(MemoryEngine):
             ).items()
         }
 
-        # Operand: the running layer's registered words, with the word's mask.
+        # Operand: the running layer's registered words, with the word's mask. The operand
+        # stage (x + 2, from the pass's cycle 2 on) selects them by registered copies of the
+        # pass and its block, which hold the pass's own values by then.
         operand = unit.operand
         arrived = Signal(name="acc_arrived")  # a word's data arrived (x + 1)
         registered = Signal(name="acc_registered")  # its registers (x + 2)
-        m.d.sync += registered.eq(arrived)
-        m.d.comb += [operand.valid.eq(registered), operand.payload.op.eq(Mux(subtracting, AccumulateOp.DVTH, AccumulateOp.DW))]
+        operand_dvth = Signal(name="acc_operand_dvth")
+        m.d.sync += [registered.eq(arrived), operand_dvth.eq(subtracting)]
+        m.d.comb += [operand.valid.eq(registered), operand.payload.op.eq(Mux(operand_dvth, AccumulateOp.DVTH, AccumulateOp.DW))]
 
         # DW(l, t): walk S^{l-1}[t]; each spike's dW row, one word per cycle. DD(t), the
         # walker's block L + 1: walk S^L[t]; each spike's dD row at t.
@@ -119,6 +122,8 @@ class AccumulateEngine(MemoryEngine):
         if cfg.fc_decoder:
             costs[decoder_block], spikes[decoder_block] = cfg.decoder_words, layers
         block = Mux(decoding, decoder_block, layer)
+        operand_block = Signal(range(layers + 2), name="acc_operand_block")
+        m.d.sync += operand_block.eq(block)
         walker = Walker(
             m, "dw", active=accumulating | decoding, first=first,
             words=by_layer(block, {i: words[j] for i, j in spikes.items()}, counter_shape(max(words) + 1)),
@@ -131,7 +136,7 @@ class AccumulateEngine(MemoryEngine):
         longest_row = max(sizes[j] * costs[i] * (cfg.timesteps if i == decoder_block else 1) for i, j in spikes.items())
         address = walker.address
         if cfg.fc_decoder:
-            address = Mux(decoding, (t - 1) * (sizes[layers] * cfg.decoder_words) + address, address)
+            address = Mux(decoding, step_base(t, sizes[layers] * cfg.decoder_words, cfg.timesteps) + address, address)
         # Address and row word of the words in flight: data (x + 1), registers (x + 2), write (x + 3).
         addresses = [Signal(counter_shape(longest_row), name=f"dw_address{n}") for n in range(DW_LATENCY)]
         row_words = [Signal(counter_shape(max(costs.values())), name=f"dw_row_word{n}") for n in range(2)]
@@ -142,7 +147,7 @@ class AccumulateEngine(MemoryEngine):
             s_port, dw_port, dv_port = self.port("S", index - 1), self.port("DW", index), self.port("DV", index)
             m.d.comb += [
                 s_port.read_en.eq(on & walker.issue),
-                s_port.read_addr.eq((t - 1) * words[index - 1] + walker.issue_word),
+                s_port.read_addr.eq(step_base(t, words[index - 1], cfg.timesteps) + walker.issue_word),
                 dw_port.read_en.eq(on & walker.event),
                 dw_port.read_addr.eq(address),
                 dw_port.write_addr.eq(addresses[-1]),
@@ -162,7 +167,7 @@ class AccumulateEngine(MemoryEngine):
             with m.If(decoding):
                 m.d.comb += [
                     self.port("S", layers).read_en.eq(walker.issue),
-                    self.port("S", layers).read_addr.eq((t - 1) * words[layers] + walker.issue_word),
+                    self.port("S", layers).read_addr.eq(step_base(t, words[layers], cfg.timesteps) + walker.issue_word),
                 ]
             m.d.comb += [
                 dd_port.read_en.eq(decoding & walker.event),
@@ -176,9 +181,9 @@ class AccumulateEngine(MemoryEngine):
             dw_acc[decoder_block] = read[("DD", layers)]
             dw_dv[decoder_block] = [Array(padded[x::lanes])[row_words[1]] for x in range(lanes)]
             dw_mask[decoder_block] = select([cfg.decoder_lanes(s) for s in range(cfg.decoder_words)], row_words[1], lanes)
-        dw_acc = [by_layer(block, {i: word[x] for i, word in dw_acc.items()}, signed(f.dw)) for x in range(lanes)]
-        dw_dv = [by_layer(block, {i: word[x] for i, word in dw_dv.items()}, signed(grad_bits)) for x in range(lanes)]
-        dw_mask = by_layer(block, dw_mask, lanes)
+        dw_acc = [by_layer(operand_block, {i: word[x] for i, word in dw_acc.items()}, signed(f.dw)) for x in range(lanes)]
+        dw_dv = [by_layer(operand_block, {i: word[x] for i, word in dw_dv.items()}, signed(grad_bits)) for x in range(lanes)]
+        dw_mask = by_layer(operand_block, dw_mask, lanes)
         if not cfg.trainable:
             m.d.sync += arrived.eq((accumulating | decoding) & walker.event)
             m.d.comb += [operand.payload.mask.eq(dw_mask)]
@@ -210,19 +215,19 @@ class AccumulateEngine(MemoryEngine):
             with m.If(on):
                 m.d.comb += [
                     dv_port.read_en.eq(reading), dv_port.read_addr.eq(at_now),
-                    s_port.read_en.eq(reading), s_port.read_addr.eq((t - 2) * words[index] + at_now),
+                    s_port.read_en.eq(reading), s_port.read_addr.eq(step_base(t, words[index], cfg.timesteps, lag=2) + at_now),
                 ]
         fired = by_layer(
-            layer, {i: read[("S", i)].as_value() & valid_lanes(cfg, i, word_in_flight[1]) for i in every}, lanes
+            operand_block, {i: read[("S", i)].as_value() & valid_lanes(cfg, i, word_in_flight[1]) for i in every}, lanes
         )
-        with m.If(subtracting):
+        with m.If(operand_dvth):
             m.d.comb += operand.payload.mask.eq(fired)
             m.d.comb += [
-                operand.payload.acc[x].eq(by_layer(layer, {i: read[("DVTH", i)][x] for i in every}, signed(f.dth)))
+                operand.payload.acc[x].eq(by_layer(operand_block, {i: read[("DVTH", i)][x] for i in every}, signed(f.dth)))
                 for x in range(lanes)
             ]
             m.d.comb += [
-                operand.payload.dv[x].eq(by_layer(layer, {i: read[("DV", i)][x] for i in every}, signed(grad_bits)))
+                operand.payload.dv[x].eq(by_layer(operand_block, {i: read[("DV", i)][x] for i in every}, signed(grad_bits)))
                 for x in range(lanes)
             ]
         with m.Else():

@@ -27,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.controller import Pass
 from hw.core.memory import MemoryEngine
-from hw.core.walk import Walker, by_layer, counter_shape, select, valid_lanes, wire
+from hw.core.walk import Walker, by_layer, counter_shape, select, step_base, valid_lanes, wire
 from hw.core_config import CoreConfig
 from hw.dot_product import DotProductLane
 from hw.dv import DvUnit
@@ -160,7 +160,7 @@ class DvEngine(MemoryEngine):
                 d_port = self.port("D", layers)
                 m.d.comb += [
                     d_port.read_en.eq(event & (layer == layers)),
-                    d_port.read_addr.eq((t - 1) * (sizes[layers] * cfg.decoder_words) + walker.address),
+                    d_port.read_addr.eq(step_base(t, sizes[layers] * cfg.decoder_words, cfg.timesteps) + walker.address),
                 ]
                 error_word = Signal.like(walker.sub, name="dv_error_word")  # the D word's classes
                 m.d.sync += error_word.eq(walker.sub)
@@ -211,7 +211,7 @@ class DvEngine(MemoryEngine):
             h_port, r_port, dv_port = self.port("H", i), self.port("R", i), self.port("DV", i)
             m.d.comb += [
                 h_port.read_en.eq(on & walker.issue),
-                h_port.read_addr.eq((t - 1) * words[i] + walker.issue_word),
+                h_port.read_addr.eq(step_base(t, words[i], cfg.timesteps) + walker.issue_word),
                 r_port.read_en.eq(on & tags[0].valid),
                 r_port.read_addr.eq(tags[0].word),
                 dv_port.write_addr.eq(written.word),

@@ -27,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.controller import ControlSignature, Pass
 from hw.core.memory import MemoryPortSignature
-from hw.core.walk import counter_shape, lowest, valid_lanes, wire
+from hw.core.walk import counter_shape, lowest, step_base, valid_lanes, wire
 from hw.core_config import CoreConfig
 from hw.neuron import NeuronLane
 from hw.queue import SpikeQueue
@@ -151,7 +151,7 @@ class ScanEngine(wiring.Component):
         mask = valid_lanes(cfg, index, k)
         spikes = wire(m, Cat(unit.result.payload.spike for unit in units) & mask, f"scan{index}_spikes")
         windows = Cat(unit.result.payload.window for unit in units) & mask
-        plane = (control.t - 1) * words + k
+        plane = step_base(control.t, words, cfg.timesteps) + k
         m.d.comb += [
             self.v.write_addr.eq(k), self.v.write_mask.eq(Mux(writing, mask, 0)),
             self.v.write_data.eq(Cat(unit.result.payload.v for unit in units)),

@@ -12,7 +12,7 @@ from hw.queue import SpikeQueue
 
 __all__ = [
     "PREFETCH_WORDS", "Walker", "WordSequence", "by_layer", "counter_shape", "lowest", "popcount", "select",
-    "valid_lanes", "wire",
+    "step_base", "valid_lanes", "wire",
 ]
 
 #: Words a walker reads ahead of its events (read and not retired): enough that the next
@@ -66,6 +66,14 @@ def popcount(bits: Value) -> Value:
 def select(values: Sequence[int], index: Value, bits: int) -> Value:
     """``values[index]`` of a constant table of ``bits``-wide entries (a ROM of Mux)."""
     return Array(Const(value, bits) for value in values)[index]
+
+
+def step_base(t: Value, stride: int, steps: int, lag: int = 1) -> Value:
+    """``(t - lag) * stride``, the first address of step ``t - lag`` in a memory of ``steps``
+    blocks of ``stride`` words, as a table of constants indexed by t: no multiplier on the
+    address path (0 for t < lag)."""
+    bases = [max(step - lag, 0) * stride for step in range(steps + 1)]
+    return select(bases, t, max(max(bases).bit_length(), 1))
 
 
 class WordSequence:
