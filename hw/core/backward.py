@@ -103,6 +103,10 @@ class DvEngine(MemoryEngine):
             rows={i: costs[i] for i in dotted}, layer=layer,
         )
         m.d.comb += self.events.eq(walker.event_start)
+        # The datapath after the reads (from an event's e + 1, so from the pass's cycle 4 on)
+        # selects by a registered copy of the pass's layer.
+        pass_layer = Signal.like(layer, name="dv_pass_layer")
+        m.d.sync += pass_layer.eq(layer)
         closing = wire(m, walker.event & (walker.sub == walker.cost - 1), "dv_closing")
 
         # Tags of the events in flight, from the last read (e) to the write (e + DV_LATENCY).
@@ -117,7 +121,7 @@ class DvEngine(MemoryEngine):
 
         # R: read at e + 1, the lane registered at e + 3.
         r = Signal(f.k + 1, name="dv_r")
-        r_read = by_layer(layer, {i: Array(self.port("R", i).read_data)[tags[1].lane] for i in dv_layers}, f.k + 1)
+        r_read = by_layer(pass_layer, {i: Array(self.port("R", i).read_data)[tags[1].lane] for i in dv_layers}, f.k + 1)
         m.d.sync += r.eq(r_read)
 
         # One dV unit shifts by the largest mux shift; a layer with a smaller one (K or the
@@ -175,8 +179,8 @@ class DvEngine(MemoryEngine):
             grads = Signal(dot.operand.payload.grads.shape(), name="dv_grads")
             for x in range(lanes):
                 m.d.sync += [
-                    weights[x].eq(by_layer(layer, {i: word[x] for i, word in weight_words.items()}, signed(f.w))),
-                    grads[x].eq(by_layer(layer, {i: word[x] for i, word in grad_words.items()}, signed(grad_bits))),
+                    weights[x].eq(by_layer(pass_layer, {i: word[x] for i, word in weight_words.items()}, signed(f.w))),
+                    grads[x].eq(by_layer(pass_layer, {i: word[x] for i, word in grad_words.items()}, signed(grad_bits))),
                 ]
             m.d.comb += [
                 dot.operand.valid.eq(arrived[1]),
@@ -191,8 +195,8 @@ class DvEngine(MemoryEngine):
                 decoded = total << shift if shift >= 0 else total >> -shift
                 scaled[layers] = decoded << (unit_shift - shifts[layers])
             widest = max(len(value) for value in scaled.values())
-            selected = by_layer(layer, scaled, signed(widest))
-            sum_now = selected if cfg.fc_decoder else Mux(layer == layers, sum_now, selected)
+            selected = by_layer(pass_layer, scaled, signed(widest))
+            sum_now = selected if cfg.fc_decoder else Mux(pass_layer == layers, sum_now, selected)
             acc_bits = max(acc_bits, widest)
 
         # The dV unit: (acc * R) >> K, saturated; the result written at e + 5.
