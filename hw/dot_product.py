@@ -42,9 +42,10 @@ class DotProductLane(StreamUnit):
     layer above. The ``P`` products go through an adder tree into a running sum of
     ``acc_bits = g + w + ceil(log2 fan_out)`` bits, which cannot overflow while a sum has
     at most ``fan_out`` nonzero products (the core's padding lanes carry zero weights).
-    The word flagged ``last`` completes the sum: accepted in cycle ``c``, the sum is offered
-    from cycle ``c + 1`` (:data:`model.units.DOT_PRODUCT_LANE_LATENCY`) and the running sum
-    restarts at 0, so the next sum's first word may follow in cycle ``c + 1``.
+    Two stages: a word's products and their tree are registered, then added to the running
+    sum. The word flagged ``last`` completes the sum: accepted in cycle ``c``, the sum is
+    offered from cycle ``c + 2`` (:data:`model.units.DOT_PRODUCT_LANE_LATENCY`) and the
+    running sum restarts at 0, so the next sum's first word may follow in cycle ``c + 1``.
     Stall-as-a-whole handshake (:class:`hw.datapath.StreamUnit`): no word is accepted while
     a completed sum is refused. The cycle-accurate reference is
     :func:`model.units.dot_product_lane_step`.
@@ -90,14 +91,19 @@ class DotProductLane(StreamUnit):
     ) -> None:
         params = self.params
 
-        # Datapath: P products, adder tree, running sum (exact in acc_bits by the contract).
-        running = Signal(signed(params.acc_bits))
+        # Stage 1: the word's P products and their adder tree (exact), registered with the
+        # word's flags (every accepted word, not only the emitting last words).
         products = [operand.weights[j] * operand.grads[j] for j in range(params.lanes)]
-        total = Signal(signed(params.acc_bits))
-        m.d.comb += total.eq(running + _tree_sum(products))
-
-        # Control: the last word moves the total to the result register and restarts the sum.
-        with m.If(control.accept):
-            m.d.sync += running.eq(Mux(operand.last, 0, total))
+        word_sum = Signal(signed(params.acc_bits))
+        word_valid = Signal()
+        word_last = Signal()
         with m.If(control.advance):
-            m.d.sync += result.sum.eq(total)
+            m.d.sync += [word_sum.eq(_tree_sum(products)), word_valid.eq(control.accept), word_last.eq(operand.last)]
+
+        # Stage 2: the running sum (exact in acc_bits by the contract); the last word moves
+        # the total to the result register and restarts the sum.
+        running = Signal(signed(params.acc_bits))
+        total = Signal(signed(params.acc_bits))
+        m.d.comb += total.eq(running + word_sum)
+        with m.If(control.advance & word_valid):
+            m.d.sync += [running.eq(Mux(word_last, 0, total)), result.sum.eq(total)]

@@ -119,8 +119,8 @@ SCAN_LATENCY = 1 + NEURON_LANE_LATENCY
 #: port, so events start at least INTEGRATE_LATENCY cycles apart (the hazard rule).
 INTEGRATE_LATENCY = 2 + NEURON_LANE_LATENCY
 #: dV: from an event's last read (e) to its dV write: the words' data (e + 1) and registers
-#: (e + 2), the dot product's sum with R and the output error registered (e + 3), the dV
-#: unit's two stages (``hw.dv.DvUnit``); the same for every layer.
+#: (e + 2), the dot product's two stages, its sum with R and the output error registered
+#: (e + 4), the dV unit's two stages (``hw.dv.DvUnit``); the same for every layer.
 DV_LATENCY = 2 + DOT_PRODUCT_LANE_LATENCY + DV_UNIT_LATENCY
 #: dW row update: a word read in cycle x is written in x + 3 (its data registered, then the
 #: gradient accumulator's stage); the distance is odd, for the single-port weight banks.

@@ -725,8 +725,9 @@ def dv_unit_step(state: DvUnitState, inputs: DvUnitInputs) -> tuple[DvUnitOutput
 
 # Dot-product lane: the exact spatial sum (hw.dot_product.DotProductLane) ----------------------
 
-#: Cycles from the accepted last word of a sum to the sum on the result port.
-DOT_PRODUCT_LANE_LATENCY = 1
+#: Cycles from the accepted last word of a sum to the sum on the result port (the word's
+#: products and their tree registered, then the running sum).
+DOT_PRODUCT_LANE_LATENCY = 2
 
 
 class DotProductLaneParams(NamedTuple):
@@ -847,7 +848,8 @@ def dot_product_lane_step(
     """Advance the dot-product lane by one cycle.
 
     A word accepted in cycle ``c`` is added to the running sum; with ``last`` the total is
-    offered from cycle ``c + 1`` (until accepted) and the running sum restarts at 0.
+    offered from cycle ``c + DOT_PRODUCT_LANE_LATENCY`` (until accepted) and the running
+    sum restarts at 0.
 
     Raises
     ------

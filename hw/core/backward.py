@@ -9,10 +9,10 @@ row at t (``c_D`` words) with the class errors, shifted by ``gf + fw - 2 df + G`
 (numerics section 3.1), through the same dot-product lane. Either sum and the neuron's R (read after the event, lane
 selected and registered) enter one :class:`hw.dv.DvUnit` (the product, then shift,
 saturation), whose result is written into the neuron's lane of ``dV^l``
-``DV_LATENCY`` = 5 cycles after the event's last read:
+``DV_LATENCY`` = 6 cycles after the event's last read:
 
-    last read e | data e + 1 | operand registers, R read e + 2 | dot sum, R registered,
-    e + 3: the dV unit's operand | e + 5: the write
+    last read e | data e + 1 | operand registers e + 2 | the dot product's two stages,
+    R read e + 3 | dot sum, R registered, e + 4: the dV unit's operand | e + 6: the write
 
 The unit shifts by ``K_max = max(K, K_0)`` (the encoder's mux shift is ``K_0 = K - 8 + fw``);
 a layer with a smaller shift ``K_l`` enters it shifted left by ``K_max - K_l``, so
@@ -32,6 +32,7 @@ from hw.core_config import CoreConfig
 from hw.dot_product import DotProductLane
 from hw.dv import DvUnit
 from model.core import DV_LATENCY
+from model.units import DOT_PRODUCT_LANE_LATENCY
 
 __all__ = ["DvEngine", "error_bits"]
 
@@ -119,9 +120,13 @@ class DvEngine(MemoryEngine):
         ]
         m.d.sync += [later.eq(earlier) for earlier, later in zip(tags, tags[1:])]
 
-        # R: read at e + 1, the lane registered at e + 3.
+        # The dV unit's operand at e + OPERAND, with the dot sum; R read two cycles before,
+        # its lane registered with the operand. tags[n] holds the event at e + 1 + n.
+        operand_at = 2 + DOT_PRODUCT_LANE_LATENCY
         r = Signal(f.k + 1, name="dv_r")
-        r_read = by_layer(pass_layer, {i: Array(self.port("R", i).read_data)[tags[1].lane] for i in dv_layers}, f.k + 1)
+        r_read = by_layer(
+            pass_layer, {i: Array(self.port("R", i).read_data)[tags[operand_at - 2].lane] for i in dv_layers}, f.k + 1
+        )
         m.d.sync += r.eq(r_read)
 
         # One dV unit shifts by the largest mux shift; a layer with a smaller one (K or the
@@ -131,11 +136,12 @@ class DvEngine(MemoryEngine):
         acc_bits, sum_now = 1, Const(0, signed(1))
 
         if not cfg.fc_decoder:
-            # Output layer: the class of the neuron (e + 2), its error (e + 3).
+            # Output layer: the class of the neuron, then its error (the operand).
             target_class = Signal(cfg.class_bits, name="dv_class")
-            classes = [select([cfg.class_of(w, x) for w in range(words[layers])], tags[0].word, cfg.class_bits)
+            before = tags[operand_at - 3]
+            classes = [select([cfg.class_of(w, x) for w in range(words[layers])], before.word, cfg.class_bits)
                        for x in range(lanes)]
-            m.d.sync += target_class.eq(Array(classes)[tags[0].lane])
+            m.d.sync += target_class.eq(Array(classes)[before.lane])
             injected = Const(1) if cfg.decoder == "rate" else (t == cfg.timesteps)
             error = Signal(signed(error_bits(cfg) + f.error_shift), name="dv_error")
             m.d.sync += error.eq(Mux(injected, self.errors[target_class] << f.error_shift, 0))
@@ -199,12 +205,12 @@ class DvEngine(MemoryEngine):
             sum_now = selected if cfg.fc_decoder else Mux(pass_layer == layers, sum_now, selected)
             acc_bits = max(acc_bits, widest)
 
-        # The dV unit: (acc * R) >> K, saturated; the result written at e + 5.
+        # The dV unit: (acc * R) >> K, saturated; the result written at e + DV_LATENCY.
         unit = DvUnit(g=f.g, w=f.w, fan_out=1 << max(acc_bits - f.g - f.w, 0), k=unit_shift, shift=unit_shift)
         m.submodules.unit = unit
         m.d.comb += [
             unit.result.ready.eq(1),
-            unit.operand.valid.eq(tags[2].valid),
+            unit.operand.valid.eq(tags[operand_at - 1].valid),
             unit.operand.payload.acc.eq(sum_now),
             unit.operand.payload.r.eq(r),
             unit.operand.payload.window.eq(1),
@@ -216,8 +222,8 @@ class DvEngine(MemoryEngine):
             m.d.comb += [
                 h_port.read_en.eq(on & walker.issue),
                 h_port.read_addr.eq(step_base(t, words[i], cfg.timesteps) + walker.issue_word),
-                r_port.read_en.eq(on & tags[0].valid),
-                r_port.read_addr.eq(tags[0].word),
+                r_port.read_en.eq(on & tags[operand_at - 3].valid),
+                r_port.read_addr.eq(tags[operand_at - 3].word),
                 dv_port.write_addr.eq(written.word),
                 dv_port.write_mask.eq(Mux(on & unit.result.valid, 1 << written.lane, 0)),
                 dv_port.write_data.eq(Cat(unit.result.payload.dv for _ in range(lanes))),

@@ -359,10 +359,10 @@ def test_inference_cycles_by_hand() -> None:
 
 def test_learning_cycles_by_hand() -> None:
     result = CoreModel(_tiny(), lanes=1, queue_depth=3).learn(np.array([255]), 0)
-    # backward: dV clear 1, output dV 3 + 5 + 1 = 9, dW row 3 + 3 + 1 = 7 (no dVth at T = 1,
+    # backward: dV clear 1, output dV 3 + 6 + 1 = 10, dW row 3 + 3 + 1 = 7 (no dVth at T = 1,
     # no encoder dV at t = 1); update: weights 1 word + 4 + 1, thresholds 2 x (5 + 1); every
     # pass one cycle more for the controller's registered done.
-    assert result.cycles == {"clear": 2, "forward": 20, "readout": 3, "backward": 20, "update": 21}
+    assert result.cycles == {"clear": 2, "forward": 20, "readout": 3, "backward": 21, "update": 21}
 
 
 def test_changed_threshold_waits_for_the_divider() -> None:

@@ -208,7 +208,7 @@ def test_dot_product_lane_sums_groups_exactly(
     data: st.DataObject, lanes: int, g: int, w: int, fan_out: int
 ) -> None:
     """Sums of up to ceil(fan_out / P) words (padding lanes zero) at any extreme, in order,
-    each offered the cycle after its last word."""
+    each offered DOT_PRODUCT_LANE_LATENCY cycles after its last word."""
     params = units.dot_product_lane_params(lanes=lanes, g=g, w=w, fan_out=fan_out)
     state = units.dot_product_lane_reset(lanes=lanes, g=g, w=w, fan_out=fan_out)
     extreme = st.sampled_from([-(1 << (w - 1)), (1 << (w - 1)) - 1])
@@ -229,8 +229,10 @@ def test_dot_product_lane_sums_groups_exactly(
             if out.result_valid:
                 delivered.append(out.sum)
         sums.append(total)
-    out, state = units.dot_product_lane_step(state, units.DotProductLaneInputs(result_ready=True))
-    delivered.append(out.sum)
+    for _ in range(units.DOT_PRODUCT_LANE_LATENCY):  # drain the pipeline
+        out, state = units.dot_product_lane_step(state, units.DotProductLaneInputs(result_ready=True))
+        if out.result_valid:
+            delivered.append(out.sum)
     assert delivered == sums
     assert all(-(1 << (params.acc_bits - 1)) <= s < 1 << (params.acc_bits - 1) for s in sums)
 
