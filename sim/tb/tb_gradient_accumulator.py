@@ -73,7 +73,8 @@ class GradientAccumulatorTB(StreamTB):
         operands = []
         for op in AccumulateOp:
             low, high = self.limits(op)
-            accs = [high, high - 1, low, low + 1, 0, high - self.g_max, low - self.g_min]
+            # one dV step from a limit (within the accumulator when dV is the wider)
+            accs = [high, high - 1, low, low + 1, 0, max(high - self.g_max, low), min(low - self.g_min, high)]
             dvs = [self.g_max, self.g_min, 1, -1, 0, self.g_max, self.g_min]
             for mask in (self.all_lanes, 0, 0b0101 & self.all_lanes, 1 << (p.lanes - 1)):
                 for shift in range(len(accs)):
@@ -100,8 +101,9 @@ class GradientAccumulatorTB(StreamTB):
             op = AccumulateOp(rng.randrange(2))
             low, high = self.limits(op)
             near = rng.random() < 0.5  # accumulators within reach of a limit
+            reach = min(self.g_max, high - low)
             acc = tuple(
-                rng.choice((high - rng.randint(0, self.g_max), low + rng.randint(0, self.g_max)))
+                rng.choice((high - rng.randint(0, reach), low + rng.randint(0, reach)))
                 if near else rng.randint(low, high)
                 for _ in range(p.lanes)
             )
