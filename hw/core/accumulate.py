@@ -19,15 +19,14 @@ accumulator, and is written in ``x + 3``.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib.wiring import In
 
 from hw.accumulator import GradientAccumulator
 from hw.controller import Pass
-from hw.core.backward import error_bits
+from hw.core.backward import error_layout, error_word, grad_bits
 from hw.core.memory import MemoryEngine
-from hw.core.walk import Walker, by_layer, counter_shape, select, step_base, valid_lanes, wire
+from hw.core.walk import Walker, by_layer, counter_shape, decoder_lanes, decoder_row_base, step_base, valid_lanes, wire
 from hw.core_config import CoreConfig
 from model.core import DVTH_LATENCY, DW_LATENCY
 from model.units import AccumulateOp
@@ -49,14 +48,14 @@ class AccumulateEngine(MemoryEngine):
         The controller's pass, layer, step and ``first``; ``control.done`` (out) ends the pass.
     dw<l> (l = 1..L), dvth<l> (trainable), dv<l>, s<l>, dd<L> (fc decoder) : ``Out(MemoryPortSignature)``
         The memories the passes read and write (dV and S read-only).
-    errors : ``In(ArrayLayout(signed(error_bits), C))`` (fc decoder only)
+    errors : ``In(error_layout(config))`` (fc decoder only)
         The class errors ``e_c``.
     """
 
     def __init__(self, config: CoreConfig) -> None:
         members = {}
         if config.fc_decoder:
-            members["errors"] = In(data.ArrayLayout(signed(error_bits(config)), config.classes))
+            members["errors"] = In(error_layout(config))
         super().__init__(config, members)
 
     def memories(self) -> list[tuple[str, int]]:
@@ -86,8 +85,8 @@ class AccumulateEngine(MemoryEngine):
 
 
 
-        grad_bits = max(f.g, error_bits(cfg)) if cfg.fc_decoder else f.g
-        m.submodules.unit = unit = GradientAccumulator(lanes=lanes, g=grad_bits, dw=f.dw, dth=f.dth)
+        dv_bits = grad_bits(cfg)
+        m.submodules.unit = unit = GradientAccumulator(lanes=lanes, g=dv_bits, dw=f.dw, dth=f.dth)
         m.d.comb += unit.result.ready.eq(1)
         result = unit.result
         accumulating = wire(m, control.kind == Pass.DW, "dw_active")
@@ -136,7 +135,7 @@ class AccumulateEngine(MemoryEngine):
         longest_row = max(sizes[j] * costs[i] * (cfg.timesteps if i == decoder_block else 1) for i, j in spikes.items())
         address = walker.address
         if cfg.fc_decoder:
-            address = Mux(decoding, step_base(t, sizes[layers] * cfg.decoder_words, cfg.timesteps) + address, address)
+            address = Mux(decoding, decoder_row_base(cfg, t) + address, address)
         # Address and row word of the words in flight: data (x + 1), registers (x + 2), write (x + 3).
         addresses = [Signal(counter_shape(longest_row), name=f"dw_address{n}") for n in range(DW_LATENCY)]
         row_words = [Signal(counter_shape(max(costs.values())), name=f"dw_row_word{n}") for n in range(2)]
@@ -176,13 +175,11 @@ class AccumulateEngine(MemoryEngine):
                 dd_port.write_mask.eq(Mux(decoding & result.valid, result.payload.mask, 0)),
                 dd_port.write_data.eq(Cat(result.payload.acc[x][: f.dw] for x in range(lanes))),
             ]
-            none = Const(0, signed(error_bits(cfg)))
-            padded = list(self.errors) + [none] * (cfg.decoder_words * lanes - cfg.classes)
             dw_acc[decoder_block] = read[("DD", layers)]
-            dw_dv[decoder_block] = [Array(padded[x::lanes])[row_words[1]] for x in range(lanes)]
-            dw_mask[decoder_block] = select([cfg.decoder_lanes(s) for s in range(cfg.decoder_words)], row_words[1], lanes)
+            dw_dv[decoder_block] = error_word(cfg, self.errors, row_words[1])
+            dw_mask[decoder_block] = decoder_lanes(cfg, row_words[1])
         dw_acc = [by_layer(operand_block, {i: word[x] for i, word in dw_acc.items()}, signed(f.dw)) for x in range(lanes)]
-        dw_dv = [by_layer(operand_block, {i: word[x] for i, word in dw_dv.items()}, signed(grad_bits)) for x in range(lanes)]
+        dw_dv = [by_layer(operand_block, {i: word[x] for i, word in dw_dv.items()}, signed(dv_bits)) for x in range(lanes)]
         dw_mask = by_layer(operand_block, dw_mask, lanes)
         if not cfg.trainable:
             m.d.sync += arrived.eq((accumulating | decoding) & walker.event)
@@ -227,7 +224,7 @@ class AccumulateEngine(MemoryEngine):
                 for x in range(lanes)
             ]
             m.d.comb += [
-                operand.payload.dv[x].eq(by_layer(operand_block, {i: read[("DV", i)][x] for i in every}, signed(grad_bits)))
+                operand.payload.dv[x].eq(by_layer(operand_block, {i: read[("DV", i)][x] for i in every}, signed(dv_bits)))
                 for x in range(lanes)
             ]
         with m.Else():

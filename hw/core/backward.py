@@ -21,25 +21,45 @@ a layer with a smaller shift ``K_l`` enters it shifted left by ``K_max - K_l``, 
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 
 from hw.controller import Pass
 from hw.core.memory import MemoryEngine
-from hw.core.walk import Walker, by_layer, counter_shape, select, step_base, valid_lanes, wire
+from hw.core.walk import Walker, by_layer, counter_shape, decoder_row_base, select, step_base, valid_lanes, wire
 from hw.core_config import CoreConfig
 from hw.dot_product import DotProductLane
 from hw.dv import DvUnit
 from model.core import DV_LATENCY
 from model.units import DOT_PRODUCT_LANE_LATENCY
 
-__all__ = ["DvEngine", "error_bits"]
+__all__ = ["DvEngine", "error_bits", "error_layout", "error_word", "grad_bits"]
 
 
 def error_bits(config: CoreConfig) -> int:
     """Width of an output error ``e_c = n_c - target`` (signed)."""
     return config.count_bits + 1
+
+
+def grad_bits(config: CoreConfig) -> int:
+    """Width of the dV operand of the dot-product lane and the gradient accumulator: g, or
+    the class errors' when wider (the fc decoder feeds them in place of a dV)."""
+    return max(config.formats.g, error_bits(config)) if config.fc_decoder else config.formats.g
+
+
+def error_layout(config: CoreConfig) -> data.ArrayLayout:
+    """The C output errors ``e_c`` (signed ``error_bits``)."""
+    return data.ArrayLayout(signed(error_bits(config)), config.classes)
+
+
+def error_word(config: CoreConfig, errors: Value, word: Value) -> list[Value]:
+    """The P errors of ``word`` in a fc decoder row's layout (lane x: class ``word P + x``,
+    0 beyond C)."""
+    lanes = config.lanes
+    none = Const(0, signed(error_bits(config)))
+    padded = list(errors) + [none] * (config.decoder_words * lanes - config.classes)
+    return [Array(padded[x::lanes])[word] for x in range(lanes)]
 
 
 class DvEngine(MemoryEngine):
@@ -59,7 +79,7 @@ class DvEngine(MemoryEngine):
 
     def __init__(self, config: CoreConfig) -> None:
         super().__init__(config, {
-            "errors": In(data.ArrayLayout(signed(error_bits(config)), config.classes)),
+            "errors": In(error_layout(config)),
             "events": Out(1),
         })
 
@@ -152,8 +172,7 @@ class DvEngine(MemoryEngine):
             # Row i of W^{l+1} with dV^{l+1} (or the output neuron's D row at t with the class
             # errors), registered, into the dot product.
             fan_out = max([sizes[i + 1] for i in hidden] + ([cfg.classes] if cfg.fc_decoder else []))
-            grad_bits = max(f.g, error_bits(cfg)) if cfg.fc_decoder else f.g
-            dot = DotProductLane(lanes=lanes, g=grad_bits, w=f.w, fan_out=fan_out)
+            dot = DotProductLane(lanes=lanes, g=grad_bits(cfg), w=f.w, fan_out=fan_out)
             m.submodules.dot = dot
             m.d.comb += dot.result.ready.eq(1)
             event = walking & walker.event
@@ -170,14 +189,12 @@ class DvEngine(MemoryEngine):
                 d_port = self.port("D", layers)
                 m.d.comb += [
                     d_port.read_en.eq(event & (layer == layers)),
-                    d_port.read_addr.eq(step_base(t, sizes[layers] * cfg.decoder_words, cfg.timesteps) + walker.address),
+                    d_port.read_addr.eq(decoder_row_base(cfg, t) + walker.address),
                 ]
-                error_word = Signal.like(walker.sub, name="dv_error_word")  # the D word's classes
-                m.d.sync += error_word.eq(walker.sub)
-                none = Const(0, signed(error_bits(cfg)))
-                padded = list(self.errors) + [none] * (cfg.decoder_words * lanes - cfg.classes)
+                d_word = Signal.like(walker.sub, name="dv_d_word")  # the D word's classes
+                m.d.sync += d_word.eq(walker.sub)
                 weight_words[layers] = d_port.read_data
-                grad_words[layers] = [Array(padded[x::lanes])[error_word] for x in range(lanes)]
+                grad_words[layers] = error_word(cfg, self.errors, d_word)
             arrived = [Signal(name=f"dv_arrived{n}") for n in range(2)]
             last = [Signal(name=f"dv_last{n}") for n in range(2)]
             m.d.sync += [arrived[0].eq(event), arrived[1].eq(arrived[0]), last[0].eq(closing), last[1].eq(last[0])]
@@ -186,7 +203,7 @@ class DvEngine(MemoryEngine):
             for x in range(lanes):
                 m.d.sync += [
                     weights[x].eq(by_layer(pass_layer, {i: word[x] for i, word in weight_words.items()}, signed(f.w))),
-                    grads[x].eq(by_layer(pass_layer, {i: word[x] for i, word in grad_words.items()}, signed(grad_bits))),
+                    grads[x].eq(by_layer(pass_layer, {i: word[x] for i, word in grad_words.items()}, signed(grad_bits(cfg)))),
                 ]
             m.d.comb += [
                 dot.operand.valid.eq(arrived[1]),

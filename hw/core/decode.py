@@ -17,7 +17,7 @@ from amaranth.lib.wiring import Out
 
 from hw.controller import Pass
 from hw.core.memory import MemoryEngine
-from hw.core.walk import Walker, step_base, valid_lanes, wire
+from hw.core.walk import Walker, decoder_row_base, step_base, valid_lanes, wire
 from hw.core_config import CoreConfig
 
 __all__ = ["DecodeEngine"]
@@ -62,12 +62,11 @@ class DecodeEngine(MemoryEngine):
             bits=s_port.read_data.as_value(), valid=lambda k: valid_lanes(cfg, layer, k),
             rows={layer: cost}, layer=Const(layer),
         )
-        row_base = step_base(t, cfg.sizes[layer] * cost, cfg.timesteps)
         m.d.comb += [
             s_port.read_en.eq(walker.issue),
             s_port.read_addr.eq(step_base(t, out_words, cfg.timesteps) + walker.issue_word),
             d_port.read_en.eq(walker.event),
-            d_port.read_addr.eq(row_base + walker.address),
+            d_port.read_addr.eq(decoder_row_base(cfg, t) + walker.address),
         ]
 
         # The word read in x arrives in x + 1 (DECODE_LATENCY) and is added into its classes' sums.

@@ -55,13 +55,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.controller import PASS_PHASE, ControlSignature, Controller, Pass, Phase
 from hw.core.accumulate import AccumulateEngine
-from hw.core.backward import DvEngine, error_bits
+from hw.core.backward import DvEngine, error_layout
 from hw.core.counters import PerformanceCounters
 from hw.core.forward import IntegrateEngine, ScanEngine, row_bits
 from hw.core.host import HostPort, HostSignature
@@ -463,7 +463,7 @@ class Core(wiring.Component):
             target = 1 << cfg.formats.df
         else:
             target = cfg.population * (steps if cfg.decoder == "rate" else 1)
-        errors = Signal(data.ArrayLayout(signed(error_bits(cfg)), cfg.classes), name="output_errors")
+        errors = Signal(error_layout(cfg), name="output_errors")
         m.d.comb += [errors[c].eq(n - Mux(label == c, target, 0)) for c, n in enumerate(class_counts)]
         m.submodules.dv = dv = DvEngine(cfg)
         b.follow(dv.control)

@@ -11,7 +11,7 @@ distance is odd, so a single-port weight bank never sees a read and a write in o
 * UPDATE_W, layer l: every word of W^l and dW^l in address order,
   ``W = sat_w(W - round_shift(dW, s_w))``, ``dW = 0`` (valid lanes).
 * UPDATE_D (the fc decoder): the same over D and dD (the classes' lanes) with the shift
-  ``max(s_w + fw - gf - G, 0)``.
+  ``clamp(s_w + fw - gf - G, 0, 31)``.
 * UPDATE_TH, layer l: one word at a time, ``Vth = clamp(Vth - round_shift(dVth, s), 1,
   max)``, ``dVth = 0``; the lanes whose threshold changed go to their
   :class:`hw.reciprocal.ReciprocalDivider`, whose R is written K + 2 cycles later, when the
@@ -25,8 +25,9 @@ from amaranth.lib.wiring import In, Out
 
 from hw.controller import Pass
 from hw.core.memory import MemoryEngine
-from hw.core.walk import WordSequence, by_layer, counter_shape, select, valid_lanes, wire
+from hw.core.walk import WordSequence, by_layer, counter_shape, decoder_lanes, valid_lanes, wire
 from hw.core_config import CoreConfig
+from hw.datapath import clamp
 from hw.reciprocal import ReciprocalDivider
 from hw.update import UpdateUnit
 from model.fixed import LFSR_BITS
@@ -152,15 +153,13 @@ class UpdateEngine(MemoryEngine):
             values[i] = self.registered(m, value_name, [index], "update")[index]
             grads[i] = self.registered(m, grad_name, [index], "update")[index]
             if i == decoder_block:
-                masks[i] = select([cfg.decoder_lanes(s) for s in range(cfg.decoder_words)], row_word_now, lanes)
+                masks[i] = decoder_lanes(cfg, row_word_now)
             else:
                 masks[i] = valid_lanes(cfg, i, row_word_now)
         shift = self.shift_w
         if cfg.fc_decoder:  # clamp(s_w + fw - gf - G, 0, 31)
-            moved = Signal(signed(max(SHIFT_BITS, abs(f.decoder_shift_delta).bit_length()) + 2), name="update_d_shift")
-            m.d.comb += moved.eq(self.shift_w + f.decoder_shift_delta)
-            top = (1 << SHIFT_BITS) - 1
-            shift = Mux(decoder, Mux(moved < 0, 0, Mux(moved > top, top, moved)), shift)
+            moved = self.shift_w + f.decoder_shift_delta
+            shift = Mux(decoder, clamp(moved, 0, (1 << SHIFT_BITS) - 1, SHIFT_BITS, is_signed=False), shift)
         operands.feed(
             m, active, reading, by_layer(block, masks, lanes), shift,
             [by_layer(block, {i: word[x] for i, word in values.items()}, signed(f.w)) for x in range(lanes)],

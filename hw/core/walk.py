@@ -12,7 +12,7 @@ from hw.queue import SpikeQueue
 
 __all__ = [
     "PREFETCH_WORDS", "Walker", "WordSequence", "by_layer", "counter_shape", "lowest", "popcount", "select",
-    "step_base", "valid_lanes", "wire",
+    "decoder_lanes", "decoder_row_base", "step_base", "valid_lanes", "wire",
 ]
 
 #: Words a walker reads ahead of its events (read and not retired): enough that the next
@@ -35,6 +35,11 @@ def valid_lanes(config: CoreConfig, layer: int, word: Value) -> Value:
     full = (1 << lanes) - 1
     last = config.valid_lanes(layer, config.words[layer] - 1)
     return Mux(word == config.words[layer] - 1, last, full) if last != full else Const(full, lanes)
+
+
+def decoder_lanes(config: CoreConfig, word: Value) -> Value:
+    """Lane mask of the classes in ``word`` of a fc decoder row."""
+    return select([config.decoder_lanes(s) for s in range(config.decoder_words)], word, config.lanes)
 
 
 def wire(m: Module, value: Value, name: str) -> Signal:
@@ -74,6 +79,11 @@ def step_base(t: Value, stride: int, steps: int, lag: int = 1) -> Value:
     address path (0 for t < lag)."""
     bases = [max(step - lag, 0) * stride for step in range(steps + 1)]
     return select(bases, t, max(max(bases).bit_length(), 1))
+
+
+def decoder_row_base(config: CoreConfig, t: Value) -> Value:
+    """First word of step t's fc decoder rows: row ``(t-1) n_L + j`` starts ``j c_D`` later."""
+    return step_base(t, config.sizes[-1] * config.decoder_words, config.timesteps)
 
 
 class WordSequence:

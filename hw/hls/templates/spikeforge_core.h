@@ -287,7 +287,7 @@ inline uint32_t update_row(int row, int size, int shift, const LfsrJump& row_dra
 // The update (section 4): W = sat_w(W - round_shift(dW, s_w)), then (trainable thresholds)
 // Vth = clamp(Vth - round_shift(dVth, s), 1, max) with s = s_th (layers 1..L) or
 // max(s_th - 8 + fw, 0) (encoder), reciprocals recomputed; then the fc decoder's
-// D = sat_w(D - round_shift(dD, max(s_w + fw - gf - G, 0))); accumulators cleared. Stochastic
+// D = sat_w(D - round_shift(dD, clamp(s_w + fw - gf - G, 0, 31))); accumulators cleared. Stochastic
 // rounding steps the LFSR once per element: layers 1..L, rows i, then j ascending; then
 // thresholds of layers 0..L, channel ascending; then decoder rows, classes ascending.
 inline void update(int shift_w, int shift_th, weight_t weights[W_TOTAL],
@@ -320,8 +320,7 @@ inline void update(int shift_w, int shift_th, weight_t weights[W_TOTAL],
     }
   }
   if (FC_DECODER) {
-    const int moved = shift_w + DECODER_SHIFT_DELTA;
-    const int shift_d = moved < 0 ? 0 : (moved > 31 ? 31 : moved);  // u5, as every shift
+    const int shift_d = static_cast<int>(clamp(shift_w + DECODER_SHIFT_DELTA, 0, 31));  // u5, as every shift
     for (int t = 0; t < TIMESTEPS; ++t) {
       for (int j = 0; j < NEURONS[LAYERS]; ++j) {
         SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
