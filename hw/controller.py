@@ -4,10 +4,13 @@ The controller sequences the passes of docs/architecture.md section 4 (clear, th
 stages, readout, the backward passes and the update) and hands each one to the datapath
 (:class:`hw.core.Core`) through a :class:`ControlSignature` interface: the pass
 ``kind``, its ``layer`` and step ``t``, and a ``first`` strobe in the pass's first cycle
-(cycle 0, which issues the pass's first read). The datapath answers ``done`` in the pass's
-last cycle X (its last retire or write); the controller registers it, so the next pass
+(cycle 0, which issues the pass's first read). An engine raises ``done`` in the pass's last
+cycle X (its last retire or write); the datapath registers each engine's ``done`` and
+answers the controller's ``done`` from those registers in cycle X + 1, so the next pass
 starts in cycle X + 2 (:data:`model.core.CONTROL_LATENCY` = 1), as the cycle formula of
-section 5 counts. The datapath keeps every engine of the pass idle in cycle X + 1.
+section 5 counts. The datapath keeps every engine of the pass idle in cycle X + 1. The
+pass ``kind``, ``layer``, ``t`` and ``first`` are registers: no path runs from the
+controller's state decoding into the engines.
 
 Around a sample the controller accepts the input stream (``w_0`` words of P pixels; the
 label and the learn flag of the last word apply), and after the last pass offers the
@@ -95,7 +98,8 @@ class ControlSignature(wiring.Signature):
     start : ``Out(1)``
         High in the cycle before a sample's first cycle (clears per-sample state).
     done : ``In(1)``
-        The datapath's pass ends this cycle.
+        An engine's pass ends this cycle; the controller's: the running pass ended in the
+        cycle before (registered by the datapath, ``CONTROL_LATENCY``).
     """
 
     def __init__(self, *, layers: int, timesteps: int) -> None:
@@ -198,21 +202,25 @@ class Controller(wiring.Component):
         lowest = 0 if self.trainable else 1
         steps = self.timesteps
 
-        # Control: every transition into a pass raises `first` for that pass's first cycle.
+        # Control: every transition into a pass raises `first` for that pass's first cycle;
+        # the pass kind is a register that follows the state.
         first = Signal()
-        m.d.comb += control.first.eq(first)
+        m.d.comb += [control.first.eq(first), self.busy.eq(control.kind != Pass.IDLE)]
         m.d.sync += first.eq(0)
         layer, t = control.layer, control.t
         # The datapath's done is registered (no path from a datapath result into the next
         # pass's state): a pass that ends in cycle X hands over in X + 1 and the next pass
         # starts in X + 2 (model.core.CONTROL_LATENCY). The register seen in a pass's first
         # cycle belongs to the pass before.
-        ended = Signal()
-        m.d.sync += ended.eq(control.done)
-        done = ended & ~first
+        done = control.done & ~first
+
+        def go(state: str) -> None:
+            """Next state ``state``; the pass kind follows (``IDLE`` for LOAD and OUTPUT)."""
+            m.next = state
+            m.d.sync += control.kind.eq(Pass[state] if state in Pass.__members__ else Pass.IDLE)
 
         def enter(state: str, *, new_layer=None, new_t=None) -> None:
-            m.next = state
+            go(state)
             m.d.sync += [first.eq(1)]
             if new_layer is not None:
                 m.d.sync += layer.eq(new_layer)
@@ -227,7 +235,7 @@ class Controller(wiring.Component):
                 enter("UPDATE_W", new_layer=1)
             with m.Else():
                 m.d.sync += self.pending.eq(self.pending + 1)
-                m.next = "OUTPUT"
+                go("OUTPUT")
 
         def output_layer_step(new_t) -> None:
             """Step ``new_t``'s passes of the output layer: DD first with the fc decoder."""
@@ -250,7 +258,7 @@ class Controller(wiring.Component):
             if self.fc_decoder:
                 enter("UPDATE_D", new_layer=last_layer)
             else:
-                m.next = "OUTPUT"
+                go("OUTPUT")
 
         def after_dw() -> None:
             if self.trainable and steps > 1:
@@ -278,12 +286,10 @@ class Controller(wiring.Component):
                         m.d.sync += self.word.eq(self.word + 1)
 
             with m.State("CLEAR"):
-                m.d.comb += [control.kind.eq(Pass.CLEAR), self.busy.eq(1)]
                 with m.If(done):
                     enter("FORWARD", new_layer=0, new_t=1)
 
             with m.State("FORWARD"):
-                m.d.comb += [control.kind.eq(Pass.FORWARD), self.busy.eq(1)]
                 with m.If(done):
                     with m.If(layer != last_layer):
                         enter("FORWARD", new_layer=layer + 1)
@@ -296,7 +302,6 @@ class Controller(wiring.Component):
                             enter("READOUT")
 
             with m.State("DECODE"):
-                m.d.comb += [control.kind.eq(Pass.DECODE), self.busy.eq(1)]
                 with m.If(done):
                     with m.If(t != steps):
                         enter("DECODE", new_t=t + 1)
@@ -304,25 +309,21 @@ class Controller(wiring.Component):
                         enter("READOUT")
 
             with m.State("READOUT"):
-                m.d.comb += [control.kind.eq(Pass.READOUT), self.busy.eq(1)]
                 with m.If(done):
                     with m.If(self.learning):
                         enter("CLEAR_DV")
                     with m.Else():
-                        m.next = "OUTPUT"
+                        go("OUTPUT")
 
             with m.State("CLEAR_DV"):
-                m.d.comb += [control.kind.eq(Pass.CLEAR_DV), self.busy.eq(1)]
                 with m.If(done):
                     output_layer_step(steps)
 
             with m.State("DD"):
-                m.d.comb += [control.kind.eq(Pass.DD), self.busy.eq(1)]
                 with m.If(done):
                     enter("DV")
 
             with m.State("DV"):
-                m.d.comb += [control.kind.eq(Pass.DV), self.busy.eq(1)]
                 with m.If(done):
                     with m.If(layer != 0):
                         enter("DW")
@@ -330,17 +331,14 @@ class Controller(wiring.Component):
                         after_dw()
 
             with m.State("DW"):
-                m.d.comb += [control.kind.eq(Pass.DW), self.busy.eq(1)]
                 with m.If(done):
                     after_dw()
 
             with m.State("DVTH"):
-                m.d.comb += [control.kind.eq(Pass.DVTH), self.busy.eq(1)]
                 with m.If(done):
                     next_backward()
 
             with m.State("UPDATE_W"):
-                m.d.comb += [control.kind.eq(Pass.UPDATE_W), self.busy.eq(1)]
                 with m.If(done):
                     with m.If(layer != last_layer):
                         enter("UPDATE_W", new_layer=layer + 1)
@@ -351,7 +349,6 @@ class Controller(wiring.Component):
                             after_update()
 
             with m.State("UPDATE_TH"):
-                m.d.comb += [control.kind.eq(Pass.UPDATE_TH), self.busy.eq(1)]
                 with m.If(done):
                     with m.If(layer != last_layer):
                         enter("UPDATE_TH", new_layer=layer + 1)
@@ -359,13 +356,12 @@ class Controller(wiring.Component):
                         after_update()
 
             with m.State("UPDATE_D"):
-                m.d.comb += [control.kind.eq(Pass.UPDATE_D), self.busy.eq(1)]
                 with m.If(done):
-                    m.next = "OUTPUT"
+                    go("OUTPUT")
 
             with m.State("OUTPUT"):
                 m.d.comb += self.output_valid.eq(1)
                 with m.If(self.output_ready):
-                    m.next = "LOAD"
+                    go("LOAD")
 
         return m

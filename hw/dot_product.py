@@ -42,8 +42,8 @@ class DotProductLane(StreamUnit):
     layer above. The ``P`` products go through an adder tree into a running sum of
     ``acc_bits = g + w + ceil(log2 fan_out)`` bits, which cannot overflow while a sum has
     at most ``fan_out`` nonzero products (the core's padding lanes carry zero weights).
-    Two stages: a word's products and their tree are registered, then added to the running
-    sum. The word flagged ``last`` completes the sum: accepted in cycle ``c``, the sum is
+    Two stages: a word's products are registered, then their adder tree is added to the
+    running sum. The word flagged ``last`` completes the sum: accepted in cycle ``c``, the sum is
     offered from cycle ``c + 2`` (:data:`model.units.DOT_PRODUCT_LANE_LATENCY`) and the
     running sum restarts at 0, so the next sum's first word may follow in cycle ``c + 1``.
     Stall-as-a-whole handshake (:class:`hw.datapath.StreamUnit`): no word is accepted while
@@ -91,17 +91,19 @@ class DotProductLane(StreamUnit):
     ) -> None:
         params = self.params
 
-        # Stage 1: the word's P products and their adder tree (exact), registered with the
-        # word's flags (every accepted word, not only the emitting last words).
-        products = [operand.weights[j] * operand.grads[j] for j in range(params.lanes)]
-        word_sum = Signal(signed(params.acc_bits))
+        # Stage 1: the word's P products (exact, signed w + g bits), registered with the
+        # word's flags (every accepted word, not only the emitting last words); a product
+        # register is the multiplier block's own output register.
+        products = [Signal(signed(params.w + params.g)) for _ in range(params.lanes)]
         word_valid = Signal()
         word_last = Signal()
         with m.If(control.advance):
-            m.d.sync += [word_sum.eq(_tree_sum(products)), word_valid.eq(control.accept), word_last.eq(operand.last)]
+            m.d.sync += [p.eq(operand.weights[j] * operand.grads[j]) for j, p in enumerate(products)]
+            m.d.sync += [word_valid.eq(control.accept), word_last.eq(operand.last)]
+        word_sum = _tree_sum(products)
 
-        # Stage 2: the running sum (exact in acc_bits by the contract); the last word moves
-        # the total to the result register and restarts the sum.
+        # Stage 2: the adder tree and the running sum (exact in acc_bits by the contract); the
+        # last word moves the total to the result register and restarts the sum.
         running = Signal(signed(params.acc_bits))
         total = Signal(signed(params.acc_bits))
         m.d.comb += total.eq(running + word_sum)

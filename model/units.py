@@ -726,7 +726,7 @@ def dv_unit_step(state: DvUnitState, inputs: DvUnitInputs) -> tuple[DvUnitOutput
 # Dot-product lane: the exact spatial sum (hw.dot_product.DotProductLane) ----------------------
 
 #: Cycles from the accepted last word of a sum to the sum on the result port (the word's
-#: products and their tree registered, then the running sum).
+#: products registered, then their adder tree into the running sum).
 DOT_PRODUCT_LANE_LATENCY = 2
 
 

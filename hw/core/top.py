@@ -23,8 +23,9 @@ queues; for every layer at once :class:`hw.core.backward.DvEngine`
 :class:`hw.core.accumulate.AccumulateEngine` (:class:`hw.accumulator.GradientAccumulator`),
 :class:`hw.core.decode.DecodeEngine` (the fc decoder's class sums)
 and :class:`hw.core.update.UpdateEngine` (:class:`hw.update.UpdateUnit`, the
-:class:`hw.reciprocal.ReciprocalDivider` lanes). The controller registers each pass's
-``done`` (``CONTROL_LATENCY``); the counters add registered increments. This top keeps the
+:class:`hw.reciprocal.ReciprocalDivider` lanes). Each engine's ``done`` is registered
+here and selected by the running pass for the controller (``CONTROL_LATENCY``); the
+counters add registered increments. This top keeps the
 clears, the readout, the host port and the counters. With ``single_port_weights`` W and dW
 of all layers live in two single-port banks each (:func:`hw.core.memory.weight_banks`),
 the iCE40 SPRAM layout.
@@ -55,7 +56,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -313,12 +314,7 @@ class Core(wiring.Component):
         b.follow(readout.control)
         class_counts = list(readout.counts)
         queues, forward_done = self._forward(b, readout)
-        stage_done = Array(forward_done)[layer]
-        done_by_pass = {
-            Pass.CLEAR: clear_done,
-            Pass.FORWARD: stage_done,
-            Pass.READOUT: readout.control.done,
-        }
+        done_by_pass = {Pass.CLEAR: clear_done, Pass.READOUT: readout.control.done}
 
         # DECODE(t): the fc decoder's class sums, the readout's class values.
         if cfg.fc_decoder:
@@ -330,10 +326,21 @@ class Core(wiring.Component):
             done_by_pass[Pass.DECODE] = decoder.control.done
         if cfg.learnable:
             done_by_pass.update(self._learning(b, class_counts, label, updater))
-        m.d.comb += control.done.eq(0)
-        for which, done in done_by_pass.items():
-            with m.If(kind == which):
-                m.d.comb += control.done.eq(done)
+
+        # The controller's done (CONTROL_LATENCY): each engine's done registered (one register
+        # per signal), selected by the pass and stage that run in the cycle after, unchanged
+        # until the controller acts on it.
+        registers: dict[int, Signal] = {}
+
+        def registered(done: Value) -> Signal:
+            if id(done) not in registers:
+                registers[id(done)] = copy = Signal(name=f"ended{len(registers)}")
+                m.d.sync += copy.eq(done)
+            return registers[id(done)]
+
+        ended = {which: registered(done) for which, done in done_by_pass.items()}
+        ended[Pass.FORWARD] = Array(registered(done) for done in forward_done)[layer]
+        m.d.comb += control.done.eq(Cat((kind == which) & end for which, end in ended.items()).any())
 
         # Host port: the learned memories and the registers while idle (attached last).
         m.submodules.host = host = HostPort(cfg)
