@@ -8,7 +8,11 @@ from amaranth.lib import data
 from hw.datapath import Pipeline, StreamUnit, saturate
 from model.units import DV_UNIT_LATENCY, DvUnitParams, dv_unit_params
 
-__all__ = ["DvUnit", "layouts"]
+__all__ = ["PARTIAL_BITS", "DvUnit", "layouts"]
+
+#: Bits of ``acc`` per partial product: an unsigned chunk fits a multiplier block's 18-bit
+#: signed input.
+PARTIAL_BITS = 17
 
 
 def layouts(params: DvUnitParams) -> tuple[data.StructLayout, data.StructLayout]:
@@ -33,8 +37,9 @@ class DvUnit(StreamUnit):
     ``acc_bits`` times unsigned ``k + 1`` bits), the shift is arithmetic (floor) and the
     saturation to g bits is the only one.
 
-    Two pipeline stages (:data:`model.units.DV_UNIT_LATENCY`): the product, then the
-    shift, saturation and mux; stall-as-a-whole handshake (:class:`hw.datapath.StreamUnit`).
+    Three pipeline stages (:data:`model.units.DV_UNIT_LATENCY`): the partial products of
+    ``acc``'s :data:`PARTIAL_BITS`-bit chunks with ``r`` (one multiplier block each), their
+    sum, then the shift, saturation and mux; stall-as-a-whole handshake (:class:`hw.datapath.StreamUnit`).
     The cycle-accurate reference is :func:`model.units.dv_unit_step`.
 
     Parameters
@@ -80,18 +85,31 @@ class DvUnit(StreamUnit):
     ) -> None:
         params = self.params
 
-        # Datapath, stage 1: the full-width product (|acc * r| < 2^(acc_bits + k)).
-        product = Signal(signed(params.acc_bits + params.k + 1))
-        window = Signal()
-        dv_next = Signal(signed(params.g))
+        # Stage 1: the partial products of acc's PARTIAL_BITS chunks with R (low chunks
+        # unsigned, the top chunk signed), each registered: a multiplier block and its output
+        # register; the flags follow.
+        partials = []
+        for low in range(0, params.acc_bits, PARTIAL_BITS):
+            high = min(low + PARTIAL_BITS, params.acc_bits)
+            top = high == params.acc_bits
+            chunk = operand.acc[low:high]
+            width = high - low + params.k + 1
+            partial = Signal(signed(width) if top else unsigned(width), name=f"partial{low}")
+            partials.append((low, partial))
+            with m.If(control.advance):
+                m.d.sync += partial.eq((chunk.as_signed() if top else chunk) * operand.r)
+        window = [Signal(name=f"window{n}") for n in range(2)]
+        dv_next = [Signal(signed(params.g), name=f"dv_next{n}") for n in range(2)]
         with m.If(control.advance):
-            m.d.sync += [
-                product.eq(operand.acc * operand.r),
-                window.eq(operand.window),
-                dv_next.eq(operand.dv_next),
-            ]
+            m.d.sync += [window[0].eq(operand.window), dv_next[0].eq(operand.dv_next)]
+            m.d.sync += [window[1].eq(window[0]), dv_next[1].eq(dv_next[0])]
 
-        # Datapath, stage 2: floor shift, saturation to g bits, the eq. 15 mux.
+        # Stage 2: the full-width product (|acc * r| < 2^(acc_bits + k)), registered.
+        product = Signal(signed(params.acc_bits + params.k + 1))
+        with m.If(control.advance):
+            m.d.sync += product.eq(sum(partial << low for low, partial in partials))
+
+        # Stage 3: floor shift, saturation to g bits, the eq. 15 mux.
         scaled = saturate(product >> params.shift, params.g)
         with m.If(control.advance):
-            m.d.sync += result.dv.eq(Mux(window, scaled, dv_next))
+            m.d.sync += result.dv.eq(Mux(window[1], scaled, dv_next[1]))

@@ -591,8 +591,9 @@ def neuron_lane_step(
 
 # dV unit: the eq. 15 mux (hw.dv.DvUnit) -------------------------------------------------------
 
-#: Cycles from an accepted operand to its result (product stage, shift/saturate/mux stage).
-DV_UNIT_LATENCY = 2
+#: Cycles from an accepted operand to its result (partial products, their sum, then the
+#: shift, saturation and mux).
+DV_UNIT_LATENCY = 3
 
 
 class DvUnitParams(NamedTuple):

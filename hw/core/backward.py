@@ -7,12 +7,12 @@ The bit-plane walker (:class:`hw.core.walk.Walker`) takes the neurons with ``h =
 ``e_c << E`` (where injected); with the fc decoder it is the dot product of the neuron's D
 row at t (``c_D`` words) with the class errors, shifted by ``gf + fw - 2 df + G``
 (numerics section 3.1), through the same dot-product lane. Either sum and the neuron's R (read after the event, lane
-selected and registered) enter one :class:`hw.dv.DvUnit` (the product, then shift,
-saturation), whose result is written into the neuron's lane of ``dV^l``
-``DV_LATENCY`` = 6 cycles after the event's last read:
+selected and registered) enter one :class:`hw.dv.DvUnit` (the partial products, their
+sum, then shift and saturation), whose result is written into the neuron's lane of
+``dV^l`` ``DV_LATENCY`` = 7 cycles after the event's last read:
 
     last read e | data e + 1 | operand registers e + 2 | the dot product's two stages,
-    R read e + 3 | dot sum, R registered, e + 4: the dV unit's operand | e + 6: the write
+    R read e + 3 | dot sum, R registered, e + 4: the dV unit's operand | e + 7: the write
 
 The unit shifts by ``K_max = max(K, K_0)`` (the encoder's mux shift is ``K_0 = K - 8 + fw``);
 a layer with a smaller shift ``K_l`` enters it shifted left by ``K_max - K_l``, so

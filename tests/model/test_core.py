@@ -13,6 +13,7 @@ from model.core import (
     CONTROL_LATENCY,
     DECODE_LATENCY,
     DIVIDER_LATENCY,
+    DV_LATENCY,
     DW_EMPTY_WORD_CYCLES,
     INTEGRATE_LATENCY,
     READOUT_LATENCY,
@@ -359,10 +360,11 @@ def test_inference_cycles_by_hand() -> None:
 
 def test_learning_cycles_by_hand() -> None:
     result = CoreModel(_tiny(), lanes=1, queue_depth=3).learn(np.array([255]), 0)
-    # backward: dV clear 1, output dV 3 + 6 + 1 = 10, dW row 3 + 3 + 1 = 7 (no dVth at T = 1,
+    # backward: dV clear 1, output dV 3 + 7 + 1 = 11, dW row 3 + 3 + 1 = 7 (no dVth at T = 1,
     # no encoder dV at t = 1); update: weights 1 word + 4 + 1, thresholds 2 x (5 + 1); every
     # pass one cycle more for the controller's registered done.
-    assert result.cycles == {"clear": 2, "forward": 20, "readout": 3, "backward": 21, "update": 21}
+    assert DV_LATENCY == 7
+    assert result.cycles == {"clear": 2, "forward": 20, "readout": 3, "backward": 22, "update": 21}
 
 
 def test_changed_threshold_waits_for_the_divider() -> None:
