@@ -931,12 +931,9 @@ class IntegerNetwork:
         self._max_weight: dict[int, int] = {}
         for index, syn in self.synapses.items():
             weight = self.weights[index - 1]
-            largest = int(np.abs(weight).max(initial=0))
-            full = np.full((1, syn.n_input), syn.window)
-            bound = syn.window * syn.n_input * largest
-            self._positive[index] = syn.forward(full, np.maximum(weight, 0), bound)[0]
-            self._negative[index] = syn.forward(full, np.maximum(-weight, 0), bound)[0]
-            self._max_weight[index] = largest
+            self._positive[index] = syn.step_sums(np.maximum(weight, 0))
+            self._negative[index] = syn.step_sums(np.maximum(-weight, 0))
+            self._max_weight[index] = int(np.abs(weight).max(initial=0))
 
     def _layer_k(self, index: int) -> int:
         return self.formats.encoder_k if index == 0 else self.formats.k

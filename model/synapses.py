@@ -14,8 +14,13 @@ their flat index in their layer's shape ((C, H, W) row-major, or flat).
   event touches, in the contract's order (the reference path's event loop, and
   :meth:`Synapses.rows`, the effective weights of a few neurons for an event-order replay);
 * exact products over many events at once (:meth:`~Synapses.forward`,
-  :meth:`~Synapses.backward`, :meth:`~Synapses.weight_sums`) through
+  :meth:`~Synapses.backward`, :meth:`ConvSynapses.weight_sums`) through
   :func:`model.fixed.exact_matmul` (the fast path's).
+
+Values are int64 on the contract's grids: weights signed ``w`` bits (LSB ``2^-fw``), input
+counts 0..4^k, currents exact on the membrane grid (saturation is the caller's), dV signed
+``g`` bits (LSB ``2^-gf``), spatial sums exact (``g + w + ceil(log2 fan_out)`` bits) and
+weight-gradient accumulators signed ``dw`` bits, saturating.
 
 Weights are 2-D int64: FC ``(n_out, n_in)``; conv ``(C_out, 9 C_in)``, column
 ``9 c + 3 i + j`` the kernel tap (i, j) of input channel c (tap row i = dy + 1, column
@@ -161,6 +166,11 @@ class Synapses(ABC):
         bounds every partial sum (:func:`~model.fixed.exact_matmul`, also ``as_int``)."""
 
     @abstractmethod
+    def step_sums(self, weight: np.ndarray) -> np.ndarray:
+        """Per neuron (n_output,), the sum of ``weight`` (non-negative, e.g. the positive
+        part of W) over every event one step can bring: 4^k per input that reaches it."""
+
+    @abstractmethod
     def backward(self, dv: np.ndarray, weight: np.ndarray, bound: int) -> np.ndarray:
         """Exact spatial sums (M, n_input) ``sum_j dV_j W_j,m`` of each input m over the
         neurons j its events reach, for dV (M, n_output)."""
@@ -197,6 +207,9 @@ class FullSynapses(Synapses):
         self, counts: np.ndarray, weight: np.ndarray, bound: int, *, as_int: bool = True
     ) -> np.ndarray:
         return exact_matmul(counts, weight.T, bound, as_int=as_int)
+
+    def step_sums(self, weight: np.ndarray) -> np.ndarray:
+        return self.window * weight.sum(axis=1)
 
     def backward(self, dv: np.ndarray, weight: np.ndarray, bound: int) -> np.ndarray:
         return exact_matmul(dv, weight, bound)
@@ -248,6 +261,10 @@ class ConvSynapses(Synapses):
     ) -> np.ndarray:
         product = exact_matmul(self._patches(counts), weight.T, bound, as_int=as_int)
         return self._channel_major(product, len(counts))
+
+    def step_sums(self, weight: np.ndarray) -> np.ndarray:
+        full = np.full((1, self.n_input), self.window)
+        return self.forward(full, weight, self.window * int(weight.sum()))[0]
 
     def backward(self, dv: np.ndarray, weight: np.ndarray, bound: int) -> np.ndarray:
         # Input (c, p, q) reaches (o, p + 1 - i, q + 1 - j) through tap (i, j): the patch

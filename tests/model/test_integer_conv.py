@@ -11,12 +11,16 @@ from hypothesis import strategies as st
 from model.core import CoreModel, check_core_spec
 from model.fixed import ROUNDINGS, signed_range
 from model.integer import (
+    FitState,
     Formats,
+    History,
     IntegerNetwork,
     LearningRule,
     ShiftSchedule,
     equivalent_float_lr,
     fit,
+    load_learner,
+    save_learner,
     shift_offsets,
 )
 from model.spec import NetworkSpec
@@ -353,8 +357,14 @@ def test_memories_of_conv_and_pool_layers() -> None:
 
 def test_checkpoint_round_trip(tmp_path) -> None:
     spec = NetworkSpec.parse("2C3-AP2-3C3-4FC", input_shape=(1, 4, 6), timesteps=3, population=2, classes=2)
-    net = IntegerNetwork.scratch(spec, Formats(w=6, v=12), seed=9, rule=LearningRule(7, 8, "nearest", 4))
-    net.learn(np.full((2, 1, 4, 6), 90, np.uint8), np.array([0, 1]))
+    rule = LearningRule(7, 8, "nearest", 4)
+    net = IntegerNetwork.scratch(spec, Formats(w=6, v=12), seed=9, gain=1.0, rule=rule)
+    net.learn(np.random.default_rng(1).integers(0, 256, (2, 1, 4, 6), dtype=np.uint8), np.array([0, 1]))
+    # A learner state keeps the pending conv accumulators.
+    state = FitState(0, 2, 0, np.random.default_rng(0).bit_generator.state, History())
+    save_learner(tmp_path / "state", net, state)
+    resumed, _, _ = load_learner(tmp_path / "state")
+    assert _same_state(resumed, net) and resumed.pending == 2 and any(d.any() for d in resumed.dw)
     net.flush()
     back = IntegerNetwork.load(net.save(tmp_path / "ck"))
     assert back.spec == spec and back.formats == net.formats and _same_state(back, net)
