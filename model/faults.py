@@ -2,8 +2,8 @@
 
 A fault is one bit of one stored value of a memory of :data:`~model.integer.STORED_MEMORIES`
 (``W``, ``VTH``, ``R``, ``DW``, ``DVTH``): its layer, the flat index of the value in the
-integer model's array (:meth:`IntegerNetwork.memory`; ``W`` is ``(n_l, n_{l-1})``
-row-major, the core's rows are its columns) and the bit position in the value's stored code
+integer model's array (:meth:`IntegerNetwork.memory`; ``W`` is ``(n_l, n_{l-1})``, or
+``(C_out, 9 C_in)`` for a conv layer, row-major, the core's rows are its columns) and the bit position in the value's stored code
 (0 = LSB; two's complement for the signed memories, :meth:`Formats.stored`).
 
 At a bit-error rate ``ber`` every stored bit of a memory is faulty with probability ``ber``

@@ -24,6 +24,7 @@ intermediate here can overflow (the bounds are stated per function).
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, overload
 
@@ -584,7 +585,7 @@ def exact_matmul(a: ArrayLike, b: ArrayLike, bound: int, *, as_int: bool = True)
 
 def integrate(
     v: ArrayLike,
-    weights: ArrayLike,
+    weights: ArrayLike | Callable[[np.ndarray], np.ndarray],
     spikes: ArrayLike,
     bits: int,
     *,
@@ -604,14 +605,18 @@ def integrate(
     ----------
     v : array of int, shape (N, n_out)
         Membranes, signed ``bits``.
-    weights : array of int, shape (n_out, n_in)
-        Weights, |W| < 2^(w-1).
+    weights : array of int, shape (n_out, n_in), or callable
+        Weights, |W| < 2^(w-1); or, for a layer without a dense weight matrix (a conv
+        kernel at every position), ``rows(neurons)`` returning the weights W_ji of the
+        given neurons j (len(neurons), n_in), 0 where input i does not reach j (then
+        ``positive``, ``negative`` and ``current`` are required).
     spikes : array of bool, shape (N, n_in)
         Presynaptic spikes of this step.
     bits : int
         Membrane width v.
     positive, negative : array of int, shape (n_out,), optional
-        ``sum_i relu(W_ji)`` and ``sum_i relu(-W_ji)`` if the caller caches them.
+        ``sum_i relu(W_ji)`` and ``sum_i relu(-W_ji)`` (or bounds of them) if the caller
+        caches them.
     current : array of int, shape (N, n_out), optional
         The exact sums ``spikes @ weights.T`` if the caller computed them (e.g. for all
         time steps of a layer in one product).
@@ -623,22 +628,29 @@ def integrate(
     """
     low, high = signed_range(bits)
     v = _as_int64("v", v)
-    w = _as_int64("weights", weights)
     s = np.asarray(spikes, dtype=bool)
-    if positive is None:
-        positive = np.maximum(w, 0).sum(axis=1)
-    if negative is None:
-        negative = np.maximum(-w, 0).sum(axis=1)
-    if current is None:
-        bound = int(max(positive.max(initial=0), negative.max(initial=0)))
-        current = exact_matmul(s, w.T, bound)
+    if callable(weights):
+        if positive is None or negative is None or current is None:
+            raise ValueError("weights: a row function needs positive, negative and current")
+        rows_of = weights
+    else:
+        w = _as_int64("weights", weights)
+        rows_of = w.__getitem__
+        if positive is None:
+            positive = np.maximum(w, 0).sum(axis=1)
+        if negative is None:
+            negative = np.maximum(-w, 0).sum(axis=1)
+        if current is None:
+            bound = int(max(positive.max(initial=0), negative.max(initial=0)))
+            current = exact_matmul(s, w.T, bound)
     total = v + current
     risky = (v + positive > high) | (v - negative < low)
     if not risky.any():
         return total
     rows, cols = np.nonzero(risky)
     s_rows = s[rows]
-    w_cols = w[cols]
+    neurons, inverse = np.unique(cols, return_inverse=True)
+    w_cols = rows_of(neurons)[inverse]
     pos = (s_rows * np.maximum(w_cols, 0)).sum(axis=1)
     neg = (s_rows * np.maximum(-w_cols, 0)).sum(axis=1)
     replay = (v[rows, cols] + pos > high) | (v[rows, cols] - neg < low)

@@ -1,8 +1,9 @@
 """The bit-accurate integer network: inference and on-line learning (docs/numerics.md).
 
-:class:`IntegerNetwork` holds integer weights and thresholds of an FC spiking network
-(:class:`~model.spec.NetworkSpec`) in the formats of :class:`Formats`, runs the forward
-pass on u8 pixels, computes the eq. 15 gradients in integers, accumulates them and applies
+:class:`IntegerNetwork` holds integer weights and thresholds of a spiking network of FC,
+3x3 conv and AP2 layers (:class:`~model.spec.NetworkSpec`; the layer kinds' connections in
+:mod:`model.synapses`) in the formats of :class:`Formats`, runs the forward pass on u8
+pixels, computes the eq. 15 gradients in integers, accumulates them and applies
 shift-based updates every B samples with floor / nearest / stochastic rounding. The
 readout is the last-spike, rate or spatio-temporal (``fc``) decoder.
 
@@ -15,10 +16,14 @@ Two paths give bit-identical results, saturation included:
   presynaptic event at a time for integration, one window neuron at a time for the
   backward dot product, one accumulator element and one LFSR step at a time for updates.
 
-Quantities and shapes (FC only, flat inputs; layer 0 is the encoder):
+Quantities and shapes (layer 0 is the encoder; flat or (C, H, W) inputs):
 
-* ``weights[l-1]``: layer l, int64 (n_l, n_{l-1}), signed ``w`` bits, LSB ``2^-fw``;
-* ``thresholds[l]``: l = 0..L, int64 (n_l,), 1..2^(v-1)-1 (encoder: pixel LSB 1/255);
+* ``weights[l-1]``: layer l, int64, signed ``w`` bits, LSB ``2^-fw``: FC (n_l, n_{l-1}),
+  conv (C_out, 9 C_in) (:mod:`model.synapses`), AP2 (0, 0); a layer behind k AP2 layers
+  weighs each of the 4^k spikes of a window (it stands for the float weight / 4^k);
+* ``thresholds[l]``: l = 0..L, int64, one per channel (FC: per neuron; conv and image
+  encoder: per channel, shared by its H W neurons; AP2: none), 1..2^(v-1)-1 (encoder:
+  pixel LSB 1/255);
 * ``reciprocals[l]``: ``floor(2^K / thresholds[l])``;
 * accumulators ``dw[l-1]`` (signed ``dw`` bits) and ``dth[l]`` (signed ``dth`` bits);
 * ``fc`` decoder only: ``decoder`` int64 (classes, T n_L), signed ``w`` bits, LSB ``2^-df``
@@ -55,7 +60,6 @@ from model.fixed import (
     fire_scan,
     fire_steps,
     integrate,
-    integrate_events,
     mul_shift,
     mux_dv_steps,
     reciprocal,
@@ -65,8 +69,18 @@ from model.fixed import (
     signed_range,
 )
 from model.spec import NetworkSpec
+from model.synapses import (
+    Synapses,
+    layer_synapses,
+    pool_counts,
+    positions,
+    source_layer,
+    weight_fold,
+    weight_shape,
+)
 
 __all__ = [
+    "CONV_INIT_GAIN",
     "DECODER_ERROR_GAIN",
     "DECODER_SHIFT_OFFSET",
     "DEFAULT_SCHEDULE",
@@ -90,6 +104,7 @@ __all__ = [
     "output_sums",
     "recipe",
     "save_learner",
+    "shift_offsets",
 ]
 
 #: The memories whose stored values :meth:`IntegerNetwork.memory` exposes: weights,
@@ -109,6 +124,12 @@ DECODER_ERROR_GAIN = 7
 #: the float trainer's ``U(-a, a)`` on the integer grid with half its gain (fewer initial
 #: spikes; on-line learning from scratch at w = 8 starts faster, docs/results.md).
 INIT_GAIN = 1.0
+#: Scratch init gain of networks with conv or AP2 layers. A conv neuron's few inputs
+#: (9 C_in, dense encoder spikes) and the counts behind a pool make the FC gain's layers fire
+#: densely: 8C3-AP2-16C3-AP2-100FC on digits (T = 8, shift 12, 5 epochs, seed 0) stayed at
+#: chance with gains 1.0 and 0.6 and reached 62 / 74 % test accuracy with 0.3 / 0.4
+#: (0.4: 69 and 68 % on seeds 1 and 2).
+CONV_INIT_GAIN = 0.4
 
 
 # Formats ------------------------------------------------------------------------------
@@ -293,9 +314,11 @@ class Formats:
         Raises
         ------
         ValueError
-            Naming ``g``/``w`` when ``g + w + ceil(log2 fan_out)`` exceeds 62 bits.
+            Naming ``g``/``w`` when ``g + w + ceil(log2 fan_out)`` exceeds 62 bits (fan-out:
+            the neurons one input event reaches, n_l for FC, 9 C_out for conv).
         """
-        fan_out = max(layer.size for layer in spec.layers)
+        spiking = spec.spiking_layers()[1:]
+        fan_out = max(layer_synapses(spec, index).fan_out for index in spiking)
         acc_bits = self.g + self.w + ceil_log2(fan_out)
         # (acc * R) >> K_l with R of K + 1 bits and K_l >= K - 8 + fw must stay in range.
         product_bits = acc_bits + 1 + max(PIXEL_FRAC - self.fw, 0)
@@ -469,6 +492,21 @@ class Recipe:
 #: fc decoder").
 DECODER_SHIFT_OFFSET: dict[str, int] = {"fc": 1}
 
+
+def shift_offsets(spec: NetworkSpec, index: int) -> tuple[int, int]:
+    """Layer ``index``'s additions to the weight and threshold shifts (numerics section 4.3),
+    so that every layer learns at an FC layer's float-equivalent rate.
+
+    Weights: ``4 k`` behind k AP2 layers (a weight there stands for W_f / 4^k and takes up
+    to 4^k events per input, so the same shift would step W_f 16^k times as fast).
+    Thresholds of a layer of H x W positions (conv, image encoder): ``rint(log2(H W))``,
+    since a channel's gradient sums over its positions (the float trainer's ``1 / (H W)``).
+    Both 0 for FC layers on flat inputs.
+    """
+    weight = 4 * (index - 1 - source_layer(spec, index)) if index > 0 else 0
+    return weight, int(np.rint(np.log2(positions(spec.layer_shape(index)))))
+
+
 #: Defaults per (dataset, init): ``init`` is ``"scratch"`` or ``"finetune"`` (a quantized
 #: float network). Chosen by the sweeps in docs/results.md.
 RECIPES: dict[tuple[str, str], Recipe] = {
@@ -509,9 +547,12 @@ class IntegerTrace:
     Attributes
     ----------
     spikes : list of numpy.ndarray
-        ``spikes[l]``, l = 0..L, bool (T, N, n_l).
+        ``spikes[l]``, l = 0..L, bool (T, N, n_l) (neurons in flat (C, H, W) order); for
+        an AP2 layer the input counts it passes on, int64 (T, N, n_l), each the number of
+        spikes (0..4^k behind k pools) of its window.
     windows : list of numpy.ndarray
-        The eq. 14 windows ``h``, bool (T, N, n_l), on V before reset.
+        The eq. 14 windows ``h``, bool (T, N, n_l), on V before reset (AP2: (T, N, 0), no
+        neurons).
     last_membrane : numpy.ndarray
         Output membranes at t = T before the reset, int64 (N, n_L).
     counts : numpy.ndarray
@@ -605,6 +646,11 @@ def flat_history(spikes_out: np.ndarray) -> np.ndarray:
     return spikes_out.transpose(1, 0, 2).reshape(batch, steps * n_out)
 
 
+def _sample_major(steps: np.ndarray) -> np.ndarray:
+    """Per-step values (T, N, n) as rows (N T, n): samples ascending, then the steps as given."""
+    return steps.transpose(1, 0, 2).reshape(-1, steps.shape[2])
+
+
 def _decode(spikes_out: np.ndarray, spec: NetworkSpec, decoder: np.ndarray | None) -> np.ndarray:
     """Decoded values (N, classes) from output spikes (T, N, n_L): class spike counts, or
     the fc decoder's exact sums ``sum_(t,j) D_c,(t n_L + j) S_j[t]`` (LSB ``2^-df``)."""
@@ -622,25 +668,23 @@ def _decode(spikes_out: np.ndarray, spec: NetworkSpec, decoder: np.ndarray | Non
 def _check_integer_spec(spec: NetworkSpec) -> None:
     if not isinstance(spec, NetworkSpec):
         raise ValueError(f"spec: expected a NetworkSpec, got {type(spec).__name__}")
-    if not spec.is_fc_only:
-        raise ValueError(
-            f"arch: the integer model supports FC layers on flat inputs, not {spec.arch}"
-        )
 
 
 class IntegerNetwork:
-    """An FC spiking network in integers (docs/numerics.md).
+    """A spiking network of FC, conv and AP2 layers in integers (docs/numerics.md).
 
     Parameters
     ----------
     spec : NetworkSpec
-        FC layers, flat input, any decoder.
+        Any architecture (FC, conv, AP2; flat or image input), any decoder.
     formats : Formats
         Widths.
     weights : sequence of array of int
-        ``weights[l-1]`` of layer l, shape (n_l, n_{l-1}), fitting signed ``w`` bits.
+        ``weights[l-1]`` of layer l, shape :func:`model.synapses.weight_shape` (FC
+        (n_l, n_{l-1}), conv (C_out, 9 C_in), AP2 (0, 0)), fitting signed ``w`` bits.
     thresholds : sequence of array of int
-        ``thresholds[l]``, l = 0..L, shape (n_l,), in 1..2^(v-1)-1.
+        ``thresholds[l]``, l = 0..L, shape (channels_l,) (:meth:`NetworkSpec.channels`), in
+        1..2^(v-1)-1.
     decoder : array of int, optional
         The fc decoder's weights (classes, T n_L), fitting signed ``w`` bits; required for
         ``spec.decoder == "fc"``, else not allowed.
@@ -686,9 +730,16 @@ class IntegerNetwork:
                 f"thresholds: expected {layers + 1} arrays (layers 0..{layers}), "
                 f"got {len(thresholds)}"
             )
+        #: The synapses of every spiking layer 1..L, and the spiking layer each one's
+        #: spikes reach (its consumer).
+        self.synapses: dict[int, Synapses] = {
+            index: layer_synapses(spec, index) for index in spec.spiking_layers()[1:]
+        }
+        self._consumer = {syn.source: index for index, syn in self.synapses.items()}
+        self._offsets = [shift_offsets(spec, index) for index in range(spec.num_layers + 1)]
         self.weights: list[np.ndarray] = []
         for index, array in enumerate(weights, start=1):
-            shape = (spec.neurons(index), spec.neurons(index - 1))
+            shape = weight_shape(spec, index)
             name = f"weights[{index - 1}]"
             if np.shape(array) != shape:
                 raise ValueError(
@@ -734,13 +785,18 @@ class IntegerNetwork:
         formats: Formats | None = None,
         *,
         seed: int = 0,
-        gain: float = INIT_GAIN,
+        gain: float | None = None,
         rule: LearningRule | None = None,
     ) -> IntegerNetwork:
         """Seeded integer init: ``W ~ U{-a..a}`` with ``a = rint(gain Vth0 sqrt(3/fan_in) 2^fw)``.
 
-        Thresholds start at ``spec.initial_threshold`` (``rint(. * 2^fw)``, encoder
-        ``rint(. * 255)``); the fc decoder's weights, drawn after the layers', at
+        ``fan_in`` is a neuron's inputs, n_{l-1} (FC) or 9 C_in (conv), whatever AP2 layers
+        come before (in float units a weight behind k pools is then 4^k times larger,
+        :func:`~model.synapses.weight_fold`, which keeps those layers spiking without the
+        float trainer's :meth:`~model.stbp.Network.calibrate`). ``gain`` defaults to
+        :data:`INIT_GAIN` for FC layers only, else :data:`CONV_INIT_GAIN`. Thresholds start
+        at ``spec.initial_threshold`` (``rint(. * 2^fw)``, encoder ``rint(. * 255)``); the
+        fc decoder's weights, drawn after the layers', at
         ``a = rint(sqrt(3 / (T n_L)) 2^df)`` (the float decoder's bound); the LFSR is
         seeded with ``seed``.
         """
@@ -748,6 +804,9 @@ class IntegerNetwork:
         formats = Formats() if formats is None else formats
         seed = check_field("seed", seed, minimum=0, maximum=(1 << 63) - 1)
         rng = np.random.default_rng(seed)
+        if gain is None:
+            only_fc = all(layer.kind == "fc" for layer in spec.layers)
+            gain = INIT_GAIN if only_fc else CONV_INIT_GAIN
 
         def draw(bound: float, frac: int, shape: tuple[int, int]) -> np.ndarray:
             a = int(min(max(round(bound * 2.0**frac), 1), formats.weight.max))
@@ -755,9 +814,12 @@ class IntegerNetwork:
 
         weights = []
         for index in range(1, spec.num_layers + 1):
-            fan_in = spec.neurons(index - 1)
-            bound = gain * spec.initial_threshold * math.sqrt(3.0 / fan_in)
-            weights.append(draw(bound, formats.fw, (spec.neurons(index), fan_in)))
+            shape = weight_shape(spec, index)
+            if not spec.layers[index - 1].spiking:
+                weights.append(np.zeros(shape, np.int64))
+                continue
+            bound = gain * spec.initial_threshold * math.sqrt(3.0 / shape[1])
+            weights.append(draw(bound, formats.fw, shape))
         decoder = None
         if spec.decoder == "fc":
             inputs = spec.timesteps * spec.neurons(spec.num_layers)
@@ -784,13 +846,18 @@ class IntegerNetwork:
     ) -> IntegerNetwork:
         """Quantize a float :class:`model.stbp.Network` (numerics section 1).
 
-        ``W = sat_w(rint(W_f 2^fw))``, ``Vth = clamp(rint(Vth_f 2^fw), 1, max)``, encoder
-        ``Vth0 = clamp(rint(255 Vth0_f), 1, max)``, fc decoder ``D = sat_w(rint(D_f 2^df))``.
+        ``W = sat_w(rint(W_f 2^fw / 4^k))`` behind k AP2 layers (the pools' 1/4^k folded
+        in, :func:`~model.synapses.weight_fold`; conv kernels reshaped to (C_out, 9 C_in)),
+        ``Vth = clamp(rint(Vth_f 2^fw), 1, max)``, encoder ``Vth0 = clamp(rint(255 Vth0_f),
+        1, max)``, fc decoder ``D = sat_w(rint(D_f 2^df))``.
         """
         spec = net.spec
         _check_integer_spec(spec)
         formats = Formats() if formats is None else formats
-        weights = [formats.weight.quantize(w) for w in net.weights]
+        weights = [
+            formats.weight.quantize(w.reshape(weight_shape(spec, index)) / weight_fold(spec, index))
+            for index, w in enumerate(net.weights, start=1)
+        ]
         thresholds = [
             formats.quantize_threshold(vth, encoder=index == 0)
             for index, vth in enumerate(net.thresholds)
@@ -804,8 +871,8 @@ class IntegerNetwork:
 
     def memory(self, memory: str, layer: int) -> np.ndarray:
         """The stored values of ``memory`` (:data:`STORED_MEMORIES`) of ``layer`` (the array
-        itself: ``W``/``DW`` (n_l, n_{l-1}) for l = 1..L, ``VTH``/``R``/``DVTH`` (n_l,) for
-        l = 0..L)."""
+        itself: ``W``/``DW`` for l = 1..L shaped as :attr:`weights`, ``VTH``/``R``/``DVTH``
+        one per channel for l = 0..L; an AP2 layer's are empty)."""
         self.formats.stored(memory)
         per_layer = {"W": self.weights, "DW": self.dw, "VTH": self.thresholds,
                      "R": self.reciprocals, "DVTH": self.dth}[memory]
@@ -835,7 +902,8 @@ class IntegerNetwork:
 
     def to_float(self, dtype: Any = np.float64) -> Any:
         """The float :class:`model.stbp.Network` with this network's values (the inverse of
-        :meth:`from_float`): ``W / 2^fw``, ``Vth / 2^fw``, encoder ``Vth0 / 255``.
+        :meth:`from_float`): ``4^k W / 2^fw`` (k AP2 layers before), ``Vth / 2^fw``, encoder
+        ``Vth0 / 255``.
 
         Both networks then emit the same spikes on ``x = p / 255`` except where float
         rounding decides an exact tie with a threshold (the encoder's 1/255 steps are not
@@ -845,8 +913,8 @@ class IntegerNetwork:
 
         floats = Network(self.spec, dtype=dtype)
         scale = 2.0**self.formats.fw
-        for target, weight in zip(floats.weights, self.weights):
-            target[...] = weight / scale
+        for index, (target, weight) in enumerate(zip(floats.weights, self.weights), start=1):
+            target[...] = (weight * (weight_fold(self.spec, index) / scale)).reshape(target.shape)
         floats.thresholds[0][...] = self.thresholds[0] / PIXEL_SCALE
         for target, vth in zip(floats.thresholds[1:], self.thresholds[1:]):
             target[...] = vth / scale
@@ -855,23 +923,40 @@ class IntegerNetwork:
         return floats
 
     def _refresh(self) -> None:
-        """Recompute the per-neuron weight sums after a weight change."""
-        self._positive = [np.maximum(w, 0).sum(axis=1) for w in self.weights]
-        self._negative = [np.maximum(-w, 0).sum(axis=1) for w in self.weights]
-        self._max_weight = [int(np.abs(w).max(initial=0)) for w in self.weights]
+        """Recompute, after a weight change, each spiking layer's largest |W| and per neuron
+        the sums of its positive and of its negative weights over every event one step can
+        bring (4^k per input behind k pools)."""
+        self._positive: dict[int, np.ndarray] = {}
+        self._negative: dict[int, np.ndarray] = {}
+        self._max_weight: dict[int, int] = {}
+        for index, syn in self.synapses.items():
+            weight = self.weights[index - 1]
+            self._positive[index] = syn.step_sums(np.maximum(weight, 0))
+            self._negative[index] = syn.step_sums(np.maximum(-weight, 0))
+            self._max_weight[index] = int(np.abs(weight).max(initial=0))
 
     def _layer_k(self, index: int) -> int:
         return self.formats.encoder_k if index == 0 else self.formats.k
 
+    def _per_neuron(self, values: np.ndarray, index: int) -> np.ndarray:
+        """Per-channel values of spiking layer ``index`` (thresholds, reciprocals) for each
+        of its neurons, in flat order."""
+        return np.repeat(values, positions(self.spec.layer_shape(index)))
+
     # Inputs ----------------------------------------------------------------------------
 
     def check_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        """u8 pixels (N, n_0) as int64, else ``ValueError`` naming ``pixels``."""
+        """u8 pixels (N, n_0) or (N, *input_shape) as int64 (N, n_0), else ``ValueError``
+        naming ``pixels``."""
         array = np.asarray(pixels)
-        if array.ndim != 2 or array.shape[1:] != self.spec.input_shape or not len(array):
+        n_0 = self.spec.neurons(0)
+        if array.ndim > 2 and array.shape[1:] == self.spec.input_shape:
+            array = array.reshape(len(array), n_0)
+        if array.ndim != 2 or array.shape[1] != n_0 or not len(array):
+            shape = ", ".join(map(str, self.spec.input_shape))
+            image = f" or (N, {shape})" if len(self.spec.input_shape) == 3 else ""
             raise ValueError(
-                f"pixels: expected shape (N, {self.spec.input_shape[0]}) with N >= 1, "
-                f"got {array.shape}"
+                f"pixels: expected shape (N, {n_0}){image} with N >= 1, got {array.shape}"
             )
         if not np.issubdtype(array.dtype, np.integer):
             raise ValueError(f"pixels: expected u8 integers 0..255, got dtype {array.dtype}")
@@ -899,113 +984,125 @@ class IntegerNetwork:
 
     def _trace(
         self,
-        spikes: list[np.ndarray],
-        windows: list[np.ndarray],
+        spikes: Mapping[int, np.ndarray],
+        windows: Mapping[int, np.ndarray],
         last: np.ndarray,
         decoded: np.ndarray | None = None,
     ) -> IntegerTrace:
+        """The trace of the spiking layers' ``spikes`` and ``windows`` (by layer index),
+        with each AP2 layer's input counts in between."""
+        spec = self.spec
+        steps, batch = spikes[0].shape[:2]
+        spike_list, window_list = [], []
+        for index in range(spec.num_layers + 1):
+            if index in spikes:
+                spike_list.append(spikes[index])
+                window_list.append(windows[index])
+                continue
+            source = source_layer(spec, index)
+            levels = index - source
+            spike_list.append(pool_counts(spikes[source], spec.layer_shape(source), levels))
+            window_list.append(np.zeros((steps, batch, 0), bool))
         if decoded is None:
-            decoded = _decode(spikes[-1], self.spec, self.decoder)
-        return IntegerTrace(spikes, windows, last, decoded, by_class=self.decoder is None)
+            decoded = _decode(spike_list[-1], spec, self.decoder)
+        return IntegerTrace(spike_list, window_list, last, decoded, by_class=self.decoder is None)
 
     def _forward_fast(self, p: np.ndarray) -> IntegerTrace:
-        # Layer-major: layer l at step t needs only layer l at t-1 and layer l-1 at t, so
+        # Layer-major: layer l at step t needs only layer l at t-1 and its source at t, so
         # each layer's currents for all T steps come from one exact product; the results
         # equal the core's time-major order.
         spec, f = self.spec, self.formats
-        steps = spec.timesteps
-        encoded, encoder_windows = encode(p, self.thresholds[0], steps, f.v, reset=spec.reset)
-        spikes, windows = [encoded], [encoder_windows]
-        for index in range(1, spec.num_layers + 1):
-            layer = self._layer_forward(index, spikes[-1])
-            spikes.append(layer[0])
-            windows.append(layer[1])
-        return self._trace(spikes, windows, layer[2])
+        vth = self._per_neuron(self.thresholds[0], 0)
+        encoded = encode(p, vth, spec.timesteps, f.v, reset=spec.reset)
+        spikes, windows = {0: encoded[0]}, {0: encoded[1]}
+        for index, syn in self.synapses.items():
+            spikes[index], windows[index], last = self._layer_forward(index, spikes[syn.source])
+        return self._trace(spikes, windows, last)
 
     def _layer_forward(
         self, index: int, below: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Spikes, windows (T, N, n) and last pre-reset membranes (N, n) of layer ``index``.
+        """Spikes, windows (T, N, n) and last pre-reset membranes (N, n) of spiking layer
+        ``index`` from its source's spikes ``below`` (T, N, n_source).
 
         From V = 0 every partial sum of a sample's events up to step t lies between
-        ``-sum relu(-W_ji)`` and ``sum relu(W_ji)`` over the input spikes so far (the
+        ``-sum relu(-W_ji)`` and ``sum relu(W_ji)`` over the input events so far (the
         reset never raises V and leaves it >= 0 when it fires). Samples whose bound fits
-        the membrane (checked with the weights' row sums, else with the input spike
-        counts) cannot saturate and run through :func:`fire_steps`; the others replay
-        their events step by step with :func:`integrate`.
+        the membrane (checked with the weights' sums, else with the input counts) cannot
+        saturate and run through :func:`fire_steps`; the others replay their events step
+        by step with :func:`integrate`.
         """
         spec, f = self.spec, self.formats
-        steps, batch, n_in = below.shape
+        syn = self.synapses[index]
+        steps, batch, _ = below.shape
         weight = self.weights[index - 1]
-        positive, negative = self._positive[index - 1], self._negative[index - 1]
-        n_out = len(weight)
+        positive, negative = self._positive[index], self._negative[index]
         high = signed_range(f.v)[1]
         bound = int(max(positive.max(initial=0), negative.max(initial=0)))
-        currents = exact_matmul(below.reshape(steps * batch, n_in), weight.T, bound, as_int=False)
-        currents = currents.reshape(steps, batch, n_out)
+        counts = syn.pool(below).reshape(steps * batch, syn.n_input)
+        currents = syn.forward(counts, weight, bound, as_int=False)
+        currents = currents.reshape(steps, batch, syn.n_output)
         if steps * bound <= high:
             reach = np.full(batch, steps * bound)
         else:
-            counts = below.sum(axis=0)
-            rows = int(counts.sum(axis=1).max(initial=0)) * self._max_weight[index - 1]
+            totals = syn.pool(below.sum(axis=0, dtype=np.int64))
+            rows = int(totals.sum(axis=1).max(initial=0)) * self._max_weight[index]
             reach = np.maximum(
-                exact_matmul(counts, np.maximum(weight, 0).T, rows),
-                exact_matmul(counts, np.maximum(-weight, 0).T, rows),
+                syn.forward(totals, np.maximum(weight, 0), rows),
+                syn.forward(totals, np.maximum(-weight, 0), rows),
             ).max(axis=1, initial=0)
+        vth = self._per_neuron(self.thresholds[index], index)
         safe = reach <= high
         if safe.all():
-            return fire_steps(
-                currents, self.thresholds[index], f.v, reset=spec.reset, bound=int(reach.max())
-            )
-        out_spikes = np.empty((steps, batch, n_out), bool)
-        out_windows = np.empty((steps, batch, n_out), bool)
-        last = np.empty((batch, n_out), np.int64)
+            return fire_steps(currents, vth, f.v, reset=spec.reset, bound=int(reach.max()))
+        out_spikes = np.empty((steps, batch, syn.n_output), bool)
+        out_windows = np.empty((steps, batch, syn.n_output), bool)
+        last = np.empty((batch, syn.n_output), np.int64)
         if safe.any():
             out_spikes[:, safe], out_windows[:, safe], last[safe] = fire_steps(
-                currents[:, safe], self.thresholds[index], f.v,
-                reset=spec.reset, bound=int(reach[safe].max()),
+                currents[:, safe], vth, f.v, reset=spec.reset, bound=int(reach[safe].max()),
             )
-        if not safe.all():
-            exact = currents[:, ~safe].astype(np.int64)
-            v = np.zeros((int((~safe).sum()), n_out), np.int64)
-            for t in range(steps):
-                before = integrate(
-                    v, weight, below[t, ~safe], f.v,
-                    positive=positive, negative=negative, current=exact[t],
-                )
-                v, out_spikes[t, ~safe], out_windows[t, ~safe] = fire_scan(
-                    before, self.thresholds[index], reset=spec.reset
-                )
-            last[~safe] = before
+        exact = currents[:, ~safe].astype(np.int64)
+        v = np.zeros((int((~safe).sum()), syn.n_output), np.int64)
+        for t in range(steps):
+            before = integrate(
+                v, lambda neurons: syn.rows(weight, neurons), below[t, ~safe], f.v,
+                positive=positive, negative=negative, current=exact[t],
+            )
+            v, out_spikes[t, ~safe], out_windows[t, ~safe] = fire_scan(before, vth, reset=spec.reset)
+        last[~safe] = before
         return out_spikes, out_windows, last
 
     def _forward_reference(self, p: np.ndarray) -> IntegerTrace:
         spec, f = self.spec, self.formats
         steps, batch = spec.timesteps, len(p)
-        sizes = [spec.neurons(index) for index in range(spec.num_layers + 1)]
-        spikes = [np.zeros((steps, batch, n), bool) for n in sizes]
-        windows = [np.zeros((steps, batch, n), bool) for n in sizes]
-        last = np.zeros((batch, sizes[-1]), np.int64)
+        layers = [0, *self.synapses]
+        spikes = {i: np.zeros((steps, batch, spec.neurons(i)), bool) for i in layers}
+        windows = {i: np.zeros((steps, batch, spec.neurons(i)), bool) for i in layers}
+        vth = {i: self._per_neuron(self.thresholds[i], i) for i in layers}
+        last = np.zeros((batch, spec.neurons(spec.num_layers)), np.int64)
         for sample in range(batch):
-            v = [np.zeros(n, np.int64) for n in sizes]
+            v = {i: np.zeros(spec.neurons(i), np.int64) for i in layers}
             for t in range(steps):
-                v[0] = np.array([saturate(int(a) + int(b), f.v) for a, b in zip(v[0], p[sample])])
+                v[0] = saturate(v[0] + p[sample], f.v)
                 v[0], spikes[0][t, sample], windows[0][t, sample] = fire_scan(
-                    v[0], self.thresholds[0], reset=spec.reset
+                    v[0], vth[0], reset=spec.reset
                 )
-                for index in range(1, spec.num_layers + 1):
-                    events = np.flatnonzero(spikes[index - 1][t, sample])  # ascending index
-                    v[index] = integrate_events(v[index], self.weights[index - 1], events, f.v)
+                for index, syn in self.synapses.items():
+                    weight = self.weights[index - 1]
+                    for i in np.flatnonzero(spikes[syn.source][t, sample]):  # ascending index
+                        neurons, words = syn.targets(syn.source_input[i])
+                        v[index][neurons] = saturate(v[index][neurons] + weight.take(words), f.v)
                     if t == steps - 1 and index == spec.num_layers:
                         last[sample] = v[index]
                     v[index], spikes[index][t, sample], windows[index][t, sample] = fire_scan(
-                        v[index], self.thresholds[index], reset=spec.reset
+                        v[index], vth[index], reset=spec.reset
                     )
         decoded = None
         if self.decoder is not None:  # one output spike event at a time adds its column
-            n_out = sizes[-1]
+            n_out = spec.neurons(spec.num_layers)
             decoded = np.zeros((batch, spec.classes), np.int64)
-            for sample, t, j in zip(*np.nonzero(spikes[-1].transpose(1, 0, 2))):
+            for sample, t, j in zip(*np.nonzero(spikes[spec.num_layers].transpose(1, 0, 2))):
                 decoded[sample] += self.decoder[:, t * n_out + j]
         return self._trace(spikes, windows, last, decoded)
 
@@ -1043,84 +1140,122 @@ class IntegerNetwork:
         """The class errors ``e`` (N, classes) of section 3.1."""
         return output_error(trace.counts, labels, label_target(self.spec, self.formats))
 
+    def _learned_layers(self) -> list[int]:
+        """The spiking layers whose dV the backward pass computes, output first: L..1 and,
+        with trainable thresholds, the encoder (for its thresholds)."""
+        first = 0 if self.spec.threshold == "trainable" else 1
+        return [index for index in reversed(self.spec.spiking_layers()) if index >= first]
 
     def _backward_fast(self, trace: IntegerTrace, labels: np.ndarray) -> None:
-        # Layer-major (like the forward pass): dV^l[t] needs dV^l[t+1] and dV^{l+1}[t], so
-        # a layer's spatial sums for all T steps come from one exact product.
+        # Layer-major (like the forward pass): dV^l[t] needs dV^l[t+1] and dV[t] of the layer
+        # its spikes reach, so a layer's spatial sums for all T steps come from one exact
+        # product.
         spec, f = self.spec, self.formats
-        steps, layers = spec.timesteps, spec.num_layers
-        batch = len(labels)
-        trainable = spec.threshold == "trainable"
+        steps, batch = spec.timesteps, len(labels)
         error = self._output_error(trace, labels)
         if self.dd is not None:  # dD = e S, samples in order
             self.dd = accumulate_outer(self.dd, error, flat_history(trace.spikes[-1]), f.dw)
-        history: list[np.ndarray] = [np.empty(0)] * (layers + 1)
-        for index in range(layers, (0 if trainable else 1) - 1, -1):
-            size = spec.neurons(index)
-            if index == layers:
+        history: dict[int, np.ndarray] = {}
+        for index in self._learned_layers():
+            if index == spec.num_layers:
                 acc = output_sums(spec, f, self.decoder, error)
-            else:
-                above = history[index + 1].reshape(steps * batch, -1)
-                bound = int(np.abs(above).sum(axis=1).max(initial=0)) * self._max_weight[index]
-                acc = exact_matmul(above, self.weights[index], bound).reshape(steps, batch, size)
+            else:  # every neuron of a window takes its pooled position's sum
+                above = self._consumer[index]
+                syn = self.synapses[above]
+                grads = history[above].reshape(steps * batch, -1)
+                bound = int(np.abs(grads).sum(axis=1).max(initial=0)) * self._max_weight[above]
+                sums = syn.backward(grads, self.weights[above - 1], bound)
+                acc = syn.unpool(sums).reshape(steps, batch, -1)
+            recip = self._per_neuron(self.reciprocals[index], index)
             history[index] = mux_dv_steps(
-                acc, self.reciprocals[index], self._layer_k(index), trace.windows[index], f.g
+                acc, recip, self._layer_k(index), trace.windows[index], f.g
             )
         # Accumulate in the contract's order: samples ascending, t descending.
-        for index in range(1, layers + 1):
-            grads = history[index][::-1].transpose(1, 0, 2).reshape(steps * batch, -1)
-            inputs = trace.spikes[index - 1][::-1].transpose(1, 0, 2).reshape(steps * batch, -1)
-            self.dw[index - 1] = accumulate_outer(self.dw[index - 1], grads, inputs, f.dw)
-        if trainable:
-            for index in range(layers + 1):
+        for index, syn in self.synapses.items():
+            grads = _sample_major(history[index][::-1])
+            inputs = _sample_major(trace.spikes[syn.source][::-1])
+            self.dw[index - 1] = syn.accumulate(self.dw[index - 1], grads, inputs, f.dw)
+        if spec.threshold == "trainable":
+            for index, dv in history.items():
                 # -dV[t] S[t-1] for t = T..2 (0-based t = T-1..1), per sample in order.
-                adds = -history[index][:0:-1] * trace.spikes[index][-2::-1]
-                adds = adds.transpose(1, 0, 2).reshape((steps - 1) * batch, spec.neurons(index))
-                self.dth[index] = accumulate_sequence(self.dth[index], adds, f.dth)
+                adds = -dv[:0:-1] * trace.spikes[index][-2::-1]
+                self.dth[index] = accumulate_sequence(
+                    self.dth[index], self._channel_adds(adds, index), f.dth
+                )
+
+    def _channel_adds(self, adds: np.ndarray, index: int) -> np.ndarray:
+        """Threshold-gradient adds (T', N, n) of spiking layer ``index`` in accumulation
+        order, (N T' P, channels): samples ascending, then the given steps, then each
+        channel's P neurons in flat order."""
+        channels = self.spec.channels(index)
+        per_channel = positions(self.spec.layer_shape(index))
+        grouped = _sample_major(adds).reshape(-1, channels, per_channel)
+        return grouped.transpose(0, 2, 1).reshape(-1, channels)
 
     def _backward_reference(self, trace: IntegerTrace, labels: np.ndarray) -> None:
         spec, f = self.spec, self.formats
         steps, layers = spec.timesteps, spec.num_layers
-        trainable = spec.threshold == "trainable"
         error = self._output_error(trace, labels)
-        inject = range(steps) if spec.decoder == "rate" else range(steps - 1, steps)
-        first = 0 if trainable else 1
+        learned = self._learned_layers()
+        recips = {index: self._per_neuron(self.reciprocals[index], index) for index in learned}
         low_w, high_w = signed_range(f.dw)
-        low_th, high_th = signed_range(f.dth)
         n_out = spec.neurons(layers)
         for sample in range(len(labels)):
-            dv = [np.zeros(spec.neurons(index), np.int64) for index in range(layers + 1)]
+            dv = {index: np.zeros(spec.neurons(index), np.int64) for index in learned}
             if self.dd is not None:  # one column add per output spike event
                 for t, j in zip(*np.nonzero(trace.spikes[-1][:, sample])):
                     column = self.dd[:, t * n_out + j] + error[sample]
                     self.dd[:, t * n_out + j] = np.clip(column, low_w, high_w)
             for t in range(steps - 1, -1, -1):
-                for index in range(layers, first - 1, -1):
-                    window = trace.windows[index][t, sample]
+                for index in learned:
                     new = dv[index].copy()
-                    for i in np.flatnonzero(window):  # the core reads row i only where h = 1
-                        if index == layers and self.decoder is not None:
-                            column = self.decoder[:, t * n_out + i]
-                            total = sum(int(e) * int(d) for e, d in zip(error[sample], column))
-                            acc = shift_signed(total, f.decoder_error_shift)
-                        elif index == layers:
-                            c = i // spec.population
-                            acc = int(error[sample, c]) << f.error_shift if t in inject else 0
-                        else:
-                            column = self.weights[index][:, i]
-                            acc = sum(int(d) * int(w) for d, w in zip(dv[index + 1], column))
-                        recip = int(self.reciprocals[index][i])
-                        scaled = mul_shift(acc, recip, self._layer_k(index))
+                    for i in np.flatnonzero(trace.windows[index][t, sample]):
+                        # The core reads row i only where h = 1.
+                        acc = self._spatial_sum(index, i, t, error[sample], dv)
+                        scaled = mul_shift(acc, int(recips[index][i]), self._layer_k(index))
                         new[i] = saturate(scaled, f.g)
                     dv[index] = new
-                    if index >= 1:  # eq. 10: one row add per presynaptic spike
-                        for i in np.flatnonzero(trace.spikes[index - 1][t, sample]):
-                            row = self.dw[index - 1][:, i] + dv[index]
-                            self.dw[index - 1][:, i] = np.clip(row, low_w, high_w)
-                    if trainable and t >= 1:  # eq. 11
-                        fired = trace.spikes[index][t - 1, sample]
-                        total = self.dth[index] - dv[index] * fired
-                        self.dth[index] = np.clip(total, low_th, high_th)
+                    if index >= 1:
+                        fired = trace.spikes[self.synapses[index].source][t, sample]
+                        self._add_weight_rows(index, fired, dv[index])
+                    if spec.threshold == "trainable" and t >= 1:
+                        self._add_thresholds(index, trace.spikes[index][t - 1, sample], dv[index])
+
+    def _spatial_sum(
+        self, index: int, i: int, t: int, error: np.ndarray, dv: Mapping[int, np.ndarray]
+    ) -> int:
+        """Neuron i's exact spatial sum at step t (0-based) of one sample: the output error
+        (section 3.1), or the dV of the neurons its events reach times their weights."""
+        spec, f = self.spec, self.formats
+        if index == spec.num_layers and self.decoder is not None:
+            column = self.decoder[:, t * spec.neurons(index) + i]
+            return shift_signed(sum(int(e) * int(d) for e, d in zip(error, column)), f.decoder_error_shift)
+        if index == spec.num_layers:
+            injected = spec.decoder == "rate" or t == spec.timesteps - 1
+            return int(error[i // spec.population]) << f.error_shift if injected else 0
+        above = self._consumer[index]
+        syn = self.synapses[above]
+        neurons, words = syn.targets(syn.source_input[i])
+        weights = self.weights[above - 1].take(words)
+        return sum(int(d) * int(w) for d, w in zip(dv[above][neurons], weights))
+
+    def _add_weight_rows(self, index: int, fired: np.ndarray, dv: np.ndarray) -> None:
+        """Eq. 10 for one step: each source spike event, in ascending index, adds the dV of
+        its targets to its weights' accumulators (one memory row per input, conv: per tap)."""
+        syn, acc = self.synapses[index], self.dw[index - 1]
+        low, high = signed_range(self.formats.dw)
+        for i in np.flatnonzero(fired):
+            neurons, words = syn.targets(syn.source_input[i])
+            np.put(acc, words, np.clip(acc.take(words) + dv[neurons], low, high))
+
+    def _add_thresholds(self, index: int, fired: np.ndarray, dv: np.ndarray) -> None:
+        """Eq. 11 for one step: ``dVth_c -= dV_n`` for each neuron n that fired at the step
+        before, in ascending index, into its channel's accumulator."""
+        acc, per_channel = self.dth[index], positions(self.spec.layer_shape(index))
+        low, high = signed_range(self.formats.dth)
+        for n in np.flatnonzero(fired):
+            channel = n // per_channel
+            acc[channel] = min(max(int(acc[channel]) - int(dv[n]), low), high)
 
     def update(self, *, reference: bool = False) -> None:
         """Apply the accumulated gradients (numerics section 4) and clear them.
@@ -1145,9 +1280,14 @@ class IntegerNetwork:
         self.pending = 0
         self._refresh()
 
+    def _weight_shift(self, index: int) -> int:
+        """Layer ``index``'s weight shift: ``s_w`` plus its :func:`shift_offsets`, 0..31."""
+        return min(self.rule.shift_w + self._offsets[index][0], 31)
+
     def _threshold_shift(self, index: int) -> int:
         shift = self.rule.shift_th
-        return self.formats.threshold_shift_encoder(shift) if index == 0 else shift
+        base = self.formats.threshold_shift_encoder(shift) if index == 0 else shift
+        return min(base + self._offsets[index][1], 31)
 
     def _draw_count(self) -> int:
         count = sum(w.size for w in self.weights)
@@ -1162,7 +1302,9 @@ class IntegerNetwork:
         trainable = self.spec.threshold == "trainable"
         # Flattened accumulators in draw order: W^T row-major per layer, then thresholds,
         # then the fc decoder's D^T row-major (row t n_L + j, one value per class).
-        blocks: list[tuple[np.ndarray, int]] = [(dw.T.ravel(), rule.shift_w) for dw in self.dw]
+        blocks: list[tuple[np.ndarray, int]] = [
+            (dw.T.ravel(), self._weight_shift(index)) for index, dw in enumerate(self.dw, start=1)
+        ]
         if trainable:
             blocks += [(dth, self._threshold_shift(index)) for index, dth in enumerate(self.dth)]
         if self.dd is not None:
@@ -1202,9 +1344,10 @@ class IntegerNetwork:
 
         for index, weight in enumerate(self.weights):
             n_out, n_in = weight.shape
-            for i in range(n_in):  # memory row i: presynaptic neuron i
+            shift = self._weight_shift(index + 1)
+            for i in range(n_in):  # memory row i: input i (conv: kernel row (c, i, j))
                 for j in range(n_out):
-                    step = one(self.dw[index][j, i], rule.shift_w)
+                    step = one(self.dw[index][j, i], shift)
                     weight[j, i] = f.weight.saturate(int(weight[j, i]) - step)
         if self.spec.threshold == "trainable":
             for index, vth in enumerate(self.thresholds):
@@ -1275,7 +1418,11 @@ class IntegerNetwork:
 
         def run(start: int, stop: int) -> tuple[list[np.ndarray], np.ndarray]:
             trace = self._forward_fast(p[start:stop])
-            return trace.spikes, trace.predictions()
+            shaped = [
+                spikes.reshape(*spikes.shape[:2], *self.spec.layer_shape(index))
+                for index, spikes in enumerate(trace.spikes)
+            ]
+            return shaped, trace.predictions()
 
         return metrics.evaluate_batches(self.spec, y, batch, run)
 
@@ -1362,9 +1509,7 @@ class IntegerNetwork:
         )
         lfsr_state = check_field("lfsr_state", stored["lfsr_state"], minimum=1, maximum=(1 << LFSR_BITS) - 1)
         layers = range(1, spec.num_layers + 1)
-        expected = {
-            f"weight_{i}": ArraySpec((spec.neurons(i), spec.neurons(i - 1)), "iu") for i in layers
-        }
+        expected = {f"weight_{i}": ArraySpec(weight_shape(spec, i), "iu") for i in layers}
         expected.update({f"threshold_{i}": ArraySpec((spec.channels(i),), "iu") for i in (0, *layers)})
         if spec.decoder == "fc":
             shape = (spec.classes, spec.timesteps * spec.neurons(spec.num_layers))

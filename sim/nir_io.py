@@ -86,7 +86,8 @@ def require_nir() -> Any:
 def load_checkpoint(directory: str | os.PathLike[str]) -> tuple[Network, dict[str, Any]]:
     """A float or integer checkpoint as a float :class:`Network` plus its export metadata.
 
-    An integer checkpoint is dequantized (``W / 2^fw``, ``Vth / 2^fw``, encoder ``Vth / 255``).
+    An integer checkpoint is dequantized (``W / 2^fw``, times 4^k behind k AP2 layers,
+    ``Vth / 2^fw``, encoder ``Vth / 255``: :meth:`IntegerNetwork.to_float`).
 
     Raises
     ------

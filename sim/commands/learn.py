@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from model.checkpoint import load_checkpoint_kind
+from model.checkpoint import CHECKPOINT_JSON, load_checkpoint_kind, read_checkpoint_json
 from model.data import load_dataset, to_u8
 from model.fixed import ROUNDINGS
 from model.integer import (
@@ -37,12 +37,12 @@ from model.integer import (
     recipe,
     save_learner,
 )
-from model.spec import NetworkSpec
+from model.spec import NetworkSpec, parse_arch
 from sim import options, resume
 from sim.cli import CLIError, write_json
 from sim.hls_engine import CsimNetwork, engine_network
 
-#: Datasets of the integer model (flat inputs, FC networks).
+#: Datasets of the integer model (flat inputs for FC networks, images for conv ones).
 LEARN_DATASETS = ("digits", "mnist10k")
 #: Architecture of ``--init scratch`` without ``--arch`` (the float trainer's default too).
 DEFAULT_ARCH = "128FC-100FC"
@@ -92,6 +92,22 @@ def build_network(args: argparse.Namespace, dataset: Any) -> tuple[IntegerNetwor
     raise ValueError(f"--init: checkpoint kind {kind!r} is neither 'float' nor 'integer'")
 
 
+def reads_images(args: argparse.Namespace) -> bool:
+    """Whether the network of this run reads (C, H, W) images (a conv or AP2 layer first)
+    rather than flat rows: from ``--arch`` for ``--init scratch``, else from the spec of the
+    ``--init`` checkpoint (or of the saved state with ``--resume``)."""
+    if args.resume:
+        folder = resume.state_folder(args.out)
+        if not (folder / CHECKPOINT_JSON).is_file():
+            return False  # resume.load_state says what is missing
+    elif args.init == "scratch":
+        return parse_arch(args.arch or DEFAULT_ARCH)[0].kind != "fc"
+    else:
+        folder = args.init
+    spec = read_checkpoint_json(folder).get("spec")
+    return isinstance(spec, dict) and len(spec.get("input_shape") or ()) == 3
+
+
 def _check_overrides(args: argparse.Namespace, spec: NetworkSpec) -> None:
     given = {"arch": args.arch, "timesteps": args.timesteps, "population": args.population}
     actual = {"arch": spec.arch, "timesteps": spec.timesteps, "population": spec.population}
@@ -103,7 +119,7 @@ def _check_overrides(args: argparse.Namespace, spec: NetworkSpec) -> None:
 def run(args: argparse.Namespace) -> int:
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise CLIError(f"--out: {args.out!r} exists and is not a folder")
-    dataset = load_dataset(args.dataset, root=args.data_root)
+    dataset = load_dataset(args.dataset, root=args.data_root, flatten=not reads_images(args))
     test_pixels, train_pixels = to_u8(dataset.test_x), to_u8(dataset.train_x)
     recorded = resume.run_options(args, RUN_OPTIONS, train_pixels, dataset.train_y)
     state: FitState | None = None
@@ -196,7 +212,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", required=True, choices=LEARN_DATASETS)
     options.add_data_root(parser)
     parser.add_argument(
-        "--arch", metavar="A", help=f"FC architecture (scratch; default {DEFAULT_ARCH})"
+        "--arch", metavar="A",
+        help=f"architecture of nFC, nC3 and AP2 layers (scratch; default {DEFAULT_ARCH})",
     )
     parser.add_argument("--timesteps", type=int, metavar="T", help="time steps (scratch default 8)")
     parser.add_argument(

@@ -164,7 +164,7 @@ def test_gen_units_still_work(tmp_path) -> None:
          "--queue-depth: 0 is out of range (allowed 1..65536)"),
         (["--checkpoint", "CKPT", "--lanes", "1", "--target", "ice40-up5k"], "target: W and dW need 84 single-port blocks"),
         (["--checkpoint", "CKPT", "--lanes", "9", "--target", "ice40-up5k"], "lanes: single-port weight memories"),
-        (["--checkpoint", "CONV", "--lanes", "4"], "arch"),
+        (["--checkpoint", "CONV", "--lanes", "4"], "arch: the core runs FC layers on flat inputs only, not 4C3-10FC"),
         (["--checkpoint", "MISSING", "--lanes", "4"], "does not exist"),
     ],
 )
@@ -178,14 +178,9 @@ def test_gen_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message) -> No
 
 
 def _conv(tmp_path) -> str:
-    """A checkpoint folder whose spec has a conv layer (the integer loader rejects it)."""
-    net = _network()
-    folder = net.save(tmp_path / "conv")
-    meta = json.loads((folder / "checkpoint.json").read_text())
-    meta["spec"]["arch"] = "4C3-10FC"
-    meta["spec"].update(input_shape=[1, 4, 4], classes=10, population=1)
-    (folder / "checkpoint.json").write_text(json.dumps(meta))
-    return str(folder)
+    """An integer checkpoint of a conv network (the integer model runs it, the core does not)."""
+    spec = NetworkSpec.parse("4C3-10FC", input_shape=(1, 4, 4))
+    return str(IntegerNetwork.scratch(spec).save(tmp_path / "conv"))
 
 
 def test_single_port_weight_banks_layout_and_export(tmp_path) -> None:

@@ -400,8 +400,6 @@ def test_bad_network_inputs_name_the_field() -> None:
         net.forward(np.full((2, 3), 256))
     with pytest.raises(ValueError, match="^labels: "):
         net.learn(np.zeros((2, 3), np.uint8), np.array([0, 2]))
-    with pytest.raises(ValueError, match="^arch: "):
-        IntegerNetwork.scratch(NetworkSpec.parse("4C3-2FC", input_shape=(1, 4, 4), population=1))
     with pytest.raises(ValueError, match="^rounding: "):
         LearningRule(rounding="up")
     with pytest.raises(ValueError, match="^schedule: "):

@@ -55,7 +55,7 @@ def test_learn_from_float_checkpoint_reports_float_accuracy(tmp_path: Path) -> N
     [
         (["--init", "scratch", "--arch", "12FC-20FC", "--population", "2", "--bits", "w=40"], "w: 40 is out of range"),
         (["--init", "scratch", "--arch", "12FC-20FC", "--population", "2", "--bits", "q=4"], "argument --bits: 'q=4' is not key=value"),
-        (["--init", "scratch", "--arch", "4C3-20FC", "--population", "2"], "arch: "),
+        (["--init", "scratch", "--arch", "20FC-4C3-20FC", "--population", "2"], "arch: layer 2 (4C3) needs an image input"),
         (["--init", "scratch", "--arch", "12FC-21FC", "--population", "2"], "population:"),
         (["--init", "/nonexistent/ck", "--population", "2"], "does not exist"),
         (["--init", "scratch", "--arch", "12FC-20FC", "--population", "2", "--batch", "0"], "--batch: 0"),
@@ -127,3 +127,21 @@ def test_learn_fc_decoder_on_every_target(tmp_path: Path, capsys) -> None:
         assert main(hls) == 0
         result = json.loads((tmp_path / "hls.json").read_text())
         assert result["mismatches"] == 0 and result["passed"] > 0
+
+
+def test_learn_a_conv_network_the_core_cannot_run(tmp_path: Path, capsys) -> None:
+    """learn takes conv architectures (digits as 1x8x8 images); eval reproduces the result;
+    the core's commands refuse the checkpoint in one line naming the architecture."""
+    small = ["--arch", "2C3-AP2-20FC", "--timesteps", "3", "--population", "2", "--epochs", "1"]
+    code, report = _learn(tmp_path, *small, "--init", "scratch", "--seed", "1")
+    assert code == 0 and len(report["spikes_per_layer"]) == 3
+    net = IntegerNetwork.load(tmp_path / "ck")
+    assert net.spec.input_shape == (1, 8, 8) and net.weights[0].shape == (2, 9)
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(tmp_path / "ck"), "--json", str(tmp_path / "eval.json")]) == 0
+    assert json.loads((tmp_path / "eval.json").read_text())["accuracy"] == report["accuracy"]
+    for argv in (["estimate", "--json", str(tmp_path / "e.json")], ["gen", "--lanes", "2", "--out", str(tmp_path / "rtl")]):
+        capsys.readouterr()
+        assert main([argv[0], "--checkpoint", str(tmp_path / "ck"), *argv[1:]]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "arch: the core runs FC layers on flat inputs only, not 2C3-AP2-20FC" in err[0]
