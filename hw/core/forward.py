@@ -166,7 +166,8 @@ class ScanEngine(wiring.Component):
         written_now = Mux(first, 0, written)
         with m.If(active):
             m.d.sync += written.eq(written_now + writing)
-        scanned = (written_now + writing) == words
+        # Every word written after this cycle: (written_now + writing) == words, by compares.
+        scanned = Mux(writing, written_now == words - 1, written_now == words)
 
         if index == cfg.layers:
             m.d.comb += [
@@ -290,8 +291,8 @@ class IntegrateEngine(wiring.Component):
             self.v.write_data.eq(Cat(unit.result.payload.v for unit in units)),
         ]
         in_flight = Signal(range(INTEGRATE_LATENCY + 2), name=f"{name}_in_flight")
-        after = in_flight + reading - writing
-        m.d.sync += in_flight.eq(after)
-        m.d.comb += control.done.eq(free & (after == 0) & ~reading)
+        m.d.sync += in_flight.eq(in_flight + reading - writing)
+        # Nothing in flight after this cycle and no read: in_flight == writing, by compares.
+        m.d.comb += control.done.eq(free & ~reading & Mux(writing, in_flight == 1, in_flight == 0))
         return m
 

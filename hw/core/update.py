@@ -196,7 +196,7 @@ class UpdateEngine(MemoryEngine):
         retire = wire(m, (arrived & ~changed.any()) | delivered, "update_th_retire")
         last = k == by_layer(layer, {i: cfg.words[i] - 1 for i in every}, counter_shape(max(cfg.words)))
         issue = wire(m, active & (first | (retire & ~last)), "update_th_issue")
-        issue_word = Mux(first, 0, k + 1)
+        issue_word = Mux(first, 0, sequence.following)
         with m.If(arrived & changed.any()):
             m.d.sync += [waiting.eq(1), changed_lanes.eq(changed)]
         with m.If((active & first) | retire):

@@ -87,8 +87,9 @@ def decoder_row_base(config: CoreConfig, t: Value) -> Value:
 
 
 class WordSequence:
-    """The word counter of a pass that takes words one after another: ``k``, whether a word
-    is in hand (``have_now``) and, from :meth:`advance`, the pass's end.
+    """The word counter of a pass that takes words one after another: ``k``, the register
+    ``following`` = k + 1 (the next word's address, no adder behind it), whether a word is
+    in hand (``have_now``) and, from :meth:`advance`, the pass's end.
 
     ``start`` (the pass's first cycle) loads word 0; each retire moves to the next word or,
     after the last, ends the pass.
@@ -97,6 +98,7 @@ class WordSequence:
     def __init__(self, m: Module, name: str, *, start: Value, first: Value, words: int) -> None:
         self.m, self.start, self.first = m, start, first
         self.k = Signal(counter_shape(words), name=f"{name}_k")
+        self.following = Signal(range(words + 1), name=f"{name}_following")
         self.have = Signal(name=f"{name}_have")
         self.finished = Signal(name=f"{name}_finished")
         self.have_now = self.have & ~first
@@ -106,12 +108,12 @@ class WordSequence:
         retired, this cycle included"."""
         m = self.m
         with m.If(self.start):
-            m.d.sync += [self.k.eq(0), self.have.eq(1), self.finished.eq(0)]
+            m.d.sync += [self.k.eq(0), self.following.eq(1), self.have.eq(1), self.finished.eq(0)]
         with m.Elif(retire):
             with m.If(last):
                 m.d.sync += [self.have.eq(0), self.finished.eq(1)]
             with m.Else():
-                m.d.sync += self.k.eq(self.k + 1)
+                m.d.sync += [self.k.eq(self.following), self.following.eq(self.following + 1)]
         return (self.finished & ~self.first) | (retire & last)
 
 
