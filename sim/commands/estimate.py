@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         check_core_spec(NetworkSpec.from_dict(meta.get("spec")))
     net = IntegerNetwork.load(args.checkpoint)
     name = _dataset_name(args, meta)
-    data = load_dataset(name, root=args.data_root)
+    data = load_dataset(name, root=args.data_root, flatten=len(net.spec.input_shape) == 1)
     if data.input_shape != net.spec.input_shape:
         raise ValueError(
             f"--dataset: {name} has inputs {data.input_shape}, the checkpoint expects {net.spec.input_shape}"

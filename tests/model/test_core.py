@@ -498,7 +498,7 @@ def test_fc_decoder_trace_and_readout_cycles() -> None:
         ports = [(r.cycle, r.layer, r.memory) for r in result.trace]
         assert len(ports) == len(set(ports))
         out = result.spikes[-1]
-        expected = sum(event_pass_timing(core.word_counts(out[t]), 2, DECODE_LATENCY).cycles for t in range(3))
+        expected = sum(event_pass_timing(core.layout.layers[-1].word_counts(out[t]), 2, DECODE_LATENCY).cycles for t in range(3))
         assert result.cycles["readout"] == expected + 3 + READOUT_LATENCY + CONTROL_LATENCY
         assert result.counts.tolist() == _decoded(net, out).tolist()  # D changes after sample 2
         if n == 0:  # pending: the DD rows written so far hold the accumulators
