@@ -9,20 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.core import (
-    CONTROL_LATENCY,
-    DV_LATENCY,
-    DW_LATENCY,
-    INTEGRATE_LATENCY,
-    QUEUE_LATENCY,
-    READOUT_LATENCY,
-    SCAN_LATENCY,
-    UPDATE_LATENCY,
-    WALK_LATENCY,
-    CoreModel,
-    integrate_stage_timing,
-    walk_timing,
-)
+from model.core import DW_LATENCY, CoreModel, walk_timing
 from model.fixed import ROUNDINGS, signed_range
 from model.integer import Formats, IntegerNetwork, LearningRule
 from model.spec import NetworkSpec
@@ -167,3 +154,67 @@ def test_conv_trace_replays_to_the_core_state(lanes: int) -> None:
             if (index, "DW", address) in memories and core.pending:
                 lanes_dw = dw[word * lanes : (word + 1) * lanes, row].tolist()
                 assert list(memories[(index, "DW", address)][: len(lanes_dw)]) == lanes_dw
+
+
+# Cycles by hand (docs/architecture.md section 5.6) -------------------------------------
+
+
+def _tiny(arch: str, shape: tuple[int, int, int], pixels: list[int]) -> tuple[CoreModel, np.ndarray]:
+    """``arch`` with every weight 40 and every threshold 64 (encoder 128), T = 1."""
+    spec = NetworkSpec.parse(arch, input_shape=shape, timesteps=1, population=1, classes=1, threshold="fixed")
+    weights = [np.full(weight_shape(spec, i), 40) for i in range(1, spec.num_layers + 1)]
+    thresholds = [np.full(spec.channels(i), 128 if i == 0 else 64) for i in range(spec.num_layers + 1)]
+    net = IntegerNetwork(spec, Formats(), weights, thresholds, rule=LearningRule(batch=1))
+    return CoreModel(net, lanes=1 if shape[0] == 1 else 2, queue_depth=3), np.array(pixels, np.uint8).reshape(shape)
+
+
+def test_conv_cycles_by_hand() -> None:
+    """1C3-1FC on a 1x1x2 image, P = 1, both pixels 255 (section 5.6, first example).
+
+    Stage 0: encoder words written in 4, 5; events offered in 6, 7, pushed then. Each event
+    has two taps, V words [1, 0]: event 1 reads 8, 9 (writes 12, 13); event 2 could start
+    in 10 but its word 1 is written in 12 (transparent read: 12), word 0 in 13: writes 16, 17;
+    X = 17, D = 19. Stage 1: conv words written in 4, 5, both fire; FC events read word 0 in
+    8 and (after the write) 12: X = 16, D = 18. Output stage 6, clear max(2, 2, 1) + 1 = 3,
+    readout 3: 49 cycles.
+
+    Learning (label 0; output and conv neurons at V = 80, Vth = 64: fire, h = 1): clear DV 3;
+    DV(2) one event of cost 1 at 3, written 10: 12; DW(2) two rows at 3, 4, written by 7: 9;
+    DV(1) two events of cost 1 (their FC row) at 3, 4, written by 11: 13; DW(1): event 1
+    reads kernel rows 3, 4 in 3, 4 (written 6, 7); event 2 (word 1, from 5) reads rows 4, 5:
+    row 4 waits for its write (7) and a cycle (no transparent DW port): 8, 9, the last write in
+    12: 14. Backward 51; update 9 + 2 rows: 15 + 8 = 23: 123 cycles.
+    """
+    core, image = _tiny("1C3-1FC", (1, 1, 2), [255, 255])
+    result = core.infer(image)
+    forward = result.counters.phases["forward"].layers
+    assert [layer.cycles for layer in forward] == [19, 18, 6]
+    assert result.cycles == {"clear": 3, "forward": 43, "readout": 3}
+    assert core.ideal_cycles(result.spikes) == 5 + 2 * 2 + 2 * 1
+    learned = core.learn(image, 0)
+    assert learned.cycles == {"clear": 3, "forward": 43, "readout": 3, "backward": 51, "update": 23}
+    backward = learned.counters.phases["backward"].layers
+    assert [layer.cycles for layer in backward] == [0, 13 + 14, 12 + 9]
+    timing = walk_timing([1, 1], [np.array([3, 4]), np.array([4, 5])], DW_LATENCY, 2, DW_LATENCY + 1)
+    assert timing.reads[1].tolist() == [8, 9] and timing.cycles == 14
+
+
+def test_conv_pool_cycles_by_hand() -> None:
+    """1C3-AP2-1FC on a 2x2x2 image, P = 2 (one word per position, both channels), pixels
+    (c=1, pos 0) and (c=0, pos 3) at 255.
+
+    Stage 0: encoder words written in 4..7. Events ascending neuron index: neuron 3 (lane 0,
+    word 3) offered in 7 + 2 = 9; neuron 4 (lane 1, word 0) waits for its block's last word
+    (7): offered 9, pushed 10. Event 1 (c 0, (1, 1)): taps (1,1), (1,2), (2,1), (2,2), V words
+    3, 2, 1, 0 read in 11..14, written 15..18; event 2 (c 1, (0, 0)) reads words 3..0 from
+    max(12, 15, written[3] = 15) = 15: 15..18, written 19..22: X = 22, D = 24. Stage 1: the
+    four conv neurons fire (80 >= 64), all pooled into FC row 0: offered 6, 7, 8, 9, popped
+    8, 12, 16, 20 (word 0 rewritten each time): X = 24, D = 26. Output 6, clear 4 + 1 = 5,
+    readout 3: 64 cycles.
+    """
+    core, image = _tiny("1C3-AP2-1FC", (2, 2, 2), [0, 0, 0, 255, 255, 0, 0, 0])
+    result = core.infer(image)
+    forward = result.counters.phases["forward"].layers
+    assert [layer.cycles for layer in forward] == [24, 26, 0, 6]
+    assert result.cycles == {"clear": 5, "forward": 56, "readout": 3}
+    assert result.spikes[1].sum() == 4
