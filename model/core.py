@@ -1,6 +1,7 @@
 """Event-driven model of the spikeforge core: the schedule the RTL implements.
 
-:class:`CoreModel` runs an :class:`~model.integer.IntegerNetwork` (FC layers, flat input)
+:class:`CoreModel` runs an :class:`~model.integer.IntegerNetwork` (FC, 3x3 conv and AP2
+layers; word layout and address patterns in :mod:`model.core_layout`)
 the way the core does (docs/architecture.md): ``P`` lanes, one memory row per
 presynaptic neuron, a fire scan per layer and time step that pushes spikes into the next
 layer's AER queue (finite depth, backpressure, no event ever dropped) while an integrate
@@ -808,7 +809,7 @@ class CoreModel:
     Parameters
     ----------
     network : IntegerNetwork
-        FC network with any decoder (what the integer model runs).
+        Any network the integer model runs (FC, conv, AP2; flat or image input; any decoder).
     lanes : int
         P, parallel lanes (words of P values), 1 or more.
     queue_depth : int

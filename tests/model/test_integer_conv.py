@@ -408,7 +408,7 @@ def test_specs_the_integer_model_cannot_run(arch: str, shape: tuple, message: st
 
 
 def test_core_model_takes_conv_networks() -> None:
-    """The core model runs conv and AP2 layers (tests/model/test_core_conv.py); the RTL's
+    """The core model runs conv and AP2 layers (tests/model/test_core.py); the RTL's
     refusal is tested with the RTL (tests/hw/test_core_export.py)."""
     spec = NetworkSpec.parse("2C3-AP2-4FC", input_shape=(1, 4, 4), population=2, classes=2)
     check_core_spec(spec)
