@@ -28,6 +28,7 @@ from model.checks import check_int
 from model.core import MEMORIES, PHASES, check_core_spec
 from model.fixed import ceil_log2
 from model.integer import Formats, IntegerNetwork
+from model.spec import NetworkSpec
 
 __all__ = [
     "COUNTER_BITS",
@@ -43,6 +44,7 @@ __all__ = [
     "CounterSpec",
     "MemorySpec",
     "Target",
+    "check_rtl_spec",
 ]
 
 #: Width of every performance counter (they wrap).
@@ -65,6 +67,18 @@ COUNTER_SETS = ("all", "events", "cycles")
 HOST_MEMORIES = ("VTH", "R", "W", "DW", "DVTH", "D", "DD")
 #: Host-accessible registers of region 0 of the host map, by word address.
 HOST_REGISTERS = ("shift_w", "shift_th", "lfsr_state", "pending")
+
+
+def check_rtl_spec(spec: NetworkSpec) -> None:
+    """Raise ``ValueError`` naming ``arch`` unless the RTL core (and the HLS target) can
+    build ``spec``: FC layers on a flat input. Conv and AP2 layers run in the core model
+    only (:func:`model.core.check_core_spec`, ``spikeforge estimate``)."""
+    check_core_spec(spec)
+    if not spec.is_fc_only:
+        raise ValueError(
+            f"arch: the RTL core runs FC layers on flat inputs only; {spec.arch} (input "
+            f"{spec.input_shape}) runs in the core model (spikeforge estimate), not in gen, cosim, synth or hls"
+        )
 
 
 @dataclass(frozen=True)
@@ -296,7 +310,7 @@ class CoreConfig:
         if not isinstance(network, IntegerNetwork):
             raise ValueError(f"network: expected an IntegerNetwork, got {type(network).__name__}")
         spec = network.spec
-        check_core_spec(spec)
+        check_rtl_spec(spec)
         lanes = check_int("lanes", lanes, minimum=1, maximum=MAX_LANES)
         queue_depth = check_int("queue_depth", queue_depth, minimum=1, maximum=MAX_QUEUE_DEPTH)
         if target not in TARGETS:

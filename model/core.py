@@ -1,6 +1,7 @@
 """Event-driven model of the spikeforge core: the schedule the RTL implements.
 
-:class:`CoreModel` runs an :class:`~model.integer.IntegerNetwork` (FC layers, flat input)
+:class:`CoreModel` runs an :class:`~model.integer.IntegerNetwork` (FC, 3x3 conv and AP2
+layers; word layout and address patterns in :mod:`model.core_layout`)
 the way the core does (docs/architecture.md): ``P`` lanes, one memory row per
 presynaptic neuron, a fire scan per layer and time step that pushes spikes into the next
 layer's AER queue (finite depth, backpressure, no event ever dropped) while an integrate
@@ -39,12 +40,14 @@ from model.fixed import (
     LFSR,
     ceil_log2,
     fire_scan,
+    accumulate_sequence,
     mux_dv,
     reciprocal,
     round_shift,
     saturate,
 )
-from model.integer import IntegerNetwork, label_target, output_error, output_sums
+from model.core_layout import CoreLayout
+from model.integer import IntegerNetwork, label_target, output_error, output_sums, shift_offsets
 from model.spec import NetworkSpec
 from model.units import (
     DOT_PRODUCT_LANE_LATENCY,
@@ -84,6 +87,9 @@ __all__ = [
     "threshold_update_timing",
     "event_pass_timing",
     "forward_stage_timing",
+    "integrate_stage_timing",
+    "scoreboard_reads",
+    "walk_timing",
     "read_trace",
     "run_samples",
     "write_trace",
@@ -168,6 +174,8 @@ class StageTiming:
         Cycles a spike waited for room in the queue (``sum_e p_e - ready_e``).
     high_water : int
         Largest queue occupancy during the stage (0 without a queue).
+    reads : tuple of numpy.ndarray
+        Per event, the cycles it reads its V words (each written INTEGRATE_LATENCY later).
     """
 
     cycles: int
@@ -176,69 +184,101 @@ class StageTiming:
     pop: tuple[int, ...]
     stall_cycles: int
     high_water: int
+    reads: tuple[np.ndarray, ...] = ()
 
 
 def forward_stage_timing(
     word_events: Sequence[int], fanout_words: int | None, depth: int
 ) -> StageTiming:
-    """The forward stage recurrence (docs/architecture.md section 5.2).
+    """The forward stage recurrence of a flat layer into an FC layer (docs/architecture.md
+    section 5.2): :func:`integrate_stage_timing` with the scan in address order, the spikes
+    of word k offered at ``f_k + QUEUE_LATENCY`` and every event reading the
+    ``fanout_words`` words ``0..c-1`` (``None``: the output layer, no queue).
 
     Parameters
     ----------
     word_events : sequence of int
         Spikes in each word of the scanned layer, ``m_k``, k = 0..w_l-1 (0..P each).
     fanout_words : int or None
-        ``c = ceil(n_{l+1} / P)``: cycles the integrate engine reads per event; ``None``
-        for the output layer (no queue).
+        ``c = ceil(n_{l+1} / P)``.
+    depth : int
+        Queue capacity Q, 1 or more.
+    """
+    counts = np.asarray(word_events, dtype=np.int64).reshape(-1)
+    retire = np.arange(len(counts)) + 1 + SCAN_LATENCY
+    if fanout_words is None:
+        return integrate_stage_timing(retire, [], [], depth)
+    c = check_int("fanout_words", fanout_words, minimum=1)
+    ready = np.repeat(retire + QUEUE_LATENCY, counts)
+    words = np.arange(c, dtype=np.int64)
+    return integrate_stage_timing(retire, ready, [words] * len(ready), depth)
+
+
+def scoreboard_reads(start: int, words: np.ndarray, written: np.ndarray) -> np.ndarray:
+    """Read cycles of one event's words (distinct addresses, read one per cycle from
+    ``start``): a read waits until ``written[word]``, the first cycle it may read that word
+    (the last in-flight write's cycle, or one more without a transparent port):
+    ``x_r = max(x_{r-1} + 1, written[A_r])``, i.e. ``r + max(start, cummax(written[A] - r))``."""
+    offset = np.arange(len(words), dtype=np.int64)
+    return offset + np.maximum(start, np.maximum.accumulate(written[words] - offset))
+
+
+def integrate_stage_timing(
+    retire: Sequence[int], ready: Sequence[int], reads: Sequence[np.ndarray], depth: int
+) -> StageTiming:
+    """The forward stage recurrence (docs/architecture.md section 5.2), any layer kind.
+
+    Parameters
+    ----------
+    retire : sequence of int
+        ``f``: the cycle the scan writes the word it reads in each cycle (scan order).
+    ready : sequence of int
+        Per event in push order, the cycle its spike is offered to the pusher (its lane
+        FIFO or word FIFO output).
+    reads : sequence of numpy.ndarray
+        Per event, the target layer's V words it reads, one per cycle (distinct).
     depth : int
         Queue capacity Q, 1 or more.
 
-    Returns
-    -------
-    StageTiming
-
     Notes
     -----
-    The scan reads word k in cycle k and writes it in ``f_k = k + 1 + SCAN_LATENCY``. A word
-    with spikes enters the word FIFO then and is offered to the pusher from
-    ``f_k + QUEUE_LATENCY``; the pusher takes the words in order, its first spike ready at
-    ``b = max(f_k + QUEUE_LATENCY, p_last + 1)`` (``p_last`` the previous word's last push),
-    each further spike ready at ``p_{e-1} + 1``. Spike e is pushed at
-    ``p_e = max(ready_e, s_{e-Q} + 1)`` (the queue is full until event e-Q has been popped)
-    and popped at ``s_e = max(p_e + QUEUE_LATENCY, s_{e-1} + max(c, INTEGRATE_LATENCY))``;
-    its c words are read in ``s_e + j`` and written in ``s_e + j + INTEGRATE_LATENCY``.
-    ``X = max(f_last, s_E + c - 1 + INTEGRATE_LATENCY)`` and ``D = X + 1 + CONTROL_LATENCY``.
+    Event e is pushed at ``p_e = max(ready_e, p_{e-1} + 1, s_{e-Q} + 1)`` (the queue is full
+    until event e-Q has been popped) and popped at ``s_e``, its first read; its reads follow
+    one per cycle, each waiting for the V write of an earlier read of the same word
+    (:func:`scoreboard_reads`; the V read port is transparent, so a read may share the
+    write's cycle, ``INTEGRATE_LATENCY`` after the earlier read):
+    ``s_e = max(p_e + QUEUE_LATENCY, x_last(e-1) + 1, hazards)``. Each word read in x is
+    written in ``x + INTEGRATE_LATENCY``. ``X = max(f_last, x_last + INTEGRATE_LATENCY)``,
+    ``D = X + 1 + CONTROL_LATENCY``.
     """
     depth = check_int("depth", depth, minimum=1)
-    c = None if fanout_words is None else check_int("fanout_words", fanout_words, minimum=1)
-    retire = tuple(k + 1 + SCAN_LATENCY for k in range(len(word_events)))
+    retire = tuple(int(x) for x in retire)
+    size = 1 + max((int(r.max()) for r in reads if len(r)), default=0)
+    written = np.full(size, -(1 << 40), np.int64)
     push: list[int] = []
     pop: list[int] = []
-    stalls = 0
-    high_water = 0
-    popped = 0  # events popped at or before the current push cycle
-    free = 0  # the cycle the pusher may take the next word
+    cycles: list[np.ndarray] = []
+    stalls = high_water = popped = 0
     last = retire[-1] if retire else 0
-    if c is not None:
-        spacing = max(c, INTEGRATE_LATENCY)
-        for k, count in enumerate(word_events):
-            if count == 0:
-                continue
-            ready = max(retire[k] + QUEUE_LATENCY, free)
-            for _ in range(count):
-                e = len(push)
-                cycle = ready if e < depth else max(ready, pop[e - depth] + 1)
-                stalls += cycle - ready
-                push.append(cycle)
-                pop.append(max(cycle + QUEUE_LATENCY, pop[-1] + spacing if pop else 0))
-                while pop[popped] <= cycle:
-                    popped += 1
-                high_water = max(high_water, e + 1 - popped)
-                ready = cycle + 1
-            free = push[-1] + 1
-        if pop:
-            last = max(last, pop[-1] + c - 1 + INTEGRATE_LATENCY)
-    return StageTiming(last + 1 + CONTROL_LATENCY, retire, tuple(push), tuple(pop), stalls, high_water)
+    previous = -(1 << 40)
+    for e, (offered, words) in enumerate(zip(ready, reads)):
+        offered = int(max(offered, push[-1] + 1)) if push else int(offered)
+        cycle = offered if e < depth else max(offered, pop[e - depth] + 1)
+        stalls += cycle - offered
+        push.append(cycle)
+        at = scoreboard_reads(max(cycle + QUEUE_LATENCY, previous + 1), words, written)
+        written[words] = at + INTEGRATE_LATENCY
+        cycles.append(at)
+        pop.append(int(at[0]))
+        previous = int(at[-1])
+        while pop[popped] <= cycle:
+            popped += 1
+        high_water = max(high_water, e + 1 - popped)
+    if cycles:
+        last = max(last, previous + INTEGRATE_LATENCY)
+    return StageTiming(
+        last + 1 + CONTROL_LATENCY, retire, tuple(push), tuple(pop), stalls, high_water, tuple(cycles)
+    )
 
 
 @dataclass(frozen=True)
@@ -253,11 +293,14 @@ class PassTiming:
         ``a_k``: the cycle word k's read data is available (its events start then).
     retire : tuple of int
         ``f_k``: the cycle word k retires (the next word's read issues).
+    reads : tuple of numpy.ndarray
+        Per event (walk order) the cycles of its reads (:func:`walk_timing` only).
     """
 
     cycles: int
     data: tuple[int, ...]
     retire: tuple[int, ...]
+    reads: tuple[np.ndarray, ...] = ()
 
     def event_starts(self, word: int, events: int, cost: int) -> range:
         """Start cycles of the ``events`` events of ``word`` (``a_k + j * cost``)."""
@@ -299,6 +342,61 @@ def event_pass_timing(word_events: Sequence[int], cost: int, latency: int, empty
     if busy.size:
         last = max(last, int(retire[busy[-1]]) + latency)
     return PassTiming(last + 1 + CONTROL_LATENCY, tuple(data.tolist()), tuple(retire.tolist()))
+
+
+def walk_timing(
+    word_events: Sequence[int], reads: Sequence[np.ndarray], latency: int, empty: int = 1,
+    distance: int | None = None,
+) -> PassTiming:
+    """The word-pass recurrence (docs/architecture.md section 5.3) with events of any length
+    and, for a pass that rewrites the words it reads, the read-after-write stall.
+
+    Parameters
+    ----------
+    word_events : sequence of int
+        Events per word, ``m_k`` (walk order: addresses ascending).
+    reads : sequence of numpy.ndarray
+        Per event in walk order, the words it reads (one per cycle, distinct); its length
+        is the event's cost.
+    latency : int
+        Cycles from an event's last read to its last write.
+    empty : int
+        Cycles of a word without events (1, or ``DW_EMPTY_WORD_CYCLES``).
+    distance : int or None
+        A word read in x is rewritten in ``x + distance - 1`` and may be read again from
+        ``x + distance`` (DW passes: ``DW_LATENCY + 1``, the DW port is not transparent);
+        ``None``: the pass reads no word it writes.
+
+    Notes
+    -----
+    ``a_0 = WALK_LATENCY``; word k's events read back to back from ``a_k`` (each read
+    waiting as :func:`scoreboard_reads`), ``f_k`` its last read (``a_k + empty - 1``
+    without events), ``a_{k+1} = f_k + 1``; ``X = max(f_last, f_k* + latency)``.
+    """
+    latency = check_int("latency", latency, minimum=0)
+    empty = check_int("empty", empty, minimum=1, maximum=2)
+    counts = np.asarray(word_events, dtype=np.int64).reshape(-1)
+    if not counts.size:
+        return PassTiming(1 + CONTROL_LATENCY, (), ())
+    size = 1 + max((int(r.max()) for r in reads if len(r)), default=0)
+    written = np.full(size, -(1 << 40), np.int64)
+    data, retire, cycles = [], [], []
+    start, last, e = WALK_LATENCY, 0, 0
+    for count in counts.tolist():
+        data.append(start)
+        end = start + empty - 1
+        for _ in range(count):
+            at = scoreboard_reads(start, reads[e], written)
+            if distance is not None:
+                written[reads[e]] = at + distance
+            cycles.append(at)
+            start = int(at[-1]) + 1
+            end = last = start - 1
+            e += 1
+        retire.append(end)
+        start = end + 1
+    final = max(retire[-1], last + latency if cycles else 0)
+    return PassTiming(final + 1 + CONTROL_LATENCY, tuple(data), tuple(retire), tuple(cycles))
 
 
 def sweep_timing(words: int, latency: int) -> PassTiming:
@@ -693,10 +791,11 @@ def _mask(bits: np.ndarray) -> int:
 
 
 def check_core_spec(spec: NetworkSpec) -> None:
-    """Raise ``ValueError`` naming ``arch`` unless the core can run ``spec`` (FC layers on a
-    flat input; every decoder)."""
-    if not spec.is_fc_only:
-        raise ValueError(f"arch: the core runs FC layers on flat inputs only, not {spec.arch} (input {spec.input_shape})")
+    """Raise ``ValueError`` naming ``spec`` unless the core model can run it: FC, 3x3 conv
+    and AP2 layers on flat or image inputs, every decoder (the last layer is FC, which
+    :class:`~model.spec.NetworkSpec` already requires)."""
+    if not isinstance(spec, NetworkSpec):
+        raise ValueError(f"spec: expected a NetworkSpec, got {type(spec).__name__}")
 
 
 class CoreModel:
@@ -710,7 +809,7 @@ class CoreModel:
     Parameters
     ----------
     network : IntegerNetwork
-        FC network with any decoder (what the integer model runs).
+        Any network the integer model runs (FC, conv, AP2; flat or image input; any decoder).
     lanes : int
         P, parallel lanes (words of P values), 1 or more.
     queue_depth : int
@@ -764,8 +863,12 @@ class CoreModel:
         self.dd = None if network.dd is None else network.dd.copy()
         self.pending = network.pending
         self.lfsr = LFSR(network.lfsr.state)
+        self.synapses = network.synapses
+        self.consumer = {syn.source: index for index, syn in self.synapses.items()}
+        self.layout = CoreLayout(spec, self.lanes, self.synapses)
         self.sizes = [spec.neurons(index) for index in range(spec.num_layers + 1)]
-        self.words = [math.ceil(n / self.lanes) for n in self.sizes]
+        self.words = [layer.words for layer in self.layout.layers]
+        self.offsets = [shift_offsets(spec, index) for index in range(spec.num_layers + 1)]
         #: Words of one fc decoder row (C values), 0 without the fc decoder.
         self.decoder_words = 0 if self.decoder is None else math.ceil(spec.classes / self.lanes)
         self.samples = 0
@@ -782,25 +885,36 @@ class CoreModel:
         """L, layers after the encoder."""
         return self.spec.num_layers
 
-    def word_counts(self, bits: np.ndarray) -> np.ndarray:
-        """Set bits per word of a per-neuron bool vector (``m_k``), int64 (w,)."""
-        padded = np.zeros(math.ceil(len(bits) / self.lanes) * self.lanes, np.int64)
-        padded[: len(bits)] = bits
-        return padded.reshape(-1, self.lanes).sum(axis=1)
+    def spiking(self) -> list[int]:
+        """The spiking layers 0..L (AP2 layers have no memories and no stage)."""
+        return self.spec.spiking_layers()
 
     def valid_mask(self, layer: int, word: int) -> int:
         """Lane mask of the neurons that exist in ``word`` of ``layer``."""
-        lanes = min(self.lanes, self.sizes[layer] - word * self.lanes)
+        return self.layout.layers[layer].word_mask(word)
+
+    def row_mask(self, width: int, word: int) -> int:
+        """Lane mask of the values that exist in ``word`` of a row of ``width`` values (a
+        weight or fc decoder row, a per-channel memory)."""
+        lanes = min(self.lanes, width - word * self.lanes)
         return (1 << lanes) - 1
 
     def decoder_mask(self, word: int) -> int:
         """Lane mask of the classes that exist in ``word`` of a fc decoder row."""
-        lanes = min(self.lanes, self.spec.classes - word * self.lanes)
-        return (1 << lanes) - 1
+        return self.row_mask(self.spec.classes, word)
+
+    def event_cost(self, index: int, fired: np.ndarray) -> int:
+        """Words the events of the spikes ``fired`` of spiking layer ``index`` touch in the
+        layer they reach (one cycle each), 0 for the output layer (no fc decoder)."""
+        if index == self.num_layers:
+            return int(np.sum(fired)) * self.decoder_words
+        events = self.layout.source_events(self.consumer[index], fired)
+        return sum(len(event.v_words) for event in events)
 
     def ideal_cycles(self, spikes: Sequence[np.ndarray]) -> int:
-        """The ideal forward bound: ``sum over events ceil(fan_out / P)`` plus the fire scans
-        (the fc decoder's fan-out is C).
+        """The ideal forward bound: the words every event touches (FC: ``ceil(n_out / P)``;
+        conv: ``ceil(C_out / P)`` per in-image tap; the fc decoder: ``ceil(C / P)``) plus the
+        fire scans (every word of every spiking layer, each step), nothing overlapped.
 
         Parameters
         ----------
@@ -808,9 +922,9 @@ class CoreModel:
             S bit-planes (T, n_l) of one inference, l = 0..L.
         """
         total = self.spec.timesteps * sum(self.words)
-        for index in range(self.num_layers):
-            total += int(np.sum(spikes[index])) * self.words[index + 1]
-        return total + int(np.sum(spikes[-1])) * self.decoder_words
+        for index in self.spiking():
+            total += sum(self.event_cost(index, fired) for fired in spikes[index])
+        return total
 
     def footprint_bits(self) -> int:
         """Bits of the stored parameters: weights and the fc decoder's (w), thresholds (v-1),
@@ -851,6 +965,8 @@ class CoreModel:
     def _check_pixels(self, pixels: np.ndarray) -> np.ndarray:
         array = np.asarray(pixels)
         n0 = self.sizes[0]
+        if array.shape == self.spec.input_shape:
+            array = array.reshape(n0)
         if array.shape != (n0,) or not np.issubdtype(array.dtype, np.integer):
             raise ValueError(f"pixels: expected integers of shape ({n0},), got {array.dtype} {array.shape}")
         if array.size and (array.min() < 0 or array.max() > 255):
@@ -860,7 +976,8 @@ class CoreModel:
     # Public entry points -----------------------------------------------------------------
 
     def infer(self, pixels: np.ndarray, *, trace: bool = False) -> CoreResult:
-        """Run one inference (clear, forward, readout) on u8 pixels of shape (n_0,).
+        """Run one inference (clear, forward, readout) on u8 pixels of shape (n_0,) (or the
+        input's (C, H, W)).
 
         Parameters
         ----------
@@ -925,7 +1042,7 @@ class CoreModel:
     def _forward(
         self, p: np.ndarray, counters: CoreCounters, rec: _Recorder
     ) -> tuple[CoreResult, int]:
-        spec, f = self.spec, self.formats
+        spec = self.spec
         steps, layers, lanes = spec.timesteps, self.num_layers, self.lanes
         sizes, words = self.sizes, self.words
         count = layers + 1
@@ -933,11 +1050,12 @@ class CoreModel:
         # CLEAR: every membrane memory, all layers in parallel, one word per cycle.
         clear = counters.phase("clear", count)
         clear.cycles = max(words) + CONTROL_LATENCY
-        for index in range(count):
+        for index in self.spiking():
             clear.layers[index].write("V", words[index])
             if rec.enabled:
+                layout = self.layout.layers[index]
                 for k in range(words[index]):
-                    rec.add(k, "clear", index, 0, "V", k, self.valid_mask(index, k), (0,) * lanes)
+                    rec.add(k, "clear", index, 0, "V", k, layout.word_mask(k), (0,) * lanes)
         cycle = clear.cycles
 
         forward = counters.phase("forward", count)
@@ -946,48 +1064,15 @@ class CoreModel:
         windows = [np.zeros((steps, n), bool) for n in sizes]
         last = np.zeros(sizes[-1], np.int64)
         for t in range(1, steps + 1):
-            for index in range(count):
+            for index in self.spiking():
                 c = forward.layers[index]
-                if index == 0:
-                    integrated = saturate(v[0] + p, f.v)
-                    active = int(np.count_nonzero(p))
-                    c.read("PIX", words[0])
-                else:
-                    integrated = v[index]
-                    active = sizes[index] if spikes[index - 1][t - 1].any() else 0
+                integrated, fired, timing = self._stage(index, t, p, v, spikes, windows, c, rec, cycle)
                 if t == steps and index == layers:
-                    last = integrated.copy()
-                after, fired, window = fire_scan(integrated, self.thresholds[index], reset=spec.reset)
-                events = np.flatnonzero(fired)
-                fanout = words[index + 1] if index < layers else None
-                timing = forward_stage_timing(self.word_counts(fired), fanout, self.queue_depth)
-                if index < layers:
-                    self._integrate(index + 1, v, events, timing, cycle, t, rec)
-                    c.synaptic_ops += len(events) * sizes[index + 1]
-                    c.read("W", len(events) * fanout)
-                    c.read("V", len(events) * fanout)
-                    c.write("V", len(events) * fanout)
-                v[index] = after
-                spikes[index][t - 1] = fired
-                windows[index][t - 1] = window
+                    last = integrated
                 c.cycles += timing.cycles
-                c.spikes += len(events)
-                c.active_neuron_updates += active
-                c.idle_neuron_updates += sizes[index] - active
+                c.spikes += int(fired.sum())
                 c.stall_cycles += timing.stall_cycles
                 c.queue_high_water = max(c.queue_high_water, timing.high_water)
-                c.read("V", words[index])
-                c.read("VTH", words[index])
-                for memory in ("V", "S", "H"):
-                    c.write(memory, words[index])
-                if rec.enabled:
-                    base = (t - 1) * words[index]
-                    for k, retire in enumerate(timing.retire):
-                        mask = self.valid_mask(index, k)
-                        at = cycle + retire
-                        rec.add(at, "forward", index, t, "V", k, mask, rec.word(after, k))
-                        rec.add(at, "forward", index, t, "S", base + k, mask, rec.word(fired, k))
-                        rec.add(at, "forward", index, t, "H", base + k, mask, rec.word(window, k))
                 cycle += timing.cycles
         forward.cycles = sum(layer.cycles for layer in forward.layers)
 
@@ -1006,6 +1091,60 @@ class CoreModel:
         result = CoreResult(prediction, counts, last, v, spikes, windows, counters, [])
         return result, cycle
 
+    def _per_neuron(self, values: np.ndarray, index: int) -> np.ndarray:
+        """Per-channel values (thresholds, reciprocals) of layer ``index`` for each neuron."""
+        return np.repeat(values, self.layout.layers[index].positions)
+
+    def _stage(
+        self, index: int, t: int, p: np.ndarray, v: list[np.ndarray], spikes: list[np.ndarray],
+        windows: list[np.ndarray], c: LayerCounters, rec: _Recorder, start: int,
+    ) -> tuple[np.ndarray, np.ndarray, StageTiming]:
+        """Forward stage of spiking layer ``index`` at step t: its fire scan (the encoder's
+        add first) || the integration of its spikes into the layer they reach. Returns the
+        membranes before the scan, the spikes and the stage's timing."""
+        f, layout = self.formats, self.layout.layers[index]
+        words = layout.words
+        if index == 0:
+            integrated = saturate(v[0] + p, f.v)
+            active = int(np.count_nonzero(p))
+            c.read("PIX", words)
+        else:
+            integrated = v[index]
+            source = self.synapses[index].source
+            active = self.sizes[index] if spikes[source][t - 1].any() else 0
+        after, fired, window = fire_scan(integrated, self._per_neuron(self.thresholds[index], index), reset=self.spec.reset)
+        retire = np.arange(words) + 1 + SCAN_LATENCY  # by scan cycle
+        target = self.consumer.get(index)
+        events = [] if target is None else self.layout.source_events(target, fired)
+        neurons = np.flatnonzero(fired)
+        address, lane = layout.place(neurons)
+        ready = retire[layout.scan_index[address]]
+        if layout.grid:  # lanes 1..P-1 wait for their block's last word (the lane FIFOs)
+            ready = np.where(lane > 0, np.maximum(ready, retire[layout.block_end(address)]), ready)
+        timing = integrate_stage_timing(
+            retire, ready + QUEUE_LATENCY, [event.v_words for event in events], self.queue_depth
+        )
+        if target is not None:
+            self._integrate(target, v, events, timing, start, t, c, rec)
+        v[index] = after
+        spikes[index][t - 1] = fired
+        windows[index][t - 1] = window
+        c.active_neuron_updates += active
+        c.idle_neuron_updates += self.sizes[index] - active
+        c.read("V", words)
+        c.read("VTH", words)
+        for memory in ("V", "S", "H"):
+            c.write(memory, words)
+        if rec.enabled:
+            base = (t - 1) * words
+            for k, retired in zip(layout.scan_order.tolist(), timing.retire):
+                mask = layout.word_mask(k)
+                at = start + retired
+                rec.add(at, "forward", index, t, "V", k, mask, layout.word_values(after, k))
+                rec.add(at, "forward", index, t, "S", base + k, mask, layout.word_values(fired, k))
+                rec.add(at, "forward", index, t, "H", base + k, mask, layout.word_values(window, k))
+        return integrated, fired, timing
+
     def _decode(self, spikes: np.ndarray, c: LayerCounters) -> np.ndarray:
         """The fc decoder's readout pass: for t = 1..T, D row ``(t-1) n_L + j`` (its C class
         weights, ``decoder_words`` words) added to the class sums for each output spike
@@ -1016,7 +1155,7 @@ class CoreModel:
         for t in range(steps):
             events = np.flatnonzero(spikes[t])
             counts += self.decoder[:, t * n_out + events].sum(axis=1)
-            timing = event_pass_timing(self.word_counts(spikes[t]), words, DECODE_LATENCY)
+            timing = event_pass_timing(self.layout.layers[-1].word_counts(spikes[t]), words, DECODE_LATENCY)
             c.cycles += timing.cycles
             c.synaptic_ops += len(events) * self.spec.classes
             c.read("S", self.words[-1])
@@ -1024,20 +1163,24 @@ class CoreModel:
         return counts
 
     def _integrate(
-        self, target: int, v: list[np.ndarray], events: np.ndarray, timing: StageTiming,
-        start: int, t: int, rec: _Recorder,
+        self, target: int, v: list[np.ndarray], events: list, timing: StageTiming,
+        start: int, t: int, c: LayerCounters, rec: _Recorder,
     ) -> None:
-        """Add weight row i of each event (ascending) into layer ``target``, saturating."""
+        """Each event (ascending source index) adds its weights to its targets in layer
+        ``target``, saturating; its V words are written INTEGRATE_LATENCY after their reads."""
         bits = self.formats.v
-        column = self.weights[target - 1]
+        weight = self.weights[target - 1]
+        layout = self.layout.layers[target]
         state = v[target]
-        fanout = self.words[target]
-        for e, i in enumerate(events):
-            state = saturate(state + column[:, i], bits)
+        for event, reads in zip(events, timing.reads):
+            state[event.neurons] = saturate(state[event.neurons] + weight.take(event.weights), bits)
+            c.synaptic_ops += len(event.neurons)
+            c.read("W", len(reads))
+            c.read("V", len(reads))
+            c.write("V", len(reads))
             if rec.enabled:
-                for k in range(fanout):
-                    at = start + timing.pop[e] + k + INTEGRATE_LATENCY
-                    rec.add(at, "forward", target, t, "V", k, self.valid_mask(target, k), rec.word(state, k))
+                for k, at in zip(event.v_words.tolist(), reads.tolist()):
+                    rec.add(start + at + INTEGRATE_LATENCY, "forward", target, t, "V", k, layout.word_mask(k), layout.word_values(state, k))
         v[target] = state
 
     # Backward ------------------------------------------------------------------------------
@@ -1050,25 +1193,27 @@ class CoreModel:
     ) -> int:
         spec, f = self.spec, self.formats
         steps, layers = spec.timesteps, self.num_layers
-        sizes, words = self.sizes, self.words
+        words = self.words
         trainable = spec.threshold == "trainable"
         first = 0 if trainable else 1
+        learned = [index for index in reversed(self.spiking()) if index >= first]
         backward = counters.phase("backward", layers + 1)
         target = label_target(spec, f)
         error = output_error(result.counts[None], np.array([label]), target)
         sums = output_sums(spec, f, self.decoder, error)[:, 0]  # (T, n_L)
 
         # Clear dV of every layer that takes part, in parallel.
-        clear_cycles = max(words[first:]) + CONTROL_LATENCY
-        for index in range(first, layers + 1):
+        clear_cycles = max(words[index] for index in learned) + CONTROL_LATENCY
+        for index in learned:
             backward.layers[index].write("DV", words[index])
             if rec.enabled:
+                layout = self.layout.layers[index]
                 for k in range(words[index]):
-                    rec.add(cycle + k, "backward", index, 0, "DV", k, self.valid_mask(index, k), (0,) * self.lanes)
+                    rec.add(cycle + k, "backward", index, 0, "DV", k, layout.word_mask(k), (0,) * self.lanes)
         cycle += clear_cycles
-        dv = [np.zeros(n, np.int64) for n in sizes]
+        dv = [np.zeros(n, np.int64) for n in self.sizes]
         for t in range(steps, 0, -1):
-            for index in range(layers, first - 1, -1):
+            for index in learned:
                 if index == 0 and t == 1:
                     continue  # the encoder's dV[1] feeds no accumulator
                 c = backward.layers[index]
@@ -1088,73 +1233,87 @@ class CoreModel:
         c: LayerCounters, rec: _Recorder, cycle: int,
     ) -> int:
         """eq. 15 for the neurons of ``index`` with h = 1 at step t (the others keep dV[t+1]);
-        ``output``: the output layer's spatial sums at t (None for the other layers)."""
-        f, lanes, words = self.formats, self.lanes, self.words
+        ``output``: the output layer's spatial sums at t (None for the other layers). An
+        event reads, one word pair per cycle, the words its forward event touches: W and
+        DV of the layer its spikes reach (fc decoder: its D row)."""
+        f, layout = self.formats, self.layout.layers[index]
         window = result.windows[index][t - 1]
-        active = np.flatnonzero(window)
+        per_word, active = layout.walk(window)
         acc = np.zeros(self.sizes[index], np.int64)
-        if index == self.num_layers and self.decoder is not None:
-            # A dot product of the neuron's D row with the class errors, like a hidden layer's.
-            cost, latency = self.decoder_words, DV_LATENCY
+        if index == self.num_layers:
+            # The fc decoder's D row with the class errors, like a hidden layer's row.
+            cost = max(self.decoder_words, 1)
             acc[active] = output[active]
-            c.dot_macs += len(active) * self.spec.classes
-            c.read("D", len(active) * cost)
-        elif index == self.num_layers:
-            cost, latency = 1, DV_LATENCY
-            acc[active] = output[active]
+            reads = [np.arange(cost)] * len(active)
+            if self.decoder is not None:
+                c.dot_macs += len(active) * self.spec.classes
+                c.read("D", len(active) * cost)
         else:
-            cost, latency = words[index + 1], DV_LATENCY
-            acc[active] = self.weights[index][:, active].T @ dv[index + 1]
-            c.dot_macs += len(active) * self.sizes[index + 1]
-            c.read("W", len(active) * cost)
-            c.read("DV", len(active) * cost)
+            above = self.consumer[index]
+            syn = self.synapses[above]
+            weight = self.weights[above - 1]
+            bound = int(np.abs(dv[above]).sum()) * int(np.abs(weight).max(initial=0))
+            acc[active] = syn.unpool(syn.backward(dv[above][None], weight, bound))[0, active]
+            table = self.layout.event_words(above)
+            events = [table[m] for m in syn.source_input[active]]
+            reads = [event.v_words for event in events]
+            c.dot_macs += sum(len(event.neurons) for event in events)
+            c.read("W", sum(map(len, reads)))
+            c.read("DV", sum(map(len, reads)))
         previous = dv[index]
-        dv[index] = mux_dv(acc, self.reciprocals[index], self._layer_k(index), window, previous, f.g)
-        timing = event_pass_timing(self.word_counts(window), cost, latency)
+        recip = self._per_neuron(self.reciprocals[index], index)
+        dv[index] = mux_dv(acc, recip, self._layer_k(index), window, previous, f.g)
+        timing = walk_timing(per_word, reads, DV_LATENCY)
         c.cycles += timing.cycles
         c.window_events += len(active)
         c.mux_ops += len(active)
-        c.read("H", words[index])
+        c.read("H", layout.words)
         c.read("R", len(active))
         c.write("DV", len(active))
         if rec.enabled:
             state = previous.copy()
-            for k in range(words[index]):
-                lanes_k = active[(active >= k * lanes) & (active < (k + 1) * lanes)]
-                for x, i in zip(timing.event_starts(k, len(lanes_k), cost), lanes_k):
-                    state[i] = dv[index][i]
-                    at = cycle + x + cost - 1 + latency
-                    rec.add(at, "backward", index, t, "DV", k, 1 << int(i - k * lanes), rec.word(state, k))
+            addresses, lanes = layout.place(active)
+            for i, k, lane, at in zip(active.tolist(), addresses.tolist(), lanes.tolist(), timing.reads):
+                state[i] = dv[index][i]
+                rec.add(cycle + int(at[-1]) + DV_LATENCY, "backward", index, t, "DV", k, 1 << lane, layout.word_values(state, k))
         return cycle + timing.cycles
 
     def _dw_pass(
         self, index: int, t: int, dv: list[np.ndarray], result: CoreResult, c: LayerCounters,
         rec: _Recorder, cycle: int,
     ) -> int:
-        """eq. 10: row i of dW^index += dV^index[t] for each spike i of layer index-1 at t."""
-        f, lanes, words = self.formats, self.lanes, self.words
-        fired = result.spikes[index - 1][t - 1]
-        rows = np.flatnonzero(fired)
+        """eq. 10: each source spike at t (walk order) adds dV^index[t] of its targets to the
+        accumulators of the weights that link them: the event's DW words, read with the DV
+        words of its targets, written DW_LATENCY later (a word re-read waits for its write)."""
+        bits = self.formats.dw
+        syn = self.synapses[index]
+        source = self.layout.layers[syn.source]
+        fired = result.spikes[syn.source][t - 1]
+        per_word, neurons = source.walk(fired)
+        table = self.layout.event_words(index)
+        events = [table[m] for m in syn.source_input[neurons]]
         acc = self.dw[index - 1]
-        acc[:, rows] = saturate(acc[:, rows] + dv[index][:, None], f.dw)
-        cost = words[index]
-        timing = event_pass_timing(self.word_counts(fired), cost, DW_LATENCY, DW_EMPTY_WORD_CYCLES)
+        timing = walk_timing(
+            per_word, [event.w_words for event in events], DW_LATENCY, DW_EMPTY_WORD_CYCLES, DW_LATENCY + 1
+        )
+        row_words = self.layout.row_words(index)
+        n_out, cols = acc.shape
         c.cycles += timing.cycles
-        c.dw_rows += len(rows)
-        c.dw_adds += len(rows) * self.sizes[index]
-        c.read("S", words[index - 1])
-        c.read("DW", len(rows) * cost)
-        c.read("DV", len(rows) * cost)
-        c.write("DW", len(rows) * cost)
-        if rec.enabled:
-            for k in range(words[index - 1]):
-                rows_k = rows[(rows >= k * lanes) & (rows < (k + 1) * lanes)]
-                for x, i in zip(timing.event_starts(k, len(rows_k), cost), rows_k):
-                    for word in range(cost):
-                        rec.add(
-                            cycle + x + word + DW_LATENCY, "backward", index, t, "DW", int(i) * cost + word,
-                            self.valid_mask(index, word), rec.word(acc[:, i], word),
-                        )
+        c.read("S", source.words)
+        for event, reads in zip(events, timing.reads):
+            np.put(acc, event.weights, saturate(acc.take(event.weights) + dv[index][event.neurons], bits))
+            c.dw_rows += 1
+            c.dw_adds += len(event.neurons)
+            for memory in ("DW", "DV"):
+                c.read(memory, len(reads))
+            c.write("DW", len(reads))
+            if rec.enabled:
+                for address, at in zip(event.w_words.tolist(), reads.tolist()):
+                    row, word = divmod(address, row_words)
+                    rec.add(
+                        cycle + at + DW_LATENCY, "backward", index, t, "DW", address,
+                        self.row_mask(n_out, word), rec.word(acc[:, row], word),
+                    )
         return cycle + timing.cycles
 
     def _dd_pass(
@@ -1169,7 +1328,7 @@ class CoreModel:
         rows = (t - 1) * n_out + events
         self.dd[:, rows] = saturate(self.dd[:, rows] + error[:, None], self.formats.dw)
         cost = self.decoder_words
-        timing = event_pass_timing(self.word_counts(fired), cost, DW_LATENCY, DW_EMPTY_WORD_CYCLES)
+        timing = event_pass_timing(self.layout.layers[-1].word_counts(fired), cost, DW_LATENCY, DW_EMPTY_WORD_CYCLES)
         c.cycles += timing.cycles
         c.dw_rows += len(rows)
         c.dw_adds += len(rows) * self.spec.classes
@@ -1193,22 +1352,30 @@ class CoreModel:
         self, index: int, t: int, dv: list[np.ndarray], result: CoreResult, c: LayerCounters,
         rec: _Recorder, cycle: int,
     ) -> int:
-        """eq. 11: dVth -= dV[t] for the neurons that fired at t-1 (a plain word pass)."""
-        f, lanes, words = self.formats, self.lanes, self.words
+        """eq. 11: dVth_c -= dV[t] for the neurons of channel c that fired at t-1, positions
+        ascending. A sweep in scan order reads DV and S word by word; the accumulator holds
+        a channel block's DVTH word (read with the block's first word) and writes it
+        DVTH_LATENCY after the block's last word's data, if any of its lanes fired."""
+        f, layout = self.formats, self.layout.layers[index]
         fired = result.spikes[index][t - 2]
-        self.dth[index] = saturate(self.dth[index] - dv[index] * fired, f.dth)
-        per_word = self.word_counts(fired)
-        timing = sweep_timing(words[index], DVTH_LATENCY)
+        adds = (-dv[index] * fired).reshape(layout.channels, layout.positions).T
+        self.dth[index] = accumulate_sequence(self.dth[index], adds, f.dth)
+        timing = sweep_timing(layout.words, DVTH_LATENCY)
+        per_block = fired.reshape(layout.channels, layout.positions).any(axis=1)
+        block_words = layout.words // layout.channel_words
         c.cycles += timing.cycles
-        c.dvth_adds += int(per_word.sum())
-        for memory in ("DVTH", "DV", "S"):
-            c.read(memory, words[index])
-        c.write("DVTH", int(np.count_nonzero(per_word)))
-        if rec.enabled:
-            for k in np.flatnonzero(per_word):
-                mask = _mask(fired[k * lanes : (k + 1) * lanes])
-                at = cycle + timing.data[k] + DVTH_LATENCY
-                rec.add(at, "backward", index, t, "DVTH", int(k), mask, rec.word(self.dth[index], k))
+        c.dvth_adds += int(fired.sum())
+        for memory in ("DV", "S"):
+            c.read(memory, layout.words)
+        c.read("DVTH", layout.channel_words)
+        for w in range(layout.channel_words):
+            lanes = per_block[w * self.lanes : (w + 1) * self.lanes]
+            if not lanes.any():
+                continue
+            c.write("DVTH", 1)
+            if rec.enabled:
+                at = cycle + timing.data[(w + 1) * block_words - 1] + DVTH_LATENCY
+                rec.add(at, "backward", index, t, "DVTH", w, _mask(lanes), rec.word(self.dth[index], w))
         return cycle + timing.cycles
 
     # Update ----------------------------------------------------------------------------------
@@ -1223,20 +1390,21 @@ class CoreModel:
         spec, f, rule = self.spec, self.formats, self.rule
         layers = self.num_layers
         update = counters.phase("update", layers + 1)
-        for index in range(1, layers + 1):
+        for index in self.synapses:
+            shift = min(rule.shift_w + self.offsets[index][0], 31)
             new, cycle = self._update_rows(
-                self.weights[index - 1].T, self.dw[index - 1].T, rule.shift_w, ("W", "DW"),
-                lambda k, index=index: self.valid_mask(index, k), index, update.layers[index], rec, cycle,
+                self.weights[index - 1].T, self.dw[index - 1].T, shift, ("W", "DW"), index,
+                update.layers[index], rec, cycle,
             )
             self.weights[index - 1] = np.ascontiguousarray(new.T)
             self.dw[index - 1][...] = 0
         if spec.threshold == "trainable":
-            for index in range(layers + 1):
+            for index in self.spiking():
                 cycle = self._update_thresholds(index, update.layers[index], rec, cycle)
         if self.decoder is not None:
             new, cycle = self._update_rows(
-                self.decoder.T, self.dd.T, f.decoder_shift(rule.shift_w), ("D", "DD"),
-                self.decoder_mask, layers, update.layers[layers], rec, cycle,
+                self.decoder.T, self.dd.T, f.decoder_shift(rule.shift_w), ("D", "DD"), layers,
+                update.layers[layers], rec, cycle,
             )
             self.decoder = np.ascontiguousarray(new.T)
             self.dd[...] = 0
@@ -1246,7 +1414,7 @@ class CoreModel:
 
     def _update_rows(
         self, values: np.ndarray, accumulators: np.ndarray, shift: int, memories: tuple[str, str],
-        mask: Callable[[int], int], layer: int, c: LayerCounters, rec: _Recorder, cycle: int,
+        layer: int, c: LayerCounters, rec: _Recorder, cycle: int,
     ) -> tuple[np.ndarray, int]:
         """One update sweep over memory rows (a weight block or the fc decoder): ``values``
         and ``accumulators`` (rows, width) in memory order, ``sat_w(values - round_shift(acc,
@@ -1270,13 +1438,16 @@ class CoreModel:
                 for k in range(words):
                     address = row * words + k
                     at = cycle + timing.data[address] + UPDATE_LATENCY
-                    rec.add(at, "update", layer, 0, memories[0], address, mask(k), rec.word(new[row], k))
-                    rec.add(at, "update", layer, 0, memories[1], address, mask(k), zero)
+                    mask = self.row_mask(width, k)
+                    rec.add(at, "update", layer, 0, memories[0], address, mask, rec.word(new[row], k))
+                    rec.add(at, "update", layer, 0, memories[1], address, mask, zero)
         return new, cycle + timing.cycles
 
     def _update_thresholds(self, index: int, c: LayerCounters, rec: _Recorder, cycle: int) -> int:
-        f, rule, lanes, words = self.formats, self.rule, self.lanes, self.words
+        f, rule, lanes = self.formats, self.rule, self.lanes
         shift = f.threshold_shift_encoder(rule.shift_th) if index == 0 else rule.shift_th
+        shift = min(shift + self.offsets[index][1], 31)
+        words = self.layout.layers[index].channel_words
         old = self.thresholds[index]
         draws = self._draws(len(old))
         new = np.clip(old - round_shift(self.dth[index], shift, rule.rounding, draws), 1, f.threshold_max)
@@ -1284,19 +1455,19 @@ class CoreModel:
         self.thresholds[index] = new
         self.reciprocals[index] = np.where(changed, reciprocal(new, f.k), self.reciprocals[index])
         self.dth[index][...] = 0
-        per_word = self.word_counts(changed)
+        per_word = np.add.reduceat(changed.astype(np.int64), np.arange(0, len(changed), lanes))
         timing = threshold_update_timing(per_word > 0, f.k)
         c.cycles += timing.cycles
         c.threshold_updates += len(old)
         c.reciprocals += int(changed.sum())
         for memory in ("VTH", "DVTH"):
-            c.read(memory, words[index])
-            c.write(memory, words[index])
+            c.read(memory, words)
+            c.write(memory, words)
         c.write("R", int(np.count_nonzero(per_word)))
         if rec.enabled:
             zero = (0,) * lanes
-            for k in range(words[index]):
-                mask = self.valid_mask(index, k)
+            for k in range(words):
+                mask = self.row_mask(len(old), k)
                 at = cycle + timing.data[k] + UPDATE_LATENCY
                 rec.add(at, "update", index, 0, "VTH", k, mask, rec.word(new, k))
                 rec.add(at, "update", index, 0, "DVTH", k, mask, zero)

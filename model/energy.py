@@ -267,8 +267,8 @@ class EnergyReport:
 
 def estimate_energy(counters: CoreCounters, core: CoreModel, table: EnergyTable) -> EnergyReport:
     """Energy of ``counters`` (one or more samples of ``core``) under ``table``."""
-    fan_out = max(core.sizes[1:])
-    index_bits = max(core.index_bits(index) for index in range(core.num_layers + 1))
+    fan_out = max(syn.fan_out for syn in core.synapses.values())
+    index_bits = max(core.index_bits(index) for index in core.spiking())
     costs = table.event_costs(core.formats, fan_out=fan_out, index_bits=index_bits)
     by_phase: dict[str, list[float]] = {}
     seen: set[str] = set()
@@ -307,7 +307,7 @@ def neurobench_metrics(
     spec = core.spec
     per_layer = metrics.spikes_per_layer(spec, unit_counts, samples)
     acs = sum(metrics.synaptic_ops_per_layer(spec, unit_counts, samples))
-    dense = spec.timesteps * sum(core.sizes[i] * core.sizes[i + 1] for i in range(core.num_layers))
+    dense = spec.timesteps * sum(int(metrics.synaptic_fanout(spec, index).sum()) for index in core.spiking())
     return {
         "Effective_ACs": float(acs),
         "Effective_MACs": 0.0,

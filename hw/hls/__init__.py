@@ -29,9 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from hw.core_config import MAX_LANES
+from hw.core_config import MAX_LANES, check_rtl_spec
 from model.checks import check_field, check_int
-from model.core import check_core_spec
 from model.fixed import ceil_log2
 from model.integer import PIXEL_FRAC, IntegerNetwork, label_target
 from model.spec import NetworkSpec
@@ -216,7 +215,7 @@ class Layout:
 def check_target(net: IntegerNetwork, lanes: int) -> Layout:
     """The layout of ``net`` at P = ``lanes`` after checking the target can express it.
 
-    Every spec the core runs (:func:`model.core.check_core_spec`), with any decoder, and every format,
+    Every spec the RTL core runs (:func:`hw.core_config.check_rtl_spec`), with any decoder, and every format,
     rounding and batch that :class:`~model.integer.IntegerNetwork` accepts map onto the
     C++; the limits are the target's memory sizes.
 
@@ -229,7 +228,7 @@ def check_target(net: IntegerNetwork, lanes: int) -> Layout:
     """
     if not isinstance(net, IntegerNetwork):
         raise ValueError(f"net: expected an IntegerNetwork, got {type(net).__name__}")
-    check_core_spec(net.spec)
+    check_rtl_spec(net.spec)
     check_int("lanes", lanes, minimum=1, maximum=MAX_LANES, type_error=ValueError)
     layout = Layout.of(net, lanes)
     bits = net.spec.timesteps * layout.neuron_total

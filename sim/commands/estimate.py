@@ -77,14 +77,14 @@ def build_report(
     learn_energy: EnergyReport | None = None
     if learning is not None:
         learn_energy = estimate_energy(learning, core, table)
-    for index in range(core.num_layers + 1):
+    for position, index in enumerate(core.spiking()):
         layer = forward.layers[index]
         item: dict[str, Any] = {
             "layer": index,
             "name": _layer_name(core, index),
             "neurons": core.sizes[index],
-            "spikes_per_inference": spikes[index],
-            "synaptic_ops_per_inference": sops[index],
+            "spikes_per_inference": spikes[position],
+            "synaptic_ops_per_inference": sops[position],
             "cycles": layer.cycles / samples,
             "stall_cycles": layer.stall_cycles / samples,
             "queue_high_water": layer.queue_high_water,
@@ -170,7 +170,10 @@ def measure(
         learner = CoreModel(net, lanes=lanes, queue_depth=depth)
         learner.samples = core.samples  # trace sample numbers continue after the inferences
         learning, _ = run_samples(learner, *train, trace=trace)
-    counts = [sum(r.spikes[index].sum(axis=0) for r in results) for index in range(core.num_layers + 1)]
+    counts = [
+        sum(r.spikes[index].sum(axis=0) for r in results).reshape(core.spec.layer_shape(index))
+        for index in core.spiking()
+    ]
     accuracy = float(np.mean(np.array([r.prediction for r in results]) == labels))
     ideal = float(np.mean([core.ideal_cycles(r.spikes) for r in results]))
     return build_report(core, inference, counts, accuracy, ideal, learning, table), core, inference
@@ -185,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         check_core_spec(NetworkSpec.from_dict(meta.get("spec")))
     net = IntegerNetwork.load(args.checkpoint)
     name = _dataset_name(args, meta)
-    data = load_dataset(name, root=args.data_root)
+    data = load_dataset(name, root=args.data_root, flatten=len(net.spec.input_shape) == 1)
     if data.input_shape != net.spec.input_shape:
         raise ValueError(
             f"--dataset: {name} has inputs {data.input_shape}, the checkpoint expects {net.spec.input_shape}"

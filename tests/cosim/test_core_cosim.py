@@ -381,7 +381,7 @@ def _bad_checkpoints(tmp_path: Path) -> dict[str, str]:
     "argv, message",
     [
         (["--checkpoint", "WIDE"], "w: 17 is out of range"),
-        (["--checkpoint", "CONV"], "arch: the core runs FC layers on flat inputs only, not 4C3-10FC"),
+        (["--checkpoint", "CONV"], "arch: the RTL core runs FC layers on flat inputs only; 4C3-10FC"),
         (["--checkpoint", "HUGE"], "target: memory DW1 needs"),
         (["--checkpoint", "DIGITS", "--sim", "modelsim"], "invalid choice: 'modelsim'"),
         (["--checkpoint", "DIGITS", "--sim", "icarus", "--path", ""], "icarus: 'iverilog' not found"),

@@ -164,7 +164,7 @@ def test_gen_units_still_work(tmp_path) -> None:
          "--queue-depth: 0 is out of range (allowed 1..65536)"),
         (["--checkpoint", "CKPT", "--lanes", "1", "--target", "ice40-up5k"], "target: W and dW need 84 single-port blocks"),
         (["--checkpoint", "CKPT", "--lanes", "9", "--target", "ice40-up5k"], "lanes: single-port weight memories"),
-        (["--checkpoint", "CONV", "--lanes", "4"], "arch: the core runs FC layers on flat inputs only, not 4C3-10FC"),
+        (["--checkpoint", "CONV", "--lanes", "4"], "arch: the RTL core runs FC layers on flat inputs only; 4C3-10FC"),
         (["--checkpoint", "MISSING", "--lanes", "4"], "does not exist"),
     ],
 )

@@ -190,14 +190,14 @@ def test_estimate_bad_options(checkpoint, tmp_path, capsys, option, message) -> 
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
-def test_estimate_rejects_a_checkpoint_the_core_cannot_run(tmp_path, capsys) -> None:
-    spec = NetworkSpec.parse("4C3-10FC", input_shape=(1, 8, 8))
-    folder = tmp_path / "conv"
-    folder.mkdir()
-    meta = {"kind": "integer", "format_version": 1, "spec": spec.to_dict(), "formats": {}}
-    (folder / "checkpoint.json").write_text(json.dumps(meta))
-    code = main(["estimate", "--checkpoint", str(folder), "--json", str(tmp_path / "x.json")])
-    err = capsys.readouterr().err
-    assert code == 2 and "arch:" in err and "4C3" in err and len(err.strip().splitlines()) == 1
+def test_estimate_runs_a_conv_checkpoint(tmp_path, capsys) -> None:
+    spec = NetworkSpec.parse("4C3-AP2-10FC", input_shape=(1, 8, 8), timesteps=3)
+    IntegerNetwork.scratch(spec, seed=0).save(tmp_path / "conv")
+    argv = ["--dataset", "digits", "--samples", "2", "--lanes", "3", "--json", str(tmp_path / "x.json")]
+    assert main(["estimate", "--checkpoint", str(tmp_path / "conv"), *argv]) == 0
+    report = json.loads((tmp_path / "x.json").read_text())
+    assert [item["name"] for item in report["per_layer"]] == ["encoder", "4C3", "10FC"]
+    assert report["cycles_over_ideal"] > 0 and report["cycles_per_learning_step"] > report["cycles_per_inference"]
+    capsys.readouterr()
     code = main(["estimate", "--checkpoint", str(tmp_path / "missing"), "--json", str(tmp_path / "x.json")])
     assert code == 2 and "does not exist" in capsys.readouterr().err

@@ -407,10 +407,9 @@ def test_specs_the_integer_model_cannot_run(arch: str, shape: tuple, message: st
         IntegerNetwork.scratch(NetworkSpec.parse(arch, input_shape=shape, population=2, classes=2))
 
 
-def test_core_keeps_rejecting_conv_networks() -> None:
+def test_core_model_takes_conv_networks() -> None:
+    """The core model runs conv and AP2 layers (tests/model/test_core.py); the RTL's
+    refusal is tested with the RTL (tests/hw/test_core_export.py)."""
     spec = NetworkSpec.parse("2C3-AP2-4FC", input_shape=(1, 4, 4), population=2, classes=2)
-    message = r"^arch: the core runs FC layers on flat inputs only, not 2C3-AP2-4FC \(input \(1, 4, 4\)\)"
-    with pytest.raises(ValueError, match=message):
-        check_core_spec(spec)
-    with pytest.raises(ValueError, match=message):
-        CoreModel(IntegerNetwork.scratch(spec, seed=0), lanes=2, queue_depth=4)
+    check_core_spec(spec)
+    CoreModel(IntegerNetwork.scratch(spec, seed=0), lanes=2, queue_depth=4)
