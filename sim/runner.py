@@ -6,6 +6,7 @@ A thin layer over :func:`cocotb_tools.runner.get_runner`:
   ``<build_root>/<simulator>/<top>/<variant>`` (default build root ``build/cosim`` in the
   repository) and compiles it only when the Verilog, the simulator or the build options
   changed (a hash stamp); :func:`build_unit` does this for a unit of :mod:`hw.export`.
+  Each top keeps its :data:`KEEP_BUILDS` most recent builds (:func:`prune`).
 * :func:`run` runs a cocotb test module on a build. The bench's configuration (unit
   parameters, seed, cycle counts, ...) travels as a JSON file named by the environment
   variable :data:`CONFIG_ENV` (read it with :func:`sim.tb.common.load_config`); the bench
@@ -50,6 +51,7 @@ __all__ = [
     "build",
     "build_unit",
     "bench_module",
+    "prune",
     "run",
     "run_unit",
     "variant_name",
@@ -65,6 +67,10 @@ _BUILD_ARGS = {
     "icarus": (),
 }
 _STAMP = ".spikeforge-build"
+#: Builds of one top kept in a build root (the most recently built); older ones are cleared
+#: after each build, so that runs over many designs (soaks, sweeps) do not fill the disk: a
+#: whole-core Verilator build takes about 120 MB.
+KEEP_BUILDS = 48
 #: Verilator runtime objects that do not depend on the design (only on the tool and flags);
 #: compiled once per build root and copied into new build directories.
 _RUNTIME_OBJECTS = "verilated*.[od]"
@@ -152,6 +158,29 @@ def _clear(directory: Path) -> None:
             shutil.rmtree(path)
         else:
             path.unlink()
+
+
+def prune(top_directory: Path, keep: int | None = None) -> list[Path]:
+    """Clear all but the ``keep`` (default :data:`KEEP_BUILDS`) most recently built variants
+    of a top (by their stamps' times), skipping any variant another process holds (building
+    or running); returns the cleared ones. A cleared variant is rebuilt when asked for again."""
+    keep = KEEP_BUILDS if keep is None else keep
+    stamped = sorted(
+        (path.stat().st_mtime, path.parent) for path in top_directory.glob(f"*/{_STAMP}")
+    )
+    cleared = []
+    for _, directory in stamped[: max(len(stamped) - keep, 0)]:
+        with open(directory / ".lock", "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            try:
+                _clear(directory)
+                cleared.append(directory)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    return cleared
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -306,6 +335,7 @@ def build(
         if simulator == "verilator":
             _store_runtime(directory, runtime)
         stamp.write_text(digest)
+    prune(directory.parent)
     return result
 
 

@@ -118,3 +118,30 @@ def test_a_rebuild_starts_from_an_empty_directory(fake: type[FakeRunner], tmp_pa
     runner.build("top", "module top(); endmodule\n", "icarus", variant="a", build_root=tmp_path)
     assert not stale.exists() and (first.directory / ".lock").exists()
     assert (first.directory / "top.v").read_text() == "module top(); endmodule\n"
+
+
+def test_old_builds_of_a_top_are_cleared(
+    fake: type[FakeRunner], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "KEEP_BUILDS", 2)
+    built = []
+    for n, variant in enumerate(("a", "b", "c")):
+        built.append(runner.build("top", "module top;\n", "icarus", variant=variant, build_root=tmp_path))
+        stamp = built[-1].directory / runner._STAMP
+        os.utime(stamp, (1000 + n, 1000 + n))  # build order, whatever the file system's clock
+    other = runner.build("other", "module other;\n", "icarus", variant="a", build_root=tmp_path)
+    # "a", the oldest build of top, is cleared (its lock file stays); "b", "c" and other's remain
+    assert [path.name for path in built[0].directory.iterdir()] == [".lock"]
+    assert all((build.directory / "sim.vvp").is_file() for build in (*built[1:], other))
+    # asked for again, a cleared build is compiled again
+    runner.build("top", "module top;\n", "icarus", variant="a", build_root=tmp_path)
+    assert len(fake.builds) == 5 and (built[0].directory / "sim.vvp").is_file()
+
+
+def test_a_build_in_use_is_not_cleared(fake: type[FakeRunner], tmp_path: Path) -> None:
+    old = runner.build("top", "module top;\n", "icarus", variant="a", build_root=tmp_path)
+    os.utime(old.directory / runner._STAMP, (1000, 1000))
+    runner.build("top", "module top;\n", "icarus", variant="b", build_root=tmp_path)
+    with runner._locked(old.directory):  # another process runs it
+        assert runner.prune(old.directory.parent, keep=1) == []
+    assert runner.prune(old.directory.parent, keep=1) == [old.directory]
