@@ -70,14 +70,15 @@ HOST_REGISTERS = ("shift_w", "shift_th", "lfsr_state", "pending")
 
 
 def check_rtl_spec(spec: NetworkSpec) -> None:
-    """Raise ``ValueError`` naming ``arch`` unless the RTL core (and the HLS target) can
-    build ``spec``: FC layers on a flat input. Conv and AP2 layers run in the core model
-    only (:func:`model.core.check_core_spec`, ``spikeforge estimate``)."""
+    """Raise ``ValueError`` naming ``arch`` unless the RTL core can build ``spec``: FC
+    layers on a flat input. Conv and AP2 layers run in the core model
+    (:func:`model.core.check_core_spec`, ``spikeforge estimate``) and the HLS target
+    (:func:`hw.hls.check_hls_spec`), not in the RTL."""
     check_core_spec(spec)
     if not spec.is_fc_only:
         raise ValueError(
             f"arch: the RTL core runs FC layers on flat inputs only; {spec.arch} (input "
-            f"{spec.input_shape}) runs in the core model (spikeforge estimate), not in gen, cosim, synth or hls"
+            f"{spec.input_shape}) runs in the core model (spikeforge estimate) and the HLS target (spikeforge hls), not in gen, cosim or synth"
         )
 
 

@@ -139,9 +139,10 @@ class CsimNetwork:
         for name, (restype, argtypes) in _SIGNATURES.items():
             function = getattr(self._lib, name)
             function.restype, function.argtypes = restype, argtypes
-        sizes = np.zeros(5, np.int64)
+        sizes = np.zeros(6, np.int64)
         self._lib.sf_layout(_pointer(sizes))
-        expected = (self._layout.layers, net.spec.timesteps, 1, self._layout.neuron_total, self._layout.weight_total)
+        layout = self._layout
+        expected = (layout.layers, net.spec.timesteps, 1, layout.neuron_total, layout.weight_total, layout.channel_total)
         if tuple(sizes) != expected:
             raise RuntimeError(f"csim engine: library layout {tuple(sizes)} is not {expected}")
         self._handle = self._lib.sf_create()
@@ -267,8 +268,7 @@ class CsimNetwork:
     def network(self) -> IntegerNetwork:
         """A new :class:`IntegerNetwork` holding the engine's learned state and rule."""
         layout = self._layout
-        state = {name: np.zeros(layout.weight_total if name in ("weights", "dw") else layout.neuron_total, np.int64)
-                 for name in STATE_ARRAYS}
+        state = {name: np.zeros(layout.size(name), np.int64) for name in STATE_ARRAYS}
         registers = np.zeros(2, np.int64)
         self._lib.sf_store(self._handle, *(_pointer(state[name]) for name in STATE_ARRAYS), _pointer(registers))
         arrays = layout.unpack(state)

@@ -29,11 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from hw.core_config import MAX_LANES, check_rtl_spec
+from hw.core_config import MAX_LANES
 from model.checks import check_field, check_int
 from model.fixed import ceil_log2
-from model.integer import PIXEL_FRAC, IntegerNetwork, label_target
+from model.core import check_core_spec
+from model.integer import PIXEL_FRAC, IntegerNetwork, label_target, shift_offsets
 from model.spec import NetworkSpec
+from model.synapses import positions, source_layer
 
 __all__ = [
     "DEFAULT_CLOCK_NS",
@@ -45,6 +47,7 @@ __all__ = [
     "TOP",
     "Layout",
     "Vectors",
+    "check_hls_spec",
     "check_target",
     "engine_sources",
     "firmware_sources",
@@ -77,57 +80,97 @@ STATE_ARRAYS = ("weights", "thresholds", "reciprocals", "dw", "dth")
 INPUT_FILE = "tb_input.dat"
 EXPECTED_FILE = "tb_expected.dat"
 
+#: Layer kinds of ``KIND`` in parameters.h (the encoder is 0).
+KINDS = {"fc": 0, "conv": 1, "pool": 2}
+
 _ROUNDINGS = {"floor": "ROUND_FLOOR", "nearest": "ROUND_NEAREST", "stochastic": "ROUND_STOCHASTIC"}
 
 
 @dataclass(frozen=True)
 class Layout:
-    """The target's flat memories: neurons and weights of every layer, P lanes per word.
+    """The target's flat memories: neurons, channels and weights of every layer, P lanes per word.
 
-    Layer l (0 = encoder) holds ``words[l] = ceil(n_l / P)`` words from ``neuron_base[l]``
-    of the per-neuron memories (V, Vth, R, dVth, dV); layer l = 1..L holds ``n_{l-1}`` rows
-    of ``words[l]`` words from ``weight_base[l]`` of the weight memories (W, dW), row i the
-    fan-out of presynaptic neuron i. The fc decoder's D (and dD) follow from
+    Spiking layer l (0 = encoder) holds ``words[l] = ceil(n_l / P)`` words from
+    ``neuron_base[l]`` of the per-neuron memories (V, S, h, dV) and ``channel_words[l] =
+    ceil(c_l / P)`` words from ``channel_base[l]`` of the per-channel memories (Vth, R,
+    dVth; one entry per FC neuron, conv output channel or image input channel). Layer
+    l = 1..L holds ``rows[l]`` rows of ``row_words[l] = ceil(outs[l] / P)`` words from
+    ``weight_base[l]`` of the weight memories (W, dW): the transpose of its 2-D weights
+    (FC ``(n_l, n_{l-1})``: row i the fan-out of input i; conv ``(C_out, 9 C_in)``: row
+    ``9 c + 3 i + j`` the C_out words of kernel tap (i, j) of input channel c). AP2 layers
+    hold nothing (0 neurons, channels and rows). The fc decoder's D (and dD) follow from
     ``decoder_base``: ``decoder_rows = T n_L`` rows of ``decoder_words = ceil(C / P)``
     words, row ``t n_L + j`` the class weights of output neuron j's spike at step t + 1.
-    Padding lanes (past ``n_l`` or C) are 0.
+    Padding lanes (past ``n_l``, ``c_l``, ``outs[l]`` or C) are 0.
 
     Parameters
     ----------
     neurons : tuple of int
-        ``n_0 .. n_L``.
+        ``n_0 .. n_L`` (0 for AP2 layers).
     lanes : int
         P, values per word, 1..:data:`~hw.core_config.MAX_LANES`.
     decoder_rows, classes : int
         ``T n_L`` and C for the fc decoder, else 0.
+    channels, rows, outs : tuple of int, optional
+        Threshold channels ``c_0 .. c_L`` and the weight shape ``(outs[l], rows[l])`` of
+        each layer (index 0 unused); by default those of FC layers on a flat input
+        (``c_l = n_l``, ``(n_l, n_{l-1})``).
     """
 
     neurons: tuple[int, ...]
     lanes: int
     decoder_rows: int = 0
     classes: int = 0
+    channels: tuple[int, ...] = ()
+    rows: tuple[int, ...] = ()
+    outs: tuple[int, ...] = ()
     words: tuple[int, ...] = field(init=False)
+    channel_words: tuple[int, ...] = field(init=False)
+    row_words: tuple[int, ...] = field(init=False)
     neuron_base: tuple[int, ...] = field(init=False)
+    channel_base: tuple[int, ...] = field(init=False)
     weight_base: tuple[int, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         lanes = check_field("lanes", self.lanes, minimum=1, maximum=MAX_LANES)
-        words = tuple(-(-n // lanes) for n in self.neurons)
-        neuron_base = tuple(int(b) for b in np.cumsum((0, *words[:-1])) * lanes)
-        blocks = [0] + [self.neurons[layer - 1] * words[layer] * lanes for layer in range(1, len(words))]
-        weight_base = (0, *(int(b) for b in np.cumsum(blocks[:-1])))
+        neurons = self.neurons
+        defaults = {
+            "channels": neurons,
+            "rows": (0, *neurons[:-1]),
+            "outs": (0, *neurons[1:]),
+        }
+        for name, default in defaults.items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, tuple(default))
+
+        def ceil(values: tuple[int, ...]) -> tuple[int, ...]:
+            return tuple(-(-n // lanes) for n in values)
+
+        def bases(sizes: Sequence[int]) -> tuple[int, ...]:
+            return tuple(int(b) for b in np.cumsum((0, *sizes[:-1])))
+
+        words, channel_words, row_words = ceil(neurons), ceil(self.channels), ceil(self.outs)
+        blocks = [rows * row * lanes for rows, row in zip(self.rows, row_words)]
         object.__setattr__(self, "words", words)
-        object.__setattr__(self, "neuron_base", neuron_base)
-        object.__setattr__(self, "weight_base", weight_base)
+        object.__setattr__(self, "channel_words", channel_words)
+        object.__setattr__(self, "row_words", row_words)
+        object.__setattr__(self, "neuron_base", tuple(b * lanes for b in bases(words)))
+        object.__setattr__(self, "channel_base", tuple(b * lanes for b in bases(channel_words)))
+        object.__setattr__(self, "weight_base", bases(blocks))
 
     @classmethod
     def of(cls, net: IntegerNetwork, lanes: int) -> Layout:
         """The layout of ``net``'s layers (and fc decoder) at P = ``lanes``."""
         spec = net.spec
-        neurons = tuple(spec.neurons(layer) for layer in range(spec.num_layers + 1))
-        if net.decoder is None:
-            return cls(neurons, lanes)
-        return cls(neurons, lanes, spec.timesteps * neurons[-1], spec.classes)
+        spiking = set(spec.spiking_layers())
+        layers = range(spec.num_layers + 1)
+        neurons = tuple(spec.neurons(layer) if layer in spiking else 0 for layer in layers)
+        channels = tuple(spec.channels(layer) for layer in layers)
+        shapes = [(0, 0), *(w.shape for w in net.weights)]
+        outs = tuple(int(shape[0]) for shape in shapes)
+        rows = tuple(int(shape[1]) for shape in shapes)
+        decoder = (spec.timesteps * neurons[-1], spec.classes) if net.decoder is not None else (0, 0)
+        return cls(neurons, lanes, *decoder, channels, rows, outs)
 
     @property
     def layers(self) -> int:
@@ -140,6 +183,11 @@ class Layout:
         return self.neuron_base[-1] + self.words[-1] * self.lanes
 
     @property
+    def channel_total(self) -> int:
+        """Entries of a per-channel memory (``C_TOTAL``)."""
+        return self.channel_base[-1] + self.channel_words[-1] * self.lanes
+
+    @property
     def decoder_words(self) -> int:
         """Words of one fc decoder row, ``ceil(C / P)`` (0 without the fc decoder)."""
         return -(-self.classes // self.lanes)
@@ -148,7 +196,7 @@ class Layout:
     def decoder_base(self) -> int:
         """Start of the fc decoder's block in a weight memory: the end of layer L's."""
         last = self.layers
-        return self.weight_base[last] + self.neurons[last - 1] * self.words[last] * self.lanes
+        return self.weight_base[last] + self.rows[last] * self.row_words[last] * self.lanes
 
     @property
     def weight_total(self) -> int:
@@ -159,31 +207,36 @@ class Layout:
         """Layer ``layer``'s entries of a per-neuron memory (padding excluded)."""
         return slice(self.neuron_base[layer], self.neuron_base[layer] + self.neurons[layer])
 
+    def channel_slice(self, layer: int) -> slice:
+        """Layer ``layer``'s entries of a per-channel memory (padding excluded)."""
+        return slice(self.channel_base[layer], self.channel_base[layer] + self.channels[layer])
+
+    def size(self, name: str) -> int:
+        """Entries of the packed memory ``name`` (:data:`STATE_ARRAYS`)."""
+        return self.weight_total if name in ("weights", "dw") else self.channel_total
+
     def _rows(self, flat: np.ndarray, layer: int) -> np.ndarray:
-        """Layer l's weight block of ``flat`` as (n_{l-1}, words x P) rows, or for
+        """Layer l's weight block of ``flat`` as (rows, words x P) rows, or for
         l = L + 1 the fc decoder's as (T n_L, decoder words x P) rows (a view)."""
         if layer > self.layers:
             start, count, stride = self.decoder_base, self.decoder_rows, self.decoder_words * self.lanes
         else:
-            start, count, stride = self.weight_base[layer], self.neurons[layer - 1], self.words[layer] * self.lanes
+            start, count, stride = self.weight_base[layer], self.rows[layer], self.row_words[layer] * self.lanes
         return flat[start : start + count * stride].reshape(count, stride)
 
     def pack(self, net: IntegerNetwork) -> dict[str, Any]:
         """``net``'s learned state in this layout: :data:`STATE_ARRAYS` (int64) plus
         ``lfsr`` and ``pending`` (int)."""
-        state: dict[str, Any] = {
-            name: np.zeros(self.weight_total if name in ("weights", "dw") else self.neuron_total, np.int64)
-            for name in STATE_ARRAYS
-        }
+        state: dict[str, Any] = {name: np.zeros(self.size(name), np.int64) for name in STATE_ARRAYS}
         for layer in range(1, self.layers + 1):
-            self._rows(state["weights"], layer)[:, : self.neurons[layer]] = net.weights[layer - 1].T
-            self._rows(state["dw"], layer)[:, : self.neurons[layer]] = net.dw[layer - 1].T
+            self._rows(state["weights"], layer)[:, : self.outs[layer]] = net.weights[layer - 1].T
+            self._rows(state["dw"], layer)[:, : self.outs[layer]] = net.dw[layer - 1].T
         if self.decoder_rows:
             decoder = self.layers + 1
             self._rows(state["weights"], decoder)[:, : self.classes] = net.decoder.T
             self._rows(state["dw"], decoder)[:, : self.classes] = net.dd.T
         for layer in range(self.layers + 1):
-            where = self.neuron_slice(layer)
+            where = self.channel_slice(layer)
             state["thresholds"][where] = net.thresholds[layer]
             state["reciprocals"][where] = net.reciprocals[layer]
             state["dth"][where] = net.dth[layer]
@@ -192,18 +245,19 @@ class Layout:
         return state
 
     def unpack(self, state: dict[str, Any]) -> dict[str, Any]:
-        """Per-layer arrays of a packed state: ``weights``/``dw`` (n_l, n_{l-1}) for l = 1..L,
-        ``thresholds``/``dth`` (n_l,) for l = 0..L, and ``decoder``/``dd`` (C, T n_L) of
+        """Per-layer arrays of a packed state: ``weights``/``dw`` (outs, rows) for l = 1..L
+        (FC ``(n_l, n_{l-1})``, conv ``(C_out, 9 C_in)``, AP2 ``(0, 0)``),
+        ``thresholds``/``dth`` (c_l,) for l = 0..L, and ``decoder``/``dd`` (C, T n_L) of
         the fc decoder, else None (copies, int64)."""
         out: dict[str, Any] = {}
         for name in ("weights", "dw"):
             out[name] = [
-                self._rows(state[name], layer)[:, : self.neurons[layer]].T.copy()
+                self._rows(state[name], layer)[:, : self.outs[layer]].T.copy()
                 for layer in range(1, self.layers + 1)
             ]
         for name in ("thresholds", "dth"):
             out[name] = [
-                state[name][self.neuron_slice(layer)].copy()
+                state[name][self.channel_slice(layer)].copy()
                 for layer in range(self.layers + 1)
             ]
         for name, packed in (("decoder", "weights"), ("dd", "dw")):
@@ -212,23 +266,31 @@ class Layout:
         return out
 
 
+def check_hls_spec(spec: NetworkSpec) -> None:
+    """Raise ``ValueError`` naming ``spec`` unless the HLS target can express it: every
+    spec the core model runs (:func:`model.core.check_core_spec`): FC, 3x3 conv and AP2
+    layers on flat or image inputs, any decoder. (The RTL core's narrower rule is
+    :func:`hw.core_config.check_rtl_spec`.)"""
+    check_core_spec(spec)
+
+
 def check_target(net: IntegerNetwork, lanes: int) -> Layout:
     """The layout of ``net`` at P = ``lanes`` after checking the target can express it.
 
-    Every spec the RTL core runs (:func:`hw.core_config.check_rtl_spec`), with any decoder, and every format,
-    rounding and batch that :class:`~model.integer.IntegerNetwork` accepts map onto the
-    C++; the limits are the target's memory sizes.
+    Every spec of :func:`check_hls_spec` (FC, conv and AP2 layers, any decoder) and every
+    format, rounding and batch that :class:`~model.integer.IntegerNetwork` accepts map onto
+    the C++; the limits are the target's memory sizes.
 
     Raises
     ------
     ValueError
-        Naming ``net``, ``decoder``, ``lanes``, ``timesteps`` (the per-sample S and h
+        Naming ``net``, ``spec``, ``lanes``, ``timesteps`` (the per-sample S and h
         memories exceed :data:`MAX_SPIKE_BITS` bits) or ``arch`` (a weight memory exceeds
         2^31 - 1 entries).
     """
     if not isinstance(net, IntegerNetwork):
         raise ValueError(f"net: expected an IntegerNetwork, got {type(net).__name__}")
-    check_rtl_spec(net.spec)
+    check_hls_spec(net.spec)
     check_int("lanes", lanes, minimum=1, maximum=MAX_LANES, type_error=ValueError)
     layout = Layout.of(net, lanes)
     bits = net.spec.timesteps * layout.neuron_total
@@ -270,6 +332,14 @@ def parameters_header(net: IntegerNetwork, layout: Layout) -> str:
     # Decoded values: counts 0..P T, or the fc sums |a_c| <= T n_L 2^(w-1) (signed).
     decoded = layout.decoder_rows << (f.w - 1) if fc else target
     spike_max = max(layout.neurons) * spec.timesteps
+    layers = range(spec.num_layers + 1)
+    shapes = [spec.layer_shape(layer) for layer in layers]
+    grids = [shape if len(shape) == 3 else (shape[0], 1, 1) for shape in shapes]
+    sources = [0, *(source_layer(spec, layer) for layer in layers[1:])]
+    consumers = [0] * len(sources)
+    for layer in spec.spiking_layers()[1:]:
+        consumers[sources[layer]] = layer
+    offsets = [shift_offsets(spec, layer) for layer in layers]
     constants = {
         "LAYERS": layout.layers,
         "TIMESTEPS": spec.timesteps,
@@ -295,9 +365,11 @@ def parameters_header(net: IntegerNetwork, layout: Layout) -> str:
         "DECODER_ROWS": layout.decoder_rows,
         "DECODER_WORDS": layout.decoder_words,
         "N_TOTAL": layout.neuron_total,
+        "C_TOTAL": layout.channel_total,
         "W_TOTAL": layout.weight_total,
         "MAX_NEURONS": max(layout.neurons),
         "MAX_WORDS": max(layout.words),
+        "MAX_OUTS": max(max(layout.outs), 1),
     }
     widths = {
         "COUNT_BITS": max(ceil_log2(decoded + 1), 1) + fc,
@@ -307,7 +379,7 @@ def parameters_header(net: IntegerNetwork, layout: Layout) -> str:
     }
     lines = [
         "// parameters.h: generated by spikeforge hls (hw/hls) -- do not edit.",
-        f"// {spec.arch}, input {spec.input_shape[0]}, T = {spec.timesteps}, {spec.decoder} decoder, "
+        f"// {spec.arch}, input {'x'.join(map(str, spec.input_shape))}, T = {spec.timesteps}, {spec.decoder} decoder, "
         f"population {spec.population}, reset {spec.reset}, thresholds {spec.threshold}, "
         f"rounding {rule.rounding}, B = {rule.batch}, P = {layout.lanes}.",
         "#ifndef SPIKEFORGE_PARAMETERS_H",
@@ -329,11 +401,34 @@ def parameters_header(net: IntegerNetwork, layout: Layout) -> str:
         f"constexpr bool LEARNABLE = {str(learnable(spec)).lower()};  // reset subtract, surrogate scaled",
         f"constexpr Rounding ROUNDING = {_ROUNDINGS[rule.rounding]};",
         "",
-        "// Memory layout: neurons n_l, words ceil(n_l / P), per-neuron and weight base addresses",
-        "// (the fc decoder's block: DECODER_ROWS rows of DECODER_WORDS words from DECODER_BASE).",
+        "// Layers (0 = encoder): kind (0 FC or encoder, 1 conv 3x3, 2 AP2), shape (DEPTH, HEIGHT,",
+        "// WIDTH) = (C, H, W) or (n, 1, 1), neurons per threshold channel (H W of an image, else 1),",
+        "// the spiking layer its input comes from (SOURCE) through POOL = l - 1 - SOURCE AP2 layers,",
+        "// the spiking layer its spikes reach (CONSUMER, 0 for none) and the shift offsets of its",
+        "// weights (4 POOL) and thresholds (rint(log2(H W))), docs/numerics.md sections 2.2, 4.3.",
+        _array("KIND", [0, *(KINDS[layer.kind] for layer in spec.layers)]),
+        _array("DEPTH", [grid[0] for grid in grids]),
+        _array("HEIGHT", [grid[1] for grid in grids]),
+        _array("WIDTH", [grid[2] for grid in grids]),
+        _array("POSITIONS", [positions(shape) for shape in shapes]),
+        _array("SOURCE", sources),
+        _array("POOL", [layer - 1 - sources[layer] if layer else 0 for layer in layers]),
+        _array("CONSUMER", consumers),
+        _array("WEIGHT_OFFSET", [offset[0] for offset in offsets]),
+        _array("THRESHOLD_OFFSET", [offset[1] for offset in offsets]),
+        "",
+        "// Memory layout: neurons n_l (0 for AP2) in words of P from NEURON_BASE; threshold",
+        "// channels from CHANNEL_BASE; weight rows (ROWS[l] rows of OUTS[l] values in ROW_WORDS[l]",
+        "// words) from WEIGHT_BASE (the fc decoder's block: DECODER_ROWS rows of DECODER_WORDS",
+        "// words from DECODER_BASE).",
         _array("NEURONS", layout.neurons),
         _array("WORDS", layout.words),
         _array("NEURON_BASE", layout.neuron_base),
+        _array("CHANNELS", layout.channels),
+        _array("CHANNEL_BASE", layout.channel_base),
+        _array("ROWS", layout.rows),
+        _array("OUTS", layout.outs),
+        _array("ROW_WORDS", layout.row_words),
         _array("WEIGHT_BASE", layout.weight_base),
         "",
         "// Widths of the outputs and registers.",

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import hw.hls
+from hw.core_config import check_rtl_spec
 from hw.hls import Layout, check_target, learnable, write_project
 from model.fixed import signed_range
 from model.integer import Formats, IntegerNetwork, LearningRule
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not 
 
 def network(
     arch: str,
-    inputs: int,
+    inputs: int | tuple[int, ...],
     *,
     formats: Formats | None = None,
     rounding: str = "stochastic",
@@ -31,14 +32,19 @@ def network(
     seed: int = 0,
     shifts: tuple[int, int] = (4, 4),
     full_range: bool = False,
+    gain: int = 1,
     **switches: object,
 ) -> IntegerNetwork:
     """A seeded network; ``full_range`` draws weights over the whole w-bit range and small
-    thresholds (saturation everywhere)."""
-    spec = NetworkSpec.parse(arch, input_shape=(inputs,), **switches)
+    thresholds (saturation everywhere); ``gain`` scales the scratch weights."""
+    spec = NetworkSpec.parse(arch, input_shape=inputs if isinstance(inputs, tuple) else (inputs,), **switches)
     formats = formats or Formats()
     rule = LearningRule(*shifts, rounding, batch)
     net = IntegerNetwork.scratch(spec, formats, seed=seed, rule=rule)
+    if gain != 1:  # scratch weights times gain (saturated): activity through small conv networks
+        low, high = signed_range(formats.w)
+        weights = [np.clip(w * gain, low, high) for w in net.weights]
+        net = IntegerNetwork(spec, formats, weights, net.thresholds, rule=rule, lfsr_state=seed + 1)
     if full_range:
         rng = np.random.default_rng(seed)
         low, high = signed_range(formats.w)
@@ -52,7 +58,7 @@ def network(
 def samples(net: IntegerNetwork, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """u8 pixels with an all-zero and an all-255 sample first, then random ones."""
     rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (count, net.spec.input_shape[0]))
+    pixels = rng.integers(0, 256, (count, net.spec.neurons(0)))
     pixels[0] = 0
     pixels[1] = 255
     pixels[2:] *= rng.random(pixels[2:].shape) < 0.6
@@ -90,6 +96,22 @@ CASES = {
                 full_range=True, timesteps=3, population=2, classes=3, decoder="fc", seed=6), 2),
     "fc-stochastic-trainable-P4": (
         network("12FC-10FC", 9, timesteps=4, population=2, classes=5, decoder="fc", shifts=(3, 3), seed=7), 4),
+    # Conv 3x3 and AP2 layers on image inputs (docs/numerics.md section 2.2).
+    "conv-pool-fc-stochastic-trainable-B2-P3": (
+        network("3C3-AP2-6FC", (2, 4, 4), batch=2, shifts=(2, 2), gain=2, timesteps=4, population=2,
+                classes=3, seed=8), 3),
+    "conv-pool-fc-floor-trainable-B3-P2": (
+        network("3C3-AP2-6FC", (2, 4, 4), rounding="floor", batch=3, shifts=(2, 2), gain=4, timesteps=4,
+                population=2, classes=3, seed=8), 2),
+    "conv-conv-pool-nearest-fixed-P1": (
+        network("2C3-3C3-AP2-4FC", (2, 4, 4), rounding="nearest", shifts=(1, 1), gain=3, timesteps=3,
+                population=2, classes=2, threshold="fixed", seed=10), 1),
+    "conv-two-pools-rate-stochastic-B2-P2": (
+        network("2C3-AP2-AP2-6FC", (1, 8, 8), batch=2, shifts=(1, 2), timesteps=3, population=3, classes=2,
+                decoder="rate", seed=11), 2),
+    "conv-pool-fc-decoder-nearest-P4": (
+        network("4C3-AP2-5FC", (1, 4, 4), formats=replace(NARROW, df=2), rounding="nearest", batch=2,
+                shifts=(1, 1), full_range=True, timesteps=3, population=1, classes=3, decoder="fc", seed=12), 4),
 }
 
 
@@ -116,6 +138,27 @@ def test_saturation_is_exercised(tmp_path: Path) -> None:
     copy.accumulate(pixels[:3], labels[:3])  # the first batch
     low, high = signed_range(net.formats.dw)
     assert any(np.isin(dw, (low, high)).any() for dw in copy.dw)
+
+
+def test_conv_saturation_is_exercised() -> None:
+    """The narrow conv case saturates the accumulators of its conv layer."""
+    net, _ = CASES["conv-pool-fc-decoder-nearest-P4"]
+    pixels, labels = samples(net, 6, 0)
+    copy = IntegerNetwork(net.spec, net.formats, net.weights, net.thresholds, decoder=net.decoder, rule=net.rule)
+    copy.accumulate(pixels[:2], labels[:2])  # the first batch
+    assert np.isin(copy.dw[0], signed_range(net.formats.dw)).any()
+
+
+def test_hls_accepts_conv_and_the_rtl_refuses_it() -> None:
+    net, _ = CASES["conv-pool-fc-stochastic-trainable-B2-P3"]
+    layout = check_target(net, 3)
+    assert layout.neurons == (32, 48, 0, 6) and layout.channels == (2, 3, 0, 6)
+    assert layout.rows == (0, 18, 0, 12) and layout.outs == (0, 3, 0, 6)
+    with pytest.raises(ValueError, match=r"^arch: the RTL core runs FC layers on flat inputs only; 3C3-AP2-6FC"):
+        check_rtl_spec(net.spec)
+    arrays = layout.unpack(layout.pack(net))
+    for a, b in zip(arrays["weights"] + arrays["thresholds"], net.weights + net.thresholds):
+        assert np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("where", ["prediction", "dw"])

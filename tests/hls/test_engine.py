@@ -17,8 +17,10 @@ from sim.hls_engine import CsimNetwork, build_engine
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not installed")
 
 
-def _net(arch: str, inputs: int, formats: Formats, rule: LearningRule, seed: int, **switches: object) -> IntegerNetwork:
-    spec = NetworkSpec.parse(arch, input_shape=(inputs,), **switches)
+def _net(
+    arch: str, inputs: int | tuple[int, ...], formats: Formats, rule: LearningRule, seed: int, **switches: object
+) -> IntegerNetwork:
+    spec = NetworkSpec.parse(arch, input_shape=inputs if isinstance(inputs, tuple) else (inputs,), **switches)
     return IntegerNetwork.scratch(spec, formats, seed=seed, rule=rule)
 
 
@@ -33,12 +35,15 @@ CASES = {
         timesteps=3, population=5),
     "stochastic-B1-fc": _net(
         "11FC-20FC", 8, Formats(), LearningRule(2, 3, "stochastic", 1), 4, timesteps=4, population=2, decoder="fc"),
+    "stochastic-B2-trainable-conv-pool": _net(
+        "3C3-AP2-4C3-6FC", (2, 4, 4), Formats(), LearningRule(1, 2, "stochastic", 2), 5, timesteps=4, population=2,
+        classes=3),
 }
 
 
 def _samples(net: IntegerNetwork, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (count, net.spec.input_shape[0])) * (rng.random((count, 1)) < 0.9)
+    pixels = rng.integers(0, 256, (count, net.spec.neurons(0))) * (rng.random((count, 1)) < 0.9)
     pixels[0] = 0
     return pixels, rng.integers(0, net.spec.classes, count)
 

@@ -13,10 +13,10 @@ namespace {
 
 struct Engine {
   weight_t weights[W_TOTAL];
-  threshold_t thresholds[N_TOTAL];
-  recip_t reciprocals[N_TOTAL];
+  threshold_t thresholds[C_TOTAL];
+  recip_t reciprocals[C_TOTAL];
   dw_t dw[W_TOTAL];
-  dth_t dth[N_TOTAL];
+  dth_t dth[C_TOTAL];
   lfsr_t lfsr;
   pending_t pending;
   membrane_t v[N_TOTAL];
@@ -29,13 +29,14 @@ struct Engine {
 
 extern "C" {
 
-// Sizes the host checks against its layout: LAYERS, TIMESTEPS, LANES, N_TOTAL, W_TOTAL.
-void sf_layout(int64_t out[5]) {
+// Sizes the host checks against its layout: LAYERS, TIMESTEPS, LANES, N_TOTAL, W_TOTAL, C_TOTAL.
+void sf_layout(int64_t out[6]) {
   out[0] = LAYERS;
   out[1] = TIMESTEPS;
   out[2] = LANES;
   out[3] = N_TOTAL;
   out[4] = W_TOTAL;
+  out[5] = C_TOTAL;
 }
 
 void* sf_create() { return new Engine(); }
@@ -50,7 +51,7 @@ void sf_load(void* handle, const int64_t* weights, const int64_t* thresholds,
     e.weights[n] = weights[n];
     e.dw[n] = dw[n];
   }
-  for (int n = 0; n < N_TOTAL; ++n) {
+  for (int n = 0; n < C_TOTAL; ++n) {
     e.thresholds[n] = thresholds[n];
     e.reciprocals[n] = reciprocals[n];
     e.dth[n] = dth[n];
@@ -66,7 +67,7 @@ void sf_store(const void* handle, int64_t* weights, int64_t* thresholds, int64_t
     weights[n] = wide(e.weights[n]);
     dw[n] = wide(e.dw[n]);
   }
-  for (int n = 0; n < N_TOTAL; ++n) {
+  for (int n = 0; n < C_TOTAL; ++n) {
     thresholds[n] = wide(e.thresholds[n]);
     reciprocals[n] = wide(e.reciprocals[n]);
     dth[n] = wide(e.dth[n]);

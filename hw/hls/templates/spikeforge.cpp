@@ -6,8 +6,8 @@ using namespace spikeforge;
 void spikeforge_top(op_t mode, const pixel_t pixels[NEURONS[0]], class_t label, shift_t shift_w,
                     shift_t shift_th, class_t& prediction, count_t counts[CLASSES],
                     spikes_t layer_spikes[LAYERS + 1], weight_t weights[W_TOTAL],
-                    threshold_t thresholds[N_TOTAL], recip_t reciprocals[N_TOTAL],
-                    dw_t dw[W_TOTAL], dth_t dth[N_TOTAL], lfsr_t& lfsr, pending_t& pending) {
+                    threshold_t thresholds[C_TOTAL], recip_t reciprocals[C_TOTAL],
+                    dw_t dw[W_TOTAL], dth_t dth[C_TOTAL], lfsr_t& lfsr, pending_t& pending) {
   SPIKEFORGE_HLS(HLS INTERFACE mode=ap_ctrl_hs port=return)
   SPIKEFORGE_HLS(HLS INTERFACE mode=ap_none port=mode)
   SPIKEFORGE_HLS(HLS INTERFACE mode=ap_none port=label)

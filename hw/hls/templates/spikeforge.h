@@ -15,10 +15,10 @@ void spikeforge_top(spikeforge::op_t mode, const spikeforge::pixel_t pixels[spik
                     spikeforge::count_t counts[spikeforge::CLASSES],
                     spikeforge::spikes_t layer_spikes[spikeforge::LAYERS + 1],
                     spikeforge::weight_t weights[spikeforge::W_TOTAL],
-                    spikeforge::threshold_t thresholds[spikeforge::N_TOTAL],
-                    spikeforge::recip_t reciprocals[spikeforge::N_TOTAL],
+                    spikeforge::threshold_t thresholds[spikeforge::C_TOTAL],
+                    spikeforge::recip_t reciprocals[spikeforge::C_TOTAL],
                     spikeforge::dw_t dw[spikeforge::W_TOTAL],
-                    spikeforge::dth_t dth[spikeforge::N_TOTAL], spikeforge::lfsr_t& lfsr,
+                    spikeforge::dth_t dth[spikeforge::C_TOTAL], spikeforge::lfsr_t& lfsr,
                     spikeforge::pending_t& pending);
 
 #endif  // SPIKEFORGE_H

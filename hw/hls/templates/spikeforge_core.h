@@ -5,15 +5,21 @@
 // update every BATCH samples (rounding shifts, LFSR draws in the contract's order, threshold
 // floor at 1 LSB, reciprocals). Sizes, formats and switches come from parameters.h.
 //
-// Memory layout (docs/hls.md): per-neuron memories hold layers 0..L one after the other,
-// layer l from NEURON_BASE[l] (a multiple of LANES); the weight memory holds, per layer
-// l = 1..L from WEIGHT_BASE[l], one row per presynaptic neuron i (its fan-out weights W_ji,
-// j ascending) of WORDS[l] words of LANES values; the fc decoder's D follows from
+// Memory layout (docs/hls.md): per-neuron memories (V, S, h, dV) hold the spiking layers
+// 0..L one after the other, layer l from NEURON_BASE[l] (a multiple of LANES); per-channel
+// memories (Vth, R, dVth) hold their threshold channels from CHANNEL_BASE[l]; the weight
+// memory holds, per layer l = 1..L from WEIGHT_BASE[l], ROWS[l] rows of ROW_WORDS[l] words of
+// LANES values: FC, one row per input i (its fan-out weights W_ji, j ascending); conv 3x3,
+// one row per kernel tap (c, i, j) (row 9 c + 3 i + j: the weights of the C_out output
+// channels, o ascending). AP2 layers hold nothing: a spike of (c, y, x) of layer SOURCE[l]
+// enters layer l at the position (c, y >> POOL[l], x >> POOL[l]) of layer l - 1 (docs/
+// numerics.md section 2.2). The fc decoder's D follows from
 // DECODER_BASE as one more block: DECODER_ROWS = T n_L rows (row t n_L + j: output neuron j's
 // spike at step t + 1) of DECODER_WORDS words, one value per class. Arrays are partitioned cyclically by
 // LANES (one bank per lane), and every loop over a layer's neurons is unrolled by LANES, so
-// each iteration touches one word: lane j % LANES of every bank. Padding lanes (past a
-// layer's size) are never read or written.
+// each iteration touches one word: lane j % LANES of every bank (a conv event's targets of
+// one tap are the C_out channels of one position, lanes apart by H W). Padding lanes (past
+// a layer's size) are never read or written.
 #ifndef SPIKEFORGE_CORE_H
 #define SPIKEFORGE_CORE_H
 
@@ -21,12 +27,83 @@
 
 namespace spikeforge {
 
+// Layer kinds (KIND in parameters.h; the encoder is KIND_FC).
+enum LayerKind { KIND_FC = 0, KIND_CONV = 1, KIND_POOL = 2 };
+
 // Operations of one call of the top function.
 enum Mode { MODE_INFER = 0, MODE_LEARN = 1, MODE_FLUSH = 2 };
 
-// Row of presynaptic neuron i in layer l's weight block.
-inline int weight_row(int l, int i) {
-  return WEIGHT_BASE[l] + i * WORDS[l] * LANES;
+// Row r of layer l's weight block (FC: input r; conv: kernel tap r = 9 c + 3 i + j).
+inline int weight_row(int l, int r) {
+  return WEIGHT_BASE[l] + r * ROW_WORDS[l] * LANES;
+}
+
+// The threshold channel (per-channel memory address) of neuron n of spiking layer l.
+inline int channel_of(int l, int n) {
+  return CHANNEL_BASE[l] + n / POSITIONS[l];
+}
+
+// The input position of layer l (a position of layer l - 1) where spike i of its source layer
+// SOURCE[l] enters: (c, y >> k, x >> k) behind k = POOL[l] AP2 layers, i itself for none.
+inline int input_position(int l, int i) {
+  const int k = POOL[l];
+  if (k == 0) return i;
+  const int s = SOURCE[l];
+  const int plane = HEIGHT[s] * WIDTH[s];
+  const int c = i / plane;
+  const int y = (i % plane) / WIDTH[s];
+  const int x = i % WIDTH[s];
+  return (c * HEIGHT[l - 1] + (y >> k)) * WIDTH[l - 1] + (x >> k);
+}
+
+// Calls visit(m) for each spike of layer l's source at step t, in ascending index of the
+// source layer (section 2.2's event order), with m its input position.
+template <class Visit>
+inline void for_each_event(const bool spike[TIMESTEPS][N_TOTAL], int t, int l, Visit visit) {
+  const int below = NEURON_BASE[SOURCE[l]];
+  for (int i = 0; i < NEURONS[SOURCE[l]]; ++i) {
+    SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
+    if (spike[t][below + i]) visit(input_position(l, i));
+  }
+}
+
+// The address pattern of one input event at position m of spiking layer l: calls
+// visit(neuron, word) for each target neuron (per-neuron memory address) and the weight
+// (weight memory address) linking them. FC: every neuron j of the layer, word j of row m.
+// Conv 3x3: for each tap (i, j) in row-major order whose target (y, x) = (p + 1 - i,
+// q + 1 - j) of the event at (c, p, q) lies inside the image, row 9 c + 3 i + j's word o for
+// neuron (o, y, x), o ascending. A neuron is visited at most once per event.
+template <class Visit>
+inline void for_each_target(int l, int m, Visit visit) {
+  const int base = NEURON_BASE[l];
+  if (KIND[l] != KIND_CONV) {
+    const int row = weight_row(l, m);
+    for (int j = 0; j < NEURONS[l]; ++j) {
+      SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
+      SPIKEFORGE_HLS(HLS PIPELINE II=1)
+      SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
+      visit(base + j, row + j);
+    }
+    return;
+  }
+  const int height = HEIGHT[l];
+  const int width = WIDTH[l];
+  const int plane = height * width;
+  const int c = m / plane;
+  const int p = (m % plane) / width;
+  const int q = m % width;
+  for (int tap = 0; tap < 9; ++tap) {
+    const int y = p + 1 - tap / 3;
+    const int x = q + 1 - tap % 3;
+    if (y < 0 || y >= height || x < 0 || x >= width) continue;  // zero padding: no add
+    const int row = weight_row(l, 9 * c + tap);
+    const int target = base + y * width + x;
+    for (int o = 0; o < OUTS[l]; ++o) {
+      SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_OUTS)
+      SPIKEFORGE_HLS(HLS PIPELINE II=1)
+      visit(target + o * plane, row + o);
+    }
+  }
 }
 
 // Row t n_L + j of the fc decoder's block (output neuron j at step t + 1).
@@ -67,36 +144,30 @@ inline void forward(const pixel_t pixels[NEURONS[0]], const weight_t weights[W_T
       SPIKEFORGE_HLS(HLS PIPELINE II=1)
       SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
       const Fire f = fire_scan<RESET_TO_ZERO>(saturate<V_BITS>(wide(v[i]) + wide(pixels[i])),
-                                              wide(thresholds[i]));
+                                              wide(thresholds[channel_of(0, i)]));
       v[i] = f.next;
       spike[t][i] = f.spike;
       window[t][i] = f.window;
       fired[0] += f.spike;
     }
     for (int l = 1; l <= LAYERS; ++l) {
-      const int below = NEURON_BASE[l - 1];
+      if (KIND[l] == KIND_POOL) continue;  // no neurons: its spikes are its source's
       const int base = NEURON_BASE[l];
       const int size = NEURONS[l];
-      // Integrate: row i for each presynaptic spike, ascending i, saturating after each.
-      for (int i = 0; i < NEURONS[l - 1]; ++i) {
-        SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
-        if (spike[t][below + i]) {
-          const int row = weight_row(l, i);
-          for (int j = 0; j < size; ++j) {
-            SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
-            SPIKEFORGE_HLS(HLS PIPELINE II=1)
-            SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
-            v[base + j] = saturate<V_BITS>(wide(v[base + j]) + wide(weights[row + j]));
-          }
-        }
-      }
+      // Integrate: each source spike event, ascending, adds its targets' weights,
+      // saturating after each add.
+      for_each_event(spike, t, l, [&](int m) {
+        for_each_target(l, m, [&](int n, int word) {
+          v[n] = saturate<V_BITS>(wide(v[n]) + wide(weights[word]));
+        });
+      });
       // Fire scan on the integrated membranes.
       for (int j = 0; j < size; ++j) {
         SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
         SPIKEFORGE_HLS(HLS PIPELINE II=1)
         SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
         const int64_t integrated = wide(v[base + j]);
-        const Fire f = fire_scan<RESET_TO_ZERO>(integrated, wide(thresholds[base + j]));
+        const Fire f = fire_scan<RESET_TO_ZERO>(integrated, wide(thresholds[channel_of(l, j)]));
         v[base + j] = f.next;
         spike[t][base + j] = f.spike;
         window[t][base + j] = f.window;
@@ -127,23 +198,20 @@ inline void forward(const pixel_t pixels[NEURONS[0]], const weight_t weights[W_T
     const bool tie = count[c] == count[best] && !FC_DECODER && membrane[c] > membrane[best];
     if (count[c] > count[best] || tie) best = c;
   }
-  for (int l = 0; l <= LAYERS; ++l) layer_spikes[l] = fired[l];
+  for (int l = 0; l <= LAYERS; ++l) layer_spikes[l] = fired[KIND[l] == KIND_POOL ? SOURCE[l] : l];
   prediction = best;
 }
 
-// The spatial sum of neuron i of layer l (section 3.2): sum_j dV_j^{l+1} W_ji^{l+1}, exact,
-// over row i of layer l + 1's weight memory.
+// The spatial sum of neuron i of spiking layer l (section 3.2): sum_j dV_j W_j,m(i), exact,
+// over the targets j of i's event in the layer its spikes reach (CONSUMER[l]): FC, row m(i)
+// of its weights; conv, the transposed kernel over the in-image 3x3 neighbourhood. Behind
+// AP2 layers every neuron of a window has the same input position m(i), so the same sum.
 inline int64_t spatial_sum(int l, int i, const weight_t weights[W_TOTAL], const dv_t dv[N_TOTAL]) {
-  const int row = weight_row(l + 1, i);
-  const int above = NEURON_BASE[l + 1];
-  const int size = NEURONS[l + 1];
+  const int above = CONSUMER[l];
   int64_t acc = 0;
-  for (int j = 0; j < size; ++j) {
-    SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
-    SPIKEFORGE_HLS(HLS PIPELINE II=1)
-    SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
-    acc += wide(dv[above + j]) * wide(weights[row + j]);
-  }
+  for_each_target(above, input_position(above, i), [&](int n, int word) {
+    acc += wide(dv[n]) * wide(weights[word]);
+  });
   return acc;
 }
 
@@ -192,6 +260,7 @@ inline void backward(int label, const count_t counts[CLASSES], const weight_t we
   for (int t = TIMESTEPS - 1; t >= 0; --t) {
     const bool inject = RATE_DECODER || t == TIMESTEPS - 1;
     for (int l = LAYERS; l >= first; --l) {
+      if (KIND[l] == KIND_POOL) continue;  // no dV
       const int base = NEURON_BASE[l];
       const int size = NEURONS[l];
       const int k = l == 0 ? ENCODER_K : K;
@@ -207,32 +276,25 @@ inline void backward(int label, const count_t counts[CLASSES], const weight_t we
         } else if (h && inject) {
           acc = error[i / POPULATION] * (int64_t(1) << ERROR_SHIFT);
         }
-        dv[base + i] = mux_dv<G_BITS>(h, acc, wide(reciprocals[base + i]), k, wide(dv[base + i]));
+        dv[base + i] = mux_dv<G_BITS>(h, acc, wide(reciprocals[channel_of(l, i)]), k, wide(dv[base + i]));
       }
-      // eq. 10: dW_ji += dV_j[t] for each presynaptic spike S_i[t].
+      // eq. 10: each source spike event S_i[t], ascending, adds dV_j[t] of each target j to
+      // the accumulator of the weight linking them.
       if (l >= 1) {
-        const int below = NEURON_BASE[l - 1];
-        for (int i = 0; i < NEURONS[l - 1]; ++i) {
-          SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
-          if (spike[t][below + i]) {
-            const int row = weight_row(l, i);
-            for (int j = 0; j < size; ++j) {
-              SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
-              SPIKEFORGE_HLS(HLS PIPELINE II=1)
-              SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
-              dw[row + j] = saturate<DW_BITS>(wide(dw[row + j]) + wide(dv[base + j]));
-            }
-          }
-        }
+        for_each_event(spike, t, l, [&](int m) {
+          for_each_target(l, m, [&](int n, int word) {
+            dw[word] = saturate<DW_BITS>(wide(dw[word]) + wide(dv[n]));
+          });
+        });
       }
-      // eq. 11: dVth_j += -dV_j[t] S_j[t-1] for t >= 2.
+      // eq. 11: dVth_c += -dV_j[t] S_j[t-1] for t >= 2, neurons j of channel c ascending.
       if (TRAINABLE && t >= 1) {
         for (int j = 0; j < size; ++j) {
           SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
           SPIKEFORGE_HLS(HLS PIPELINE II=1)
-          SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
           if (spike[t - 1][base + j]) {
-            dth[base + j] = saturate<DTH_BITS>(wide(dth[base + j]) - wide(dv[base + j]));
+            const int c = channel_of(l, j);
+            dth[c] = saturate<DTH_BITS>(wide(dth[c]) - wide(dv[base + j]));
           }
         }
       }
@@ -240,7 +302,7 @@ inline void backward(int label, const count_t counts[CLASSES], const weight_t we
   }
 }
 
-// LFSR jumps over one weight row of each layer (NEURONS[l] draws) and over one fc decoder
+// LFSR jumps over one weight row of each layer (OUTS[l] draws) and over one fc decoder
 // row (layer L + 1: CLASSES draws), tabulated at compile time.
 struct RowDraws {
   LfsrJump layer[LAYERS + 2];
@@ -248,7 +310,7 @@ struct RowDraws {
 
 constexpr RowDraws row_draws_table() {
   RowDraws table{};
-  for (int l = 1; l <= LAYERS; ++l) table.layer[l] = lfsr_jump_table(NEURONS[l]);
+  for (int l = 1; l <= LAYERS; ++l) table.layer[l] = lfsr_jump_table(OUTS[l]);
   table.layer[LAYERS + 1] = lfsr_jump_table(CLASSES);
   return table;
 }
@@ -284,37 +346,45 @@ inline uint32_t update_row(int row, int size, int shift, const LfsrJump& row_dra
   return state;
 }
 
-// The update (section 4): W = sat_w(W - round_shift(dW, s_w)), then (trainable thresholds)
-// Vth = clamp(Vth - round_shift(dVth, s), 1, max) with s = s_th (layers 1..L) or
-// max(s_th - 8 + fw, 0) (encoder), reciprocals recomputed; then the fc decoder's
+// A learning-rate shift plus a layer's offset (section 4.3), clamped to 31.
+inline int offset_shift(int shift, int offset) {
+  return shift + offset < 31 ? shift + offset : 31;
+}
+
+// The update (section 4): W = sat_w(W - round_shift(dW, s_w + a_l)), then (trainable
+// thresholds) Vth = clamp(Vth - round_shift(dVth, s + b_l), 1, max) with s = s_th (layers
+// 1..L) or max(s_th - 8 + fw, 0) (encoder), the reciprocals of changed thresholds recomputed
+// (layer offsets a_l, b_l: WEIGHT_OFFSET, THRESHOLD_OFFSET, every sum clamped to 31); then the fc decoder's
 // D = sat_w(D - round_shift(dD, clamp(s_w + fw - gf - G, 0, 31))); accumulators cleared. Stochastic
-// rounding steps the LFSR once per element: layers 1..L, rows i, then j ascending; then
+// rounding steps the LFSR once per element: layers 1..L, rows ascending, then each row's words
+// ascending; then
 // thresholds of layers 0..L, channel ascending; then decoder rows, classes ascending.
 inline void update(int shift_w, int shift_th, weight_t weights[W_TOTAL],
                    threshold_t thresholds[N_TOTAL], recip_t reciprocals[N_TOTAL],
                    dw_t dw[W_TOTAL], dth_t dth[N_TOTAL], lfsr_t& lfsr) {
   uint32_t state = static_cast<uint32_t>(wide(lfsr));
   for (int l = 1; l <= LAYERS; ++l) {
-    for (int i = 0; i < NEURONS[l - 1]; ++i) {
+    const int shift = offset_shift(shift_w, WEIGHT_OFFSET[l]);
+    for (int r = 0; r < ROWS[l]; ++r) {  // none for AP2 layers
       SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
-      state = update_row(weight_row(l, i), NEURONS[l], shift_w, ROW_DRAWS.layer[l], weights, dw, state);
+      state = update_row(weight_row(l, r), OUTS[l], shift, ROW_DRAWS.layer[l], weights, dw, state);
     }
   }
   if (TRAINABLE) {
     const int shift_encoder = shift_th - PIXEL_FRAC + FW > 0 ? shift_th - PIXEL_FRAC + FW : 0;
     for (int l = 0; l <= LAYERS; ++l) {
-      const int base = NEURON_BASE[l];
-      const int size = NEURONS[l];
-      const int shift = l == 0 ? shift_encoder : shift_th;
-      for (int c = 0; c < size; ++c) {
+      const int base = CHANNEL_BASE[l];
+      const int shift = offset_shift(l == 0 ? shift_encoder : shift_th, THRESHOLD_OFFSET[l]);
+      for (int c = 0; c < CHANNELS[l]; ++c) {  // none for AP2 layers
         SPIKEFORGE_HLS(HLS LOOP_TRIPCOUNT min=1 max=MAX_NEURONS)
         SPIKEFORGE_HLS(HLS PIPELINE II=1)
         SPIKEFORGE_HLS(HLS UNROLL factor=LANES)
         if (ROUNDING == ROUND_STOCHASTIC) state = lfsr_step(state);
         const int64_t step = round_shift<ROUNDING>(wide(dth[base + c]), shift, state);
-        const int64_t vth = clamp(wide(thresholds[base + c]) - step, 1, THRESHOLD_MAX);
+        const int64_t old = wide(thresholds[base + c]);
+        const int64_t vth = clamp(old - step, 1, THRESHOLD_MAX);
         thresholds[base + c] = vth;
-        reciprocals[base + c] = reciprocal(vth, K);
+        if (vth != old) reciprocals[base + c] = reciprocal(vth, K);  // a kept threshold keeps its R
         dth[base + c] = 0;
       }
     }

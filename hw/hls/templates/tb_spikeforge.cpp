@@ -20,10 +20,10 @@ const int OP_CHECK = 3;
 const int MAX_REPORTS = 10;  // mismatch details printed on stderr
 
 weight_t weights[W_TOTAL];
-threshold_t thresholds[N_TOTAL];
-recip_t reciprocals[N_TOTAL];
+threshold_t thresholds[C_TOTAL];
+recip_t reciprocals[C_TOTAL];
 dw_t dw[W_TOTAL];
-dth_t dth[N_TOTAL];
+dth_t dth[C_TOTAL];
 
 class Checker {
  public:
@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
     weights[n] = INIT_WEIGHTS[n];
     dw[n] = 0;
   }
-  for (int n = 0; n < N_TOTAL; ++n) {
+  for (int n = 0; n < C_TOTAL; ++n) {
     thresholds[n] = INIT_THRESHOLDS[n];
     reciprocals[n] = INIT_RECIPROCALS[n];
     dth[n] = 0;
@@ -112,10 +112,10 @@ int main(int argc, char** argv) {
     if (op == OP_CHECK) {
       const int64_t registers[2] = {wide(lfsr), wide(pending)};
       check.group(record, "weights", weights, W_TOTAL);
-      check.group(record, "thresholds", thresholds, N_TOTAL);
-      check.group(record, "reciprocals", reciprocals, N_TOTAL);
+      check.group(record, "thresholds", thresholds, C_TOTAL);
+      check.group(record, "reciprocals", reciprocals, C_TOTAL);
       check.group(record, "dw", dw, W_TOTAL);
-      check.group(record, "dth", dth, N_TOTAL);
+      check.group(record, "dth", dth, C_TOTAL);
       check.group(record, "lfsr", registers, 1);
       check.group(record, "pending", registers + 1, 1);
       continue;
