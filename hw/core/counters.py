@@ -56,6 +56,8 @@ class PerformanceCounters(wiring.Component):
             with m.Else():
                 m.d.sync += register.eq(register + increment)
             values.append(register)
-        selected = Signal.like(self.select)
-        m.d.sync += [selected.eq(self.select), self.value.eq(Array(values)[selected])]
+        # HOST_READ_LATENCY: the select registered twice, then the selected counter.
+        selected = [Signal.like(self.select, name=f"selected{n}") for n in range(2)]
+        m.d.sync += [selected[0].eq(self.select), selected[1].eq(selected[0])]
+        m.d.sync += self.value.eq(Array(values)[selected[1]])
         return m

@@ -16,8 +16,9 @@ from model.units import SHIFT_BITS
 __all__ = ["HOST_READ_LATENCY", "HostPort", "HostSignature"]
 
 #: Cycles from ``host.re`` (or a new ``counter_select``) to the value on ``host.rdata``
-#: (``counter_value``): the request register, then the memory (or counter mux) register.
-HOST_READ_LATENCY = 2
+#: (``counter_value``): the request register, the memory's read register (the select's
+#: register), then the register of the selected value.
+HOST_READ_LATENCY = 3
 
 
 class HostSignature(wiring.Signature):
@@ -113,7 +114,9 @@ class HostPort(wiring.Component):
         with m.If(re):
             m.d.sync += [read_region.eq(region), read_address.eq(address)]
         values = Array([self.shift_w, self.shift_th, self.lfsr_state, self.pending])
-        m.d.comb += host.rdata.eq(values[read_address])
+        selected = Signal.like(host.rdata, name="host_selected")
+        m.d.comb += selected.eq(values[read_address])
+        m.d.sync += host.rdata.eq(selected)
 
         # Memories (regions 1, 2, ...): a write wins the cycle over a read.
         full = (1 << cfg.lanes) - 1
@@ -126,5 +129,5 @@ class HostPort(wiring.Component):
                 port.write_addr.eq(address), port.write_data.eq(wdata[: spec.word_bits]),
             ]
             with m.If(read_region == number):
-                m.d.comb += host.rdata.eq(port.read_data.as_value())
+                m.d.comb += selected.eq(port.read_data.as_value())
         return m
