@@ -105,7 +105,8 @@ def reads_images(args: argparse.Namespace) -> bool:
     else:
         folder = args.init
     spec = read_checkpoint_json(folder).get("spec")
-    return isinstance(spec, dict) and len(spec.get("input_shape") or ()) == 3
+    shape = spec.get("input_shape") if isinstance(spec, dict) else None
+    return isinstance(shape, (list, tuple)) and len(shape) == 3  # else the loader names the field
 
 
 def _check_overrides(args: argparse.Namespace, spec: NetworkSpec) -> None:
