@@ -36,6 +36,7 @@ from model.data import load_dataset, to_u8  # noqa: E402
 from model.fixed import ROUNDINGS, signed_range  # noqa: E402
 from model.integer import Formats, IntegerNetwork, LearningRule, ShiftSchedule, fit  # noqa: E402
 from model.spec import NetworkSpec  # noqa: E402
+from model.synapses import weight_shape  # noqa: E402
 from sim.core_cosim import cosimulate  # noqa: E402
 
 #: Stall patterns drawn for the input and result streams.
@@ -58,9 +59,9 @@ def random_integer_network(rng: np.random.Generator, spec: NetworkSpec) -> Integ
         dw=int(rng.integers(g, g + 9)), dth=int(rng.integers(g, g + 9)), k=int(rng.integers(8, 17)),
     )
     low, high = signed_range(w)
-    weights = [rng.integers(low, high + 1, (spec.neurons(i), spec.neurons(i - 1))) for i in range(1, spec.num_layers + 1)]
+    weights = [rng.integers(low, high + 1, weight_shape(spec, i)) for i in range(1, spec.num_layers + 1)]
     top = min(formats.threshold_max, int(rng.integers(1, 400)))
-    thresholds = [rng.integers(1, top + 1, spec.neurons(i)) for i in range(spec.num_layers + 1)]
+    thresholds = [rng.integers(1, top + 1, spec.channels(i)) for i in range(spec.num_layers + 1)]
     rule = LearningRule(
         shift_w=int(rng.integers(0, 8)), shift_th=int(rng.integers(0, 8)),
         rounding=str(rng.choice(ROUNDINGS)), batch=int(rng.integers(1, 4)),

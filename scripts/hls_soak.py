@@ -1,13 +1,14 @@
 """Soak of the HLS target's C simulation against the integer model.
 
-Draws seeded random FC networks (0 to 2 hidden layers of 1..20 neurons, 1..24 inputs,
-population 1..3, 1..4 classes, T 1..6, last, rate or fc decoder, reset by subtraction or to
-zero, trainable or fixed thresholds, the scaled or the rectangular surrogate, every rounding
-mode, B 1..3, widths from very narrow (saturating everywhere) to the defaults, shifts 0..8),
-random lanes P (1, 2, 3, 4, 5, 8: most do not divide the layer sizes) and random pixels
-(all zero, all 255, sparse or dense). Each network learns from its samples when it can
-(the learned state is checked after them, after a flush and after inference), then infers
-them; every check of the testbench must pass (``tb_spikeforge``: ``N passed, M failed``).
+Draws seeded random networks (FC: 0 to 2 hidden layers of 1..20 neurons, 1..24 inputs; or,
+3 in 10, conv: ``nC3`` [``AP2``] [``nC3``] on a 1..2 x 2x2 or 4x4 image; population 1..3,
+1..4 classes, T 1..6, last, rate or fc decoder, reset by subtraction or to zero, trainable
+or fixed thresholds, the scaled or the rectangular surrogate, every rounding mode, B 1..3,
+widths from very narrow (saturating everywhere) to the defaults, shifts 0..8), random
+lanes P (1, 2, 3, 4, 5, 8: most do not divide the layer sizes) and random pixels (all
+zero, all 255, sparse or dense). Each network learns from its samples when it can (the
+learned state is checked after them, after a flush and after inference), then infers them;
+every check of the testbench must pass (``tb_spikeforge``: ``N passed, M failed``).
 With ``--trained`` it also learns a digits network on-line (and mnist10k when its files are
 found) with the csim engine and C-simulates its project for inference and learning.
 
@@ -49,17 +50,33 @@ LANES = (1, 2, 3, 4, 5, 8)
 PATTERNS = ("zero", "full", "sparse", "dense")
 
 
+def random_layers(rng: np.random.Generator) -> tuple[list[str], tuple[int, ...]]:
+    """Hidden layers and input shape: FC (1..24 inputs, 0 to 2 layers of 1..20), or, with
+    probability 0.3, a conv stack on a 1..2 x S x S image (S 2 or 4): ``nC3`` (n 1..4), an
+    optional ``AP2``, an optional second ``nC3``."""
+    if rng.random() < 0.7:
+        hidden = [f"{int(n)}FC" for n in rng.integers(1, 21, int(rng.integers(0, 3)))]
+        return hidden, (int(rng.integers(1, 25)),)
+    side = int(rng.choice([2, 4]))
+    hidden = [f"{int(rng.integers(1, 5))}C3"]
+    if rng.random() < 0.5:
+        hidden.append("AP2")
+    if rng.random() < 0.5:
+        hidden.append(f"{int(rng.integers(1, 4))}C3")
+    return hidden, (int(rng.integers(1, 3)), side, side)
+
+
 def random_network(rng: np.random.Generator, decoders: Sequence[str] = ("last", "rate")) -> IntegerNetwork:
-    """A random FC network (see the module docstring for the ranges) with one of ``decoders``."""
-    inputs = int(rng.integers(1, 25))
-    hidden = [int(n) for n in rng.integers(1, 21, int(rng.integers(0, 3)))]
+    """A random FC or conv network (see the module docstring for the ranges) with one of
+    ``decoders``."""
+    hidden, input_shape = random_layers(rng)
     population = int(rng.integers(1, 4))
     classes = int(rng.integers(1, 5))
     reset = str(rng.choice(["subtract", "zero"], p=[0.8, 0.2]))
     threshold = str(rng.choice(["trainable", "fixed"])) if reset == "subtract" else "fixed"
-    arch = "-".join([f"{n}FC" for n in hidden] + [f"{classes * population}FC"])
+    arch = "-".join(hidden + [f"{classes * population}FC"])
     spec = NetworkSpec.parse(
-        arch, input_shape=(inputs,), timesteps=int(rng.integers(1, 7)), population=population,
+        arch, input_shape=input_shape, timesteps=int(rng.integers(1, 7)), population=population,
         decoder=str(rng.choice(list(decoders))), reset=reset, threshold=threshold,
         surrogate=str(rng.choice(["scaled", "rect"], p=[0.9, 0.1])),
     )
@@ -98,7 +115,7 @@ def soak_random(networks: int, samples: int, seed: int, progress: bool) -> tuple
         for index in tqdm(range(networks), desc="hls soak", unit="net", disable=not progress):
             net = random_network(rng, DECODERS)
             lanes = int(rng.choice(LANES))
-            pixels = random_pixels(rng, samples, net.spec.input_shape[0])
+            pixels = random_pixels(rng, samples, net.spec.neurons(0))
             labels = rng.integers(0, net.spec.classes, samples)
             learn = (pixels, labels) if learnable(net.spec) else None
             ok, ko = check(net, lanes, pixels, labels, learn, Path(scratch) / "project")
