@@ -50,11 +50,15 @@ LANES = (1, 2, 3, 4, 5, 8)
 PATTERNS = ("zero", "full", "sparse", "dense")
 
 
-def random_layers(rng: np.random.Generator) -> tuple[list[str], tuple[int, ...]]:
+#: Share of conv networks among this soak's random networks.
+CONV_SHARE = 0.3
+
+
+def random_layers(rng: np.random.Generator, conv_share: float) -> tuple[list[str], tuple[int, ...]]:
     """Hidden layers and input shape: FC (1..24 inputs, 0 to 2 layers of 1..20), or, with
-    probability 0.3, a conv stack on a 1..2 x S x S image (S 2 or 4): ``nC3`` (n 1..4), an
-    optional ``AP2``, an optional second ``nC3``."""
-    if rng.random() < 0.7:
+    probability ``conv_share`` (no draw when 0), a conv stack on a 1..2 x S x S image (S 2
+    or 4): ``nC3`` (n 1..4), an optional ``AP2``, an optional second ``nC3``."""
+    if conv_share == 0 or rng.random() >= conv_share:
         hidden = [f"{int(n)}FC" for n in rng.integers(1, 21, int(rng.integers(0, 3)))]
         return hidden, (int(rng.integers(1, 25)),)
     side = int(rng.choice([2, 4]))
@@ -66,10 +70,12 @@ def random_layers(rng: np.random.Generator) -> tuple[list[str], tuple[int, ...]]
     return hidden, (int(rng.integers(1, 3)), side, side)
 
 
-def random_network(rng: np.random.Generator, decoders: Sequence[str] = ("last", "rate")) -> IntegerNetwork:
-    """A random FC or conv network (see the module docstring for the ranges) with one of
-    ``decoders``."""
-    hidden, input_shape = random_layers(rng)
+def random_network(
+    rng: np.random.Generator, decoders: Sequence[str] = ("last", "rate"), conv_share: float = 0.0
+) -> IntegerNetwork:
+    """A random FC network, or with probability ``conv_share`` a conv one (see the module
+    docstring for the ranges), with one of ``decoders``."""
+    hidden, input_shape = random_layers(rng, conv_share)
     population = int(rng.integers(1, 4))
     classes = int(rng.integers(1, 5))
     reset = str(rng.choice(["subtract", "zero"], p=[0.8, 0.2]))
@@ -113,7 +119,7 @@ def soak_random(networks: int, samples: int, seed: int, progress: bool) -> tuple
     bad: list[int] = []
     with tempfile.TemporaryDirectory() as scratch:
         for index in tqdm(range(networks), desc="hls soak", unit="net", disable=not progress):
-            net = random_network(rng, DECODERS)
+            net = random_network(rng, DECODERS, CONV_SHARE)
             lanes = int(rng.choice(LANES))
             pixels = random_pixels(rng, samples, net.spec.neurons(0))
             labels = rng.integers(0, net.spec.classes, samples)
