@@ -73,7 +73,7 @@ def check_rtl_spec(spec: NetworkSpec) -> None:
     """Raise ``ValueError`` naming ``arch`` unless the RTL core can build ``spec``: FC
     layers on a flat input. Conv and AP2 layers run in the core model
     (:func:`model.core.check_core_spec`, ``spikeforge estimate``) and the HLS target
-    (:func:`hw.hls.check_hls_spec`), not in the RTL."""
+    (:func:`hw.hls.check_target`), not in the RTL."""
     check_core_spec(spec)
     if not spec.is_fc_only:
         raise ValueError(

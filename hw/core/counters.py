@@ -8,6 +8,7 @@ from amaranth.hdl import Array, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.core.host import HOST_READ_LATENCY
 from hw.core_config import COUNTER_BITS, CoreConfig
 
 __all__ = ["PerformanceCounters"]
@@ -56,8 +57,12 @@ class PerformanceCounters(wiring.Component):
             with m.Else():
                 m.d.sync += register.eq(register + increment)
             values.append(register)
-        # HOST_READ_LATENCY: the select registered twice, then the selected counter.
-        selected = [Signal.like(self.select, name=f"selected{n}") for n in range(2)]
-        m.d.sync += [selected[0].eq(self.select), selected[1].eq(selected[0])]
-        m.d.sync += self.value.eq(Array(values)[selected[1]])
+        # HOST_READ_LATENCY: the select registered in every cycle but the last, then the
+        # selected counter.
+        selected = self.select
+        for n in range(HOST_READ_LATENCY - 1):
+            delayed = Signal.like(self.select, name=f"selected{n}")
+            m.d.sync += delayed.eq(selected)
+            selected = delayed
+        m.d.sync += self.value.eq(Array(values)[selected])
         return m

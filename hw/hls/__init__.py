@@ -47,7 +47,6 @@ __all__ = [
     "TOP",
     "Layout",
     "Vectors",
-    "check_hls_spec",
     "check_target",
     "engine_sources",
     "firmware_sources",
@@ -266,20 +265,13 @@ class Layout:
         return out
 
 
-def check_hls_spec(spec: NetworkSpec) -> None:
-    """Raise ``ValueError`` naming ``spec`` unless the HLS target can express it: every
-    spec the core model runs (:func:`model.core.check_core_spec`): FC, 3x3 conv and AP2
-    layers on flat or image inputs, any decoder. (The RTL core's narrower rule is
-    :func:`hw.core_config.check_rtl_spec`.)"""
-    check_core_spec(spec)
-
-
 def check_target(net: IntegerNetwork, lanes: int) -> Layout:
     """The layout of ``net`` at P = ``lanes`` after checking the target can express it.
 
-    Every spec of :func:`check_hls_spec` (FC, conv and AP2 layers, any decoder) and every
-    format, rounding and batch that :class:`~model.integer.IntegerNetwork` accepts map onto
-    the C++; the limits are the target's memory sizes.
+    Every spec the core model runs (:func:`model.core.check_core_spec`: FC, conv and AP2
+    layers, any decoder; the RTL's narrower rule is :func:`hw.core_config.check_rtl_spec`)
+    and every format, rounding and batch that :class:`~model.integer.IntegerNetwork` accepts
+    map onto the C++; the limits are the target's memory sizes.
 
     Raises
     ------
@@ -290,7 +282,7 @@ def check_target(net: IntegerNetwork, lanes: int) -> Layout:
     """
     if not isinstance(net, IntegerNetwork):
         raise ValueError(f"net: expected an IntegerNetwork, got {type(net).__name__}")
-    check_hls_spec(net.spec)
+    check_core_spec(net.spec)
     check_int("lanes", lanes, minimum=1, maximum=MAX_LANES, type_error=ValueError)
     layout = Layout.of(net, lanes)
     bits = net.spec.timesteps * layout.neuron_total
