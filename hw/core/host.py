@@ -4,7 +4,10 @@ is idle (docs/architecture.md section 2; the map is :attr:`CoreConfig.host_addre
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Signal
+import functools
+import operator
+
+from amaranth.hdl import Array, Cat, Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -16,8 +19,8 @@ from model.units import SHIFT_BITS
 __all__ = ["HOST_READ_LATENCY", "HostPort", "HostSignature"]
 
 #: Cycles from ``host.re`` (or a new ``counter_select``) to the value on ``host.rdata``
-#: (``counter_value``): the request register, the memory's read register (the select's
-#: register), then the register of the selected value.
+#: (``counter_value``): the request register (with the one-hot region of a read), the
+#: memory's read register, then the register of the selected value.
 HOST_READ_LATENCY = 3
 
 
@@ -109,14 +112,16 @@ class HostPort(wiring.Component):
             self.lfsr_load.eq(writing("lfsr_state")), self.lfsr_seed.eq(wdata),
             self.pending_load.eq(writing("pending")), self.pending_value.eq(wdata),
         ]
-        read_region = Signal.like(region, name="host_read_region")
+        # The read's region, one-hot (bit 0: the registers), registered with the request: the
+        # selected word is an AND-OR over the regions, a balanced tree of a few LUT levels.
+        regions = len(cfg.host_memories) + 1
+        read_regions = Signal(regions, name="host_read_regions")
         read_address = Signal.like(address, name="host_read_address")
         with m.If(re):
-            m.d.sync += [read_region.eq(region), read_address.eq(address)]
+            m.d.sync += [read_regions.eq(Cat(region == number for number in range(regions))),
+                         read_address.eq(address)]
         values = Array([self.shift_w, self.shift_th, self.lfsr_state, self.pending])
-        selected = Signal.like(host.rdata, name="host_selected")
-        m.d.comb += selected.eq(values[read_address])
-        m.d.sync += host.rdata.eq(selected)
+        candidates = [values[read_address]]
 
         # Memories (regions 1, 2, ...): a write wins the cycle over a read.
         full = (1 << cfg.lanes) - 1
@@ -128,6 +133,9 @@ class HostPort(wiring.Component):
                 port.write_mask.eq(Const(full, cfg.lanes) & (hit & we).replicate(cfg.lanes)),
                 port.write_addr.eq(address), port.write_data.eq(wdata[: spec.word_bits]),
             ]
-            with m.If(read_region == number):
-                m.d.comb += selected.eq(port.read_data.as_value())
+            candidates.append(port.read_data.as_value())
+        m.d.sync += host.rdata.eq(functools.reduce(operator.or_, (
+            candidate & read_regions[number].replicate(len(candidate))
+            for number, candidate in enumerate(candidates)
+        )))
         return m
