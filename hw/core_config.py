@@ -47,6 +47,7 @@ __all__ = [
     "MemorySpec",
     "Target",
     "check_rtl_spec",
+    "learning_refusal",
 ]
 
 #: Width of every performance counter (they wrap).
@@ -77,6 +78,14 @@ def check_rtl_spec(spec: NetworkSpec) -> None:
     network with grid layers (conv, an image encoder) builds an inference core
     (:attr:`CoreConfig.learnable` is False)."""
     check_core_spec(spec)
+
+
+def learning_refusal(spec: NetworkSpec) -> str:
+    """Why the RTL core built for ``spec`` does not learn (for a one-line error)."""
+    text = "the core learns only networks with reset 'subtract' and surrogate 'scaled'"
+    if not spec.is_fc_only:
+        text += f" and, in the RTL, FC layers on flat inputs; {spec.arch} runs inference only"
+    return text
 
 
 @dataclass(frozen=True)
