@@ -166,7 +166,7 @@ class GridPusher(wiring.Component):
             out.valid.eq(found),
             out.payload.eq(self._event(m, block * lanes + lane, head.y, head.x)),
             self.stalled.eq(found & ~out.ready),
-            self.drained.eq(~self.written & idle),
+            self.drained.eq(~(self.written & self.spikes.any()) & idle),
         ]
         return m
 
