@@ -1,7 +1,8 @@
 """Parameters, memory map and memory images of the whole core (docs/architecture.md).
 
 :class:`CoreConfig` is everything the RTL of :class:`hw.core.Core` is generated from: the
-geometry of an FC :class:`~model.integer.IntegerNetwork` (layer sizes, T, classes,
+geometry of an :class:`~model.integer.IntegerNetwork` (layer sizes and, with conv or AP2
+layers, shapes and pools; T, classes,
 population, decoder, reset, trainable thresholds), its numeric formats, learning rule and
 LFSR state, plus the lanes ``P`` and the spike-queue depth ``Q``. It lists the memories
 (:class:`MemorySpec`, section 2 of the architecture), the host memory map (the run-time
@@ -9,9 +10,11 @@ load/read port) and the performance counters, and renders the memory-init images
 (``$readmemh`` hex files written with :mod:`bitstring`).
 
 The contents of the memories follow the architecture's word layout: neuron ``j`` of a
-layer sits in word ``j // P``, lane ``j % P`` (lane 0 in the least significant bits);
-weight row ``i`` (presynaptic neuron ``i`` of layer ``l - 1``) occupies words
-``i c_l .. i c_l + c_l - 1`` with ``c_l = ceil(n_l / P)``; padding lanes hold 0.
+flat layer sits in word ``j // P``, lane ``j % P`` (lane 0 in the least significant bits;
+grid layers position-major, :class:`model.core_layout.LayerLayout`); weight row ``i``
+(presynaptic neuron ``i`` of layer ``l - 1``; conv: ``9 c + 3 i + j``) occupies words
+``i c_l .. i c_l + c_l - 1`` with ``c_l = ceil(n_l / P)`` (conv: ``ceil(C_out / P)``);
+padding lanes hold 0.
 """
 
 from __future__ import annotations
@@ -316,8 +319,8 @@ class CoreConfig:
         Raises
         ------
         ValueError
-            For a network the core cannot build (``arch``: conv or pool layers),
-            ``lanes`` / ``queue_depth`` out of range, an unknown ``target``
+            For a network the core cannot build (``arch``), ``lanes`` / ``queue_depth``
+            out of range, an unknown ``target``
             or ``counters`` (naming them), or single-port weights with an odd row length.
         TypeError
             When ``lanes`` or ``queue_depth`` is not an integer.

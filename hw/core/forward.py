@@ -11,7 +11,9 @@ operand register (the words read):
   words, so it never fills) with its row base ``k P c``; the pusher takes the FIFO's words
   in order and pushes one spike per cycle into the stage's spike queue, as the row address
   ``i c`` of the next layer's weights (stalled while the queue is full, never dropped).
-  The output layer has no FIFO: its words go to the readout (``result_*`` ports).
+  The output layer has no FIFO: its words go to the readout (``result_*`` ports). A grid
+  layer (conv, an image encoder) is read block-major and its spikes leave through
+  :class:`hw.core.grid.GridPusher` instead (docs/architecture.md section 9.2).
 * :class:`IntegrateEngine` pops a row address when free and reads the row's c words of W
   with the c words of V, one per cycle; each word's lanes add the weights
   (``V = sat_v(V + W)``) and write V ``INTEGRATE_LATENCY`` = 4 cycles after its read. The
@@ -65,8 +67,9 @@ class ScanEngine(wiring.Component):
         ``control.done`` (out): every word written and every spike pushed.
     v, vth, s, h (and pix for the encoder) : ``Out(MemoryPortSignature)``
         V read and written, VTH and PIX read, S and H written.
-    spikes : ``Out(stream.Signature(row_bits(layer + 1)))`` (layers below L)
-        Row addresses ``i c_{l+1}`` of the spikes, in order.
+    spikes : ``Out(stream.Signature(event_layout(layer + 1)))`` (layers below L)
+        The spikes' events in order: row addresses ``i c_{l+1}`` (FC), or
+        :func:`hw.core.grid.event_layout` (conv).
     result_valid, result_word, result_spikes, result_integrated : ``Out`` (output layer)
         A word written this cycle: its index, spikes and pre-reset membranes (the readout's).
     written, written_spikes : ``Out(1)``, ``Out(P)``

@@ -68,7 +68,7 @@ class GridCursor:
     """
 
     def __init__(self, m: Module, config: CoreConfig, layer: int, *, name: str, step: Value, first: Value) -> None:
-        channels, height, width = config.shape(layer)
+        _, height, width = config.shape(layer)
         cw = config.channel_words(layer)
         address = Signal(range(config.words[layer] + cw), name=f"{name}_address")
         at = Signal(coordinate_layout(config, layer), name=f"{name}_at")
