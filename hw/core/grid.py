@@ -43,8 +43,8 @@ def event_layout(config: CoreConfig, layer: int) -> Shape | data.StructLayout:
         return unsigned(row_bits(config, layer))
     _, height, width = config.shape(layer)
     return data.StructLayout({
-        "w_base": range(config.memory("W", layer).depth),
-        "v_base": range(config.words[layer]),
+        "w_base": counter_shape(config.memory("W", layer).depth),
+        "v_base": counter_shape(config.words[layer]),
         "y": counter_shape(height),
         "x": counter_shape(width),
     })
@@ -148,7 +148,7 @@ class GridPusher(wiring.Component):
             held = data.View(entry, fifo.pop.payload)
             may = fifo.pop.valid & ((held.block < closed[-1]) if x else 1)
             if not x:
-                found, block, lane, head = may, held.block, Const(0, range(lanes)), held.as_value()
+                found, block, lane, head = may, held.block, Const(0, counter_shape(lanes)), held.as_value()
                 continue
             better = wire(m, may & (~found | (held.block < block)), f"{name}_better{x}")
             found = wire(m, found | may, f"{name}_found{x}")

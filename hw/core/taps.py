@@ -62,8 +62,8 @@ class TapAddress(wiring.Component):
             "inside": Out(9),
             "tap": Out(range(9)),
             "one_hot": Out(9),
-            "w_addr": Out(range(config.memory("W", layer).depth)),
-            "v_addr": Out(range(config.words[layer])),
+            "w_addr": Out(counter_shape(config.memory("W", layer).depth)),
+            "v_addr": Out(counter_shape(config.words[layer])),
         })
 
     def elaborate(self, platform) -> Module:
