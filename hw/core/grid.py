@@ -6,8 +6,8 @@ sequence and the pusher that puts its spikes in the contract's order
   ``cw = ceil(C / P)`` words per position: word ``pos cw + w``, position inner, channel
   block ``w`` outer (an address register stepping by ``cw``, the block and the position's
   ``y``, ``x`` as counters).
-* :class:`GridPusher` takes the written words' spikes into P lane FIFOs (lane ``j``'s
-  entries: block, y, x) and pushes them channel-major: the lowest (block, lane) among
+* :class:`GridPusher` takes the written words' spikes into lane FIFOs (lane ``j``'s
+  entries: block, y, x; as deep as the lane has neurons, none for lanes ``j >= C``) and pushes them channel-major: the lowest (block, lane) among
   the FIFO heads that may go, lane 0 as soon as it is offered, lanes ``1..P-1`` once their
   block's last word has been written ``QUEUE_LATENCY`` cycles ago (every spike of the
   block is then in its FIFO). Each event leaves as the consumer's event
@@ -118,14 +118,16 @@ class GridPusher(wiring.Component):
         m = Module()
         cfg, index = self.config, self.layer
         lanes = cfg.lanes
-        _, height, width = cfg.shape(index)
+        channels, height, width = cfg.shape(index)
         entry = coordinate_layout(cfg, index)
         name = f"push{index}"
 
-        # Lane FIFOs: lane j's spikes, in scan order (each as deep as the layer has words).
+        # Lane FIFOs: lane j's spikes, in scan order, as deep as the lane has neurons (so
+        # none fills); a lane without channels (j >= C) has none.
         fifos = []
-        for x in range(lanes):
-            fifo = SpikeQueue(index_bits=Shape.cast(entry).width, depth=cfg.words[index])
+        for x in range(min(lanes, channels)):
+            depth = height * width * len(range(x, channels, lanes))
+            fifo = SpikeQueue(index_bits=Shape.cast(entry).width, depth=depth)
             m.submodules[f"{name}_lane{x}"] = fifo
             m.d.comb += [
                 fifo.push.valid.eq(self.written & self.spikes[x]),
