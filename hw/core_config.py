@@ -459,6 +459,10 @@ class CoreConfig:
         """The index in the network's spec of the core's layer ``layer``."""
         return self.numbers[layer] if self.numbers else layer
 
+    def layer_of(self, number: int) -> int:
+        """The core's layer of the network spec's spiking layer ``number``."""
+        return self.numbers.index(number) if self.numbers else number
+
     def layout(self, layer: int) -> LayerLayout:
         """The word layout of layer ``layer`` (:class:`model.core_layout.LayerLayout`)."""
         shape = self.shape(layer)

@@ -178,13 +178,14 @@ def _expected_memories(config: CoreConfig, model: CoreModel) -> dict[str, list[l
     return words
 
 
-def _faulty(network: IntegerNetwork, path: str) -> tuple[IntegerNetwork, list[str]]:
-    """``network`` with the bit flips of the ``faults`` file, and the memory keys they touch."""
+def _faulty(network: IntegerNetwork, path: str, config: CoreConfig) -> tuple[IntegerNetwork, list[str]]:
+    """``network`` with the bit flips of the ``faults`` file, and the core's memory keys they
+    touch (the file numbers layers as the network's spec does)."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(data, dict) or data.get("mode") != "flip" or not isinstance(data.get("faults"), list):
         raise ValueError("faults: expected {'mode': 'flip', 'faults': [...]} (stuck-at cells need the core's help)")
     drawn = [Faults.from_dict(item, network) for item in data["faults"]]
-    keys = sorted({f"{group.memory}{layer}" for group in drawn for layer in group.layer.tolist()})
+    keys = sorted({f"{group.memory}{config.layer_of(layer)}" for group in drawn for layer in group.layer.tolist()})
     return inject(network, drawn, "flip"), keys
 
 
@@ -210,7 +211,7 @@ class CoreTB:
                 raise ValueError(f"load: the loaded network's {name} differs from the built core's")
         self.faulted: list[str] = []
         if config.get("faults"):
-            self.network, self.faulted = _faulty(self.network, config["faults"])
+            self.network, self.faulted = _faulty(self.network, config["faults"], self.config)
         self.model = CoreModel(self.network, lanes=self.config.lanes, queue_depth=self.config.queue_depth)
         if config.get("corrupt") == "model":
             self.model.weights[0][0, 0] ^= 1
