@@ -4,17 +4,19 @@ the generated core against the core model, every memory write, result and counte
 Two small networks, one quick Verilator build each: P not dividing the channel counts,
 an AP2 in front of a conv and of an FC layer, the fc decoder, Q = 1 (the pusher stalls),
 stalled input and output streams, a sample that fires nothing; every 3x3 conv touches the
-border positions (4 or 6 taps). The RTL core runs grid networks for inference only (learning: the core model and
-the HLS target).
+border positions (4 or 6 taps); bit flips behind AP2 layers. The RTL core runs grid
+networks for inference only (learning: the core model and the HLS target).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from model import faults
 from model.core import CoreModel
 from model.fixed import signed_range
 from model.integer import Formats, IntegerNetwork, LearningRule
@@ -79,3 +81,22 @@ def test_conv_learning_is_refused(tmp_path: Path) -> None:
     pixels, labels = _samples(1, 16, 5, SEED)
     with pytest.raises(ValueError, match=r"^learn: .* 2C3-5FC runs inference only"):
         cosimulate(net.save(tmp_path / "net"), pixels, labels, lanes=2, queue_depth=3, learn=True)
+
+
+def test_faults_behind_pools(tmp_path: Path) -> None:
+    """Bit flips in W, VTH and R of layers behind AP2 layers (the file numbers layers as
+    the spec does; the core has no AP2 layers): core and faulty model agree (the pools
+    case's build again)."""
+    arch, shape, decoder, lanes, depth, _, _ = CASES["pools-before-conv-and-fc-fc-decoder"]
+    net = _network(arch, shape, decoder=decoder, seed=SEED)
+    rng = np.random.default_rng(SEED)
+    drawn = [faults.draw(net, name, share, rng) for name, share in (("W", 0.05), ("VTH", 0.3), ("R", 0.2))]
+    assert {3, 5} <= set(np.concatenate([group.layer for group in drawn]).tolist())
+    path = tmp_path / "faults.json"
+    path.write_text(json.dumps({"mode": "flip", "faults": [group.to_dict() for group in drawn]}))
+    pixels, labels = _samples(2, int(np.prod(shape)), net.spec.classes, SEED + 1)
+    report = cosimulate(
+        net.save(tmp_path / "net"), pixels, labels, lanes=lanes, queue_depth=depth, optimize=False,
+        faults=path, run_name="pytest-conv-faults",
+    )
+    assert report.passed and report.stats["mismatches"] == 0, f"{report.stats.get('mismatches_by_kind')}; log {report.log}"
