@@ -1,7 +1,8 @@
 """Parameters, memory map and memory images of the whole core (docs/architecture.md).
 
 :class:`CoreConfig` is everything the RTL of :class:`hw.core.Core` is generated from: the
-geometry of an FC :class:`~model.integer.IntegerNetwork` (layer sizes, T, classes,
+geometry of an :class:`~model.integer.IntegerNetwork` (layer sizes and, with conv or AP2
+layers, shapes and pools; T, classes,
 population, decoder, reset, trainable thresholds), its numeric formats, learning rule and
 LFSR state, plus the lanes ``P`` and the spike-queue depth ``Q``. It lists the memories
 (:class:`MemorySpec`, section 2 of the architecture), the host memory map (the run-time
@@ -9,9 +10,11 @@ load/read port) and the performance counters, and renders the memory-init images
 (``$readmemh`` hex files written with :mod:`bitstring`).
 
 The contents of the memories follow the architecture's word layout: neuron ``j`` of a
-layer sits in word ``j // P``, lane ``j % P`` (lane 0 in the least significant bits);
-weight row ``i`` (presynaptic neuron ``i`` of layer ``l - 1``) occupies words
-``i c_l .. i c_l + c_l - 1`` with ``c_l = ceil(n_l / P)``; padding lanes hold 0.
+flat layer sits in word ``j // P``, lane ``j % P`` (lane 0 in the least significant bits;
+grid layers position-major, :class:`model.core_layout.LayerLayout`); weight row ``i``
+(presynaptic neuron ``i`` of layer ``l - 1``; conv: ``9 c + 3 i + j``) occupies words
+``i c_l .. i c_l + c_l - 1`` with ``c_l = ceil(n_l / P)`` (conv: ``ceil(C_out / P)``);
+padding lanes hold 0.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ from bitstring import BitArray
 
 from model.checks import check_int
 from model.core import MEMORIES, PHASES, check_core_spec
+from model.core_layout import LayerLayout
 from model.fixed import ceil_log2
 from model.integer import Formats, IntegerNetwork
 from model.spec import NetworkSpec
+from model.synapses import positions
 
 __all__ = [
     "COUNTER_BITS",
@@ -46,6 +51,7 @@ __all__ = [
     "MemorySpec",
     "Target",
     "check_rtl_spec",
+    "learning_refusal",
 ]
 
 #: Width of every performance counter (they wrap).
@@ -71,16 +77,19 @@ HOST_REGISTERS = ("shift_w", "shift_th", "lfsr_state", "pending")
 
 
 def check_rtl_spec(spec: NetworkSpec) -> None:
-    """Raise ``ValueError`` naming ``arch`` unless the RTL core can build ``spec``: FC
-    layers on a flat input. Conv and AP2 layers run in the core model
-    (:func:`model.core.check_core_spec`, ``spikeforge estimate``) and the HLS target
-    (:func:`hw.hls.check_target`), not in the RTL."""
+    """Raise ``ValueError`` naming ``arch`` unless the RTL core can build ``spec``: FC, 3x3
+    conv and AP2 layers on flat or image inputs (:func:`model.core.check_core_spec`); a
+    network with grid layers (conv, an image encoder) builds an inference core
+    (:attr:`CoreConfig.learnable` is False)."""
     check_core_spec(spec)
+
+
+def learning_refusal(spec: NetworkSpec) -> str:
+    """Why the RTL core built for ``spec`` does not learn (for a one-line error)."""
+    text = "the core learns only networks with reset 'subtract' and surrogate 'scaled'"
     if not spec.is_fc_only:
-        raise ValueError(
-            f"arch: the RTL core runs FC layers on flat inputs only; {spec.arch} (input "
-            f"{spec.input_shape}) runs in the core model (spikeforge estimate) and the HLS target (spikeforge hls), not in gen, cosim or synth"
-        )
+        text += f" and, in the RTL, FC layers on flat inputs; {spec.arch} runs inference only"
+    return text
 
 
 @dataclass(frozen=True)
@@ -319,6 +328,18 @@ class CoreConfig:
         Reset value of the LFSR (1..2^32-1).
     pending : int
         Reset value of the pending-sample counter (0..B-1).
+    counter_set : str
+        One of :data:`COUNTER_SETS`.
+    single_port_weights : bool
+        W and dW in the single-port banks (:meth:`weight_banks`).
+    block_memories : tuple of str
+        Keys of the memories in block RAM on a target that places them
+        (:func:`place_memories`, :meth:`memory_style`); empty: Yosys chooses.
+    shapes, pools, numbers : tuple
+        Networks with grid layers only (empty for FC networks on flat inputs): per layer of
+        the core (its spiking layers, numbered 0..L without the AP2 layers) the shape
+        ``(n,)`` or ``(C, H, W)``, the AP2 layers in front of it (k) and its index in the
+        network's spec.
     """
 
     sizes: tuple[int, ...]
@@ -341,6 +362,9 @@ class CoreConfig:
     counter_set: str = "all"
     single_port_weights: bool = False
     block_memories: tuple[str, ...] = ()
+    shapes: tuple[tuple[int, ...], ...] = ()
+    pools: tuple[int, ...] = ()
+    numbers: tuple[int, ...] = ()
 
     @classmethod
     def from_network(
@@ -356,8 +380,8 @@ class CoreConfig:
         Raises
         ------
         ValueError
-            For a network the core cannot build (``arch``: conv or pool layers),
-            ``lanes`` / ``queue_depth`` out of range, an unknown ``target``
+            For a network the core cannot build (``arch``), ``lanes`` / ``queue_depth``
+            out of range, an unknown ``target``
             or ``counters`` (naming them), or single-port weights with an odd row length.
         TypeError
             When ``lanes`` or ``queue_depth`` is not an integer.
@@ -375,8 +399,14 @@ class CoreConfig:
         if counters not in COUNTER_SETS:
             raise ValueError(f"counters: {counters!r} is not one of {', '.join(COUNTER_SETS)}")
         rule = network.rule
+        spiking = spec.spiking_layers()
+        grid = () if spec.is_fc_only else (
+            tuple(spec.layer_shape(index) for index in spiking),
+            (0,) + tuple(above - below - 1 for below, above in zip(spiking, spiking[1:])),
+            tuple(spiking),
+        )
         config = cls(
-            sizes=tuple(spec.neurons(index) for index in range(spec.num_layers + 1)),
+            sizes=tuple(spec.neurons(index) for index in spiking),
             lanes=lanes,
             queue_depth=queue_depth,
             timesteps=spec.timesteps,
@@ -385,7 +415,7 @@ class CoreConfig:
             decoder=spec.decoder,
             reset=spec.reset,
             trainable=spec.threshold == "trainable",
-            learnable=spec.reset == "subtract" and spec.surrogate == "scaled",
+            learnable=spec.reset == "subtract" and spec.surrogate == "scaled" and not grid,
             rounding=rule.rounding,
             batch=rule.batch,
             formats=network.formats,
@@ -395,6 +425,7 @@ class CoreConfig:
             pending=network.pending,
             counter_set=counters,
             single_port_weights=TARGETS[target].single_port_blocks > 0,
+            **dict(zip(("shapes", "pools", "numbers"), grid)),
         )
         if TARGETS[target].block_rams:
             config = dataclasses.replace(config, block_memories=place_memories(config, TARGETS[target]))
@@ -475,18 +506,62 @@ class CoreConfig:
         """L, layers after the encoder."""
         return len(self.sizes) - 1
 
+    def shape(self, layer: int) -> tuple[int, ...]:
+        """Shape of layer ``layer``: ``(n,)`` or ``(C, H, W)`` (a grid layer)."""
+        return self.shapes[layer] if self.shapes else (self.sizes[layer],)
+
+    def grid(self, layer: int) -> bool:
+        """Layer ``layer`` is stored position-major (conv, an image encoder)."""
+        return len(self.shape(layer)) == 3
+
+    def pool_levels(self, layer: int) -> int:
+        """k: the AP2 layers between layer ``layer - 1`` and layer ``layer`` (1..L)."""
+        return self.pools[layer] if self.pools else 0
+
+    def number(self, layer: int) -> int:
+        """The index in the network's spec of the core's layer ``layer``."""
+        return self.numbers[layer] if self.numbers else layer
+
+    def layer_of(self, number: int) -> int:
+        """The core's layer of the network spec's spiking layer ``number``."""
+        return self.numbers.index(number) if self.numbers else number
+
+    def layout(self, layer: int) -> LayerLayout:
+        """The word layout of layer ``layer`` (:class:`model.core_layout.LayerLayout`)."""
+        shape = self.shape(layer)
+        return LayerLayout(self.lanes, shape[0], positions(shape), len(shape) == 3)
+
     @property
     def words(self) -> tuple[int, ...]:
-        """``w_l = ceil(n_l / P)``, l = 0..L."""
-        return tuple(math.ceil(n / self.lanes) for n in self.sizes)
+        """``w_l``, l = 0..L: ``ceil(n_l / P)`` (flat) or ``H W ceil(C / P)`` (grid)."""
+        return tuple(self.layout(layer).words for layer in range(len(self.sizes)))
+
+    def channel_words(self, layer: int) -> int:
+        """Words of a per-channel memory (VTH, R, DVTH) of ``layer``: ``ceil(C / P)``."""
+        return math.ceil(self.shape(layer)[0] / self.lanes)
 
     def row_words(self, layer: int) -> int:
-        """``c_l``: words of one weight row of layer ``layer`` (1..L)."""
-        return self.words[layer]
+        """``c_l``: words of one weight row of layer ``layer`` (1..L): ``ceil(n_l / P)``
+        (FC), ``ceil(C_out / P)`` (conv)."""
+        return self.channel_words(layer)
+
+    def weight_rows(self, layer: int) -> int:
+        """Rows of the weights of layer ``layer`` (1..L): its inputs after the pools (FC),
+        ``9 C_in`` (conv)."""
+        if self.grid(layer):
+            return 9 * self.shape(layer - 1)[0]
+        return self.sizes[layer - 1] >> (2 * self.pool_levels(layer))
 
     def valid_lanes(self, layer: int, word: int) -> int:
-        """Lane mask of the neurons that exist in ``word`` of ``layer``."""
+        """Lane mask of the neurons that exist in ``word`` of ``layer`` (grid: of the
+        channel block ``word mod ceil(C / P)``)."""
+        if self.grid(layer):
+            return self.block_lanes(layer, word % self.channel_words(layer))
         return (1 << min(self.lanes, self.sizes[layer] - word * self.lanes)) - 1
+
+    def block_lanes(self, layer: int, block: int) -> int:
+        """Lane mask of the channels in word ``block`` of a per-channel memory of ``layer``."""
+        return (1 << min(self.lanes, self.shape(layer)[0] - block * self.lanes)) - 1
 
     @property
     def first_backward_layer(self) -> int:
@@ -549,12 +624,12 @@ class CoreConfig:
         }
         specs = []
         for layer, words in enumerate(self.words):
+            channel_words = self.channel_words(layer)
+            weights = self.weight_rows(layer) * self.row_words(layer) if layer else 0
             depth = {
-                "PIX": words, "V": words, "VTH": words, "R": words,
+                "PIX": words, "V": words, "VTH": channel_words, "R": channel_words,
                 "S": self.timesteps * words, "H": self.timesteps * words,
-                "W": self.sizes[layer - 1] * words if layer else 0,
-                "DV": words, "DW": self.sizes[layer - 1] * words if layer else 0,
-                "DVTH": words,
+                "W": weights, "DV": words, "DW": weights, "DVTH": channel_words,
                 "D": self.timesteps * self.sizes[-1] * self.decoder_words,
                 "DD": self.timesteps * self.sizes[-1] * self.decoder_words,
             }
@@ -766,6 +841,13 @@ class CoreConfig:
 
     # Contents ------------------------------------------------------------------------------
 
+    def input_words(self, pixels: np.ndarray) -> list[list[int]]:
+        """The PIX words of one sample's u8 pixels (flat index order, n_0 values): the
+        encoder's layout (grid: position-major, the channels across the lanes)."""
+        layout = self.layout(0)
+        values = np.asarray(pixels, np.int64).reshape(-1)
+        return [list(layout.word_values(values, k)) for k in range(layout.words)]
+
     def as_words(self, values: np.ndarray) -> list[list[int]]:
         """Per-neuron values of one layer as words of P lanes (padding 0)."""
         padded = np.zeros(math.ceil(len(values) / self.lanes) * self.lanes, np.int64)
@@ -798,16 +880,16 @@ class CoreConfig:
         ValueError
             When the network's layer sizes differ from :attr:`sizes`.
         """
-        sizes = tuple(network.spec.neurons(i) for i in range(network.spec.num_layers + 1))
+        sizes = tuple(network.spec.neurons(self.number(i)) for i in range(self.layers + 1))
         if sizes != self.sizes:
             raise ValueError(f"network: layer sizes {sizes} differ from the core's {self.sizes}")
         contents: dict[str, list[list[int]]] = {}
         for layer in range(self.layers + 1):
-            thresholds = network.thresholds[layer]
-            contents[f"VTH{layer}"] = self.as_words(thresholds)
-            contents[f"R{layer}"] = self.as_words(network.reciprocals[layer])
+            number = self.number(layer)
+            contents[f"VTH{layer}"] = self.as_words(network.thresholds[number])
+            contents[f"R{layer}"] = self.as_words(network.reciprocals[number])
             if layer:
-                contents[f"W{layer}"] = self.rows_as_words(network.weights[layer - 1])
+                contents[f"W{layer}"] = self.rows_as_words(network.weights[number - 1])
         if self.fc_decoder:
             contents[f"D{self.layers}"] = self.rows_as_words(network.decoder)
         return contents
@@ -861,4 +943,6 @@ class CoreConfig:
             "counter_set": self.counter_set,
             "single_port_weights": self.single_port_weights,
             "block_memories": list(self.block_memories),
+            **({"shapes": [list(shape) for shape in self.shapes], "pools": list(self.pools),
+                "numbers": list(self.numbers)} if self.shapes else {}),
         }

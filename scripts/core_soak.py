@@ -5,7 +5,10 @@ population 1..3, T 1..5, last, rate or fc decoder, reset by subtraction or to ze
 or fixed thresholds, every rounding mode, B 1..3, widths from very narrow (saturating
 everywhere) to the defaults), random lanes P (1, 2, 3, 4, 8) and queue depths Q (1..16),
 random pixels (often sparse) and random input/output stall patterns; learns on each sample
-when the network can learn (else infers). Then trains a digits network (integer model) and
+when the network can learn (else infers). Then conv networks (:data:`CONV_SHARE` of the FC
+count, drawn from a generator of their own so that the FC draws of a seed stay the same):
+``nC3`` [``AP2``] [``nC3``] [``AP2``] on a 1..3 x S x S image (S 2, 4 or 8), n 1..5,
+inference only (the RTL core does not learn grid networks). Then trains a digits network (integer model) and
 co-simulates it for inference and learning at several P. Every run must report zero
 mismatches (sim/tb/tb_core.py compares every memory write, output, counter and the final
 memories).
@@ -43,6 +46,8 @@ from sim.core_cosim import cosimulate  # noqa: E402
 STALLS = ("always", "alternate", "burst", "sparse", "random", "dense")
 #: Lanes the soak draws from (3 divides few layer sizes).
 LANES = (1, 2, 3, 4, 8)
+#: Conv networks drawn per FC network.
+CONV_SHARE = 0.3
 #: Lanes of the trained digits network's runs.
 DIGITS_LANES = (4, 8, 16)
 
@@ -92,12 +97,50 @@ def random_network(rng: np.random.Generator) -> tuple[IntegerNetwork, bool]:
     return net, spec.reset == "subtract" and spec.surrogate == "scaled"
 
 
+def random_conv_network(rng: np.random.Generator) -> IntegerNetwork:
+    """A random conv network (see the module docstring), any decoder, reset and thresholds."""
+    side = int(rng.choice([2, 4, 8]))
+    hidden = [f"{int(rng.integers(1, 6))}C3"]
+    if rng.random() < 0.5:
+        hidden.append("AP2")
+    if rng.random() < 0.5:
+        hidden.append(f"{int(rng.integers(1, 6))}C3")
+        if side // (1 << hidden.count("AP2")) >= 2 and rng.random() < 0.5:
+            hidden.append("AP2")
+    population, classes = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    reset = str(rng.choice(["subtract", "zero"]))
+    spec = NetworkSpec.parse(
+        "-".join(hidden + [f"{classes * population}FC"]), input_shape=(int(rng.integers(1, 4)), side, side),
+        timesteps=int(rng.integers(1, 4)), population=population, decoder=str(rng.choice(["last", "rate", "fc"])),
+        reset=reset, threshold=str(rng.choice(["trainable", "fixed"])) if reset == "subtract" else "fixed",
+    )
+    return random_integer_network(rng, spec)
+
+
 def _describe(net: IntegerNetwork) -> str:
     spec, rule = net.spec, net.rule
     return (
-        f"{spec.input_shape[0]}-{spec.arch} T{spec.timesteps} pop{spec.population} {spec.decoder} "
+        f"{'x'.join(map(str, spec.input_shape))}-{spec.arch} T{spec.timesteps} pop{spec.population} {spec.decoder} "
         f"{spec.reset} {spec.threshold} {net.formats.to_dict()} {rule.rounding} s{rule.shift_w}/{rule.shift_th} B{rule.batch}"
     )
+
+
+def _random_run(
+    rng: np.random.Generator, net: IntegerNetwork, learnable: bool, folder: Path, samples: int
+) -> tuple[str, Path, np.ndarray, np.ndarray, dict]:
+    """The run of a drawn network: its checkpoint, pixels, labels and options."""
+    folder = net.save(folder)
+    pixels = rng.integers(0, 256, (samples, net.spec.neurons(0))).astype(np.uint8)
+    if rng.random() < 0.5:
+        pixels[rng.random(pixels.shape) < 0.6] = 0
+    labels = rng.integers(0, net.spec.classes, samples)
+    options = {
+        "lanes": int(rng.choice(LANES)), "queue_depth": int(rng.choice([1, 2, 3, 4, 5, 8, 16])),
+        "learn": learnable and bool(rng.random() < 0.85), "optimize": False,
+        "input_pattern": str(rng.choice(STALLS)), "output_pattern": str(rng.choice(STALLS)),
+        "seed": int(rng.integers(0, 1 << 31)),
+    }
+    return _describe(net), folder, pixels, labels, options
 
 
 def soak(*, networks: int, samples: int, seed: int, digits: bool = True, log=print) -> list[str]:
@@ -106,20 +149,12 @@ def soak(*, networks: int, samples: int, seed: int, digits: bool = True, log=pri
     failures = []
     with tempfile.TemporaryDirectory(prefix="core-soak-") as scratch:
         runs: list[tuple[str, Path, np.ndarray, np.ndarray, dict]] = []
-        for index in range(networks):
-            net, learnable = random_network(rng)
-            folder = net.save(Path(scratch) / f"net{index}")
-            pixels = rng.integers(0, 256, (samples, net.spec.input_shape[0])).astype(np.uint8)
-            if rng.random() < 0.5:
-                pixels[rng.random(pixels.shape) < 0.6] = 0
-            labels = rng.integers(0, net.spec.classes, samples)
-            options = {
-                "lanes": int(rng.choice(LANES)), "queue_depth": int(rng.choice([1, 2, 3, 4, 5, 8, 16])),
-                "learn": learnable and bool(rng.random() < 0.85), "optimize": False,
-                "input_pattern": str(rng.choice(STALLS)), "output_pattern": str(rng.choice(STALLS)),
-                "seed": int(rng.integers(0, 1 << 31)),
-            }
-            runs.append((_describe(net), folder, pixels, labels, options))
+        conv_rng = np.random.default_rng([seed, 1])
+        draws = [(rng, random_network)] * networks
+        draws += [(conv_rng, lambda source: (random_conv_network(source), False))] * round(CONV_SHARE * networks)
+        for index, (source, draw) in enumerate(draws):
+            net, learnable = draw(source)
+            runs.append(_random_run(source, net, learnable, Path(scratch) / f"net{index}", samples))
         if digits:
             data = load_dataset("digits")
             spec = NetworkSpec.parse("64FC-10FC", input_shape=data.input_shape, timesteps=6, population=1)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from hw.core_config import CoreConfig
+from hw.core_config import CoreConfig, learning_refusal
 from model.integer import IntegerNetwork
 from sim import runner
 from sim.core_harness import TOP, harness_verilog
@@ -183,9 +183,7 @@ def cosimulate(
     pixels = network.check_pixels(np.asarray(pixels))
     labels = network.check_labels(np.asarray(labels), len(pixels))
     if learn and not config.learnable:
-        raise ValueError(
-            "learn: the core learns only networks with reset 'subtract' and surrogate 'scaled'"
-        )
+        raise ValueError(f"learn: {learning_refusal(network.spec)}")
     if load is not None:
         IntegerNetwork.load(load)  # fail early on a bad checkpoint
     started = time.perf_counter()

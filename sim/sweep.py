@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hw.core_config import DEFAULT_QUEUE_DEPTH, MAX_LANES, MAX_QUEUE_DEPTH, CoreConfig
+from hw.core_config import DEFAULT_QUEUE_DEPTH, MAX_LANES, MAX_QUEUE_DEPTH, CoreConfig, learning_refusal
 from model.checks import check_field
 from model.data import load_dataset
 from model.energy import TABLES
@@ -404,7 +404,7 @@ def _check_core(
             f"({point['arch']}, bits {point['bits'] or 'default'}): {error}"
         ) from None
     if "cosim" in stages and settings["cosim"]["learn"] and not config.learnable:
-        raise ValueError(f"{where}: cosim.learn: the core learns only networks with reset 'subtract'")
+        raise ValueError(f"{where}: cosim.learn: {learning_refusal(network.spec)}")
 
 
 # Stages (run in the workers) --------------------------------------------------------------

@@ -11,7 +11,9 @@ operand register (the words read):
   words, so it never fills) with its row base ``k P c``; the pusher takes the FIFO's words
   in order and pushes one spike per cycle into the stage's spike queue, as the row address
   ``i c`` of the next layer's weights (stalled while the queue is full, never dropped).
-  The output layer has no FIFO: its words go to the readout (``result_*`` ports).
+  The output layer has no FIFO: its words go to the readout (``result_*`` ports). A grid
+  layer (conv, an image encoder) is read block-major and its spikes leave through
+  :class:`hw.core.grid.GridPusher` instead (docs/architecture.md section 9.2).
 * :class:`IntegrateEngine` pops a row address when free and reads the row's c words of W
   with the c words of V, one per cycle; each word's lanes add the weights
   (``V = sat_v(V + W)``) and write V ``INTEGRATE_LATENCY`` = 4 cycles after its read. The
@@ -26,6 +28,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.controller import ControlSignature, Pass
+from hw.core.grid import GridCursor, GridPusher, coordinate_layout, event_layout, row_bits
 from hw.core.memory import MemoryPortSignature
 from hw.core.walk import counter_shape, lowest, step_base, valid_lanes, wire
 from hw.core_config import CoreConfig
@@ -34,15 +37,10 @@ from hw.queue import SpikeQueue
 from model.core import INTEGRATE_LATENCY
 from model.units import NeuronOp
 
-__all__ = ["IntegrateEngine", "ScanEngine", "row_bits"]
+__all__ = ["IntegrateEngine", "ScanEngine", "neuron_lanes", "row_bits"]
 
 
-def row_bits(config: CoreConfig, layer: int) -> int:
-    """Width of a row address ``i c`` of layer ``layer``'s weights (the spike queue's payload)."""
-    return max((config.sizes[layer - 1] * config.row_words(layer)).bit_length(), 2)
-
-
-def _lanes(m: Module, config: CoreConfig, name: str) -> list[NeuronLane]:
+def neuron_lanes(m: Module, config: CoreConfig, name: str) -> list[NeuronLane]:
     """P neuron lanes, always ready for their results."""
     f = config.formats
     units = []
@@ -69,8 +67,9 @@ class ScanEngine(wiring.Component):
         ``control.done`` (out): every word written and every spike pushed.
     v, vth, s, h (and pix for the encoder) : ``Out(MemoryPortSignature)``
         V read and written, VTH and PIX read, S and H written.
-    spikes : ``Out(stream.Signature(row_bits(layer + 1)))`` (layers below L)
-        Row addresses ``i c_{l+1}`` of the spikes, in order.
+    spikes : ``Out(stream.Signature(event_layout(layer + 1)))`` (layers below L)
+        The spikes' events in order: row addresses ``i c_{l+1}`` (FC), or
+        :func:`hw.core.grid.event_layout` (conv).
     result_valid, result_word, result_spikes, result_integrated : ``Out`` (output layer)
         A word written this cycle: its index, spikes and pre-reset membranes (the readout's).
     written, written_spikes : ``Out(1)``, ``Out(P)``
@@ -94,7 +93,7 @@ class ScanEngine(wiring.Component):
         if layer == 0:
             members["pix"] = Out(MemoryPortSignature(config.memory("PIX", 0), write=False))
         if layer < config.layers:
-            members["spikes"] = Out(stream.Signature(unsigned(row_bits(config, layer + 1))))
+            members["spikes"] = Out(stream.Signature(event_layout(config, layer + 1)))
             members["stalled"] = Out(1)
         else:
             members.update({
@@ -119,14 +118,20 @@ class ScanEngine(wiring.Component):
         reading = wire(m, active & (at_now < words), f"scan{index}_read")
         with m.If(reading):
             m.d.sync += at.eq(at_now + 1)
+        address = channel = at_now
+        if cfg.grid(index):  # block-major: word pos cw + w, its block and position along
+            cursor = GridCursor(m, cfg, index, name=f"scan{index}", step=reading, first=first)
+            address, channel = cursor.address, cursor.at.block
+            place = [Signal(coordinate_layout(cfg, index), name=f"scan{index}_place{n}") for n in range(4)]
+            m.d.sync += [place[0].eq(cursor.at)] + [place[n + 1].eq(place[n]) for n in range(3)]
         ports = [self.v, self.vth] + ([self.pix] if index == 0 else [])
         for port in ports:
-            m.d.comb += [port.read_en.eq(reading), port.read_addr.eq(at_now)]
+            m.d.comb += [port.read_en.eq(reading), port.read_addr.eq(channel if port is self.vth else address)]
 
         # Pipeline: data (x + 1), registers (x + 2), lane stages, write (x + 4).
         valid = [Signal(name=f"scan{index}_valid{n}") for n in range(2)]
         word = [Signal(range(max(words, 2)), name=f"scan{index}_word{n}") for n in range(4)]
-        m.d.sync += [valid[0].eq(reading), valid[1].eq(valid[0]), word[0].eq(at_now)]
+        m.d.sync += [valid[0].eq(reading), valid[1].eq(valid[0]), word[0].eq(address)]
         m.d.sync += [word[n + 1].eq(word[n]) for n in range(3)]
         v_read = Signal.like(self.v.read_data, name=f"scan{index}_v_read")
         vth_read = Signal.like(self.vth.read_data, name=f"scan{index}_vth_read")
@@ -134,7 +139,7 @@ class ScanEngine(wiring.Component):
         if index == 0:
             pix_read = Signal.like(self.pix.read_data, name="scan0_pix_read")
             m.d.sync += pix_read.eq(self.pix.read_data)
-        units = _lanes(m, cfg, f"scan{index}_lane")
+        units = neuron_lanes(m, cfg, f"scan{index}_lane")
         for x, unit in enumerate(units):
             operand = unit.operand.payload
             m.d.comb += [
@@ -174,6 +179,15 @@ class ScanEngine(wiring.Component):
                 self.result_valid.eq(writing), self.result_word.eq(k), self.result_spikes.eq(spikes),
                 self.result_integrated.eq(Cat(unit.result.payload.integrated for unit in units)),
                 control.done.eq(active & scanned),
+            ]
+            return m
+        if cfg.grid(index):
+            m.submodules[f"push{index}"] = pusher = GridPusher(cfg, index)
+            wiring.connect(m, pusher.events, wiring.flipped(self.spikes))
+            m.d.comb += [
+                pusher.start.eq(first), pusher.written.eq(writing), pusher.spikes.eq(spikes),
+                pusher.at.eq(place[3]), self.stalled.eq(pusher.stalled),
+                control.done.eq(active & scanned & pusher.drained),
             ]
             return m
 
@@ -276,7 +290,7 @@ class IntegrateEngine(wiring.Component):
         w_read = Signal.like(self.w.read_data, name=f"{name}_w_read")
         v_read = Signal.like(self.v.read_data, name=f"{name}_v_read")
         m.d.sync += [w_read.eq(self.w.read_data), v_read.eq(self.v.read_data)]
-        units = _lanes(m, cfg, f"{name}_lane")
+        units = neuron_lanes(m, cfg, f"{name}_lane")
         for x, unit in enumerate(units):
             m.d.comb += [
                 unit.operand.valid.eq(valid[1]),

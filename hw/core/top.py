@@ -56,7 +56,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -64,7 +64,9 @@ from hw.controller import PASS_PHASE, ControlSignature, Controller, Pass, Phase
 from hw.core.accumulate import AccumulateEngine
 from hw.core.backward import DvEngine, error_layout
 from hw.core.counters import PerformanceCounters
-from hw.core.forward import IntegrateEngine, ScanEngine, row_bits
+from hw.core.forward import IntegrateEngine, ScanEngine
+from hw.core.grid import event_layout
+from hw.core.taps import TapIntegrateEngine
 from hw.core.host import HostPort, HostSignature
 from hw.core.memory import MemoryPorts, weight_banks
 from hw.core.decode import DecodeEngine
@@ -412,19 +414,28 @@ class Core(wiring.Component):
                 ]
                 forward_done.append(scan.control.done)
                 continue
-            queue = SpikeQueue(index_bits=row_bits(cfg, index + 1), depth=cfg.queue_depth)
+            conv = cfg.grid(index + 1)
+            queue = SpikeQueue(index_bits=Shape.cast(event_layout(cfg, index + 1)).width, depth=cfg.queue_depth)
             m.submodules[f"queue{index}"] = queue
             queues.append(queue)
-            integrate = IntegrateEngine(cfg, index + 1)
+            integrate = (TapIntegrateEngine if conv else IntegrateEngine)(cfg, index + 1)
             m.submodules[f"integrate{index + 1}"] = integrate
             b.follow(integrate.control)
-            wiring.connect(m, scan.spikes, queue.push)
-            wiring.connect(m, queue.pop, integrate.events)
+            if conv:  # the events are structures (hw.core.grid.event_layout) in the queue's bits
+                m.d.comb += [
+                    queue.push.valid.eq(scan.spikes.valid), queue.push.payload.eq(scan.spikes.payload),
+                    scan.spikes.ready.eq(queue.push.ready), integrate.events.valid.eq(queue.pop.valid),
+                    integrate.events.payload.eq(queue.pop.payload), queue.pop.ready.eq(integrate.events.ready),
+                ]
+            else:
+                wiring.connect(m, scan.spikes, queue.push)
+                wiring.connect(m, queue.pop, integrate.events)
             m.d.comb += queue.clear_high_water.eq(control.start)
             b.attach("W", index + 1, integrate.w, reads_as=index)
             b.attach("V", index + 1, integrate.v, reads_as=index, writes_as=index)
             count(f"stall_cycles.{index}", scan.stalled)
-            count(f"synaptic_ops.{index}", Mux(queue.push.valid & queue.push.ready, sizes[index + 1], 0))
+            pushed = Mux(queue.push.valid & queue.push.ready, sizes[index + 1], 0)
+            count(f"synaptic_ops.{index}", integrate.operations if conv else pushed)
             drained = (queue.level == 0) & ~queue.push.valid
             forward_done.append(scan.control.done & integrate.control.done & drained)
         return queues, forward_done

@@ -30,9 +30,14 @@ def by_layer(layer: Value, values: Mapping[int, Value | int], shape) -> Value:
 
 
 def valid_lanes(config: CoreConfig, layer: int, word: Value) -> Value:
-    """Lane mask of the neurons in ``word`` of ``layer`` (padding lanes of the last word clear)."""
+    """Lane mask of the neurons in ``word`` of ``layer`` (padding lanes of the last word
+    clear; grid layers: of the last channel block at every position, a table)."""
     lanes = config.lanes
     full = (1 << lanes) - 1
+    if config.grid(layer):
+        if config.block_lanes(layer, config.channel_words(layer) - 1) == full:
+            return Const(full, lanes)
+        return select([config.valid_lanes(layer, k) for k in range(config.words[layer])], word, lanes)
     last = config.valid_lanes(layer, config.words[layer] - 1)
     return Mux(word == config.words[layer] - 1, last, full) if last != full else Const(full, lanes)
 

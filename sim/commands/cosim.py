@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from hw.core_config import COUNTER_SETS, TARGETS, CoreConfig
+from hw.core_config import COUNTER_SETS, TARGETS, CoreConfig, learning_refusal
 from model.data import DATASETS, load_dataset, to_u8
 from model.integer import IntegerNetwork
 from sim import options
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         network, lanes=args.lanes, queue_depth=args.queue_depth, target=args.target, counters=args.counters
     )
     if args.learn and not config.learnable:
-        raise ValueError("--learn: the core learns only networks with reset 'subtract' and surrogate 'scaled'")
+        raise ValueError(f"--learn: {learning_refusal(network.spec)}")
     dataset = load_dataset(args.dataset, root=args.data_root)
     options.check_dataset(network.spec, dataset)
     x, y = (dataset.train_x, dataset.train_y) if args.learn else (dataset.test_x, dataset.test_y)

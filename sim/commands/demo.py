@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hw.core_config import DEFAULT_QUEUE_DEPTH, CoreConfig
+from hw.core_config import DEFAULT_QUEUE_DEPTH, CoreConfig, learning_refusal
 from model.checkpoint import load_checkpoint_kind
 from model.checks import check_field
 from model.data import load_dataset, to_u8
@@ -377,7 +377,7 @@ def choose(args: argparse.Namespace, out: Path) -> Choices:
             f"on {choices.build_target}: {error}"
         ) from None
     if not config.learnable:
-        raise ValueError("--init: the core learns only networks with reset 'subtract' and surrogate 'scaled'")
+        raise ValueError(f"--init: {learning_refusal(network.spec)}")
     return choices
 
 

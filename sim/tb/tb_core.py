@@ -168,22 +168,24 @@ def _expected_memories(config: CoreConfig, model: CoreModel) -> dict[str, list[l
     """The model's W, VTH, R, DW, DVTH (and the fc decoder's D, dD) as memory words."""
     words = config.initial_contents(model.to_network())
     for layer in range(config.layers + 1):
+        number = config.number(layer)
         if config.learnable and config.trainable:
-            words[f"DVTH{layer}"] = config.as_words(model.dth[layer])
+            words[f"DVTH{layer}"] = config.as_words(model.dth[number])
         if config.learnable and layer:
-            words[f"DW{layer}"] = config.rows_as_words(model.dw[layer - 1])
+            words[f"DW{layer}"] = config.rows_as_words(model.dw[number - 1])
     if config.learnable and config.fc_decoder:
         words[f"DD{config.layers}"] = config.rows_as_words(model.dd)
     return words
 
 
-def _faulty(network: IntegerNetwork, path: str) -> tuple[IntegerNetwork, list[str]]:
-    """``network`` with the bit flips of the ``faults`` file, and the memory keys they touch."""
+def _faulty(network: IntegerNetwork, path: str, config: CoreConfig) -> tuple[IntegerNetwork, list[str]]:
+    """``network`` with the bit flips of the ``faults`` file, and the core's memory keys they
+    touch (the file numbers layers as the network's spec does)."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(data, dict) or data.get("mode") != "flip" or not isinstance(data.get("faults"), list):
         raise ValueError("faults: expected {'mode': 'flip', 'faults': [...]} (stuck-at cells need the core's help)")
     drawn = [Faults.from_dict(item, network) for item in data["faults"]]
-    keys = sorted({f"{group.memory}{layer}" for group in drawn for layer in group.layer.tolist()})
+    keys = sorted({f"{group.memory}{config.layer_of(layer)}" for group in drawn for layer in group.layer.tolist()})
     return inject(network, drawn, "flip"), keys
 
 
@@ -209,7 +211,7 @@ class CoreTB:
                 raise ValueError(f"load: the loaded network's {name} differs from the built core's")
         self.faulted: list[str] = []
         if config.get("faults"):
-            self.network, self.faulted = _faulty(self.network, config["faults"])
+            self.network, self.faulted = _faulty(self.network, config["faults"], self.config)
         self.model = CoreModel(self.network, lanes=self.config.lanes, queue_depth=self.config.queue_depth)
         if config.get("corrupt") == "model":
             self.model.weights[0][0, 0] ^= 1
@@ -319,12 +321,9 @@ class CoreTB:
         dut, config = self.dut, self.config
         (p_off, _), (l_off, _), (n_off, _) = (self.input_fields[k] for k in ("pixels", "label", "learn"))
         spec = MemorySpec("PIX", 0, config.words[0], 8, False, config.lanes)
-        padded = np.zeros(config.words[0] * config.lanes, np.int64)
-        padded[: len(pixels)] = pixels
         words = [
-            spec.pack(padded[k * config.lanes : (k + 1) * config.lanes]) << p_off
-            | label << l_off | int(learn) << n_off
-            for k in range(config.words[0])
+            spec.pack(lanes) << p_off | label << l_off | int(learn) << n_off
+            for lanes in config.input_words(pixels)
         ]
         sent = 0
         while sent < len(words):
@@ -397,7 +396,7 @@ class CoreTB:
         lanes = self.config.lanes
         for store, buffer in zip(raw, self.buffers):
             spec = buffer.spec
-            records = by_memory.pop((spec.layer, spec.name), [])
+            records = by_memory.pop((self.config.number(spec.layer), spec.name), [])
             got, wanted = buffer.stream(store), _Stream.of_model(records, lanes)
             common = min(len(store), len(records))
             enabled = ((got.mask[:common, None] >> np.arange(lanes)) & 1).astype(bool)
@@ -442,12 +441,12 @@ class CoreTB:
                 values[spec.name] = phases[spec.item].cycles if spec.item in phases else 0
             elif spec.kind == "event":
                 phase = "backward" if spec.item == "window_events" else "forward"
-                layer = phases[phase].layers[spec.layer] if phase in phases else None
+                layer = phases[phase].layers[config.number(spec.layer)] if phase in phases else None
                 values[spec.name] = getattr(layer, spec.item) if layer is not None else 0
         totals: dict[str, int] = {}
         for phase in phases.values():
             for index in range(layers):
-                layer = phase.layers[index]
+                layer = phase.layers[config.number(index)]
                 for kind, counts in (("reads", layer.words_read), ("writes", layer.words_written)):
                     for memory, amount in counts.items():
                         name = f"{kind}.{memory}.{index}"

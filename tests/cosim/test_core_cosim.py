@@ -367,7 +367,7 @@ def _bad_checkpoints(tmp_path: Path) -> dict[str, str]:
     meta = json.loads((folder / "checkpoint.json").read_text())
     meta["formats"]["w"] = 17  # beyond the contract (2..16)
     (folder / "checkpoint.json").write_text(json.dumps(meta))
-    # The integer model runs a conv network; the core does not.
+    # The RTL core runs a conv network for inference only.
     conv = IntegerNetwork.scratch(NetworkSpec.parse("4C3-10FC", input_shape=(1, 4, 4))).save(tmp_path / "conv")
     spec = NetworkSpec.parse("3000FC-10FC", input_shape=(1000,), timesteps=1, population=1)
     huge = IntegerNetwork(
@@ -381,7 +381,7 @@ def _bad_checkpoints(tmp_path: Path) -> dict[str, str]:
     "argv, message",
     [
         (["--checkpoint", "WIDE"], "w: 17 is out of range"),
-        (["--checkpoint", "CONV"], "arch: the RTL core runs FC layers on flat inputs only; 4C3-10FC"),
+        (["--checkpoint", "CONV", "--learn"], "--learn: the core learns only networks with reset 'subtract' and surrogate 'scaled' and, in the RTL, FC layers on flat inputs; 4C3-10FC runs inference only"),
         (["--checkpoint", "HUGE"], "target: memory DW1 needs"),
         (["--checkpoint", "DIGITS", "--sim", "modelsim"], "invalid choice: 'modelsim'"),
         (["--checkpoint", "DIGITS", "--sim", "icarus", "--path", ""], "icarus: 'iverilog' not found"),

@@ -164,23 +164,41 @@ def test_gen_units_still_work(tmp_path) -> None:
          "--queue-depth: 0 is out of range (allowed 1..65536)"),
         (["--checkpoint", "CKPT", "--lanes", "1", "--target", "ice40-up5k"], "target: W and dW need 84 single-port blocks"),
         (["--checkpoint", "CKPT", "--lanes", "9", "--target", "ice40-up5k"], "lanes: single-port weight memories"),
-        (["--checkpoint", "CONV", "--lanes", "4"], "arch: the RTL core runs FC layers on flat inputs only; 4C3-10FC"),
         (["--checkpoint", "MISSING", "--lanes", "4"], "does not exist"),
     ],
 )
 def test_gen_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message) -> None:
     big = IntegerNetwork.scratch(NetworkSpec.parse("400FC-400FC", input_shape=(700,), timesteps=2, population=40))
-    paths = {"CKPT": str(big.save(tmp_path / "big")), "MISSING": str(tmp_path / "missing"), "CONV": _conv(tmp_path)}
+    paths = {"CKPT": str(big.save(tmp_path / "big")), "MISSING": str(tmp_path / "missing")}
     argv = [paths.get(arg, arg) for arg in argv]
     assert main(["gen", *argv, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
 
 
-def _conv(tmp_path) -> str:
-    """An integer checkpoint of a conv network (the integer model runs it, the core does not)."""
-    spec = NetworkSpec.parse("4C3-10FC", input_shape=(1, 4, 4))
-    return str(IntegerNetwork.scratch(spec).save(tmp_path / "conv"))
+def test_grid_layers_follow_the_core_model_layout(tmp_path, capsys) -> None:
+    """A conv/AP2 network: the core numbers its spiking layers (the AP2 has none), lays out
+    V, S, H position-major and VTH, R, W per channel as the core model, builds no learning
+    memories, and gen writes it."""
+    from model.core_layout import CoreLayout
+
+    spec = NetworkSpec.parse("5C3-AP2-3C3-10FC", input_shape=(2, 4, 4), timesteps=2)
+    net = IntegerNetwork.scratch(spec, seed=3)
+    config = CoreConfig.from_network(net, lanes=4, queue_depth=3)
+    layout = CoreLayout(spec, 4, net.synapses)
+    assert config.numbers == (0, 1, 3, 4) and config.pools == (0, 0, 1, 0) and not config.learnable
+    assert config.words == tuple(layout.layers[n].words for n in config.numbers) == (16, 32, 4, 3)
+    assert [config.valid_lanes(2, k) for k in range(4)] == [layout.layers[3].word_mask(k) for k in range(4)]
+    assert [config.memory(name, 1).depth for name in ("VTH", "W")] == [2, 18 * 2]
+    assert config.memory("W", 3).depth == 12 * 3 and not any(m.name.startswith("D") for m in config.memories)
+    contents = config.initial_contents(net)
+    assert contents["W2"][0][:3] == net.weights[2][:, 0].tolist() and contents["VTH1"][1][:1] == [net.thresholds[1][4]]
+    pixels = np.arange(32)
+    assert config.input_words(pixels)[1] == [1, 17, 0, 0]  # position 1, channels 0 and 1
+    checkpoint = net.save(tmp_path / "conv")
+    assert main(["gen", "--checkpoint", str(checkpoint), "--lanes", "4", "--out", str(tmp_path / "out")]) == 0, capsys.readouterr().err
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["parameters"]["numbers"] == [0, 1, 3, 4] and manifest["parameters"]["learnable"] is False
 
 
 def test_single_port_weight_banks_layout_and_export(tmp_path) -> None:

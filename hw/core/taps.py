@@ -1,0 +1,186 @@
+"""The integration of a stage's spikes into a conv layer (docs/architecture.md sections 9.2
+and 9.3).
+
+:class:`TapIntegrateEngine` takes an event (:func:`hw.core.grid.event_layout`: kernel row
+base ``9 c c_out``, position base ``(y W + x) c_out``, position ``y``, ``x``) and reads,
+for each tap ``(i, j)`` in row-major order whose target ``(y + 1 - i, x + 1 - j)`` lies in
+the image (four compares), the ``c_out`` words of W row ``9 c + 3 i + j`` with the V words
+of the target, one pair per cycle (:class:`TapAddress`: the bases plus one of 9 constant
+offsets and the word). Each word's lanes add the weights (``V = sat_v(V + W)``) and write V
+``INTEGRATE_LATENCY`` cycles after the read, as the FC engine's. A read waits while its V
+word has a write in flight (the scoreboard: the reads of the last ``INTEGRATE_LATENCY - 1``
+cycles; the V port is transparent, so the read may share its write's cycle). The event is
+popped with its first read.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.controller import ControlSignature, Pass
+from hw.core.forward import neuron_lanes
+from hw.core.grid import event_layout
+from hw.core.memory import MemoryPortSignature
+from hw.core.walk import counter_shape, lowest, select, wire
+from hw.core_config import CoreConfig
+from model.core import INTEGRATE_LATENCY
+from model.units import NeuronOp
+
+__all__ = ["TapAddress", "TapIntegrateEngine", "TAPS"]
+
+#: The kernel taps (i, j) in row-major order.
+TAPS = tuple((i, j) for i in range(3) for j in range(3))
+
+
+class TapAddress(wiring.Component):
+    """The words of one tap of a conv event (combinational).
+
+    Members
+    -------
+    event : ``In(event_layout)``
+        The event.
+    taps : ``In(9)``
+        The taps still to read (bit ``3 i + j``).
+    word : ``In(range(c_out))``
+        The word of the tap's ``c_out``.
+    inside : ``Out(9)``
+        The event's in-image taps.
+    tap : ``Out(range(9))``, ``one_hot`` : ``Out(9)``
+        The lowest tap of ``taps``.
+    w_addr, v_addr : ``Out``
+        ``w_base + tap c_out + word`` and ``v_base + ((1 - i) W + (1 - j)) c_out + word``.
+    """
+
+    def __init__(self, config: CoreConfig, layer: int) -> None:
+        self.config, self.layer = config, layer
+        super().__init__({
+            "event": In(event_layout(config, layer)),
+            "taps": In(9),
+            "word": In(counter_shape(config.row_words(layer))),
+            "inside": Out(9),
+            "tap": Out(range(9)),
+            "one_hot": Out(9),
+            "w_addr": Out(counter_shape(config.memory("W", layer).depth)),
+            "v_addr": Out(counter_shape(config.words[layer])),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg, event = self.config, self.event
+        _, height, width = cfg.shape(self.layer)
+        cw = cfg.row_words(self.layer)
+        rows = {0: event.y != height - 1, 1: 1, 2: event.y != 0}
+        cols = {0: event.x != width - 1, 1: 1, 2: event.x != 0}
+        m.d.comb += self.inside.eq(Cat(rows[i] & cols[j] for i, j in TAPS))
+        tap, one_hot = lowest(self.taps, 9)
+        bits = len(self.v_addr)
+        offsets = [(((1 - i) * width + 1 - j) * cw) % (1 << bits) for i, j in TAPS]
+        m.d.comb += [
+            self.tap.eq(tap), self.one_hot.eq(one_hot),
+            self.w_addr.eq(event.w_base + select([t * cw for t in range(9)], tap, (8 * cw).bit_length()) + self.word),
+            self.v_addr.eq((event.v_base + select(offsets, tap, bits) + self.word)[:bits]),
+        ]
+        return m
+
+
+class TapIntegrateEngine(wiring.Component):
+    """The integration of a stage's spikes into conv layer ``layer`` (1..L).
+
+    Members
+    -------
+    control : ``In(ControlSignature)``
+        ``control.done`` (out): no event in progress and no write pending after this cycle.
+    events : ``In(stream.Signature(event_layout(layer)))``
+        Events from the spike queue.
+    w, v : ``Out(MemoryPortSignature)``
+        W read, V read and written.
+    operations : ``Out(range(C_out + 1))``
+        Synaptic operations this cycle (``C_out`` with a tap's first read).
+    """
+
+    def __init__(self, config: CoreConfig, layer: int) -> None:
+        self.config, self.layer = config, layer
+        super().__init__({
+            "control": In(ControlSignature(layers=config.layers, timesteps=config.timesteps)),
+            "events": In(stream.Signature(event_layout(config, layer))),
+            "w": Out(MemoryPortSignature(config.memory("W", layer), write=False)),
+            "v": Out(MemoryPortSignature(config.memory("V", layer))),
+            "operations": Out(range(config.shape(layer)[0] + 1)),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg, index = self.config, self.layer
+        cw = cfg.row_words(index)
+        control = self.control
+        name = f"integrate{index}"
+        active = wire(m, (control.kind == Pass.FORWARD) & (control.layer == index - 1), f"{name}_active")
+
+        # The event in hand (registered) or, when none, the queue's head.
+        busy = Signal(name=f"{name}_busy")
+        held = Signal(event_layout(cfg, index), name=f"{name}_event")
+        left = Signal(9, name=f"{name}_taps")
+        word = Signal(counter_shape(cw), name=f"{name}_word")
+        m.submodules[f"{name}_address"] = address = TapAddress(cfg, index)
+        starting = ~busy & active & self.events.valid
+        m.d.comb += [
+            address.event.eq(Mux(busy, held.as_value(), self.events.payload)),
+            address.word.eq(Mux(busy, word, 0)),
+        ]
+        m.d.comb += address.taps.eq(Mux(busy, left, address.inside))
+
+        # Scoreboard: the V words read in the last INTEGRATE_LATENCY - 1 cycles.
+        recent = [(Signal(name=f"{name}_recent{n}"), Signal.like(address.v_addr, name=f"{name}_recent_addr{n}"))
+                  for n in range(INTEGRATE_LATENCY - 1)]
+        hazard = Cat(valid & (addr == address.v_addr) for valid, addr in recent).any()
+        reading = wire(m, (busy | starting) & ~hazard, f"{name}_read")
+        m.d.sync += [recent[0][0].eq(reading), recent[0][1].eq(address.v_addr)]
+        m.d.sync += [recent[n + 1][0].eq(recent[n][0]) for n in range(len(recent) - 1)]
+        m.d.sync += [recent[n + 1][1].eq(recent[n][1]) for n in range(len(recent) - 1)]
+        m.d.comb += [
+            self.events.ready.eq(~busy & active & ~hazard),
+            self.w.read_en.eq(reading), self.w.read_addr.eq(address.w_addr),
+            self.v.read_en.eq(reading), self.v.read_addr.eq(address.v_addr),
+            self.operations.eq(Mux(reading & (address.word == 0), cfg.shape(index)[0], 0)),
+        ]
+        tap_done = address.word == cw - 1
+        remaining = address.taps & ~address.one_hot
+        with m.If(reading):
+            with m.If(starting):
+                m.d.sync += held.eq(self.events.payload)
+            m.d.sync += [
+                word.eq(Mux(tap_done, 0, address.word + 1)),
+                left.eq(Mux(tap_done, remaining, address.taps)),
+                busy.eq(~tap_done | remaining.any()),
+            ]
+
+        # Pipeline: data (x + 1), registers (x + 2), lane stages, write (x + 4).
+        valid = [Signal(name=f"{name}_valid{n}") for n in range(2)]
+        target = [Signal.like(address.v_addr, name=f"{name}_target{n}") for n in range(4)]
+        block = [Signal(counter_shape(cw), name=f"{name}_block{n}") for n in range(4)]
+        m.d.sync += [valid[0].eq(reading), valid[1].eq(valid[0]), target[0].eq(address.v_addr), block[0].eq(address.word)]
+        m.d.sync += [target[n + 1].eq(target[n]) for n in range(3)] + [block[n + 1].eq(block[n]) for n in range(3)]
+        w_read = Signal.like(self.w.read_data, name=f"{name}_w_read")
+        v_read = Signal.like(self.v.read_data, name=f"{name}_v_read")
+        m.d.sync += [w_read.eq(self.w.read_data), v_read.eq(self.v.read_data)]
+        units = neuron_lanes(m, cfg, f"{name}_lane")
+        for x, unit in enumerate(units):
+            m.d.comb += [
+                unit.operand.valid.eq(valid[1]),
+                unit.operand.payload.op.eq(NeuronOp.INTEGRATE),
+                unit.operand.payload.v.eq(v_read[x]),
+                unit.operand.payload.x.eq(w_read[x]),
+            ]
+        writing = units[0].result.valid
+        lanes = select([cfg.block_lanes(index, u) for u in range(cw)], block[3], cfg.lanes)
+        m.d.comb += [
+            self.v.write_addr.eq(target[3]),
+            self.v.write_mask.eq(Mux(writing, lanes, 0)),
+            self.v.write_data.eq(Cat(unit.result.payload.v for unit in units)),
+        ]
+        in_flight = Signal(range(INTEGRATE_LATENCY + 2), name=f"{name}_in_flight")
+        m.d.sync += in_flight.eq(in_flight + reading - writing)
+        m.d.comb += control.done.eq(~busy & ~reading & Mux(writing, in_flight == 1, in_flight == 0))
+        return m
