@@ -268,13 +268,17 @@ def place_memories(config: CoreConfig, target: Target) -> tuple[str, ...]:
 
     Greedy by the distributed-RAM primitives (:data:`DISTRIBUTED_RAM_SHAPE`) a memory's
     blocks save, most per block first (the weights, then the deepest neuron memories), while
-    ``target.block_rams`` last, less one block for each of the engines' FIFOs (the word
-    FIFOs, the spike queues and the two walker prefetch FIFOs), which Yosys places itself.
+    ``target.block_rams`` last, less one block for each of the engines' FIFOs (a flat
+    layer's word FIFO, a grid layer's lane FIFOs, the spike queues and the two walker
+    prefetch FIFOs), which Yosys places itself.
     Explicit placement keeps the wide, shallow neuron memories out of LUTs, which a P-lane
     core on a small ECP5 otherwise fills with them.
     """
     rows, width = DISTRIBUTED_RAM_SHAPE
-    budget = target.block_rams - (2 * config.layers + 2)
+    scan_fifos = sum(
+        min(config.lanes, config.shape(layer)[0]) if config.grid(layer) else 1 for layer in range(config.layers)
+    )
+    budget = target.block_rams - (scan_fifos + config.layers + 2)
     memories = [spec for spec in config.memories if not config.in_weight_banks(spec)]
 
     def saved_per_block(spec: MemorySpec) -> float:
