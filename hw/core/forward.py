@@ -29,27 +29,15 @@ from amaranth.lib.wiring import In, Out
 
 from hw.controller import ControlSignature, Pass
 from hw.core.grid import GridCursor, GridPusher, coordinate_layout, event_layout, row_bits
+from hw.core.lanes import integrate_datapath, neuron_lanes
 from hw.core.memory import MemoryPortSignature
 from hw.core.walk import counter_shape, lowest, step_base, valid_lanes, wire
 from hw.core_config import CoreConfig
-from hw.neuron import NeuronLane
 from hw.queue import SpikeQueue
 from model.core import INTEGRATE_LATENCY
 from model.units import NeuronOp
 
-__all__ = ["IntegrateEngine", "ScanEngine", "neuron_lanes", "row_bits"]
-
-
-def neuron_lanes(m: Module, config: CoreConfig, name: str) -> list[NeuronLane]:
-    """P neuron lanes, always ready for their results."""
-    f = config.formats
-    units = []
-    for x in range(config.lanes):
-        unit = NeuronLane(w=f.w, v=f.v)
-        m.submodules[f"{name}{x}"] = unit
-        m.d.comb += unit.result.ready.eq(1)
-        units.append(unit)
-    return units
+__all__ = ["IntegrateEngine", "ScanEngine", "row_bits"]
 
 
 class ScanEngine(wiring.Component):
@@ -287,26 +275,10 @@ class IntegrateEngine(wiring.Component):
         word = [Signal(counter_shape(cost), name=f"{name}_word{n}") for n in range(4)]
         m.d.sync += [valid[0].eq(reading), valid[1].eq(valid[0]), word[0].eq(word_now)]
         m.d.sync += [word[n + 1].eq(word[n]) for n in range(3)]
-        w_read = Signal.like(self.w.read_data, name=f"{name}_w_read")
-        v_read = Signal.like(self.v.read_data, name=f"{name}_v_read")
-        m.d.sync += [w_read.eq(self.w.read_data), v_read.eq(self.v.read_data)]
-        units = neuron_lanes(m, cfg, f"{name}_lane")
-        for x, unit in enumerate(units):
-            m.d.comb += [
-                unit.operand.valid.eq(valid[1]),
-                unit.operand.payload.op.eq(NeuronOp.INTEGRATE),
-                unit.operand.payload.v.eq(v_read[x]),
-                unit.operand.payload.x.eq(w_read[x]),
-            ]
-        writing = units[0].result.valid
-        m.d.comb += [
-            self.v.write_addr.eq(word[3]),
-            self.v.write_mask.eq(Mux(writing, valid_lanes(cfg, index, word[3]), 0)),
-            self.v.write_data.eq(Cat(unit.result.payload.v for unit in units)),
-        ]
-        in_flight = Signal(range(INTEGRATE_LATENCY + 2), name=f"{name}_in_flight")
-        m.d.sync += in_flight.eq(in_flight + reading - writing)
-        # Nothing in flight after this cycle and no read: in_flight == writing, by compares.
-        m.d.comb += control.done.eq(free & ~reading & Mux(writing, in_flight == 1, in_flight == 0))
+        drained = integrate_datapath(
+            m, cfg, name, self.w, self.v, reading=reading, valid=valid[1],
+            write_addr=word[3], write_lanes=valid_lanes(cfg, index, word[3]),
+        )
+        m.d.comb += control.done.eq(free & drained)
         return m
 

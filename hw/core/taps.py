@@ -20,13 +20,12 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.controller import ControlSignature, Pass
-from hw.core.forward import neuron_lanes
+from hw.core.lanes import integrate_datapath
 from hw.core.grid import event_layout
 from hw.core.memory import MemoryPortSignature
 from hw.core.walk import counter_shape, lowest, select, wire
 from hw.core_config import CoreConfig
 from model.core import INTEGRATE_LATENCY
-from model.units import NeuronOp
 
 __all__ = ["TapAddress", "TapIntegrateEngine", "TAPS"]
 
@@ -162,25 +161,9 @@ class TapIntegrateEngine(wiring.Component):
         block = [Signal(counter_shape(cw), name=f"{name}_block{n}") for n in range(4)]
         m.d.sync += [valid[0].eq(reading), valid[1].eq(valid[0]), target[0].eq(address.v_addr), block[0].eq(address.word)]
         m.d.sync += [target[n + 1].eq(target[n]) for n in range(3)] + [block[n + 1].eq(block[n]) for n in range(3)]
-        w_read = Signal.like(self.w.read_data, name=f"{name}_w_read")
-        v_read = Signal.like(self.v.read_data, name=f"{name}_v_read")
-        m.d.sync += [w_read.eq(self.w.read_data), v_read.eq(self.v.read_data)]
-        units = neuron_lanes(m, cfg, f"{name}_lane")
-        for x, unit in enumerate(units):
-            m.d.comb += [
-                unit.operand.valid.eq(valid[1]),
-                unit.operand.payload.op.eq(NeuronOp.INTEGRATE),
-                unit.operand.payload.v.eq(v_read[x]),
-                unit.operand.payload.x.eq(w_read[x]),
-            ]
-        writing = units[0].result.valid
         lanes = select([cfg.block_lanes(index, u) for u in range(cw)], block[3], cfg.lanes)
-        m.d.comb += [
-            self.v.write_addr.eq(target[3]),
-            self.v.write_mask.eq(Mux(writing, lanes, 0)),
-            self.v.write_data.eq(Cat(unit.result.payload.v for unit in units)),
-        ]
-        in_flight = Signal(range(INTEGRATE_LATENCY + 2), name=f"{name}_in_flight")
-        m.d.sync += in_flight.eq(in_flight + reading - writing)
-        m.d.comb += control.done.eq(~busy & ~reading & Mux(writing, in_flight == 1, in_flight == 0))
+        drained = integrate_datapath(
+            m, cfg, name, self.w, self.v, reading=reading, valid=valid[1], write_addr=target[3], write_lanes=lanes,
+        )
+        m.d.comb += control.done.eq(~busy & drained)
         return m

@@ -1,0 +1,60 @@
+"""The neuron lanes of the forward engines: P :class:`hw.neuron.NeuronLane` units, and the
+integrate pipeline behind an engine's W and V reads (shared by the FC and the conv
+integrate engines, :class:`hw.core.forward.IntegrateEngine` and
+:class:`hw.core.taps.TapIntegrateEngine`)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
+from amaranth.lib import wiring
+
+from hw.core_config import CoreConfig
+from hw.neuron import NeuronLane
+from model.core import INTEGRATE_LATENCY
+from model.units import NeuronOp
+
+__all__ = ["integrate_datapath", "neuron_lanes"]
+
+
+def neuron_lanes(m: Module, config: CoreConfig, name: str) -> list[NeuronLane]:
+    """P neuron lanes, always ready for their results."""
+    f = config.formats
+    units = []
+    for x in range(config.lanes):
+        unit = NeuronLane(w=f.w, v=f.v)
+        m.submodules[f"{name}{x}"] = unit
+        m.d.comb += unit.result.ready.eq(1)
+        units.append(unit)
+    return units
+
+
+def integrate_datapath(
+    m: Module, config: CoreConfig, name: str, w: wiring.PureInterface, v: wiring.PureInterface, *,
+    reading: Value, valid: Value, write_addr: Value, write_lanes: Value,
+) -> Value:
+    """An integrate engine's pipeline behind its reads (``reading``: W and V words asked for
+    this cycle): the words read, registered (the operand register, data valid while
+    ``valid``), P :class:`NeuronLane` adds with saturation, and the write of their results
+    to ``write_addr`` in the lanes ``write_lanes`` (``INTEGRATE_LATENCY`` after the read).
+    Returns "no read and nothing in flight after this cycle"."""
+    w_read = Signal.like(w.read_data, name=f"{name}_w_read")
+    v_read = Signal.like(v.read_data, name=f"{name}_v_read")
+    m.d.sync += [w_read.eq(w.read_data), v_read.eq(v.read_data)]
+    units = neuron_lanes(m, config, f"{name}_lane")
+    for x, unit in enumerate(units):
+        m.d.comb += [
+            unit.operand.valid.eq(valid),
+            unit.operand.payload.op.eq(NeuronOp.INTEGRATE),
+            unit.operand.payload.v.eq(v_read[x]),
+            unit.operand.payload.x.eq(w_read[x]),
+        ]
+    writing = units[0].result.valid
+    m.d.comb += [
+        v.write_addr.eq(write_addr),
+        v.write_mask.eq(Mux(writing, write_lanes, 0)),
+        v.write_data.eq(Cat(unit.result.payload.v for unit in units)),
+    ]
+    in_flight = Signal(range(INTEGRATE_LATENCY + 2), name=f"{name}_in_flight")
+    m.d.sync += in_flight.eq(in_flight + reading - writing)
+    # Nothing in flight after this cycle and no read: in_flight == writing, by compares.
+    return ~reading & Mux(writing, in_flight == 1, in_flight == 0)
