@@ -148,3 +148,17 @@ def test_learn_a_conv_network_the_core_cannot_run(tmp_path: Path, capsys) -> Non
     assert main(["gen", "--checkpoint", str(tmp_path / "ck"), "--lanes", "2", "--out", str(tmp_path / "rtl")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "arch: the RTL core runs FC layers on flat inputs only; 2C3-AP2-20FC" in err[0]
+
+
+def test_learn_conv_from_scratch_rotates_training_images_by_default(tmp_path: Path) -> None:
+    small = ["--init", "scratch", "--arch", "2C3-AP2-20FC", "--timesteps", "4", "--population", "2",
+             "--epochs", "1", "--schedule", "12"]
+    code, report = _learn(tmp_path, *small)
+    assert code == 0
+    assert report["training"]["augmentation"] == {"flip": False, "shift": 0, "rotate_deg": 10.0}
+    code, off = _learn(tmp_path, *small, "--augment", "off")
+    assert code == 0 and off["training"]["augmentation"] is None
+    # The same init and shuffling: only the rotated images differ.
+    assert report["history"]["train_accuracy"] != off["history"]["train_accuracy"]
+    code, flat = _learn(tmp_path, *SMALL, "--init", "scratch")
+    assert code == 0 and flat["training"]["augmentation"] is None
