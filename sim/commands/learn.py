@@ -2,7 +2,8 @@
 
 Builds an :class:`~model.integer.IntegerNetwork` from scratch (seeded integer init), by
 quantizing a float checkpoint, or from an integer checkpoint, learns on-line (an update
-every ``--batch`` samples, learning rates as shifts), evaluates on the test split and
+every ``--batch`` samples, learning rates as shifts; the training images of an image
+network from scratch rotated per the recipe, ``--augment``), evaluates on the test split and
 writes an integer checkpoint (``--out``) and, with ``--json``, a JSON report (``accuracy``,
 ``spikes_per_inference``, ``spikes_per_layer``, ``synaptic_ops_per_inference``,
 ``formats``, ``float_accuracy`` for a float init, the learning history and rate).
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from model.checkpoint import CHECKPOINT_JSON, load_checkpoint_kind, read_checkpoint_json
-from model.data import load_dataset, to_u8
+from model.data import default_augmentation, load_dataset, to_u8
 from model.fixed import ROUNDINGS
 from model.integer import (
     FitState,
@@ -51,7 +52,7 @@ DEFAULT_CHECKPOINT_EVERY = 1000
 #: Options that decide a run's result: recorded with its state, compared by ``--resume``.
 RUN_OPTIONS = (
     "dataset", "arch", "timesteps", "population", "decoder", "batch", "init", "bits",
-    "epochs", "rounding", "schedule", "threshold_offset", "seed",
+    "epochs", "rounding", "schedule", "threshold_offset", "augment", "seed",
 )
 
 
@@ -136,7 +137,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         learner, report = build_network(args, dataset)
     net = engine_network(learner, args.engine)
-    defaults = recipe(args.dataset, "scratch" if report["init"] == "scratch" else "finetune")
+    defaults = recipe(
+        args.dataset, "scratch" if report["init"] == "scratch" else "finetune", net.spec
+    )
+    augmentation = {
+        "auto": defaults.augmentation,
+        "on": default_augmentation(args.dataset),
+        "off": None,
+    }[args.augment]
     epochs = args.epochs if args.epochs is not None else defaults.epochs
     if args.schedule:
         schedule = ShiftSchedule.parse(args.schedule)
@@ -162,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
         epochs=epochs,
         schedule=schedule,
         seed=args.seed,
+        augmentation=augmentation,
+        image_shape=dataset.image_shape,
         progress=not args.no_progress,
         state=state,
         checkpoint_every=args.checkpoint_every,
@@ -174,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
         "epochs": epochs,
         "schedule": schedule.to_text(),
         "threshold_offset": schedule.threshold_offset,
+        "augmentation": augmentation,
         "seed": args.seed,
     }
     out = net.save(args.out, training=training)
@@ -244,7 +255,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threshold-offset", type=int, metavar="D", help="threshold shift minus weight shift"
     )
     parser.add_argument(
-        "--seed", type=int, default=0, metavar="S", help="init, shuffling and LFSR seed"
+        "--augment", choices=("auto", "on", "off"), default="auto",
+        help="host-side augmentation of the training images: auto, the recipe's (rotations up "
+        "to 10 degrees for image networks on digits from scratch, else none); on: "
+        "model.data.default_augmentation; off: none",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, metavar="S",
+        help="init, shuffling, augmentation and LFSR seed",
     )
     parser.add_argument(
         "--out", required=True, metavar="DIR", help="integer checkpoint folder (created)"

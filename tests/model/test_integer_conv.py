@@ -16,10 +16,12 @@ from model.integer import (
     History,
     IntegerNetwork,
     LearningRule,
+    CONV_AUGMENTATION,
     ShiftSchedule,
     equivalent_float_lr,
     fit,
     load_learner,
+    recipe,
     save_learner,
     shift_offsets,
 )
@@ -249,6 +251,21 @@ def test_conv_weight_gradient_by_hand() -> None:
 
 
 # Learning rates, tracking the float network ---------------------------------------------------
+
+
+def test_recipe_augments_image_networks_from_scratch_only() -> None:
+    conv = NetworkSpec.parse("8C3-AP2-16C3-100FC", input_shape=(1, 8, 8), population=10)
+    flat = NetworkSpec.parse("128FC-100FC", input_shape=(64,), population=10)
+    scratch = recipe("digits", "scratch", conv)
+    assert scratch.augmentation == CONV_AUGMENTATION["digits"] == {"flip": False, "shift": 0, "rotate_deg": 10.0}
+    # Everything else is the dataset's recipe: FC networks and fine-tuning are unchanged.
+    assert (scratch.formats, scratch.schedule, scratch.epochs) == (
+        recipe("digits").formats, recipe("digits").schedule, recipe("digits").epochs
+    )
+    assert recipe("digits", "scratch", flat) == recipe("digits", "scratch")
+    assert recipe("digits", "scratch").augmentation is None
+    assert recipe("digits", "finetune", conv).augmentation is None
+    assert recipe("mnist10k", "scratch", conv).augmentation is None
 
 
 def test_shift_offsets_of_a_conv_network() -> None:

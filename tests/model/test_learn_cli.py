@@ -146,3 +146,17 @@ def test_learn_a_conv_network_and_build_its_inference_core(tmp_path: Path, capsy
     capsys.readouterr()
     assert main(["gen", "--checkpoint", str(tmp_path / "ck"), "--lanes", "2", "--out", str(tmp_path / "rtl")]) == 0
     assert json.loads((tmp_path / "rtl" / "manifest.json").read_text())["parameters"]["learnable"] is False
+
+
+def test_learn_conv_from_scratch_rotates_training_images_by_default(tmp_path: Path) -> None:
+    small = ["--init", "scratch", "--arch", "2C3-AP2-20FC", "--timesteps", "4", "--population", "2",
+             "--epochs", "1", "--schedule", "12"]
+    code, report = _learn(tmp_path, *small)
+    assert code == 0
+    assert report["training"]["augmentation"] == {"flip": False, "shift": 0, "rotate_deg": 10.0}
+    code, off = _learn(tmp_path, *small, "--augment", "off")
+    assert code == 0 and off["training"]["augmentation"] is None
+    # The same init and shuffling: only the rotated images differ.
+    assert report["history"]["train_accuracy"] != off["history"]["train_accuracy"]
+    code, flat = _learn(tmp_path, *SMALL, "--init", "scratch")
+    assert code == 0 and flat["training"]["augmentation"] is None
