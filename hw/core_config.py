@@ -19,7 +19,6 @@ padding lanes hold 0.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -111,12 +110,6 @@ class Target:
         SPRAM); when nonzero the core keeps W and dW in them (``single_port_weights``).
     counters : str
         The counter set built for the target unless one is asked for (:data:`COUNTER_SETS`).
-    block_rams : int
-        Dual-port block RAMs the core places its memories in explicitly, or 0: the device
-        also has distributed (LUT) RAM, and :func:`place_memories` chooses, within this
-        budget, which memories go to block RAM (the rest to LUT RAM).
-    block_ram_shapes : tuple of (depth, width)
-        The block RAM's configurations (words x bits), for :meth:`block_ram_cost`.
     """
 
     name: str
@@ -127,23 +120,10 @@ class Target:
     single_port_depth: int = 16384
     single_port_width: int = 16
     counters: str = "all"
-    block_rams: int = 0
-    block_ram_shapes: tuple[tuple[int, int], ...] = ()
 
     def single_port_cost(self, depth: int, word_bits: int) -> int:
         """Single-port blocks one memory of ``depth`` words of ``word_bits`` takes."""
         return math.ceil(depth / self.single_port_depth) * math.ceil(word_bits / self.single_port_width)
-
-    def block_ram_cost(self, depth: int, word_bits: int) -> int:
-        """Block RAMs one memory of ``depth`` words of ``word_bits`` takes (its best shape)."""
-        return min(math.ceil(depth / rows) * math.ceil(word_bits / width) for rows, width in self.block_ram_shapes)
-
-
-#: ECP5 DP16KD configurations (words x bits; 512 x 36 as the pseudo-dual-port PDPW16KD).
-ECP5_BLOCK_RAM_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
-
-#: ECP5 distributed RAM: one TRELLIS_DPR16X4 holds 16 words x 4 bits.
-DISTRIBUTED_RAM_SHAPE = (16, 4)
 
 
 #: Targets of ``spikeforge gen --target``: ``sim`` bounds only what a simulator builds in
@@ -158,14 +138,8 @@ TARGETS = {
             "SPRAMs of 16K x 16 (docs/architecture.md section 2.1); cycle counters only",
             single_port_blocks=4, counters="cycles",
         ),
-        Target(
-            "ecp5-25k", 56 * 18432, 56 * 18432, "Lattice ECP5 LFE5U-25: 56 EBR x 18 kbit",
-            block_rams=56, block_ram_shapes=ECP5_BLOCK_RAM_SHAPES,
-        ),
-        Target(
-            "ecp5-85k", 208 * 18432, 208 * 18432, "Lattice ECP5 LFE5U-85: 208 EBR x 18 kbit",
-            block_rams=208, block_ram_shapes=ECP5_BLOCK_RAM_SHAPES,
-        ),
+        Target("ecp5-25k", 56 * 18432, 56 * 18432, "Lattice ECP5 LFE5U-25: 56 EBR x 18 kbit"),
+        Target("ecp5-85k", 208 * 18432, 208 * 18432, "Lattice ECP5 LFE5U-85: 208 EBR x 18 kbit"),
     )
 }
 
@@ -263,37 +237,6 @@ class CounterSpec:
     item: str
 
 
-def place_memories(config: CoreConfig, target: Target) -> tuple[str, ...]:
-    """Keys of the memories ``config`` keeps in ``target``'s block RAM; the others are LUT RAM.
-
-    Greedy by the distributed-RAM primitives (:data:`DISTRIBUTED_RAM_SHAPE`) a memory's
-    blocks save, most per block first (the weights, then the deepest neuron memories), while
-    ``target.block_rams`` last, less one block for each of the engines' FIFOs (a flat
-    layer's word FIFO, a grid layer's lane FIFOs, the spike queues and the two walker
-    prefetch FIFOs), which Yosys places itself.
-    Explicit placement keeps the wide, shallow neuron memories out of LUTs, which a P-lane
-    core on a small ECP5 otherwise fills with them.
-    """
-    rows, width = DISTRIBUTED_RAM_SHAPE
-    scan_fifos = sum(
-        min(config.lanes, config.shape(layer)[0]) if config.grid(layer) else 1 for layer in range(config.layers)
-    )
-    budget = target.block_rams - (scan_fifos + config.layers + 2)
-    memories = [spec for spec in config.memories if not config.in_weight_banks(spec)]
-
-    def saved_per_block(spec: MemorySpec) -> float:
-        primitives = math.ceil(spec.depth / rows) * math.ceil(spec.word_bits / width)
-        return primitives / target.block_ram_cost(spec.depth, spec.word_bits)
-
-    chosen = set()
-    for spec in sorted(memories, key=saved_per_block, reverse=True):
-        cost = target.block_ram_cost(spec.depth, spec.word_bits)
-        if cost <= budget:
-            chosen.add(spec.key)
-            budget -= cost
-    return tuple(spec.key for spec in memories if spec.key in chosen)
-
-
 @dataclass(frozen=True)
 class CoreConfig:
     """Everything the core is generated from.
@@ -336,9 +279,6 @@ class CoreConfig:
         One of :data:`COUNTER_SETS`.
     single_port_weights : bool
         W and dW in the single-port banks (:meth:`weight_banks`).
-    block_memories : tuple of str
-        Keys of the memories in block RAM on a target that places them
-        (:func:`place_memories`, :meth:`memory_style`); empty: Yosys chooses.
     shapes, pools, numbers : tuple
         Networks with grid layers only (empty for FC networks on flat inputs): per layer of
         the core (its spiking layers, numbered 0..L without the AP2 layers) the shape
@@ -365,7 +305,6 @@ class CoreConfig:
     pending: int
     counter_set: str = "all"
     single_port_weights: bool = False
-    block_memories: tuple[str, ...] = ()
     shapes: tuple[tuple[int, ...], ...] = ()
     pools: tuple[int, ...] = ()
     numbers: tuple[int, ...] = ()
@@ -431,8 +370,6 @@ class CoreConfig:
             single_port_weights=TARGETS[target].single_port_blocks > 0,
             **dict(zip(("shapes", "pools", "numbers"), grid)),
         )
-        if TARGETS[target].block_rams:
-            config = dataclasses.replace(config, block_memories=place_memories(config, TARGETS[target]))
         if config.single_port_weights:
             for layer in range(1, config.layers + 1):
                 if config.row_words(layer) % 2:
@@ -710,13 +647,6 @@ class CoreConfig:
             )
         return chosen
 
-    def memory_style(self, spec: MemorySpec) -> str | None:
-        """Yosys ``ram_style`` of ``spec``: ``block`` or ``distributed`` on a target that
-        places memories (:func:`place_memories`), else ``None`` (Yosys chooses)."""
-        if not self.block_memories:
-            return None
-        return "block" if spec.key in self.block_memories else "distributed"
-
     def in_weight_banks(self, spec: MemorySpec) -> bool:
         """``spec`` lives in the shared single-port banks (W and dW with ``single_port_weights``)."""
         return self.single_port_weights and spec.name in ("W", "DW")
@@ -946,7 +876,6 @@ class CoreConfig:
             "pending": self.pending,
             "counter_set": self.counter_set,
             "single_port_weights": self.single_port_weights,
-            "block_memories": list(self.block_memories),
             **({"shapes": [list(shape) for shape in self.shapes], "pools": list(self.pools),
                 "numbers": list(self.numbers)} if self.shapes else {}),
         }

@@ -109,14 +109,11 @@ class MemoryPorts:
     """A memory with one read and one write port, each shared by prioritised requests.
 
     With ``banked`` the memory is logical: its ports are :class:`Port` signals that
-    :func:`weight_banks` maps onto the shared single-port banks. ``style`` (``block`` or
-    ``distributed``, :meth:`CoreConfig.memory_style <hw.core_config.CoreConfig.memory_style>`)
-    places it; ``None`` leaves the choice to Yosys.
+    :func:`weight_banks` maps onto the shared single-port banks.
     """
 
     def __init__(
-        self, spec: MemorySpec, init: Sequence[Sequence[int]] | None, *, transparent: bool, banked: bool = False,
-        style: str | None = None,
+        self, spec: MemorySpec, init: Sequence[Sequence[int]] | None, *, transparent: bool, banked: bool = False
     ) -> None:
         self.spec = spec
         layout = lane_layout(spec)
@@ -128,11 +125,11 @@ class MemoryPorts:
             # A memory of one word still gets a one-bit address (an unused second word).
             # Only V reads an address in the cycle it is written (transparent port); the
             # schedule never does for the others, which tells Yosys so (``no_rw_check``:
-            # no collision logic around the block RAM). ``style``: Yosys's ``ram_style``.
-            attrs = {} if transparent else {"no_rw_check": 1}
-            if style is not None:
-                attrs["ram_style"] = style
-            self.memory = Memory(shape=layout, depth=max(spec.depth, 2), init=init or [], attrs=attrs or None)
+            # no collision logic around the block RAM).
+            self.memory = Memory(
+                shape=layout, depth=max(spec.depth, 2), init=init or [],
+                attrs=None if transparent else {"no_rw_check": 1},
+            )
             self.write = self.memory.write_port(granularity=1)
             self.read = self.memory.read_port(transparent_for=(self.write,) if transparent else ())
         self._reads: list[tuple[Value, Value]] = []

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 
@@ -259,40 +258,3 @@ def test_a_core_that_does_not_fit_names_the_lanes_that_do(tmp_path, capsys) -> N
     assert len(err) == 1 and err[0].startswith("spikeforge gen: error: lanes: ")
     assert err[0].endswith("lanes that fit ice40-up5k at Q = 4: 1")
     assert not (tmp_path / "core").exists()
-
-
-def test_ecp5_memory_placement_within_the_block_ram_budget(tmp_path) -> None:
-    """ecp5-25k: W and dW (deep) in block RAM, then the memories saving most LUT RAM per block,
-    within the 56 DP16KD less one per engine FIFO; the rest marked distributed; sim: Yosys chooses."""
-    from hw.core_config import TARGETS, place_memories
-    from hw.core_export import write_core
-
-    spec = NetworkSpec.parse("128FC-100FC", input_shape=(64,), timesteps=8, population=10)
-    network = IntegerNetwork.scratch(spec, Formats.parse("dw=16,dth=16"), seed=0)
-    target = TARGETS["ecp5-25k"]
-    assert target.block_ram_cost(2048, 32) == 4 and target.block_ram_cost(3200, 64) == 14  # 2048 x 9, 512 x 36
-    assert target.block_ram_cost(16, 64) == 2 and target.block_ram_cost(256, 4) == 1
-    for lanes in (1, 2, 4):
-        config = CoreConfig.from_network(network, lanes=lanes, queue_depth=4, target="ecp5-25k")
-        blocks = sum(target.block_ram_cost(m.depth, m.word_bits) for m in config.memories if m.key in config.block_memories)
-        assert blocks <= 56 - (2 * config.layers + 2)
-        assert {"W1", "W2", "DW1", "DW2", "S1"} <= set(config.block_memories)
-        styles = {m.key: config.memory_style(m) for m in config.memories}
-        assert set(styles.values()) == {"block", "distributed"}  # the budget runs out before the small ones
-        # Every memory left out would not have fitted in the blocks that remain.
-        spare = 56 - (2 * config.layers + 2) - blocks
-        assert all(target.block_ram_cost(m.depth, m.word_bits) > spare for m in config.memories if styles[m.key] == "distributed")
-    assert CoreConfig.from_network(network, lanes=4, queue_depth=4).block_memories == ()
-    # A conv network: a grid layer's lane FIFOs (one per lane with a channel) are reserved too.
-    conv_spec = NetworkSpec.parse("4C3-AP2-8C3-20FC", input_shape=(1, 8, 8), timesteps=4, population=2)
-    conv = CoreConfig.from_network(IntegerNetwork.scratch(conv_spec, seed=0), lanes=4, queue_depth=4, target="ecp5-25k")
-    assert {"W1", "W2", "W3"} <= set(conv.block_memories)
-    reserve = (1 + 4 + 4) + 3 + 2  # scan FIFOs of the encoder (1 channel), 4C3 and 8C3; 3 queues; 2 prefetch
-    small = dataclasses.replace(target, block_rams=reserve + 4)
-    placed = place_memories(conv, small)
-    assert sum(small.block_ram_cost(m.depth, m.word_bits) for m in conv.memories if m.key in placed) == 4
-    assert place_memories(conv, dataclasses.replace(target, block_rams=reserve)) == ()
-    data = write_core(network, lanes=4, queue_depth=4, out_dir=tmp_path, target="ecp5-25k")
-    verilog = (tmp_path / data["files"]["verilog"]).read_text()
-    assert verilog.count('ram_style = "block"') == len(data["parameters"]["block_memories"]) == len(config.block_memories)
-    assert verilog.count('ram_style = "distributed"') == len(config.memories) - len(config.block_memories)
