@@ -20,8 +20,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.controller import ControlSignature, Pass
-from hw.core.lanes import integrate_datapath
 from hw.core.grid import event_layout
+from hw.core.lanes import integrate_datapath
 from hw.core.memory import MemoryPortSignature
 from hw.core.walk import counter_shape, lowest, select, wire
 from hw.core_config import CoreConfig
