@@ -15,9 +15,11 @@ Every run is one ``spikeforge train`` call (``sim/commands/train.py``) with the 
 defaults for the dataset (architecture, population, batch, momentum, schedule, learning
 rate, augmentation and epochs: ``model.stbp.TRAINING_DEFAULTS``), only the four switches,
 T, the seed and optionally a smaller epoch budget set here. Each run's checkpoint and
-``result.json`` go to ``--out/<dataset>/<row>_T<T>_s<seed>/``; a run whose checkpoint and
-result already exist is not trained again (an existing run with another configuration is
-an error). ``--write FILE`` replaces the section
+``result.json`` go to ``--out/<dataset>/<row>_T<T>_s<seed>/``; a run whose ``result.json``
+exists (the train command writes it last, after the checkpoint) is not trained again (an
+existing run with another configuration is an error). The tables need only the results, so
+a long ablation is kept as its ``result.json`` files (``docs/runs/``, where Git tracks
+nothing else) and resumes from them on another machine. ``--write FILE`` replaces the section
 ``## Float trainer: Table II ablation and Table III timesteps`` of a Markdown file.
 """
 
@@ -70,9 +72,6 @@ DATASETS = ("digits", "mnist10k")
 
 #: The four switches of NetworkSpec that the paper ablates, in table order.
 SWITCHES = ("reset", "threshold", "surrogate", "decoder")
-
-#: Files that make a finished run (the checkpoint and the train command's result).
-RUN_FILES = ("checkpoint.json", "weights.npz", RESULT_JSON)
 
 
 @dataclass(frozen=True)
@@ -329,7 +328,7 @@ def finished(run: Run, out: Path) -> dict[str, Any] | None:
         When the folder holds a finished run of another configuration.
     """
     folder = run.folder(out)
-    if not all((folder / name).is_file() for name in RUN_FILES):
+    if not (folder / RESULT_JSON).is_file():
         return None
     result = json.loads((folder / RESULT_JSON).read_text())
     config = result.get("config", {})

@@ -112,6 +112,8 @@ def test_tiny_run_tables_resume_and_conflict(
         raise AssertionError("a finished run was trained again")
 
     monkeypatch.setattr(script, "train_run", no_training)
+    for name in ("checkpoint.json", "weights.npz"):  # a run kept by its result only, as in docs/runs/
+        (out / "digits" / "baseline_T4_s0" / name).unlink()
     capsys.readouterr()
     assert script.main(argv) == 0
     assert "0 runs trained, 10 reused" in md.read_text()
