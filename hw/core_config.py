@@ -31,7 +31,7 @@ from model.checks import check_int
 from model.core import MEMORIES, PHASES, check_core_spec
 from model.core_layout import LayerLayout
 from model.fixed import ceil_log2
-from model.integer import Formats, IntegerNetwork
+from model.integer import Formats, IntegerNetwork, shift_offsets
 from model.spec import NetworkSpec
 from model.synapses import positions
 
@@ -77,18 +77,16 @@ HOST_REGISTERS = ("shift_w", "shift_th", "lfsr_state", "pending")
 
 def check_rtl_spec(spec: NetworkSpec) -> None:
     """Raise ``ValueError`` naming ``arch`` unless the RTL core can build ``spec``: FC, 3x3
-    conv and AP2 layers on flat or image inputs (:func:`model.core.check_core_spec`); a
-    network with grid layers (conv, an image encoder) builds an inference core
-    (:attr:`CoreConfig.learnable` is False)."""
+    conv and AP2 layers on flat or image inputs (:func:`model.core.check_core_spec`)."""
     check_core_spec(spec)
 
 
-def learning_refusal(spec: NetworkSpec) -> str:
-    """Why the RTL core built for ``spec`` does not learn (for a one-line error)."""
-    text = "the core learns only networks with reset 'subtract' and surrogate 'scaled'"
-    if not spec.is_fc_only:
-        text += f" and, in the RTL, FC layers on flat inputs; {spec.arch} runs inference only"
-    return text
+def learning_refusal(spec: NetworkSpec, config: CoreConfig) -> str:
+    """Why ``config``, the RTL core built for ``spec``, does not learn (for a one-line error)."""
+    if spec.reset == "subtract" and spec.surrogate == "scaled" and config.single_port_weights:
+        return (f"{spec.arch} has grid layers, whose dW passes need dual-port weight memories; the "
+                "target keeps W and dW in single-port RAM (build for another target to learn)")
+    return "the core learns only networks with reset 'subtract' and surrogate 'scaled'"
 
 
 @dataclass(frozen=True)
@@ -261,8 +259,8 @@ class CoreConfig:
     trainable : bool
         Thresholds learn (eq. 11): DVTH memories and threshold updates exist.
     learnable : bool
-        The core can learn the network (reset by subtraction, eq. 14 surrogate): the
-        backward and update hardware exist.
+        The core can learn the network (reset by subtraction, eq. 14 surrogate; with grid
+        layers, dual-port weight memories): the backward and update hardware exist.
     rounding : str
         Update rounding: ``"floor"``, ``"nearest"`` or ``"stochastic"``.
     batch : int
@@ -279,11 +277,12 @@ class CoreConfig:
         One of :data:`COUNTER_SETS`.
     single_port_weights : bool
         W and dW in the single-port banks (:meth:`weight_banks`).
-    shapes, pools, numbers : tuple
+    shapes, pools, numbers, offsets : tuple
         Networks with grid layers only (empty for FC networks on flat inputs): per layer of
         the core (its spiking layers, numbered 0..L without the AP2 layers) the shape
-        ``(n,)`` or ``(C, H, W)``, the AP2 layers in front of it (k) and its index in the
-        network's spec.
+        ``(n,)`` or ``(C, H, W)``, the AP2 layers in front of it (k), its index in the
+        network's spec and its (weight, threshold) learning-rate shift offsets
+        (:func:`model.integer.shift_offsets`).
     """
 
     sizes: tuple[int, ...]
@@ -308,6 +307,7 @@ class CoreConfig:
     shapes: tuple[tuple[int, ...], ...] = ()
     pools: tuple[int, ...] = ()
     numbers: tuple[int, ...] = ()
+    offsets: tuple[tuple[int, int], ...] = ()
 
     @classmethod
     def from_network(
@@ -347,6 +347,7 @@ class CoreConfig:
             tuple(spec.layer_shape(index) for index in spiking),
             (0,) + tuple(above - below - 1 for below, above in zip(spiking, spiking[1:])),
             tuple(spiking),
+            tuple(shift_offsets(spec, index) for index in spiking),
         )
         config = cls(
             sizes=tuple(spec.neurons(index) for index in spiking),
@@ -358,7 +359,9 @@ class CoreConfig:
             decoder=spec.decoder,
             reset=spec.reset,
             trainable=spec.threshold == "trainable",
-            learnable=spec.reset == "subtract" and spec.surrogate == "scaled" and not grid,
+            # A grid layer's dW events revisit rows at any parity: dual-port W and dW only.
+            learnable=spec.reset == "subtract" and spec.surrogate == "scaled"
+            and not (grid and TARGETS[target].single_port_blocks),
             rounding=rule.rounding,
             batch=rule.batch,
             formats=network.formats,
@@ -368,7 +371,7 @@ class CoreConfig:
             pending=network.pending,
             counter_set=counters,
             single_port_weights=TARGETS[target].single_port_blocks > 0,
-            **dict(zip(("shapes", "pools", "numbers"), grid)),
+            **dict(zip(("shapes", "pools", "numbers", "offsets"), grid)),
         )
         if config.single_port_weights:
             for layer in range(1, config.layers + 1):
@@ -462,6 +465,11 @@ class CoreConfig:
     def number(self, layer: int) -> int:
         """The index in the network's spec of the core's layer ``layer``."""
         return self.numbers[layer] if self.numbers else layer
+
+    def shift_offsets(self, layer: int) -> tuple[int, int]:
+        """Layer ``layer``'s additions to the weight and threshold shifts (0 for FC layers on
+        flat inputs)."""
+        return self.offsets[layer] if self.offsets else (0, 0)
 
     def layer_of(self, number: int) -> int:
         """The core's layer of the network spec's spiking layer ``number``."""
@@ -877,5 +885,6 @@ class CoreConfig:
             "counter_set": self.counter_set,
             "single_port_weights": self.single_port_weights,
             **({"shapes": [list(shape) for shape in self.shapes], "pools": list(self.pools),
-                "numbers": list(self.numbers)} if self.shapes else {}),
+                "numbers": list(self.numbers), "offsets": [list(pair) for pair in self.offsets]}
+               if self.shapes else {}),
         }

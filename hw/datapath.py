@@ -148,7 +148,10 @@ def clamp(value: ValueLike, low: int, high: int, bits: int, *, is_signed: bool =
     value = Value.cast(value)
     shape = signed(bits) if is_signed else bits
     kept = value[:bits].as_signed() if is_signed else value[:bits]
-    return Mux(value > high, Const(high, shape), Mux(value < low, Const(low, shape), kept))
+    # No compare whose result is constant (an unsigned value is never below 0).
+    if low > 0 or value.shape().signed:
+        kept = Mux(value < low, Const(low, shape), kept)
+    return Mux(value > high, Const(high, shape), kept)
 
 
 def saturate(value: ValueLike, bits: int) -> Value:

@@ -30,7 +30,7 @@ class ReciprocalDivider(wiring.Component):
     Parameters
     ----------
     threshold_bits : int
-        Width of the unsigned threshold ``vth``, 2 or more.
+        Width of the unsigned threshold ``vth``, 1 or more (the membrane width ``v`` less 1).
     k : int
         Reciprocal scale exponent ``K``, 1..30 (the range of :func:`model.fixed.reciprocal`;
         the numerics contract uses 8..30); the result has ``k + 1`` bits.
@@ -49,12 +49,12 @@ class ReciprocalDivider(wiring.Component):
     TypeError
         If a parameter is not an integer.
     ValueError
-        If ``threshold_bits`` is below 2 or ``k`` is outside 1..30 (the message names the
+        If ``threshold_bits`` is below 1 or ``k`` is outside 1..30 (the message names the
         parameter).
     """
 
     def __init__(self, *, threshold_bits: int, k: int) -> None:
-        self.threshold_bits = check_int("threshold_bits", threshold_bits, minimum=2)
+        self.threshold_bits = check_int("threshold_bits", threshold_bits, minimum=1)
         self.k = check_int("k", k, minimum=1, maximum=30)
         super().__init__({
             "vth": In(stream.Signature(unsigned(self.threshold_bits))),

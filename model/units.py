@@ -288,11 +288,11 @@ def reciprocal_divider_reset(*, threshold_bits: int, k: int) -> ReciprocalDivide
     Raises
     ------
     TypeError, ValueError
-        As :class:`hw.reciprocal.ReciprocalDivider` for bad ``threshold_bits`` (>= 2) or
+        As :class:`hw.reciprocal.ReciprocalDivider` for bad ``threshold_bits`` (>= 1) or
         ``k`` (1..30).
     """
     return ReciprocalDividerState(
-        threshold_bits=check_int("threshold_bits", threshold_bits, minimum=2),
+        threshold_bits=check_int("threshold_bits", threshold_bits, minimum=1),
         k=check_int("k", k, minimum=1, maximum=30),
         phase=_IDLE,
         cycles_left=0,

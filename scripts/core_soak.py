@@ -8,7 +8,7 @@ random pixels (often sparse) and random input/output stall patterns; learns on e
 when the network can learn (else infers). Then conv networks (:data:`CONV_SHARE` of the FC
 count, drawn from a generator of their own so that the FC draws of a seed stay the same):
 ``nC3`` [``AP2``] [``nC3``] [``AP2``] on a 1..3 x S x S image (S 2, 4 or 8), n 1..5,
-inference only (the RTL core does not learn grid networks). Then trains a digits network (integer model) and
+learning as the FC networks do (``--conv-networks`` sets their count). Then trains a digits network (integer model) and
 co-simulates it for inference and learning at several P. Every run must report zero
 mismatches (sim/tb/tb_core.py compares every memory write, output, counter and the final
 memories).
@@ -97,8 +97,9 @@ def random_network(rng: np.random.Generator) -> tuple[IntegerNetwork, bool]:
     return net, spec.reset == "subtract" and spec.surrogate == "scaled"
 
 
-def random_conv_network(rng: np.random.Generator) -> IntegerNetwork:
-    """A random conv network (see the module docstring), any decoder, reset and thresholds."""
+def random_conv_network(rng: np.random.Generator) -> tuple[IntegerNetwork, bool]:
+    """A random conv network (see the module docstring), any decoder, reset and thresholds,
+    and whether the core can learn it."""
     side = int(rng.choice([2, 4, 8]))
     hidden = [f"{int(rng.integers(1, 6))}C3"]
     if rng.random() < 0.5:
@@ -108,13 +109,13 @@ def random_conv_network(rng: np.random.Generator) -> IntegerNetwork:
         if side // (1 << hidden.count("AP2")) >= 2 and rng.random() < 0.5:
             hidden.append("AP2")
     population, classes = int(rng.integers(1, 4)), int(rng.integers(1, 4))
-    reset = str(rng.choice(["subtract", "zero"]))
+    reset = "subtract" if rng.random() < 0.8 else str(rng.choice(["subtract", "zero"]))
     spec = NetworkSpec.parse(
         "-".join(hidden + [f"{classes * population}FC"]), input_shape=(int(rng.integers(1, 4)), side, side),
         timesteps=int(rng.integers(1, 4)), population=population, decoder=str(rng.choice(["last", "rate", "fc"])),
         reset=reset, threshold=str(rng.choice(["trainable", "fixed"])) if reset == "subtract" else "fixed",
     )
-    return random_integer_network(rng, spec)
+    return random_integer_network(rng, spec), spec.reset == "subtract" and spec.surrogate == "scaled"
 
 
 def _describe(net: IntegerNetwork) -> str:
@@ -143,15 +144,19 @@ def _random_run(
     return _describe(net), folder, pixels, labels, options
 
 
-def soak(*, networks: int, samples: int, seed: int, digits: bool = True, log=print) -> list[str]:
-    """Run the soak; returns the descriptions of the failed runs (empty when all passed)."""
+def soak(
+    *, networks: int, samples: int, seed: int, conv_networks: int | None = None, digits: bool = True, log=print
+) -> list[str]:
+    """Run the soak (``conv_networks``: default :data:`CONV_SHARE` of ``networks``); returns
+    the descriptions of the failed runs (empty when all passed)."""
     rng = np.random.default_rng(seed)
     failures = []
     with tempfile.TemporaryDirectory(prefix="core-soak-") as scratch:
         runs: list[tuple[str, Path, np.ndarray, np.ndarray, dict]] = []
         conv_rng = np.random.default_rng([seed, 1])
         draws = [(rng, random_network)] * networks
-        draws += [(conv_rng, lambda source: (random_conv_network(source), False))] * round(CONV_SHARE * networks)
+        conv = round(CONV_SHARE * networks) if conv_networks is None else conv_networks
+        draws += [(conv_rng, random_conv_network)] * conv
         for index, (source, draw) in enumerate(draws):
             net, learnable = draw(source)
             runs.append(_random_run(source, net, learnable, Path(scratch) / f"net{index}", samples))
@@ -187,9 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--networks", type=int, default=20, help="random networks (default 20)")
     parser.add_argument("--samples", type=int, default=8, help="samples per run (default 8)")
     parser.add_argument("--seed", type=int, default=1, help="seed (default 1)")
+    parser.add_argument(
+        "--conv-networks", type=int, default=None, help=f"random conv networks (default {CONV_SHARE} x --networks)"
+    )
     parser.add_argument("--no-digits", action="store_true", help="skip the trained digits network")
     args = parser.parse_args(argv)
-    failures = soak(networks=args.networks, samples=args.samples, seed=args.seed, digits=not args.no_digits)
+    failures = soak(
+        networks=args.networks, samples=args.samples, seed=args.seed, conv_networks=args.conv_networks,
+        digits=not args.no_digits,
+    )
     print(f"{len(failures)} failed runs", file=sys.stderr)
     return 1 if failures else 0
 

@@ -183,7 +183,7 @@ def cosimulate(
     pixels = network.check_pixels(np.asarray(pixels))
     labels = network.check_labels(np.asarray(labels), len(pixels))
     if learn and not config.learnable:
-        raise ValueError(f"learn: {learning_refusal(network.spec)}")
+        raise ValueError(f"learn: {learning_refusal(network.spec, config)}")
     if load is not None:
         IntegerNetwork.load(load)  # fail early on a bad checkpoint
     started = time.perf_counter()

@@ -404,7 +404,7 @@ def _check_core(
             f"({point['arch']}, bits {point['bits'] or 'default'}): {error}"
         ) from None
     if "cosim" in stages and settings["cosim"]["learn"] and not config.learnable:
-        raise ValueError(f"{where}: cosim.learn: {learning_refusal(network.spec)}")
+        raise ValueError(f"{where}: cosim.learn: {learning_refusal(network.spec, config)}")
 
 
 # Stages (run in the workers) --------------------------------------------------------------

@@ -20,13 +20,18 @@ accumulator, and is written in ``x + 3``.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data
 from amaranth.lib.wiring import In
 
 from hw.accumulator import GradientAccumulator
 from hw.controller import Pass
 from hw.core.backward import error_layout, error_word, grad_bits
 from hw.core.memory import MemoryEngine
-from hw.core.walk import Walker, by_layer, counter_shape, decoder_lanes, decoder_row_base, step_base, valid_lanes, wire
+from hw.core.grid import GridCursor, WalkCursor, consumer_event, coordinate_layout
+from hw.core.taps import TapSequence
+from hw.core.walk import (
+    Walker, by_layer, counter_shape, decoder_lanes, decoder_row_base, row_lanes, step_base, valid_lanes, wire,
+)
 from hw.core_config import CoreConfig
 from model.core import DVTH_LATENCY, DW_LATENCY
 from model.units import AccumulateOp
@@ -113,16 +118,29 @@ class AccumulateEngine(MemoryEngine):
         m.d.comb += [operand.valid.eq(registered), operand.payload.op.eq(Mux(operand_dvth, AccumulateOp.DVTH, AccumulateOp.DW))]
 
         # DW(l, t): walk S^{l-1}[t]; each spike's dW row, one word per cycle. DD(t), the
-        # walker's block L + 1: walk S^L[t]; each spike's dD row at t.
+        # walker's block L + 1: walk S^L[t]; each spike's dD row at t. A spike of a grid
+        # layer reaches layer l as an event (an FC row behind its pools, or a conv event's
+        # in-image taps, up to 9 c reads); its words may repeat, so a read waits while its
+        # word has a write in flight (the reads of the last DW_LATENCY cycles).
         dw_layers = range(1, layers + 1)
-        costs = {i: cfg.row_words(i) for i in dw_layers}
+        grid = [i for i in dw_layers if cfg.grid(i - 1)]
+        tapped = [i for i in grid if cfg.grid(i)]
+        costs = {i: cfg.row_words(i) * (9 if i in tapped else 1) for i in dw_layers}
         spikes = {i: i - 1 for i in dw_layers}  # the layer whose bit-plane each block walks
+        depths = {i: cfg.memory("DW", i).depth for i in dw_layers}
         decoder_block = layers + 1
         if cfg.fc_decoder:
             costs[decoder_block], spikes[decoder_block] = cfg.decoder_words, layers
+            depths[decoder_block] = cfg.memory("DD", layers).depth
         block = Mux(decoding, decoder_block, layer)
         operand_block = Signal(range(layers + 2), name="acc_operand_block")
         m.d.sync += operand_block.eq(block)
+        issue, end, stall = Signal(name="dw_issue"), Signal(name="dw_end"), Signal(name="dw_stall")
+        cursors = {
+            i: WalkCursor(m, cfg, i - 1, name=f"dw{i}_walk", step=issue & accumulating & (layer == i), first=first)
+            for i in grid
+        }
+        tag_bits = max((len(cursor.at.as_value()) for cursor in cursors.values()), default=0)
         walker = Walker(
             m, "dw", active=accumulating | decoding, first=first,
             words=by_layer(block, {i: words[j] for i, j in spikes.items()}, counter_shape(max(words) + 1)),
@@ -130,16 +148,43 @@ class AccumulateEngine(MemoryEngine):
             max_words=max(words[j] for j in spikes.values()), max_cost=max(costs.values()), lanes=lanes,
             bits=by_layer(block, {i: self.port("S", j).read_data.as_value() for i, j in spikes.items()}, lanes),
             valid=lambda k: by_layer(block, {i: valid_lanes(cfg, j, k) for i, j in spikes.items()}, lanes), empty=2,
-            rows=costs, layer=block,
+            rows={i: cost for i, cost in costs.items() if i not in grid}, layer=block,
+            end=end if tapped else None, stall=stall if grid else None,
+            tag=by_layer(block, {i: cursor.at.as_value() for i, cursor in cursors.items()}, tag_bits) if grid else None,
         )
-        longest_row = max(sizes[j] * costs[i] * (cfg.timesteps if i == decoder_block else 1) for i, j in spikes.items())
-        address = walker.address
+        m.d.comb += issue.eq(walker.issue)
+        # The running event's DW word, dV^l word and row word (its lanes), by block.
+        reads = {i: (walker.address, walker.sub, walker.sub) for i in costs if i not in grid}
+        ends = {}
+        for i in grid:
+            at = data.View(coordinate_layout(cfg, i - 1), walker.tag[: len(cursors[i].at.as_value())])
+            event = consumer_event(m, cfg, i - 1, at.block * lanes + walker.lane, at.y, at.x, name=f"dw{i}")
+            if i in tapped:
+                taps = TapSequence(
+                    m, cfg, i, name=f"dw{i}_taps", event=event, fresh=walker.sub == 0,
+                    step=walker.step & accumulating & (layer == i),
+                )
+                reads[i], ends[i] = (taps.w_addr, taps.v_addr, taps.word), taps.last
+            else:
+                reads[i] = (event + walker.sub, walker.sub, walker.sub)
+        if tapped:
+            m.d.comb += end.eq(by_layer(block, {i: ends.get(i, walker.sub == cost - 1) for i, cost in costs.items()}, 1))
+        longest_row = max(depths.values())
+        address = by_layer(block, {i: read[0] for i, read in reads.items()}, counter_shape(longest_row)) if grid else walker.address
         if cfg.fc_decoder:
-            address = Mux(decoding, decoder_row_base(cfg, t) + address, address)
+            address = Mux(decoding, decoder_row_base(cfg, t) + walker.address, address)
+        if grid:
+            recent = [(Signal(name=f"dw_recent{n}"), Signal(counter_shape(longest_row), name=f"dw_recent_addr{n}"))
+                      for n in range(DW_LATENCY)]
+            m.d.comb += stall.eq(accumulating & Cat(valid & (addr == address) for valid, addr in recent).any())
+            m.d.sync += [recent[0][0].eq(accumulating & walker.step), recent[0][1].eq(address)]
+            m.d.sync += [later.eq(earlier) for (earlier, _), (later, _) in zip(recent, recent[1:])]
+            m.d.sync += [later.eq(earlier) for (_, earlier), (_, later) in zip(recent, recent[1:])]
         # Address and row word of the words in flight: data (x + 1), registers (x + 2), write (x + 3).
         addresses = [Signal(counter_shape(longest_row), name=f"dw_address{n}") for n in range(DW_LATENCY)]
         row_words = [Signal(counter_shape(max(costs.values())), name=f"dw_row_word{n}") for n in range(2)]
-        m.d.sync += [addresses[0].eq(address), row_words[0].eq(walker.sub)]
+        row_word = by_layer(block, {i: read[2] for i, read in reads.items()}, row_words[0].shape()) if tapped else walker.sub
+        m.d.sync += [addresses[0].eq(address), row_words[0].eq(row_word)]
         m.d.sync += [addresses[n + 1].eq(addresses[n]) for n in range(DW_LATENCY - 1)] + [row_words[1].eq(row_words[0])]
         for index in dw_layers:
             on = accumulating & (layer == index)
@@ -147,20 +192,20 @@ class AccumulateEngine(MemoryEngine):
             m.d.comb += [
                 s_port.read_en.eq(on & walker.issue),
                 s_port.read_addr.eq(step_base(t, words[index - 1], cfg.timesteps) + walker.issue_word),
-                dw_port.read_en.eq(on & walker.event),
-                dw_port.read_addr.eq(address),
+                dw_port.read_en.eq(on & walker.step),
+                dw_port.read_addr.eq(reads[index][0]),
                 dw_port.write_addr.eq(addresses[-1]),
                 dw_port.write_mask.eq(Mux(on & result.valid, result.payload.mask, 0)),
                 dw_port.write_data.eq(Cat(result.payload.acc[x][: f.dw] for x in range(lanes))),
-                dv_port.read_en.eq(on & walker.event),
-                dv_port.read_addr.eq(walker.sub),
+                dv_port.read_en.eq(on & walker.step),
+                dv_port.read_addr.eq(reads[index][1]),
             ]
         in_flight = arrived | registered
         dw_done = walker.finished & ~walker.event & ~in_flight
 
         dw_acc = {i: read[("DW", i)] for i in dw_layers}
         dw_dv = {i: read[("DV", i)] for i in dw_layers}
-        dw_mask = {i: valid_lanes(cfg, i, row_words[1]) for i in dw_layers}
+        dw_mask = {i: row_lanes(cfg, i, row_words[1]) for i in dw_layers}
         if cfg.fc_decoder:
             dd_port = self.port("DD", layers)
             with m.If(decoding):
@@ -169,7 +214,7 @@ class AccumulateEngine(MemoryEngine):
                     self.port("S", layers).read_addr.eq(step_base(t, words[layers], cfg.timesteps) + walker.issue_word),
                 ]
             m.d.comb += [
-                dd_port.read_en.eq(decoding & walker.event),
+                dd_port.read_en.eq(decoding & walker.step),
                 dd_port.read_addr.eq(address),
                 dd_port.write_addr.eq(addresses[-1]),
                 dd_port.write_mask.eq(Mux(decoding & result.valid, result.payload.mask, 0)),
@@ -182,14 +227,17 @@ class AccumulateEngine(MemoryEngine):
         dw_dv = [by_layer(operand_block, {i: word[x] for i, word in dw_dv.items()}, signed(dv_bits)) for x in range(lanes)]
         dw_mask = by_layer(operand_block, dw_mask, lanes)
         if not cfg.trainable:
-            m.d.sync += arrived.eq((accumulating | decoding) & walker.event)
+            m.d.sync += arrived.eq((accumulating | decoding) & walker.step)
             m.d.comb += [operand.payload.mask.eq(dw_mask)]
             m.d.comb += [operand.payload.acc[x].eq(dw_acc[x]) for x in range(lanes)]
             m.d.comb += [operand.payload.dv[x].eq(dw_dv[x]) for x in range(lanes)]
             m.d.comb += control.done.eq(dw_done)
             return m
 
-        # DVTH(l, t), t >= 2: every word of layer l, one per cycle.
+        # DVTH(l, t), t >= 2: every word of layer l, one per cycle. A grid layer's words go
+        # block-major (a channel block's positions in a row): its DVTH word is read with the
+        # block's first word, each next word adds into the accumulator's last result, and
+        # the block's last word writes it with the lanes that fired at any of its positions.
         every = range(layers + 1)
         at = Signal(range(max(words) + 4), name="dvth_word")
         at_now = Mux(first, 0, at)
@@ -198,31 +246,57 @@ class AccumulateEngine(MemoryEngine):
         layer_words = by_layer(layer, {i: words[i] for i in every}, range(max(words) + 1))
         reading = wire(m, subtracting & (at_now < layer_words), "dvth_read")
         word_in_flight = [Signal(counter_shape(max(words)), name=f"dvth_word{n}") for n in range(DVTH_LATENCY + 1)]
-        m.d.sync += [word_in_flight[0].eq(at_now)] + [word_in_flight[n + 1].eq(word_in_flight[n]) for n in range(DVTH_LATENCY)]
+        sweep = channel = at_now
+        grid_th = [i for i in every if cfg.grid(i)]
+        if grid_th:
+            scans = {i: GridCursor(m, cfg, i, name=f"dvth{i}", step=reading & (layer == i), first=first) for i in grid_th}
+            sweep = by_layer(layer, {i: scans[i].address if i in scans else at_now for i in every}, word_in_flight[0].shape())
+            channel = by_layer(layer, {i: scans[i].at.block if i in scans else at_now for i in every}, word_in_flight[0].shape())
+            ends = {i: (scan.at.y == 0) & (scan.at.x == 0) for i, scan in scans.items()}
+            opens = by_layer(layer, {i: ends.get(i, 1) for i in every}, 1)
+            ends = {i: (scan.at.y == cfg.shape(i)[1] - 1) & (scan.at.x == cfg.shape(i)[2] - 1) for i, scan in scans.items()}
+            closes = by_layer(layer, {i: ends.get(i, 1) for i in every}, 1)
+            flags = [Signal(2, name=f"dvth_block_ends{n}") for n in range(DVTH_LATENCY + 1)]  # (opens, closes)
+            channels = [Signal(counter_shape(max(words)), name=f"dvth_channel{n}") for n in range(DVTH_LATENCY + 1)]
+            m.d.sync += [flags[0].eq(Cat(opens, closes)), channels[0].eq(channel)]
+            m.d.sync += [flags[n + 1].eq(flags[n]) for n in range(DVTH_LATENCY)]
+            m.d.sync += [channels[n + 1].eq(channels[n]) for n in range(DVTH_LATENCY)]
+        m.d.sync += [word_in_flight[0].eq(sweep)] + [word_in_flight[n + 1].eq(word_in_flight[n]) for n in range(DVTH_LATENCY)]
+        fired = by_layer(
+            operand_block, {i: read[("S", i)].as_value() & valid_lanes(cfg, i, word_in_flight[1]) for i in every}, lanes
+        )
+        if grid_th:  # the lanes of the block that fired so far, this word's included (x + 3)
+            fired_any = Signal(lanes, name="dvth_fired_any")
+            with m.If(operand_dvth & registered):
+                m.d.sync += fired_any.eq(Mux(flags[1][0], fired, fired_any | fired))
         for index in every:
             on = subtracting & (layer == index)
             th_port, dv_port, s_port = self.port("DVTH", index), self.port("DV", index), self.port("S", index)
+            if index in grid_th:
+                th_read = on & reading & opens
+                th_write = Mux(on & result.valid & flags[-1][1], fired_any, 0)
+                th_address = channels[-1]
+            else:
+                th_read, th_write = on & reading, Mux(on & result.valid, result.payload.mask, 0)
+                th_address = word_in_flight[-1]
             m.d.comb += [
-                th_port.read_en.eq(on & reading),
-                th_port.read_addr.eq(at_now),
-                th_port.write_addr.eq(word_in_flight[-1]),
-                th_port.write_mask.eq(Mux(on & result.valid, result.payload.mask, 0)),
+                th_port.read_en.eq(th_read),
+                th_port.read_addr.eq(channel),
+                th_port.write_addr.eq(th_address),
+                th_port.write_mask.eq(th_write),
                 th_port.write_data.eq(Cat(result.payload.acc[x][: f.dth] for x in range(lanes))),
             ]
             with m.If(on):
                 m.d.comb += [
-                    dv_port.read_en.eq(reading), dv_port.read_addr.eq(at_now),
-                    s_port.read_en.eq(reading), s_port.read_addr.eq(step_base(t, words[index], cfg.timesteps, lag=2) + at_now),
+                    dv_port.read_en.eq(reading), dv_port.read_addr.eq(sweep),
+                    s_port.read_en.eq(reading), s_port.read_addr.eq(step_base(t, words[index], cfg.timesteps, lag=2) + sweep),
                 ]
-        fired = by_layer(
-            operand_block, {i: read[("S", i)].as_value() & valid_lanes(cfg, i, word_in_flight[1]) for i in every}, lanes
-        )
+        thresholds = [by_layer(operand_block, {i: read[("DVTH", i)][x] for i in every}, signed(f.dth)) for x in range(lanes)]
+        if grid_th:  # within a block, the last result
+            thresholds = [Mux(flags[1][0], value, result.payload.acc[x]) for x, value in enumerate(thresholds)]
         with m.If(operand_dvth):
             m.d.comb += operand.payload.mask.eq(fired)
-            m.d.comb += [
-                operand.payload.acc[x].eq(by_layer(operand_block, {i: read[("DVTH", i)][x] for i in every}, signed(f.dth)))
-                for x in range(lanes)
-            ]
+            m.d.comb += [operand.payload.acc[x].eq(value) for x, value in enumerate(thresholds)]
             m.d.comb += [
                 operand.payload.dv[x].eq(by_layer(operand_block, {i: read[("DV", i)][x] for i in every}, signed(dv_bits)))
                 for x in range(lanes)
@@ -231,7 +305,7 @@ class AccumulateEngine(MemoryEngine):
             m.d.comb += operand.payload.mask.eq(dw_mask)
             m.d.comb += [operand.payload.acc[x].eq(dw_acc[x]) for x in range(lanes)]
             m.d.comb += [operand.payload.dv[x].eq(dw_dv[x]) for x in range(lanes)]
-        m.d.sync += arrived.eq(((accumulating | decoding) & walker.event) | reading)
+        m.d.sync += arrived.eq(((accumulating | decoding) & walker.step) | reading)
         dvth_done = subtracting & (at_now == layer_words + DVTH_LATENCY)
         m.d.comb += control.done.eq(Mux(subtracting, dvth_done, dw_done))
         return m

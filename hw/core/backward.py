@@ -27,6 +27,8 @@ from amaranth.lib.wiring import In, Out
 
 from hw.controller import Pass
 from hw.core.memory import MemoryEngine
+from hw.core.grid import WalkCursor, consumer_event, coordinate_layout
+from hw.core.taps import TapSequence
 from hw.core.walk import Walker, by_layer, counter_shape, decoder_row_base, select, step_base, valid_lanes, wire
 from hw.core_config import CoreConfig
 from hw.dot_product import DotProductLane
@@ -109,11 +111,20 @@ class DvEngine(MemoryEngine):
         dv_layers = range(lowest, layers + 1)
         hidden = range(lowest, layers)
         # The layers whose sums are dot products: the hidden ones, and the output layer's
-        # with the fc decoder (its D row with the class errors).
+        # with the fc decoder (its D row with the class errors). A flat layer's row is i c;
+        # a grid layer's neuron reaches its consumer as an event (an FC row behind its pools,
+        # or a conv event's in-image taps: an event of up to 9 c reads).
         dotted = list(hidden) + ([layers] if cfg.fc_decoder else [])
-        costs = {i: cfg.row_words(i + 1) for i in hidden}
+        grid = [i for i in dv_layers if cfg.grid(i)]
+        tapped = [i for i in grid if cfg.grid(i + 1)]
+        costs = {i: cfg.row_words(i + 1) * (9 if i in tapped else 1) for i in hidden}
         costs[layers] = cfg.decoder_words if cfg.fc_decoder else 1
         walking = wire(m, control.kind == Pass.DV, "dv_active")
+        issue, end = Signal(name="dv_issue"), Signal(name="dv_end")
+        cursors = {
+            i: WalkCursor(m, cfg, i, name=f"dv{i}_walk", step=issue & (layer == i), first=first) for i in grid
+        }
+        tag_bits = max((len(cursor.at.as_value()) for cursor in cursors.values()), default=0)
         walker = Walker(
             m, "dv", active=walking, first=first,
             words=by_layer(layer, {i: words[i] for i in dv_layers}, counter_shape(max(words) + 1)),
@@ -121,22 +132,49 @@ class DvEngine(MemoryEngine):
             max_words=max(words[i] for i in dv_layers), max_cost=max(costs.values()), lanes=lanes,
             bits=by_layer(layer, {i: self.port("H", i).read_data.as_value() for i in dv_layers}, lanes),
             valid=lambda k: by_layer(layer, {i: valid_lanes(cfg, i, k) for i in dv_layers}, lanes),
-            rows={i: costs[i] for i in dotted}, layer=layer,
+            rows={i: costs[i] for i in dotted if i not in grid}, layer=layer,
+            end=end if tapped else None,
+            tag=by_layer(layer, {i: cursor.at.as_value() for i, cursor in cursors.items()}, tag_bits) if grid else None,
         )
+        m.d.comb += issue.eq(walker.issue)
+        # The running event's words in W^{l+1} and dV^{l+1}, by layer.
+        reads = {i: (walker.address, walker.sub) for i in dotted if i not in grid}
+        channel_word = {i: walker.k for i in dv_layers if i not in grid}  # its R word
+        ends = {}
+        for i in grid:
+            at = data.View(coordinate_layout(cfg, i), walker.tag[: len(cursors[i].at.as_value())])
+            channel_word[i] = at.block
+            event = consumer_event(m, cfg, i, at.block * lanes + walker.lane, at.y, at.x, name=f"dv{i}")
+            if i in tapped:
+                taps = TapSequence(
+                    m, cfg, i + 1, name=f"dv{i}_taps", event=event, fresh=walker.sub == 0,
+                    step=walker.step & (layer == i),
+                )
+                reads[i] = (taps.w_addr, taps.v_addr)
+                ends[i] = taps.last
+            else:
+                reads[i] = (event + walker.sub, walker.sub)
+        if tapped:
+            m.d.comb += end.eq(by_layer(
+                layer, {i: ends.get(i, walker.sub == costs[i] - 1) for i in dv_layers}, 1
+            ))
         m.d.comb += self.events.eq(walker.event_start)
         # The datapath after the reads (from an event's e + 1, so from the pass's cycle 4 on)
         # selects by a registered copy of the pass's layer.
         pass_layer = Signal.like(layer, name="dv_pass_layer")
         m.d.sync += pass_layer.eq(layer)
-        closing = wire(m, walker.event & (walker.sub == walker.cost - 1), "dv_closing")
+        closing = walker.closing
 
-        # Tags of the events in flight, from the last read (e) to the write (e + DV_LATENCY).
+        # Tags of the events in flight, from the last read (e) to the write (e + DV_LATENCY):
+        # the neuron's word and lane, and its channel's word (R).
         tag_layout = data.StructLayout({
             "valid": 1, "word": counter_shape(max(words)), "lane": counter_shape(lanes),
+            "channel": counter_shape(max(cfg.channel_words(i) for i in dv_layers)),
         })
         tags = [Signal(tag_layout, name=f"dv_tag{n + 1}") for n in range(DV_LATENCY)]
         m.d.sync += [
             tags[0].valid.eq(closing), tags[0].word.eq(walker.k), tags[0].lane.eq(walker.lane),
+            tags[0].channel.eq(by_layer(layer, channel_word, len(tags[0].channel))),
         ]
         m.d.sync += [later.eq(earlier) for earlier, later in zip(tags, tags[1:])]
 
@@ -171,17 +209,20 @@ class DvEngine(MemoryEngine):
         if dotted:
             # Row i of W^{l+1} with dV^{l+1} (or the output neuron's D row at t with the class
             # errors), registered, into the dot product.
-            fan_out = max([sizes[i + 1] for i in hidden] + ([cfg.classes] if cfg.fc_decoder else []))
+            fan_out = max(
+                [cfg.shape(i + 1)[0] * 9 if i in tapped else sizes[i + 1] for i in hidden]
+                + ([cfg.classes] if cfg.fc_decoder else [])
+            )
             dot = DotProductLane(lanes=lanes, g=grad_bits(cfg), w=f.w, fan_out=fan_out)
             m.submodules.dot = dot
             m.d.comb += dot.result.ready.eq(1)
-            event = walking & walker.event
+            event = walking & walker.step
             for i in hidden:
                 on = layer == i
                 w_port, up_port = self.port("W", i + 1), self.port("DV", i + 1)
                 m.d.comb += [
-                    w_port.read_en.eq(event & on), w_port.read_addr.eq(walker.address),
-                    up_port.read_en.eq(event & on), up_port.read_addr.eq(walker.sub),
+                    w_port.read_en.eq(event & on), w_port.read_addr.eq(reads[i][0]),
+                    up_port.read_en.eq(event & on), up_port.read_addr.eq(reads[i][1]),
                 ]
             weight_words = {i: self.port("W", i + 1).read_data for i in hidden}
             grad_words = {i: self.port("DV", i + 1).read_data for i in hidden}
@@ -240,7 +281,7 @@ class DvEngine(MemoryEngine):
                 h_port.read_en.eq(on & walker.issue),
                 h_port.read_addr.eq(step_base(t, words[i], cfg.timesteps) + walker.issue_word),
                 r_port.read_en.eq(on & tags[operand_at - 3].valid),
-                r_port.read_addr.eq(tags[operand_at - 3].word),
+                r_port.read_addr.eq(tags[operand_at - 3].channel),
                 dv_port.write_addr.eq(written.word),
                 dv_port.write_mask.eq(Mux(on & unit.result.valid, 1 << written.lane, 0)),
                 dv_port.write_data.eq(Cat(unit.result.payload.dv for _ in range(lanes))),

@@ -27,7 +27,7 @@ from hw.core_config import CoreConfig
 from hw.queue import SpikeQueue
 from model.core import QUEUE_LATENCY
 
-__all__ = ["GridCursor", "GridPusher", "event_layout", "row_bits"]
+__all__ = ["GridCursor", "GridPusher", "WalkCursor", "consumer_event", "coordinate_layout", "event_layout", "row_bits"]
 
 
 def row_bits(config: CoreConfig, layer: int) -> int:
@@ -166,28 +166,50 @@ class GridPusher(wiring.Component):
         idle = Cat(fifo.level == 0 for fifo in fifos).all()
         m.d.comb += [
             out.valid.eq(found),
-            out.payload.eq(self._event(m, block * lanes + lane, head.y, head.x)),
+            out.payload.eq(consumer_event(m, cfg, index, block * lanes + lane, head.y, head.x, name=name)),
             self.stalled.eq(found & ~out.ready),
             self.drained.eq(~(self.written & self.spikes.any()) & idle),
         ]
         return m
 
-    def _event(self, m: Module, channel: Value, y: Value, x: Value) -> Value:
-        """The consumer's event of a spike at (channel, y, x) of this layer."""
-        cfg, consumer = self.config, self.layer + 1
-        shift = cfg.pool_levels(consumer)
-        y, x = y >> shift, x >> shift
-        cw = cfg.row_words(consumer)
-        _, height, width = (dimension >> shift for dimension in cfg.shape(self.layer))
-        if not cfg.grid(consumer):
-            row = channel * (height * width) + y * width + x
-            return (row * cw)[: row_bits(cfg, consumer)]
-        event = Signal(event_layout(cfg, consumer), name=f"push{self.layer}_event")
-        m.d.comb += [
-            event.w_base.eq(channel * (9 * cw)),
-            event.v_base.eq((y * width + x) * cw),
-            event.y.eq(y),
-            event.x.eq(x),
-        ]
-        return event.as_value()
 
+def consumer_event(m: Module, config: CoreConfig, layer: int, channel: Value, y: Value, x: Value, *, name: str) -> Value:
+    """The event of a spike at (``channel``, ``y``, ``x``) of grid layer ``layer`` in its
+    consumer ``layer + 1`` (:func:`event_layout`), behind the consumer's AP2 layers."""
+    consumer = layer + 1
+    shift = config.pool_levels(consumer)
+    y, x = y >> shift, x >> shift
+    cw = config.row_words(consumer)
+    _, height, width = (dimension >> shift for dimension in config.shape(layer))
+    if not config.grid(consumer):
+        row = channel * (height * width) + y * width + x
+        return (row * cw)[: row_bits(config, consumer)]
+    event = Signal(event_layout(config, consumer), name=f"{name}_event")
+    m.d.comb += [
+        event.w_base.eq(channel * (9 * cw)),
+        event.v_base.eq((y * width + x) * cw),
+        event.y.eq(y),
+        event.x.eq(x),
+    ]
+    return event.as_value()
+
+
+class WalkCursor:
+    """The word a bit-plane walker issues in grid layer ``layer`` (address order:
+    position-major, the channel block inner), as its block, ``y``, ``x``: counters that
+    step with ``step``; ``first`` (the pass's first cycle) restarts at word 0."""
+
+    def __init__(self, m: Module, config: CoreConfig, layer: int, *, name: str, step: Value, first: Value) -> None:
+        _, _, width = config.shape(layer)
+        cw = config.channel_words(layer)
+        at = Signal(coordinate_layout(config, layer), name=f"{name}_at")
+        self.at = now = Signal(coordinate_layout(config, layer), name=f"{name}_at_now")
+        m.d.comb += now.eq(Mux(first, 0, at.as_value()))
+        block_end = now.block == cw - 1
+        row_end = now.x == width - 1
+        with m.If(step):
+            m.d.sync += at.block.eq(Mux(block_end, 0, now.block + 1))
+            with m.If(block_end):
+                m.d.sync += [at.x.eq(Mux(row_end, 0, now.x + 1)), at.y.eq(Mux(row_end, now.y + 1, now.y))]
+            with m.Else():
+                m.d.sync += [at.x.eq(now.x), at.y.eq(now.y)]

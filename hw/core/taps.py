@@ -15,7 +15,7 @@ popped with its first read.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -27,7 +27,7 @@ from hw.core.walk import counter_shape, lowest, select, wire
 from hw.core_config import CoreConfig
 from model.core import INTEGRATE_LATENCY
 
-__all__ = ["TapAddress", "TapIntegrateEngine", "TAPS"]
+__all__ = ["TapAddress", "TapIntegrateEngine", "TapSequence", "TAPS"]
 
 #: The kernel taps (i, j) in row-major order.
 TAPS = tuple((i, j) for i in range(3) for j in range(3))
@@ -84,6 +84,37 @@ class TapAddress(wiring.Component):
         return m
 
 
+class TapSequence:
+    """The reads of one conv event into layer ``layer``, one (W word, target word) pair per
+    read: the in-image taps row-major, each tap's ``c_out`` words ascending
+    (:class:`TapAddress` with the taps and the word still to read as registers).
+
+    ``event`` is the running event, held while it runs; ``fresh``: no read of it yet (its
+    in-image taps from ``event``); ``step``: a read this cycle. ``w_addr``, ``v_addr`` and
+    ``word`` are the read's; ``last``: it is the event's last.
+    """
+
+    def __init__(self, m: Module, config: CoreConfig, layer: int, *, name: str, event: Value, fresh: Value, step: Value) -> None:
+        cw = config.row_words(layer)
+        m.submodules[f"{name}_address"] = address = TapAddress(config, layer)
+        left = Signal(9, name=f"{name}_taps")
+        word = Signal(counter_shape(cw), name=f"{name}_word")
+        m.d.comb += [
+            address.event.eq(event),
+            address.word.eq(Mux(fresh, 0, word)),
+            address.taps.eq(Mux(fresh, address.inside, left)),
+        ]
+        tap_done = address.word == cw - 1
+        remaining = address.taps & ~address.one_hot
+        self.last = wire(m, tap_done & ~remaining.any(), f"{name}_last")
+        with m.If(step):
+            m.d.sync += [
+                word.eq(Mux(tap_done, 0, address.word + 1)),
+                left.eq(Mux(tap_done, remaining, address.taps)),
+            ]
+        self.w_addr, self.v_addr, self.word = address.w_addr, address.v_addr, address.word
+
+
 class TapIntegrateEngine(wiring.Component):
     """The integration of a stage's spikes into conv layer ``layer`` (1..L).
 
@@ -120,46 +151,36 @@ class TapIntegrateEngine(wiring.Component):
         # The event in hand (registered) or, when none, the queue's head.
         busy = Signal(name=f"{name}_busy")
         held = Signal(event_layout(cfg, index), name=f"{name}_event")
-        left = Signal(9, name=f"{name}_taps")
-        word = Signal(counter_shape(cw), name=f"{name}_word")
-        m.submodules[f"{name}_address"] = address = TapAddress(cfg, index)
         starting = ~busy & active & self.events.valid
-        m.d.comb += [
-            address.event.eq(Mux(busy, held.as_value(), self.events.payload)),
-            address.word.eq(Mux(busy, word, 0)),
-        ]
-        m.d.comb += address.taps.eq(Mux(busy, left, address.inside))
+        reading = Signal(name=f"{name}_read")
+        taps = TapSequence(
+            m, cfg, index, name=name, event=Mux(busy, held.as_value(), self.events.payload), fresh=~busy, step=reading,
+        )
 
         # Scoreboard: the V words read in the last INTEGRATE_LATENCY - 1 cycles.
-        recent = [(Signal(name=f"{name}_recent{n}"), Signal.like(address.v_addr, name=f"{name}_recent_addr{n}"))
+        recent = [(Signal(name=f"{name}_recent{n}"), Signal.like(taps.v_addr, name=f"{name}_recent_addr{n}"))
                   for n in range(INTEGRATE_LATENCY - 1)]
-        hazard = Cat(valid & (addr == address.v_addr) for valid, addr in recent).any()
-        reading = wire(m, (busy | starting) & ~hazard, f"{name}_read")
-        m.d.sync += [recent[0][0].eq(reading), recent[0][1].eq(address.v_addr)]
+        hazard = Cat(valid & (addr == taps.v_addr) for valid, addr in recent).any()
+        m.d.comb += reading.eq((busy | starting) & ~hazard)
+        m.d.sync += [recent[0][0].eq(reading), recent[0][1].eq(taps.v_addr)]
         m.d.sync += [recent[n + 1][0].eq(recent[n][0]) for n in range(len(recent) - 1)]
         m.d.sync += [recent[n + 1][1].eq(recent[n][1]) for n in range(len(recent) - 1)]
         m.d.comb += [
             self.events.ready.eq(~busy & active & ~hazard),
-            self.w.read_en.eq(reading), self.w.read_addr.eq(address.w_addr),
-            self.v.read_en.eq(reading), self.v.read_addr.eq(address.v_addr),
-            self.operations.eq(Mux(reading & (address.word == 0), cfg.shape(index)[0], 0)),
+            self.w.read_en.eq(reading), self.w.read_addr.eq(taps.w_addr),
+            self.v.read_en.eq(reading), self.v.read_addr.eq(taps.v_addr),
+            self.operations.eq(Mux(reading & (taps.word == 0), cfg.shape(index)[0], 0)),
         ]
-        tap_done = address.word == cw - 1
-        remaining = address.taps & ~address.one_hot
         with m.If(reading):
             with m.If(starting):
                 m.d.sync += held.eq(self.events.payload)
-            m.d.sync += [
-                word.eq(Mux(tap_done, 0, address.word + 1)),
-                left.eq(Mux(tap_done, remaining, address.taps)),
-                busy.eq(~tap_done | remaining.any()),
-            ]
+            m.d.sync += busy.eq(~taps.last)
 
         # Pipeline: data (x + 1), registers (x + 2), lane stages, write (x + 4).
         valid = [Signal(name=f"{name}_valid{n}") for n in range(2)]
-        target = [Signal.like(address.v_addr, name=f"{name}_target{n}") for n in range(4)]
+        target = [Signal.like(taps.v_addr, name=f"{name}_target{n}") for n in range(4)]
         block = [Signal(counter_shape(cw), name=f"{name}_block{n}") for n in range(4)]
-        m.d.sync += [valid[0].eq(reading), valid[1].eq(valid[0]), target[0].eq(address.v_addr), block[0].eq(address.word)]
+        m.d.sync += [valid[0].eq(reading), valid[1].eq(valid[0]), target[0].eq(taps.v_addr), block[0].eq(taps.word)]
         m.d.sync += [target[n + 1].eq(target[n]) for n in range(3)] + [block[n + 1].eq(block[n]) for n in range(3)]
         lanes = select([cfg.block_lanes(index, u) for u in range(cw)], block[3], cfg.lanes)
         drained = integrate_datapath(

@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.controller import Pass
 from hw.core.memory import MemoryEngine
-from hw.core.walk import WordSequence, by_layer, counter_shape, decoder_lanes, valid_lanes, wire
+from hw.core.walk import WordSequence, by_layer, counter_shape, decoder_lanes, row_lanes, wire
 from hw.core_config import CoreConfig
 from hw.datapath import clamp
 from hw.reciprocal import ReciprocalDivider
@@ -119,7 +119,7 @@ class UpdateEngine(MemoryEngine):
         result = unit.result
         active = weights | decoder
         # Block i: (value memory, accumulator memory, its layer, words a row, rows).
-        blocks = {i: ("W", "DW", i, cfg.row_words(i), cfg.sizes[i - 1]) for i in range(1, cfg.layers + 1)}
+        blocks = {i: ("W", "DW", i, cfg.row_words(i), cfg.weight_rows(i)) for i in range(1, cfg.layers + 1)}
         decoder_block = cfg.layers + 1
         if cfg.fc_decoder:
             blocks[decoder_block] = ("D", "DD", cfg.layers, cfg.decoder_words, cfg.timesteps * cfg.sizes[-1])
@@ -155,8 +155,8 @@ class UpdateEngine(MemoryEngine):
             if i == decoder_block:
                 masks[i] = decoder_lanes(cfg, row_word_now)
             else:
-                masks[i] = valid_lanes(cfg, i, row_word_now)
-        shift = self.shift_w
+                masks[i] = row_lanes(cfg, i, row_word_now)
+        shift = offset_shift(m, "update_w", layer, self.shift_w, {i: cfg.shift_offsets(i)[0] for i in blocks if i <= cfg.layers})
         if cfg.fc_decoder:  # clamp(s_w + fw - gf - G, 0, 31)
             moved = self.shift_w + f.decoder_shift_delta
             shift = Mux(decoder, clamp(moved, 0, (1 << SHIFT_BITS) - 1, SHIFT_BITS, is_signed=False), shift)
@@ -175,7 +175,7 @@ class UpdateEngine(MemoryEngine):
         layer, first = self.control.layer, self.control.first
         result = unit.result
         every = range(cfg.layers + 1)
-        sequence = WordSequence(m, "update_th", start=active & first, first=first, words=max(cfg.words))
+        sequence = WordSequence(m, "update_th", start=active & first, first=first, words=max(cfg.channel_words(i) for i in every))
         k = sequence.k
         waiting = Signal(name="update_th_waiting")
         changed_lanes = Signal(lanes, name="update_th_changed")
@@ -194,7 +194,8 @@ class UpdateEngine(MemoryEngine):
         delivered = wire(m, active & waiting & results, "update_th_delivered")
         changed = result.payload.changed
         retire = wire(m, (arrived & ~changed.any()) | delivered, "update_th_retire")
-        last = k == by_layer(layer, {i: cfg.words[i] - 1 for i in every}, counter_shape(max(cfg.words)))
+        channel_words = [cfg.channel_words(i) for i in every]
+        last = k == by_layer(layer, {i: channel_words[i] - 1 for i in every}, counter_shape(max(channel_words)))
         issue = wire(m, active & (first | (retire & ~last)), "update_th_issue")
         issue_word = Mux(first, 0, sequence.following)
         with m.If(arrived & changed.any()):
@@ -222,12 +223,25 @@ class UpdateEngine(MemoryEngine):
             Mux(self.shift_th + f.fw >= PIXEL_FRAC, self.shift_th + f.fw - PIXEL_FRAC, 0)
         )
         operands.feed(
-            m, active, issue, by_layer(layer, {i: valid_lanes(cfg, i, issue_word) for i in every}, lanes),
-            Mux(layer == 0, encoder_shift, self.shift_th),
+            m, active, issue, by_layer(layer, {i: row_lanes(cfg, i, issue_word) for i in every}, lanes),
+            offset_shift(
+                m, "update_th", layer, Mux(layer == 0, encoder_shift, self.shift_th),
+                {i: cfg.shift_offsets(i)[1] for i in every},
+            ),
             [by_layer(layer, {i: th_read[i][x] for i in every}, range(f.threshold_max + 1)) for x in range(lanes)],
             [by_layer(layer, {i: dth_read[i][x] for i in every}, signed(f.dth)) for x in range(lanes)],
         )
         return sequence.advance(retire, last)
+
+
+def offset_shift(m: Module, name: str, layer: Value, shift: Value, offsets: dict[int, int]) -> Value:
+    """``min(shift + offsets[layer], 31)``: a layer's learning-rate shift with its offset
+    (:func:`model.integer.shift_offsets`; ``shift`` itself when every offset is 0)."""
+    if not any(offsets.values()):
+        return shift
+    top = (1 << SHIFT_BITS) - 1
+    moved = wire(m, shift + by_layer(layer, offsets, range(max(offsets.values()) + 1)), f"{name}_moved_shift")
+    return Mux(moved > top, top, moved)[:SHIFT_BITS]
 
 
 class _Operands:

@@ -11,7 +11,7 @@ from hw.core_config import CoreConfig
 from hw.queue import SpikeQueue
 
 __all__ = [
-    "PREFETCH_WORDS", "Walker", "WordSequence", "by_layer", "counter_shape", "lowest", "popcount", "select",
+    "PREFETCH_WORDS", "Walker", "WordSequence", "by_layer", "counter_shape", "lowest", "popcount", "row_lanes", "select",
     "decoder_lanes", "decoder_row_base", "step_base", "valid_lanes", "wire",
 ]
 
@@ -40,6 +40,15 @@ def valid_lanes(config: CoreConfig, layer: int, word: Value) -> Value:
         return select([config.valid_lanes(layer, k) for k in range(config.words[layer])], word, lanes)
     last = config.valid_lanes(layer, config.words[layer] - 1)
     return Mux(word == config.words[layer] - 1, last, full) if last != full else Const(full, lanes)
+
+
+def row_lanes(config: CoreConfig, layer: int, word: Value) -> Value:
+    """Lane mask of the outputs in ``word`` of a weight row of ``layer`` (FC neurons, conv
+    output channels) or of its per-channel memories."""
+    if config.grid(layer):
+        words = config.channel_words(layer)
+        return select([config.block_lanes(layer, u) for u in range(words)], word, config.lanes)
+    return valid_lanes(config, layer, word)
 
 
 def decoder_lanes(config: CoreConfig, word: Value) -> Value:
@@ -140,11 +149,18 @@ class Walker:
     word's base ``k P c`` travels through the FIFO with it, the lane's ``x c`` is a table,
     and after an event's first cycle the address is a register counting up.
 
+    An engine whose events are not ``cost`` reads long (a conv event's in-image taps) gives
+    ``end`` (the running event's last read, this cycle); ``stall`` holds the running event
+    for a cycle without a read (a word whose write is in flight); ``tag`` (a value of the
+    issued word, e.g. its grid position) travels through the FIFO with the word.
+
     Attributes (combinational)
     --------------------------
     issue, issue_word : the bit-plane read this cycle and its word index.
-    event, event_start, lane, sub : an event runs (its ``sub``-th cycle, lane ``lane``).
-    k : word of the running event.
+    event, event_start, lane, sub : an event runs (its ``sub``-th read, lane ``lane``).
+    step : the running event reads this cycle (``event`` and no ``stall``).
+    closing : its last read is this cycle.
+    k, tag : word of the running event and its ``tag``.
     address : ``i c + sub`` of the running event (with ``rows``).
     finished : every word has retired (this cycle included).
     """
@@ -153,6 +169,7 @@ class Walker:
         self, m: Module, name: str, *, active: Value, first: Value, words: int | Value, cost: int | Value,
         lanes: int, bits: Value, valid: Callable[[Value], Value], max_words: int = 0, max_cost: int = 0,
         empty: int = 1, rows: Mapping[int, int] | None = None, layer: Value | None = None,
+        end: Value | None = None, stall: Value | None = None, tag: Value | None = None,
     ) -> None:
         # ``words`` and ``cost`` may be Values (a walker shared by layers): then ``max_*`` size it.
         most = words if isinstance(words, int) else max_words
@@ -174,18 +191,24 @@ class Walker:
         longest = max((most * lanes * c for c in rows.values()), default=1)
         base = Signal(range(longest + 1), name=f"{name}_arrived_base")  # k P c of the word read
         m.d.sync += base.eq(by_layer(layer, {i: read_now * (lanes * c) for i, c in rows.items()}, base.shape()))
-        fifo = SpikeQueue(index_bits=lanes + len(arrived_word) + len(base), depth=PREFETCH_WORDS)
+        carried = Cat(base)
+        if tag is not None:
+            arrived_tag = Signal(len(Value.cast(tag)), name=f"{name}_arrived_tag")
+            m.d.sync += arrived_tag.eq(tag)
+            carried = Cat(base, arrived_tag)
+        fifo = SpikeQueue(index_bits=lanes + len(arrived_word) + len(carried), depth=PREFETCH_WORDS)
         m.submodules[f"{name}_prefetch"] = fifo
         m.d.comb += [
             fifo.push.valid.eq(arrived),
-            fifo.push.payload.eq(Cat(bits & valid(arrived_word), arrived_word, base)),
+            fifo.push.payload.eq(Cat(bits & valid(arrived_word), arrived_word, carried)),
             fifo.clear_high_water.eq(0),
         ]
 
         # Events: the lanes of the FIFO's head word, lowest first.
         held = fifo.pop.payload
         self.k = wire(m, held[lanes:lanes + len(arrived_word)], f"{name}_k")
-        held_base = held[lanes + len(arrived_word):]
+        held_base = held[lanes + len(arrived_word):lanes + len(arrived_word) + len(base)]
+        self.tag = held[lanes + len(arrived_word) + len(base):] if tag is not None else None
         have_now = fifo.pop.valid & active
         self.sub = Signal(counter_shape(cost if isinstance(cost, int) else max_cost), name=f"{name}_sub")
         self.cost = cost
@@ -197,7 +220,10 @@ class Walker:
         pending = remaining.any()
         self.event = wire(m, have_now & pending, f"{name}_event")
         self.event_start = wire(m, self.event & (self.sub == 0), f"{name}_event_start")
-        event_end = self.event & (self.sub == cost - 1)
+        self.step = self.event if stall is None else wire(m, self.event & ~stall, f"{name}_step")
+        event_end = self.closing = wire(
+            m, self.step & ((self.sub == cost - 1) if end is None else end), f"{name}_closing"
+        )
         alone = ~(remaining & ~one_hot).any()
         quiet = ~pending
         if empty == 2:  # a word without events retires in its second cycle
@@ -219,9 +245,8 @@ class Walker:
         )
         following = Signal(base.shape(), name=f"{name}_following")  # the next word of the row
         self.address = wire(m, Mux(self.sub == 0, held_base + lane_offset, following), f"{name}_address")
-        with m.If(self.event):
+        with m.If(self.step):
             m.d.sync += following.eq(self.address + 1)
-        with m.If(self.event):
             m.d.sync += self.sub.eq(Mux(event_end, 0, self.sub + 1))
             with m.If(event_end):
                 m.d.sync += done_lanes.eq(done_lanes | one_hot)

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         network, lanes=args.lanes, queue_depth=args.queue_depth, target=args.target, counters=args.counters
     )
     if args.learn and not config.learnable:
-        raise ValueError(f"--learn: {learning_refusal(network.spec)}")
+        raise ValueError(f"--learn: {learning_refusal(network.spec, config)}")
     dataset = load_dataset(args.dataset, root=args.data_root)
     options.check_dataset(network.spec, dataset)
     x, y = (dataset.train_x, dataset.train_y) if args.learn else (dataset.test_x, dataset.test_y)

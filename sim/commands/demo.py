@@ -377,7 +377,7 @@ def choose(args: argparse.Namespace, out: Path) -> Choices:
             f"on {choices.build_target}: {error}"
         ) from None
     if not config.learnable:
-        raise ValueError(f"--init: {learning_refusal(network.spec)}")
+        raise ValueError(f"--init: {learning_refusal(network.spec, config)}")
     return choices
 
 

@@ -4,8 +4,8 @@ the generated core against the core model, every memory write, result and counte
 Two small networks, one quick Verilator build each: P not dividing the channel counts,
 an AP2 in front of a conv and of an FC layer, the fc decoder, Q = 1 (the pusher stalls),
 stalled input and output streams, a sample that fires nothing; every 3x3 conv touches the
-border positions (4 or 6 taps); bit flips behind AP2 layers. The RTL core runs grid
-networks for inference only (learning: the core model and the HLS target).
+border positions (4 or 6 taps); bit flips behind AP2 layers; on-line learning of the same
+networks and of one whose dW rows repeat within the DW write latency.
 """
 
 from __future__ import annotations
@@ -76,11 +76,37 @@ def test_conv_inference(name: str, tmp_path: Path) -> None:
     assert stats["cycles_per_inference"] == stats["model_cycles_per_inference"] > 0
 
 
-def test_conv_learning_is_refused(tmp_path: Path) -> None:
-    net = _network("2C3-5FC", (1, 4, 4), decoder="last", seed=SEED)
-    pixels, labels = _samples(1, 16, 5, SEED)
-    with pytest.raises(ValueError, match=r"^learn: .* 2C3-5FC runs inference only"):
-        cosimulate(net.save(tmp_path / "net"), pixels, labels, lanes=2, queue_depth=3, learn=True)
+#: Learning adds a case whose dW rows repeat within a few cycles: a 1-word FC row behind an
+#: AP2, the four pre-pool spikes of a pool window one or two walk words apart (the DW
+#: scoreboard's stalls).
+LEARNING_CASES = {
+    **CASES,
+    "dw-rows-repeat-behind-a-pool": ("2C3-AP2-4FC", (1, 6, 6), "last", 4, 2, "random", "burst"),
+}
+
+
+@pytest.mark.parametrize("name", list(LEARNING_CASES))
+def test_conv_learning(name: str, tmp_path: Path) -> None:
+    """On-line learning (B = 1, trainable thresholds): every DV, DW, DVTH and update write."""
+    arch, shape, decoder, lanes, depth, inputs, outputs = LEARNING_CASES[name]
+    net = _network(arch, shape, decoder=decoder, seed=SEED)
+    assert net.spec.threshold == "trainable"
+    pixels, labels = _samples(3, int(np.prod(shape)), net.spec.classes, SEED + 2)
+    report = cosimulate(
+        net.save(tmp_path / "net"), pixels, labels, lanes=lanes, queue_depth=depth, learn=True, optimize=False,
+        input_pattern=inputs, output_pattern=outputs, seed=2, run_name=f"pytest-conv-learn-{name}",
+    )
+    stats = report.stats
+    assert report.passed, f"{stats.get('mismatches_by_kind')}; log {report.log}"
+    assert stats["samples"] == 3 and stats["mismatches"] == 0
+    assert stats["cycles_per_learning_step"] == stats["model_cycles_per_learning_step"] > 0
+
+
+def test_conv_learning_needs_dual_port_weights(tmp_path: Path) -> None:
+    net = _network("4C3-4FC", (1, 4, 4), decoder="last", seed=SEED)  # even rows at P = 2
+    pixels, labels = _samples(1, 16, 4, SEED)
+    with pytest.raises(ValueError, match=r"^learn: 4C3-4FC has grid layers, whose dW passes need dual-port"):
+        cosimulate(net.save(tmp_path / "net"), pixels, labels, lanes=2, queue_depth=3, target="ice40-up5k", learn=True)
 
 
 def test_faults_behind_pools(tmp_path: Path) -> None:

@@ -367,8 +367,10 @@ def _bad_checkpoints(tmp_path: Path) -> dict[str, str]:
     meta = json.loads((folder / "checkpoint.json").read_text())
     meta["formats"]["w"] = 17  # beyond the contract (2..16)
     (folder / "checkpoint.json").write_text(json.dumps(meta))
-    # The RTL core runs a conv network for inference only.
-    conv = IntegerNetwork.scratch(NetworkSpec.parse("4C3-10FC", input_shape=(1, 4, 4))).save(tmp_path / "conv")
+    # A conv network with reset to zero: no learning hardware.
+    conv = IntegerNetwork.scratch(
+        NetworkSpec.parse("4C3-10FC", input_shape=(1, 4, 4), reset="zero", threshold="fixed")
+    ).save(tmp_path / "conv")
     spec = NetworkSpec.parse("3000FC-10FC", input_shape=(1000,), timesteps=1, population=1)
     huge = IntegerNetwork(
         spec, Formats(), [np.zeros((3000, 1000), np.int64), np.zeros((10, 3000), np.int64)],
@@ -381,7 +383,7 @@ def _bad_checkpoints(tmp_path: Path) -> dict[str, str]:
     "argv, message",
     [
         (["--checkpoint", "WIDE"], "w: 17 is out of range"),
-        (["--checkpoint", "CONV", "--learn"], "--learn: the core learns only networks with reset 'subtract' and surrogate 'scaled' and, in the RTL, FC layers on flat inputs; 4C3-10FC runs inference only"),
+        (["--checkpoint", "CONV", "--learn"], "--learn: the core learns only networks with reset 'subtract' and surrogate 'scaled'"),
         (["--checkpoint", "HUGE"], "target: memory DW1 needs"),
         (["--checkpoint", "DIGITS", "--sim", "modelsim"], "invalid choice: 'modelsim'"),
         (["--checkpoint", "DIGITS", "--sim", "icarus", "--path", ""], "icarus: 'iverilog' not found"),

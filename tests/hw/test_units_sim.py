@@ -229,7 +229,7 @@ def test_reciprocal_divider_matches_model(threshold_bits: int, k: int) -> None:
     assert len(delivered) >= len(operands) // 2
 
 
-@pytest.mark.parametrize("threshold_bits, k", [(6, 5), (3, 1), (15, 30)])
+@pytest.mark.parametrize("threshold_bits, k", [(6, 5), (3, 1), (1, 4), (15, 30)])
 def test_reciprocal_divider_values_and_latency(threshold_bits: int, k: int) -> None:
     """Every operand of a small width (or the edges of a wide one): exact result, latency k + 2."""
     top = (1 << threshold_bits) - 1
@@ -465,8 +465,8 @@ BAD_PARAMETERS = [
      "index_bits: must be an integer, not 8.0"),
     (SpikeQueue, {"index_bits": 8, "depth": True}, TypeError,
      "depth: must be an integer, not True"),
-    (ReciprocalDivider, {"threshold_bits": 1, "k": 16}, ValueError,
-     "threshold_bits: 1 is out of range (allowed 2 or more)"),
+    (ReciprocalDivider, {"threshold_bits": 0, "k": 16}, ValueError,
+     "threshold_bits: 0 is out of range (allowed 1 or more)"),
     (ReciprocalDivider, {"threshold_bits": 15, "k": 0}, ValueError,
      "k: 0 is out of range (allowed 1..30)"),
     (ReciprocalDivider, {"threshold_bits": 15, "k": 31}, ValueError,

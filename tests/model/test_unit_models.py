@@ -94,7 +94,7 @@ def test_spike_queue_rejects_an_index_wider_than_the_port() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    bits_k=st.tuples(st.integers(2, 16), st.integers(1, 30)),
+    bits_k=st.tuples(st.integers(1, 16), st.integers(1, 30)),
     operands=st.lists(st.integers(0, 1 << 16), min_size=1, max_size=5),
     ready=st.lists(st.booleans(), min_size=1, max_size=7),
 )
