@@ -137,6 +137,7 @@ TARGETS = {
             single_port_blocks=4, counters="cycles",
         ),
         Target("ecp5-25k", 56 * 18432, 56 * 18432, "Lattice ECP5 LFE5U-25: 56 EBR x 18 kbit"),
+        Target("ecp5-45k", 108 * 18432, 108 * 18432, "Lattice ECP5 LFE5U-45: 108 EBR x 18 kbit"),
         Target("ecp5-85k", 208 * 18432, 208 * 18432, "Lattice ECP5 LFE5U-85: 208 EBR x 18 kbit"),
     )
 }

@@ -55,11 +55,11 @@ def section(rows: list[dict[str, Any]], command: str, checkpoint: Path, queue_de
     net = IntegerNetwork.load(checkpoint)
     spec = net.spec
     lines = [
-        HEADING + (": the fc decoder" if spec.decoder == "fc" else ""),
+        HEADING + (": a conv network" if not spec.is_fc_only else ": the fc decoder" if spec.decoder == "fc" else ""),
         "",
         f"Command: `{command}`",
         "",
-        f"Checkpoint `{checkpoint}` (`{spec.arch}`, {spec.input_shape[0]} inputs, population "
+        f"Checkpoint `{checkpoint}` (`{spec.arch}`, {'x'.join(map(str, spec.input_shape))} inputs, population "
         f"{spec.population}, T = {spec.timesteps}, {net.rule.rounding} rounding, B = {net.rule.batch}), "
         f"Q = {queue_depth}. Each P is one Verilator build (C++ optimised) of the core that "
         "`spikeforge gen` writes, with its trace bus and a trace buffer per memory "
@@ -68,7 +68,8 @@ def section(rows: list[dict[str, Any]], command: str, checkpoint: Path, queue_de
         "weights, thresholds and accumulators are compared with `model/core.py` exactly. Cycles "
         "are the RTL's own cycle counters (clear + forward + readout for an inference; plus "
         "backward and update for a learning step, B = 1), means over the samples. The ideal "
-        "bound is `sum over spikes of ceil(fan_out / P)` plus the fire scans (`CoreModel.ideal_cycles`).",
+        "bound is the words each spike's event touches (FC: `ceil(fan_out / P)`) plus the fire scans "
+        "(`CoreModel.ideal_cycles`).",
         "",
         "| P | samples | RTL cycles / inference | model | ideal bound | RTL / ideal | RTL cycles / learning step | model | mismatches | sim cycles/s | with model |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

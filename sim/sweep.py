@@ -98,6 +98,7 @@ SPEC_KEYS = ("stages", "grid", "data_root", *SETTINGS)
 RESOURCES = {
     "ice40-up5k": ("ICESTORM_LC", "ICESTORM_RAM", "ICESTORM_DSP"),
     "ecp5-25k": ("TRELLIS_COMB", "DP16KD", "MULT18X18D"),
+    "ecp5-45k": ("TRELLIS_COMB", "DP16KD", "MULT18X18D"),
     "ecp5-85k": ("TRELLIS_COMB", "DP16KD", "MULT18X18D"),
 }
 #: Columns of the results table, in order.
@@ -118,7 +119,7 @@ EXAMPLE = """\
 # A spikeforge sweep spec (TOML; JSON with the same keys works too). Every [grid] key is a
 # list of values; the points are the product of the lists. Keys: dataset, arch, epochs,
 # batch, timesteps, population, decoder, bits, seed (learning), lanes, queue_depth, target
-# (none, ice40-up5k, ecp5-25k, ecp5-85k). Several grids: [[grid]] tables, concatenated.
+# (none, ice40-up5k, ecp5-25k, ecp5-45k, ecp5-85k). Several grids: [[grid]] tables, concatenated.
 # Run: spikeforge sweep sweep.toml --out runs/sweep
 stages = ["learn", "estimate"]  # of learn, estimate, gen, synth, cosim
 

@@ -221,6 +221,7 @@ TARGETS: Mapping[str, Target] = MappingProxyType({target.name: target for target
         ff_capacity="ICESTORM_LC",
     ),
     _ecp5("ecp5-25k", "25k", "CABGA256", (24288, 24288, 3036, 56, 28, 14, 197, 56)),
+    _ecp5("ecp5-45k", "45k", "CABGA381", (43848, 43848, 5481, 108, 72, 36, 245, 56)),
     _ecp5("ecp5-85k", "85k", "CABGA381", (83640, 83640, 10455, 208, 156, 78, 365, 56)),
 )})
 

@@ -53,7 +53,7 @@ BAD_SPECS = {
     "lanes out of range": ("[grid]\nlanes = [1, 0]\n", "spec.toml: grid.lanes: 0 is out of range (allowed 1..1024)"),
     "queue depth type": ("[grid]\nqueue_depth = ['x']\n", "spec.toml: grid.queue_depth: must be an integer, not 'x'"),
     "unknown target": (
-        "[grid]\ntarget = ['ecp5']\n", "spec.toml: grid.target: 'ecp5' is not one of none, ice40-up5k, ecp5-25k, ecp5-85k"
+        "[grid]\ntarget = ['ecp5']\n", "spec.toml: grid.target: 'ecp5' is not one of none, ice40-up5k, ecp5-25k, ecp5-45k, ecp5-85k"
     ),
     "unknown dataset": ("[grid]\ndataset = ['cifar10']\n", "spec.toml: grid.dataset: 'cifar10' is not one of digits, mnist10k"),
     "bad bits": ("[grid]\nbits = ['w=99']\n", "spec.toml: grid.bits: w: 99 is out of range (allowed 2..16)"),

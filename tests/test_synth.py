@@ -90,7 +90,7 @@ def gen_dir(tmp_path: Path) -> Path:
 
 
 def test_targets_list_the_issue_devices() -> None:
-    assert list(TARGETS) == ["ice40-up5k", "ecp5-25k", "ecp5-85k"]
+    assert list(TARGETS) == ["ice40-up5k", "ecp5-25k", "ecp5-45k", "ecp5-85k"]
     ice40 = get_target("ice40-up5k")
     assert {k: v[1] for k, v in ice40.resources.items() if k.startswith("ICESTORM")} == {
         "ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4, "ICESTORM_DSP": 8,
@@ -98,11 +98,13 @@ def test_targets_list_the_issue_devices() -> None:
     assert "-dsp" in ice40.synth.split()
     assert ice40.nextpnr_args[:3] == ("--up5k", "--package", "sg48")
     assert get_target("ecp5-25k").resources["DP16KD"][1] == 56
+    assert get_target("ecp5-45k").resources["DP16KD"][1] == 108
+    assert get_target("ecp5-45k").resources["TRELLIS_COMB"][1] == 43848
     assert get_target("ecp5-85k").resources["MULT18X18D"][1] == 156
 
 
 def test_unknown_target() -> None:
-    allowed = r"\(allowed ice40-up5k, ecp5-25k, ecp5-85k\)"
+    allowed = r"\(allowed ice40-up5k, ecp5-25k, ecp5-45k, ecp5-85k\)"
     with pytest.raises(ValueError, match=rf"--target: 'xc7a35t' is not a target {allowed}"):
         get_target("xc7a35t")
 

@@ -67,6 +67,7 @@ class CoreDefaults:
 TARGET_DEFAULTS = {
     None: CoreDefaults(2, DEFAULT_QUEUE_DEPTH, "dw=16,dth=16"),
     "ecp5-25k": CoreDefaults(2, DEFAULT_QUEUE_DEPTH, "dw=16,dth=16"),
+    "ecp5-45k": CoreDefaults(2, DEFAULT_QUEUE_DEPTH, "dw=16,dth=16"),
     "ecp5-85k": CoreDefaults(2, DEFAULT_QUEUE_DEPTH, "dw=16,dth=16"),
     "ice40-up5k": CoreDefaults(1, 4, "v=12,dw=16,dth=16"),
 }

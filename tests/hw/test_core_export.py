@@ -178,19 +178,27 @@ def test_gen_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message) -> No
 
 def test_grid_layers_follow_the_core_model_layout(tmp_path, capsys) -> None:
     """A conv/AP2 network: the core numbers its spiking layers (the AP2 has none), lays out
-    V, S, H position-major and VTH, R, W per channel as the core model, builds no learning
-    memories, and gen writes it."""
+    V, S, H position-major and VTH, R, W per channel as the core model, its learning
+    memories as deep as the learned ones, the layers' shift offsets, and gen writes it; on
+    the single-port weight banks of the UP5K it builds no learning."""
     from model.core_layout import CoreLayout
 
     spec = NetworkSpec.parse("5C3-AP2-3C3-10FC", input_shape=(2, 4, 4), timesteps=2)
     net = IntegerNetwork.scratch(spec, seed=3)
     config = CoreConfig.from_network(net, lanes=4, queue_depth=3)
     layout = CoreLayout(spec, 4, net.synapses)
-    assert config.numbers == (0, 1, 3, 4) and config.pools == (0, 0, 1, 0) and not config.learnable
+    assert config.numbers == (0, 1, 3, 4) and config.pools == (0, 0, 1, 0) and config.learnable
+    assert config.offsets == ((0, 4), (0, 4), (4, 2), (0, 0))  # 4 behind one pool; log2(H W)
     assert config.words == tuple(layout.layers[n].words for n in config.numbers) == (16, 32, 4, 3)
     assert [config.valid_lanes(2, k) for k in range(4)] == [layout.layers[3].word_mask(k) for k in range(4)]
     assert [config.memory(name, 1).depth for name in ("VTH", "W")] == [2, 18 * 2]
-    assert config.memory("W", 3).depth == 12 * 3 and not any(m.name.startswith("D") for m in config.memories)
+    assert config.memory("W", 3).depth == 12 * 3
+    assert [config.memory("DW", i).depth for i in (1, 2, 3)] == [config.memory("W", i).depth for i in (1, 2, 3)]
+    assert [config.memory("DVTH", i).depth for i in range(4)] == [1, 2, 1, 3]  # per channel
+    even = IntegerNetwork.scratch(NetworkSpec.parse("4C3-4FC", input_shape=(1, 4, 4), timesteps=2), seed=3)
+    up5k = CoreConfig.from_network(even, lanes=2, queue_depth=3, target="ice40-up5k")  # even rows
+    assert up5k.single_port_weights and not up5k.learnable
+    assert not any(m.name.startswith("D") for m in up5k.memories)
     contents = config.initial_contents(net)
     assert contents["W2"][0][:3] == net.weights[2][:, 0].tolist() and contents["VTH1"][1][:1] == [net.thresholds[1][4]]
     pixels = np.arange(32)
@@ -198,7 +206,8 @@ def test_grid_layers_follow_the_core_model_layout(tmp_path, capsys) -> None:
     checkpoint = net.save(tmp_path / "conv")
     assert main(["gen", "--checkpoint", str(checkpoint), "--lanes", "4", "--out", str(tmp_path / "out")]) == 0, capsys.readouterr().err
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["parameters"]["numbers"] == [0, 1, 3, 4] and manifest["parameters"]["learnable"] is False
+    assert manifest["parameters"]["numbers"] == [0, 1, 3, 4] and manifest["parameters"]["learnable"] is True
+    assert manifest["parameters"]["offsets"] == [[0, 4], [0, 4], [4, 2], [0, 0]]
 
 
 def test_single_port_weight_banks_layout_and_export(tmp_path) -> None:
