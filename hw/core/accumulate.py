@@ -84,7 +84,7 @@ class AccumulateEngine(MemoryEngine):
         m = Module()
         cfg = self.config
         f = cfg.formats
-        lanes, layers, words, sizes = cfg.lanes, cfg.layers, cfg.words, cfg.sizes
+        lanes, layers, words = cfg.lanes, cfg.layers, cfg.words
         control = self.control
         layer, first, t = control.layer, control.first, control.t
 

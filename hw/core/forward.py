@@ -28,13 +28,13 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.controller import ControlSignature, Pass
-from hw.core.grid import GridCursor, GridPusher, coordinate_layout, event_layout, row_bits
-from hw.core.lanes import integrate_datapath, neuron_lanes
+from hw.core.grid import GridCursor, GridPusher, event_layout, row_bits
+from hw.core.lanes import OPERAND_DELAY, integrate_datapath, neuron_lanes
 from hw.core.memory import MemoryPortSignature
-from hw.core.walk import counter_shape, lowest, step_base, valid_lanes, wire
+from hw.core.walk import delay, lowest, step_base, valid_lanes, wire
 from hw.core_config import CoreConfig
 from hw.queue import SpikeQueue
-from model.core import INTEGRATE_LATENCY
+from model.core import INTEGRATE_LATENCY, SCAN_LATENCY
 from model.units import NeuronOp
 
 __all__ = ["IntegrateEngine", "ScanEngine", "row_bits"]
@@ -110,17 +110,14 @@ class ScanEngine(wiring.Component):
         if cfg.grid(index):  # block-major: word pos cw + w, its block and position along
             cursor = GridCursor(m, cfg, index, name=f"scan{index}", step=reading, first=first)
             address, channel = cursor.address, cursor.at.block
-            place = [Signal(coordinate_layout(cfg, index), name=f"scan{index}_place{n}") for n in range(4)]
-            m.d.sync += [place[0].eq(cursor.at)] + [place[n + 1].eq(place[n]) for n in range(3)]
+            place = delay(m, cursor.at, 1 + SCAN_LATENCY, f"scan{index}_place")
         ports = [self.v, self.vth] + ([self.pix] if index == 0 else [])
         for port in ports:
             m.d.comb += [port.read_en.eq(reading), port.read_addr.eq(channel if port is self.vth else address)]
 
         # Pipeline: data (x + 1), registers (x + 2), lane stages, write (x + 4).
-        valid = [Signal(name=f"scan{index}_valid{n}") for n in range(2)]
-        word = [Signal(range(max(words, 2)), name=f"scan{index}_word{n}") for n in range(4)]
-        m.d.sync += [valid[0].eq(reading), valid[1].eq(valid[0]), word[0].eq(address)]
-        m.d.sync += [word[n + 1].eq(word[n]) for n in range(3)]
+        valid = delay(m, reading, OPERAND_DELAY, f"scan{index}_valid")
+        word = delay(m, address, 1 + SCAN_LATENCY, f"scan{index}_word")
         v_read = Signal.like(self.v.read_data, name=f"scan{index}_v_read")
         vth_read = Signal.like(self.vth.read_data, name=f"scan{index}_vth_read")
         m.d.sync += [v_read.eq(self.v.read_data), vth_read.eq(self.vth.read_data)]
@@ -271,13 +268,8 @@ class IntegrateEngine(wiring.Component):
         ]
 
         # Pipeline: data (x + 1), registers (x + 2), lane stages, write (x + 4).
-        valid = [Signal(name=f"{name}_valid{n}") for n in range(2)]
-        word = [Signal(counter_shape(cost), name=f"{name}_word{n}") for n in range(4)]
-        m.d.sync += [valid[0].eq(reading), valid[1].eq(valid[0]), word[0].eq(word_now)]
-        m.d.sync += [word[n + 1].eq(word[n]) for n in range(3)]
         drained = integrate_datapath(
-            m, cfg, name, self.w, self.v, reading=reading, valid=valid[1],
-            write_addr=word[3], write_lanes=valid_lanes(cfg, index, word[3]),
+            m, cfg, index, name, self.w, self.v, reading=reading, target=word_now, row_word=word_now,
         )
         m.d.comb += control.done.eq(free & drained)
         return m

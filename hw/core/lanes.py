@@ -8,12 +8,17 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import wiring
 
+from hw.core.walk import delay, row_lanes
 from hw.core_config import CoreConfig
 from hw.neuron import NeuronLane
 from model.core import INTEGRATE_LATENCY
 from model.units import NeuronOp
 
-__all__ = ["integrate_datapath", "neuron_lanes"]
+__all__ = ["OPERAND_DELAY", "integrate_datapath", "neuron_lanes"]
+
+#: Cycles from a read to its operand register (the data, then the register): the neuron
+#: lanes take the words then.
+OPERAND_DELAY = 2
 
 
 def neuron_lanes(m: Module, config: CoreConfig, name: str) -> list[NeuronLane]:
@@ -29,17 +34,19 @@ def neuron_lanes(m: Module, config: CoreConfig, name: str) -> list[NeuronLane]:
 
 
 def integrate_datapath(
-    m: Module, config: CoreConfig, name: str, w: wiring.PureInterface, v: wiring.PureInterface, *,
-    reading: Value, valid: Value, write_addr: Value, write_lanes: Value,
+    m: Module, config: CoreConfig, layer: int, name: str, w: wiring.PureInterface, v: wiring.PureInterface, *,
+    reading: Value, target: Value, row_word: Value,
 ) -> Value:
-    """An integrate engine's pipeline behind its reads (``reading``: W and V words asked for
-    this cycle): the words read, registered (the operand register, data valid while
-    ``valid``), P :class:`NeuronLane` adds with saturation, and the write of their results
-    to ``write_addr`` in the lanes ``write_lanes`` (``INTEGRATE_LATENCY`` after the read).
-    Returns "no read and nothing in flight after this cycle"."""
+    """An integrate engine's pipeline behind its reads (``reading``: the W word and the V
+    word ``target`` asked for this cycle, ``row_word`` the W word's place in its row): the
+    words read, registered (the operand register), P :class:`NeuronLane` adds with
+    saturation, and the write of their results to ``target`` in the lanes of ``row_word``
+    (:func:`hw.core.walk.row_lanes`), ``INTEGRATE_LATENCY`` cycles after the read. Returns
+    "no read and nothing in flight after this cycle"."""
     w_read = Signal.like(w.read_data, name=f"{name}_w_read")
     v_read = Signal.like(v.read_data, name=f"{name}_v_read")
     m.d.sync += [w_read.eq(w.read_data), v_read.eq(v.read_data)]
+    valid = delay(m, reading, OPERAND_DELAY, f"{name}_valid")[-1]
     units = neuron_lanes(m, config, f"{name}_lane")
     for x, unit in enumerate(units):
         m.d.comb += [
@@ -50,8 +57,8 @@ def integrate_datapath(
         ]
     writing = units[0].result.valid
     m.d.comb += [
-        v.write_addr.eq(write_addr),
-        v.write_mask.eq(Mux(writing, write_lanes, 0)),
+        v.write_addr.eq(delay(m, target, INTEGRATE_LATENCY, f"{name}_target")[-1]),
+        v.write_mask.eq(Mux(writing, row_lanes(config, layer, delay(m, row_word, INTEGRATE_LATENCY, f"{name}_row_word")[-1]), 0)),
         v.write_data.eq(Cat(unit.result.payload.v for unit in units)),
     ]
     in_flight = Signal(range(INTEGRATE_LATENCY + 2), name=f"{name}_in_flight")

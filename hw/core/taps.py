@@ -143,7 +143,6 @@ class TapIntegrateEngine(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         cfg, index = self.config, self.layer
-        cw = cfg.row_words(index)
         control = self.control
         name = f"integrate{index}"
         active = wire(m, (control.kind == Pass.FORWARD) & (control.layer == index - 1), f"{name}_active")
@@ -177,14 +176,8 @@ class TapIntegrateEngine(wiring.Component):
             m.d.sync += busy.eq(~taps.last)
 
         # Pipeline: data (x + 1), registers (x + 2), lane stages, write (x + 4).
-        valid = [Signal(name=f"{name}_valid{n}") for n in range(2)]
-        target = [Signal.like(taps.v_addr, name=f"{name}_target{n}") for n in range(4)]
-        block = [Signal(counter_shape(cw), name=f"{name}_block{n}") for n in range(4)]
-        m.d.sync += [valid[0].eq(reading), valid[1].eq(valid[0]), target[0].eq(taps.v_addr), block[0].eq(taps.word)]
-        m.d.sync += [target[n + 1].eq(target[n]) for n in range(3)] + [block[n + 1].eq(block[n]) for n in range(3)]
-        lanes = select([cfg.block_lanes(index, u) for u in range(cw)], block[3], cfg.lanes)
         drained = integrate_datapath(
-            m, cfg, name, self.w, self.v, reading=reading, valid=valid[1], write_addr=target[3], write_lanes=lanes,
+            m, cfg, index, name, self.w, self.v, reading=reading, target=taps.v_addr, row_word=taps.word,
         )
         m.d.comb += control.done.eq(~busy & drained)
         return m

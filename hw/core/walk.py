@@ -11,7 +11,7 @@ from hw.core_config import CoreConfig
 from hw.queue import SpikeQueue
 
 __all__ = [
-    "PREFETCH_WORDS", "Walker", "WordSequence", "by_layer", "counter_shape", "lowest", "popcount", "row_lanes", "select",
+    "PREFETCH_WORDS", "Walker", "WordSequence", "by_layer", "counter_shape", "delay", "lowest", "popcount", "row_lanes", "select",
     "decoder_lanes", "decoder_row_base", "step_base", "valid_lanes", "wire",
 ]
 
@@ -54,6 +54,13 @@ def row_lanes(config: CoreConfig, layer: int, word: Value) -> Value:
 def decoder_lanes(config: CoreConfig, word: Value) -> Value:
     """Lane mask of the classes in ``word`` of a fc decoder row."""
     return select([config.decoder_lanes(s) for s in range(config.decoder_words)], word, config.lanes)
+
+
+def delay(m: Module, value: Value, cycles: int, name: str) -> list[Signal]:
+    """``value`` registered ``1..cycles`` times: element ``n`` is ``value`` of ``n + 1`` cycles ago."""
+    stages = [Signal(Value.cast(value).shape(), name=f"{name}{n}") for n in range(cycles)]
+    m.d.sync += [later.eq(earlier) for earlier, later in zip([value, *stages], stages)]
+    return stages
 
 
 def wire(m: Module, value: Value, name: str) -> Signal:
