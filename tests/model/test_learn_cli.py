@@ -129,9 +129,9 @@ def test_learn_fc_decoder_on_every_target(tmp_path: Path, capsys) -> None:
         assert result["mismatches"] == 0 and result["passed"] > 0
 
 
-def test_learn_a_conv_network_and_build_its_inference_core(tmp_path: Path, capsys) -> None:
+def test_learn_a_conv_network_and_build_its_core(tmp_path: Path, capsys) -> None:
     """learn takes conv architectures (digits as 1x8x8 images); eval reproduces the result;
-    estimate runs it on the core model; gen builds its RTL core (inference only)."""
+    estimate runs it on the core model; gen builds its RTL core, which learns it on-line."""
     small = ["--arch", "2C3-AP2-20FC", "--timesteps", "3", "--population", "2", "--epochs", "1"]
     code, report = _learn(tmp_path, *small, "--init", "scratch", "--seed", "1")
     assert code == 0 and len(report["spikes_per_layer"]) == 3
@@ -145,7 +145,7 @@ def test_learn_a_conv_network_and_build_its_inference_core(tmp_path: Path, capsy
     assert json.loads((tmp_path / "e.json").read_text())["cycles_per_inference"] > 0
     capsys.readouterr()
     assert main(["gen", "--checkpoint", str(tmp_path / "ck"), "--lanes", "2", "--out", str(tmp_path / "rtl")]) == 0
-    assert json.loads((tmp_path / "rtl" / "manifest.json").read_text())["parameters"]["learnable"] is False
+    assert json.loads((tmp_path / "rtl" / "manifest.json").read_text())["parameters"]["learnable"] is True
 
 
 def test_learn_conv_from_scratch_rotates_training_images_by_default(tmp_path: Path) -> None:
