@@ -30,7 +30,8 @@ from hw.core.memory import MemoryEngine
 from hw.core.grid import GridCursor, WalkCursor, consumer_event, coordinate_layout
 from hw.core.taps import TapSequence
 from hw.core.walk import (
-    Walker, by_layer, counter_shape, decoder_lanes, decoder_row_base, row_lanes, step_base, valid_lanes, wire,
+    Walker, by_layer, counter_shape, decoder_lanes, decoder_row_base, delay, row_lanes, step_base, valid_lanes,
+    wire,
 )
 from hw.core_config import CoreConfig
 from model.core import DVTH_LATENCY, DW_LATENCY
@@ -252,15 +253,12 @@ class AccumulateEngine(MemoryEngine):
             scans = {i: GridCursor(m, cfg, i, name=f"dvth{i}", step=reading & (layer == i), first=first) for i in grid_th}
             sweep = by_layer(layer, {i: scans[i].address if i in scans else at_now for i in every}, word_in_flight[0].shape())
             channel = by_layer(layer, {i: scans[i].at.block if i in scans else at_now for i in every}, word_in_flight[0].shape())
-            ends = {i: (scan.at.y == 0) & (scan.at.x == 0) for i, scan in scans.items()}
-            opens = by_layer(layer, {i: ends.get(i, 1) for i in every}, 1)
-            ends = {i: (scan.at.y == cfg.shape(i)[1] - 1) & (scan.at.x == cfg.shape(i)[2] - 1) for i, scan in scans.items()}
-            closes = by_layer(layer, {i: ends.get(i, 1) for i in every}, 1)
-            flags = [Signal(2, name=f"dvth_block_ends{n}") for n in range(DVTH_LATENCY + 1)]  # (opens, closes)
-            channels = [Signal(counter_shape(max(words)), name=f"dvth_channel{n}") for n in range(DVTH_LATENCY + 1)]
-            m.d.sync += [flags[0].eq(Cat(opens, closes)), channels[0].eq(channel)]
-            m.d.sync += [flags[n + 1].eq(flags[n]) for n in range(DVTH_LATENCY)]
-            m.d.sync += [channels[n + 1].eq(channels[n]) for n in range(DVTH_LATENCY)]
+            block_first = {i: (scan.at.y == 0) & (scan.at.x == 0) for i, scan in scans.items()}
+            opens = by_layer(layer, {i: block_first.get(i, 1) for i in every}, 1)
+            block_last = {i: (scan.at.y == cfg.shape(i)[1] - 1) & (scan.at.x == cfg.shape(i)[2] - 1) for i, scan in scans.items()}
+            closes = by_layer(layer, {i: block_last.get(i, 1) for i in every}, 1)
+            flags = delay(m, Cat(opens, closes), DVTH_LATENCY + 1, "dvth_block_ends")  # (opens, closes)
+            channels = delay(m, channel, DVTH_LATENCY + 1, "dvth_channel")
         m.d.sync += [word_in_flight[0].eq(sweep)] + [word_in_flight[n + 1].eq(word_in_flight[n]) for n in range(DVTH_LATENCY)]
         fired = by_layer(
             operand_block, {i: read[("S", i)].as_value() & valid_lanes(cfg, i, word_in_flight[1]) for i in every}, lanes
