@@ -20,18 +20,17 @@ accumulator, and is written in ``x + 3``.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data
 from amaranth.lib.wiring import In
 
 from hw.accumulator import GradientAccumulator
 from hw.controller import Pass
 from hw.core.backward import error_layout, error_word, grad_bits
 from hw.core.memory import MemoryEngine
-from hw.core.grid import GridCursor, WalkCursor, consumer_event, coordinate_layout
-from hw.core.taps import TapSequence
+from hw.core.grid import GridCursor
+from hw.core.grid_walk import GridWalks, event_reads
 from hw.core.walk import (
-    Walker, by_layer, counter_shape, decoder_lanes, decoder_row_base, delay, row_lanes, step_base, valid_lanes,
-    wire,
+    Walker, by_layer, counter_shape, decoder_lanes, decoder_row_base, delay, row_lanes, scoreboard, step_base,
+    valid_lanes, wire,
 )
 from hw.core_config import CoreConfig
 from model.core import DVTH_LATENCY, DW_LATENCY
@@ -89,8 +88,6 @@ class AccumulateEngine(MemoryEngine):
         control = self.control
         layer, first, t = control.layer, control.first, control.t
 
-
-
         dv_bits = grad_bits(cfg)
         m.submodules.unit = unit = GradientAccumulator(lanes=lanes, g=dv_bits, dw=f.dw, dth=f.dth)
         m.d.comb += unit.result.ready.eq(1)
@@ -126,7 +123,7 @@ class AccumulateEngine(MemoryEngine):
         dw_layers = range(1, layers + 1)
         grid = [i for i in dw_layers if cfg.grid(i - 1)]
         tapped = [i for i in grid if cfg.grid(i)]
-        costs = {i: cfg.row_words(i) * (9 if i in tapped else 1) for i in dw_layers}
+        costs = {i: event_reads(cfg, i) for i in dw_layers}
         spikes = {i: i - 1 for i in dw_layers}  # the layer whose bit-plane each block walks
         depths = {i: cfg.memory("DW", i).depth for i in dw_layers}
         decoder_block = layers + 1
@@ -137,11 +134,7 @@ class AccumulateEngine(MemoryEngine):
         operand_block = Signal(range(layers + 2), name="acc_operand_block")
         m.d.sync += operand_block.eq(block)
         issue, end, stall = Signal(name="dw_issue"), Signal(name="dw_end"), Signal(name="dw_stall")
-        cursors = {
-            i: WalkCursor(m, cfg, i - 1, name=f"dw{i}_walk", step=issue & accumulating & (layer == i), first=first)
-            for i in grid
-        }
-        tag_bits = max((len(cursor.at.as_value()) for cursor in cursors.values()), default=0)
+        walks = GridWalks(m, cfg, "dw", walked={i: i - 1 for i in grid}, block=block, issue=issue, first=first)
         walker = Walker(
             m, "dw", active=accumulating | decoding, first=first,
             words=by_layer(block, {i: words[j] for i, j in spikes.items()}, counter_shape(max(words) + 1)),
@@ -150,24 +143,12 @@ class AccumulateEngine(MemoryEngine):
             bits=by_layer(block, {i: self.port("S", j).read_data.as_value() for i, j in spikes.items()}, lanes),
             valid=lambda k: by_layer(block, {i: valid_lanes(cfg, j, k) for i, j in spikes.items()}, lanes), empty=2,
             rows={i: cost for i, cost in costs.items() if i not in grid}, layer=block,
-            end=end if tapped else None, stall=stall if grid else None,
-            tag=by_layer(block, {i: cursor.at.as_value() for i, cursor in cursors.items()}, tag_bits) if grid else None,
+            end=end if tapped else None, stall=stall if grid else None, tag=walks.tag,
         )
         m.d.comb += issue.eq(walker.issue)
         # The running event's DW word, dV^l word and row word (its lanes), by block.
-        reads = {i: (walker.address, walker.sub, walker.sub) for i in costs if i not in grid}
-        ends = {}
-        for i in grid:
-            at = data.View(coordinate_layout(cfg, i - 1), walker.tag[: len(cursors[i].at.as_value())])
-            event = consumer_event(m, cfg, i - 1, at.block * lanes + walker.lane, at.y, at.x, name=f"dw{i}")
-            if i in tapped:
-                taps = TapSequence(
-                    m, cfg, i, name=f"dw{i}_taps", event=event, fresh=walker.sub == 0,
-                    step=walker.step & accumulating & (layer == i),
-                )
-                reads[i], ends[i] = (taps.w_addr, taps.v_addr, taps.word), taps.last
-            else:
-                reads[i] = (event + walker.sub, walker.sub, walker.sub)
+        grid_reads, ends, _ = walks.reads(walker, walker.step)
+        reads = {i: (walker.address, walker.sub, walker.sub) for i in costs if i not in grid} | grid_reads
         if tapped:
             m.d.comb += end.eq(by_layer(block, {i: ends.get(i, walker.sub == cost - 1) for i, cost in costs.items()}, 1))
         longest_row = max(depths.values())
@@ -175,12 +156,8 @@ class AccumulateEngine(MemoryEngine):
         if cfg.fc_decoder:
             address = Mux(decoding, decoder_row_base(cfg, t) + walker.address, address)
         if grid:
-            recent = [(Signal(name=f"dw_recent{n}"), Signal(counter_shape(longest_row), name=f"dw_recent_addr{n}"))
-                      for n in range(DW_LATENCY)]
-            m.d.comb += stall.eq(accumulating & Cat(valid & (addr == address) for valid, addr in recent).any())
-            m.d.sync += [recent[0][0].eq(accumulating & walker.step), recent[0][1].eq(address)]
-            m.d.sync += [later.eq(earlier) for (earlier, _), (later, _) in zip(recent, recent[1:])]
-            m.d.sync += [later.eq(earlier) for (_, earlier), (_, later) in zip(recent, recent[1:])]
+            hazard = scoreboard(m, "dw", read=accumulating & walker.step, address=address, cycles=DW_LATENCY)
+            m.d.comb += stall.eq(accumulating & hazard)
         # Address and row word of the words in flight: data (x + 1), registers (x + 2), write (x + 3).
         addresses = [Signal(counter_shape(longest_row), name=f"dw_address{n}") for n in range(DW_LATENCY)]
         row_words = [Signal(counter_shape(max(costs.values())), name=f"dw_row_word{n}") for n in range(2)]

@@ -27,8 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.controller import Pass
 from hw.core.memory import MemoryEngine
-from hw.core.grid import WalkCursor, consumer_event, coordinate_layout
-from hw.core.taps import TapSequence
+from hw.core.grid_walk import GridWalks, event_reads
 from hw.core.walk import Walker, by_layer, counter_shape, decoder_row_base, select, step_base, valid_lanes, wire
 from hw.core_config import CoreConfig
 from hw.dot_product import DotProductLane
@@ -106,8 +105,6 @@ class DvEngine(MemoryEngine):
         control = self.control
         layer, first, t = control.layer, control.first, control.t
 
-
-
         dv_layers = range(lowest, layers + 1)
         hidden = range(lowest, layers)
         # The layers whose sums are dot products: the hidden ones, and the output layer's
@@ -117,14 +114,11 @@ class DvEngine(MemoryEngine):
         dotted = list(hidden) + ([layers] if cfg.fc_decoder else [])
         grid = [i for i in dv_layers if cfg.grid(i)]
         tapped = [i for i in grid if cfg.grid(i + 1)]
-        costs = {i: cfg.row_words(i + 1) * (9 if i in tapped else 1) for i in hidden}
+        costs = {i: event_reads(cfg, i + 1) for i in hidden}
         costs[layers] = cfg.decoder_words if cfg.fc_decoder else 1
         walking = wire(m, control.kind == Pass.DV, "dv_active")
         issue, end = Signal(name="dv_issue"), Signal(name="dv_end")
-        cursors = {
-            i: WalkCursor(m, cfg, i, name=f"dv{i}_walk", step=issue & (layer == i), first=first) for i in grid
-        }
-        tag_bits = max((len(cursor.at.as_value()) for cursor in cursors.values()), default=0)
+        walks = GridWalks(m, cfg, "dv", walked={i: i for i in grid}, block=layer, issue=issue, first=first)
         walker = Walker(
             m, "dv", active=walking, first=first,
             words=by_layer(layer, {i: words[i] for i in dv_layers}, counter_shape(max(words) + 1)),
@@ -133,27 +127,14 @@ class DvEngine(MemoryEngine):
             bits=by_layer(layer, {i: self.port("H", i).read_data.as_value() for i in dv_layers}, lanes),
             valid=lambda k: by_layer(layer, {i: valid_lanes(cfg, i, k) for i in dv_layers}, lanes),
             rows={i: costs[i] for i in dotted if i not in grid}, layer=layer,
-            end=end if tapped else None,
-            tag=by_layer(layer, {i: cursor.at.as_value() for i, cursor in cursors.items()}, tag_bits) if grid else None,
+            end=end if tapped else None, tag=walks.tag,
         )
         m.d.comb += issue.eq(walker.issue)
-        # The running event's words in W^{l+1} and dV^{l+1}, by layer.
+        # The running event's words in W^{l+1} and dV^{l+1}, and its neuron's R word, by layer.
+        grid_reads, ends, grid_channels = walks.reads(walker, walker.step)
         reads = {i: (walker.address, walker.sub) for i in dotted if i not in grid}
-        channel_word = {i: walker.k for i in dv_layers if i not in grid}  # its R word
-        ends = {}
-        for i in grid:
-            at = data.View(coordinate_layout(cfg, i), walker.tag[: len(cursors[i].at.as_value())])
-            channel_word[i] = at.block
-            event = consumer_event(m, cfg, i, at.block * lanes + walker.lane, at.y, at.x, name=f"dv{i}")
-            if i in tapped:
-                taps = TapSequence(
-                    m, cfg, i + 1, name=f"dv{i}_taps", event=event, fresh=walker.sub == 0,
-                    step=walker.step & (layer == i),
-                )
-                reads[i] = (taps.w_addr, taps.v_addr)
-                ends[i] = taps.last
-            else:
-                reads[i] = (event + walker.sub, walker.sub)
+        reads.update({i: read[:2] for i, read in grid_reads.items()})
+        channel_word = {i: walker.k for i in dv_layers if i not in grid} | grid_channels
         if tapped:
             m.d.comb += end.eq(by_layer(
                 layer, {i: ends.get(i, walker.sub == costs[i] - 1) for i in dv_layers}, 1

@@ -22,12 +22,12 @@ from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.core.walk import counter_shape, wire
+from hw.core.walk import counter_shape, select, wire
 from hw.core_config import CoreConfig
 from hw.queue import SpikeQueue
 from model.core import QUEUE_LATENCY
 
-__all__ = ["GridCursor", "GridPusher", "WalkCursor", "consumer_event", "coordinate_layout", "event_layout", "row_bits"]
+__all__ = ["GridCursor", "GridPusher", "WalkCursor", "consumer_event", "coordinate_layout", "event_layout", "lane_event", "row_bits"]
 
 
 def row_bits(config: CoreConfig, layer: int) -> int:
@@ -166,21 +166,23 @@ class GridPusher(wiring.Component):
         idle = Cat(fifo.level == 0 for fifo in fifos).all()
         m.d.comb += [
             out.valid.eq(found),
-            out.payload.eq(consumer_event(m, cfg, index, block * lanes + lane, head.y, head.x, name=name)),
+            out.payload.eq(lane_event(m, cfg, index, consumer_event(m, cfg, index, block, head.y, head.x, name=name), lane, name=name)),
             self.stalled.eq(found & ~out.ready),
             self.drained.eq(~(self.written & self.spikes.any()) & idle),
         ]
         return m
 
 
-def consumer_event(m: Module, config: CoreConfig, layer: int, channel: Value, y: Value, x: Value, *, name: str) -> Value:
-    """The event of a spike at (``channel``, ``y``, ``x``) of grid layer ``layer`` in its
-    consumer ``layer + 1`` (:func:`event_layout`), behind the consumer's AP2 layers."""
+def consumer_event(m: Module, config: CoreConfig, layer: int, block: Value, y: Value, x: Value, *, name: str) -> Value:
+    """The event in consumer ``layer + 1`` (:func:`event_layout`, behind its AP2 layers) of a
+    spike at (``block P``, ``y``, ``x``) of grid layer ``layer``: the block's lane 0, which
+    :func:`lane_event` moves to the spike's lane."""
     consumer = layer + 1
     shift = config.pool_levels(consumer)
     y, x = y >> shift, x >> shift
     cw = config.row_words(consumer)
     _, height, width = (dimension >> shift for dimension in config.shape(layer))
+    channel = block * config.lanes
     if not config.grid(consumer):
         row = channel * (height * width) + y * width + x
         return (row * cw)[: row_bits(config, consumer)]
@@ -192,6 +194,28 @@ def consumer_event(m: Module, config: CoreConfig, layer: int, channel: Value, y:
         event.x.eq(x),
     ]
     return event.as_value()
+
+
+def lane_event(m: Module, config: CoreConfig, layer: int, event: Value, lane: Value, *, name: str) -> Value:
+    """``event`` (:func:`consumer_event` of a block of grid layer ``layer``) for the block's
+    lane ``lane``: its channel's rows, ``lane`` channel strides on (a table, no product)."""
+    consumer = layer + 1
+    shift = config.pool_levels(consumer)
+    _, height, width = (dimension >> shift for dimension in config.shape(layer))
+    stride = config.row_words(consumer) * (9 if config.grid(consumer) else height * width)
+    if not config.grid(consumer):
+        bits = row_bits(config, consumer)
+        return (event + select([(x * stride) % (1 << bits) for x in range(config.lanes)], lane, bits))[:bits]
+    held = data.View(event_layout(config, consumer), event)
+    moved = Signal(event_layout(config, consumer), name=f"{name}_lane_event")
+    bits = len(moved.w_base)
+    m.d.comb += [
+        moved.w_base.eq(held.w_base + select([(x * stride) % (1 << bits) for x in range(config.lanes)], lane, bits)),
+        moved.v_base.eq(held.v_base),
+        moved.y.eq(held.y),
+        moved.x.eq(held.x),
+    ]
+    return moved.as_value()
 
 
 class WalkCursor:

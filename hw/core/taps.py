@@ -23,7 +23,7 @@ from hw.controller import ControlSignature, Pass
 from hw.core.grid import event_layout
 from hw.core.lanes import integrate_datapath
 from hw.core.memory import MemoryPortSignature
-from hw.core.walk import counter_shape, lowest, select, wire
+from hw.core.walk import counter_shape, lowest, scoreboard, select, wire
 from hw.core_config import CoreConfig
 from model.core import INTEGRATE_LATENCY
 
@@ -157,13 +157,8 @@ class TapIntegrateEngine(wiring.Component):
         )
 
         # Scoreboard: the V words read in the last INTEGRATE_LATENCY - 1 cycles.
-        recent = [(Signal(name=f"{name}_recent{n}"), Signal.like(taps.v_addr, name=f"{name}_recent_addr{n}"))
-                  for n in range(INTEGRATE_LATENCY - 1)]
-        hazard = Cat(valid & (addr == taps.v_addr) for valid, addr in recent).any()
+        hazard = scoreboard(m, name, read=reading, address=taps.v_addr, cycles=INTEGRATE_LATENCY - 1)
         m.d.comb += reading.eq((busy | starting) & ~hazard)
-        m.d.sync += [recent[0][0].eq(reading), recent[0][1].eq(taps.v_addr)]
-        m.d.sync += [recent[n + 1][0].eq(recent[n][0]) for n in range(len(recent) - 1)]
-        m.d.sync += [recent[n + 1][1].eq(recent[n][1]) for n in range(len(recent) - 1)]
         m.d.comb += [
             self.events.ready.eq(~busy & active & ~hazard),
             self.w.read_en.eq(reading), self.w.read_addr.eq(taps.w_addr),

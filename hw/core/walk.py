@@ -11,7 +11,7 @@ from hw.core_config import CoreConfig
 from hw.queue import SpikeQueue
 
 __all__ = [
-    "PREFETCH_WORDS", "Walker", "WordSequence", "by_layer", "counter_shape", "delay", "lowest", "popcount", "row_lanes", "select",
+    "PREFETCH_WORDS", "Walker", "WordSequence", "by_layer", "counter_shape", "delay", "lowest", "popcount", "row_lanes", "scoreboard", "select",
     "decoder_lanes", "decoder_row_base", "step_base", "valid_lanes", "wire",
 ]
 
@@ -61,6 +61,15 @@ def delay(m: Module, value: Value, cycles: int, name: str) -> list[Signal]:
     stages = [Signal(Value.cast(value).shape(), name=f"{name}{n}") for n in range(cycles)]
     m.d.sync += [later.eq(earlier) for earlier, later in zip([value, *stages], stages)]
     return stages
+
+
+def scoreboard(m: Module, name: str, *, read: Value, address: Value, cycles: int) -> Value:
+    """Whether ``address`` was read (``read``) in one of the last ``cycles`` cycles: the
+    hazard of a read whose word has a write in flight (written ``cycles`` cycles after its
+    read, or ``cycles + 1`` behind a transparent port)."""
+    reads = delay(m, read, cycles, f"{name}_recent")
+    addresses = delay(m, address, cycles, f"{name}_recent_address")
+    return Cat(valid & (held == address) for valid, held in zip(reads, addresses)).any()
 
 
 def wire(m: Module, value: Value, name: str) -> Signal:
