@@ -23,7 +23,7 @@ operand register (the words read):
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -31,7 +31,7 @@ from hw.controller import ControlSignature, Pass
 from hw.core.grid import GridCursor, GridPusher, event_layout, row_bits
 from hw.core.lanes import OPERAND_DELAY, integrate_datapath, neuron_lanes
 from hw.core.memory import MemoryPortSignature
-from hw.core.walk import delay, lowest, step_base, valid_lanes, wire
+from hw.core.walk import delay, lowest, one_hot_select, step_base, valid_lanes, wire
 from hw.core_config import CoreConfig
 from hw.queue import SpikeQueue
 from model.core import INTEGRATE_LATENCY, SCAN_LATENCY
@@ -197,10 +197,8 @@ class ScanEngine(wiring.Component):
         held = fifo.pop.payload
         pushed = Signal(lanes, name=f"scan{index}_pushed")
         remaining = wire(m, held[:lanes] & ~pushed, f"scan{index}_remaining")
-        lane, one_hot = lowest(remaining, lanes)
-        lane_base = Const(0, base_bits)
-        for x in reversed(range(lanes)):
-            lane_base = Mux(lane == x, x * cost, lane_base)
+        _, one_hot = lowest(remaining, lanes)
+        lane_base = one_hot_select([x * cost for x in range(lanes)], one_hot, base_bits)
         alone = ~(remaining & ~one_hot).any()
         out = self.spikes
         accepted = wire(m, fifo.pop.valid & out.ready, f"scan{index}_push")

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, Value
+from amaranth.lib import data
 
 from hw.core_config import CoreConfig
 from hw.queue import SpikeQueue
 
 __all__ = [
-    "PREFETCH_WORDS", "Walker", "WordSequence", "by_layer", "counter_shape", "delay", "lowest", "popcount", "row_lanes", "scoreboard", "select",
+    "PREFETCH_WORDS", "Walker", "WordSequence", "by_layer", "counter_shape", "delay", "lowest", "one_hot_select", "popcount", "row_lanes", "scoreboard", "select",
     "decoder_lanes", "decoder_row_base", "step_base", "valid_lanes", "wire",
 ]
 
@@ -56,9 +57,11 @@ def decoder_lanes(config: CoreConfig, word: Value) -> Value:
     return select([config.decoder_lanes(s) for s in range(config.decoder_words)], word, config.lanes)
 
 
-def delay(m: Module, value: Value, cycles: int, name: str) -> list[Signal]:
-    """``value`` registered ``1..cycles`` times: element ``n`` is ``value`` of ``n + 1`` cycles ago."""
-    stages = [Signal(Value.cast(value).shape(), name=f"{name}{n}") for n in range(cycles)]
+def delay(m: Module, value: Value, cycles: int, name: str, shape=None) -> list[Signal]:
+    """``value`` registered ``1..cycles`` times: element ``n`` is ``value`` of ``n + 1`` cycles
+    ago, of ``shape`` (default ``value``'s; a layout for a view)."""
+    shape = (value.shape() if isinstance(value, data.View) else Value.cast(value).shape()) if shape is None else shape
+    stages = [Signal(shape, name=f"{name}{n}") for n in range(cycles)]
     m.d.sync += [later.eq(earlier) for earlier, later in zip([value, *stages], stages)]
     return stages
 
@@ -85,12 +88,23 @@ def counter_shape(count: int) -> range:
 
 
 def lowest(bits: Value, lanes: int) -> tuple[Value, Value]:
-    """``(index, one_hot)`` of the lowest set bit of ``bits`` (index 0, one-hot 0 if none)."""
-    index = Const(0, counter_shape(lanes))
-    for lane in reversed(range(lanes)):
-        index = Mux(bits[lane], lane, index)
-    one_hot = Cat(*((index == lane) & bits[lane] for lane in range(lanes)))
+    """``(index, one_hot)`` of the lowest set bit of ``bits`` (index 0, one-hot 0 if none):
+    the one-hot isolated by a carry chain (``bits & -bits``), the index OR-encoded from it."""
+    bits = Value.cast(bits)[:lanes]
+    one_hot = (bits & (~bits + 1))[:lanes]
+    width = Shape.cast(counter_shape(lanes)).width
+    index = Cat(*(
+        Cat(*(one_hot[x] for x in range(lanes) if x >> b & 1), Const(0, 1)).any() for b in range(width)
+    ))
     return index, one_hot
+
+
+def one_hot_select(values: Sequence[int], one_hot: Value, bits: int) -> Value:
+    """``values[x]`` for the set bit ``x`` of ``one_hot`` (0 if none): an OR of AND terms,
+    no index decoder."""
+    return Cat(*(
+        Cat(*(one_hot[x] for x, value in enumerate(values) if value >> b & 1), Const(0, 1)).any() for b in range(bits)
+    ))
 
 
 def popcount(bits: Value) -> Value:
@@ -255,8 +269,9 @@ class Walker:
         m.d.sync += retired.eq(retired_now + retire)
         self.finished = wire(m, active & ~first & (retired_now + retire == words), f"{name}_finished")
 
+        offset_bits = Shape.cast(base.shape()).width
         lane_offset = by_layer(
-            layer, {i: Array(Const(x * c, base.shape()) for x in range(lanes))[lane] for i, c in rows.items()},
+            layer, {i: one_hot_select([x * c for x in range(lanes)], one_hot, offset_bits) for i, c in rows.items()},
             base.shape(),
         )
         following = Signal(base.shape(), name=f"{name}_following")  # the next word of the row
