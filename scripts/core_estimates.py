@@ -6,12 +6,15 @@ e.g. from ``spikeforge learn``) and on two float networks quantized to integers 
 and baseline STBP on digits: given as float checkpoints, or trained here with
 :func:`model.stbp.train` and the recipe of ``--float-epochs``/``--float-lr``), and writes
 the section ``## Core model: cycles, spikes and energy`` of a Markdown file (replaced when
-present, appended otherwise).
+present, appended otherwise). With ``--conv`` (an integer checkpoint of a conv network on
+digits), the section ``## Core model: the digits conv network``: cycles against P and
+against spike rate.
 
 Usage::
 
     python3 scripts/core_estimates.py --digits DIR --mnist DIR --samples 100 \\
         --write docs/results.md
+    python3 scripts/core_estimates.py --conv DIR --samples 100 --write docs/results.md
 """
 
 from __future__ import annotations
@@ -41,17 +44,19 @@ from results_md import machine_note, positive_int, publish  # noqa: E402
 from sim.commands.estimate import measure  # noqa: E402
 
 HEADING = "## Core model: cycles, spikes and energy"
+CONV_HEADING = "## Core model: the digits conv network"
 LANES = (1, 2, 4, 8, 16, 32, 128)
+CONV_LANES = (1, 2, 4, 8, 16, 32)
 DEPTHS = (1, 2, 3, 4, 8, 16, 64)
 GAINS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 TABLE = "horowitz45"
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--digits", required=True, metavar="DIR", help="integer checkpoint, digits network")
-    parser.add_argument("--mnist", required=True, metavar="DIR", help="integer checkpoint, mnist10k network")
+    parser.add_argument("--digits", metavar="DIR", help="integer checkpoint, digits network (with --mnist)")
+    parser.add_argument("--mnist", metavar="DIR", help="integer checkpoint, mnist10k network (with --digits)")
+    parser.add_argument("--conv", metavar="DIR", help="integer checkpoint, a conv network on digits (its own section)")
     parser.add_argument("--enhanced", metavar="DIR", help="float checkpoint, enhanced STBP (default: train one)")
     parser.add_argument("--baseline", metavar="DIR", help="float checkpoint, baseline STBP (default: train one)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the float networks")
@@ -82,15 +87,18 @@ def _fmt(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def lanes_table(name: str, net: IntegerNetwork, data: tuple, train: tuple, depth: int) -> list[str]:
+def lanes_table(
+    name: str, net: IntegerNetwork, data: tuple, train: tuple, depth: int, lanes_swept: Sequence[int] = LANES,
+) -> list[str]:
+    inputs = "x".join(str(size) for size in net.spec.input_shape)
     lines = [
-        f"**{name}** (`{net.spec.arch}`, {net.spec.input_shape[0]} inputs, population "
+        f"**{name}** (`{net.spec.arch}`, {inputs} inputs, population "
         f"{net.spec.population}, T = {net.spec.timesteps}), Q = {depth}:",
         "",
         _row("P", "cycles / inference", "ideal bound", "cycles / ideal", "stall cycles", "cycles / learning step"),
         "|---:|---:|---:|---:|---:|---:|",
     ]
-    for lanes in LANES:
+    for lanes in lanes_swept:
         report = estimate(net, *data, train, lanes=lanes, depth=depth)
         lines.append(_row(
             lanes, _fmt(report["cycles_per_inference"]), _fmt(report["ideal_cycles_per_inference"]),
@@ -178,7 +186,8 @@ def config_table(nets: dict[str, IntegerNetwork], data: tuple, lanes: int, depth
 def learn_command(path: str) -> str:
     """The ``spikeforge learn`` command recorded in an integer checkpoint's metadata."""
     training = read_checkpoint_json(path).get("training") or {}
-    arch = IntegerNetwork.load(path).spec.arch
+    spec = IntegerNetwork.load(path).spec
+    arch = spec.arch + ("" if spec.decoder == "last" else f" --decoder {spec.decoder}")
     keys = ("dataset", "init", "epochs", "seed")
     if not all(key in training for key in keys):
         return f"`{path}` (no training record)"
@@ -272,14 +281,50 @@ def section(args: argparse.Namespace, argv: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def conv_section(args: argparse.Namespace, argv: Sequence[str]) -> str:
+    """The conv network's section: cycles against P and against spike rate."""
+    started = time.perf_counter()
+    digits = load_dataset("digits")
+    n = args.samples
+    test = (to_u8(digits.test_x[:n]), digits.test_y[:n])
+    train = (to_u8(digits.train_x[:n]), digits.train_y[:n])
+    net = IntegerNetwork.load(args.conv)
+    lines = [
+        CONV_HEADING,
+        "",
+        "Command: `python3 scripts/core_estimates.py " + " ".join(shlex.quote(a) for a in argv) + "`",
+        "",
+        f"Integer checkpoint: {learn_command(args.conv)}.",
+        "",
+        "`model/core.py` on the conv network's schedule (docs/architecture.md section 9): the "
+        f"mean over the first {n} test images (learning steps: the first {n} training images, "
+        "on-line, B = 1). The ideal bound counts the words each spike's event touches (FC: "
+        "`ceil(fan_out / P)`; conv: the in-image taps' `ceil(C_out / P)` words) plus one cycle "
+        "per word of every fire scan. Cycles per learning step include the inference.",
+        "",
+        *lanes_table("digits conv", net, test, train, args.queue_depth, CONV_LANES),
+        "",
+        *rate_table("digits conv", net, test, args.lanes, args.queue_depth),
+        "",
+        f"Wall-clock time of the script: {time.perf_counter() - started:.0f} s. {machine_note()}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if args.queue_depth < 1:
         print(f"core_estimates: --queue-depth: {args.queue_depth} is out of range (allowed 1 or more)", file=sys.stderr)
         return 2
-    text = section(args, argv)
-    publish(text, args.write)
+    if (args.digits is None) != (args.mnist is None) or (args.digits is None and args.conv is None):
+        print("core_estimates: give --digits and --mnist, or --conv, or all three", file=sys.stderr)
+        return 2
+    if args.digits is not None:
+        publish(section(args, argv), args.write)
+    if args.conv is not None:
+        publish(conv_section(args, argv), args.write)
     return 0
 
 

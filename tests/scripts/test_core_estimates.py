@@ -28,3 +28,16 @@ def test_learn_command_and_tables(script: ModuleType, tmp_path: Path) -> None:
     assert all(line.count("|") == 7 for line in lines[2:])
     report = script.estimate(net, *data, None, lanes=2, depth=3)
     assert report["cycles_per_learning_step"] is None and report["loihi_pj_per_inference"] > 0
+
+
+def test_conv_section_needs_its_checkpoint_or_both_fc_ones(script: ModuleType, capsys) -> None:
+    assert script.main(["--digits", "a"]) == 2
+    assert script.main([]) == 2
+    assert "give --digits and --mnist, or --conv" in capsys.readouterr().err
+
+
+def test_conv_learn_command_names_the_decoder(script: ModuleType, tmp_path: Path) -> None:
+    spec = NetworkSpec.parse("2C3-AP2-4FC", input_shape=(1, 4, 4), timesteps=2, population=2, decoder="fc")
+    folder = tmp_path / "conv"
+    IntegerNetwork.scratch(spec, seed=1).save(folder, training={"dataset": "digits", "init": "scratch", "epochs": 2, "seed": 0})
+    assert "--arch 2C3-AP2-4FC --decoder fc --epochs 2" in script.learn_command(str(folder))
