@@ -159,10 +159,11 @@ class AccumulateEngine(MemoryEngine):
             hazard = scoreboard(m, "dw", read=accumulating & walker.step, address=address, cycles=DW_LATENCY)
             m.d.comb += stall.eq(accumulating & hazard)
         # Address and row word of the words in flight: data (x + 1), registers (x + 2), write (x + 3).
-        addresses = delay(m, address, DW_LATENCY, "dw_address", counter_shape(longest_row))
-        row_word_shape = counter_shape(max(costs.values()))
-        row_word = by_layer(block, {i: read[2] for i, read in reads.items()}, row_word_shape) if tapped else walker.sub
-        row_words = delay(m, row_word, 2, "dw_row_word", row_word_shape)
+        addresses = [Signal(counter_shape(longest_row), name=f"dw_address{n}") for n in range(DW_LATENCY)]
+        row_words = [Signal(counter_shape(max(costs.values())), name=f"dw_row_word{n}") for n in range(2)]
+        row_word = by_layer(block, {i: read[2] for i, read in reads.items()}, row_words[0].shape()) if tapped else walker.sub
+        m.d.sync += [addresses[0].eq(address), row_words[0].eq(row_word)]
+        m.d.sync += [addresses[n + 1].eq(addresses[n]) for n in range(DW_LATENCY - 1)] + [row_words[1].eq(row_words[0])]
         for index in dw_layers:
             on = accumulating & (layer == index)
             s_port, dw_port, dv_port = self.port("S", index - 1), self.port("DW", index), self.port("DV", index)

@@ -28,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 from hw.controller import Pass
 from hw.core.memory import MemoryEngine
 from hw.core.grid_walk import GridWalks, event_reads
-from hw.core.walk import Walker, by_layer, counter_shape, decoder_row_base, delay, select, step_base, valid_lanes, wire
+from hw.core.walk import Walker, by_layer, counter_shape, decoder_row_base, select, step_base, valid_lanes, wire
 from hw.core_config import CoreConfig
 from hw.dot_product import DotProductLane
 from hw.dv import DvUnit
@@ -152,12 +152,12 @@ class DvEngine(MemoryEngine):
             "valid": 1, "word": counter_shape(max(words)), "lane": counter_shape(lanes),
             "channel": counter_shape(max(cfg.channel_words(i) for i in dv_layers)),
         })
-        closed = Signal(tag_layout, name="dv_closed")
-        m.d.comb += [
-            closed.valid.eq(closing), closed.word.eq(walker.k), closed.lane.eq(walker.lane),
-            closed.channel.eq(by_layer(layer, channel_word, len(closed.channel))),
+        tags = [Signal(tag_layout, name=f"dv_tag{n + 1}") for n in range(DV_LATENCY)]
+        m.d.sync += [
+            tags[0].valid.eq(closing), tags[0].word.eq(walker.k), tags[0].lane.eq(walker.lane),
+            tags[0].channel.eq(by_layer(layer, channel_word, len(tags[0].channel))),
         ]
-        tags = delay(m, closed, DV_LATENCY, "dv_tag")
+        m.d.sync += [later.eq(earlier) for earlier, later in zip(tags, tags[1:])]
 
         # The dV unit's operand at e + OPERAND, with the dot sum; R read two cycles before,
         # its lane registered with the operand. tags[n] holds the event at e + 1 + n.

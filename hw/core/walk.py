@@ -57,10 +57,10 @@ def decoder_lanes(config: CoreConfig, word: Value) -> Value:
     return select([config.decoder_lanes(s) for s in range(config.decoder_words)], word, config.lanes)
 
 
-def delay(m: Module, value: Value, cycles: int, name: str, shape=None) -> list[Signal]:
+def delay(m: Module, value: Value, cycles: int, name: str) -> list[Signal]:
     """``value`` registered ``1..cycles`` times: element ``n`` is ``value`` of ``n + 1`` cycles
-    ago, of ``shape`` (default ``value``'s; a layout for a view)."""
-    shape = (value.shape() if isinstance(value, data.View) else Value.cast(value).shape()) if shape is None else shape
+    ago (views stay views of their layout)."""
+    shape = value.shape() if isinstance(value, data.View) else Value.cast(value).shape()
     stages = [Signal(shape, name=f"{name}{n}") for n in range(cycles)]
     m.d.sync += [later.eq(earlier) for earlier, later in zip([value, *stages], stages)]
     return stages
