@@ -236,8 +236,11 @@ class DvEngine(MemoryEngine):
             total = dot.result.payload.sum
             scaled = {i: total << (unit_shift - shifts[i]) for i in hidden}
             if cfg.fc_decoder:  # floor (arithmetic) shift when the decoder's shift is negative
+                # The error sum of C products e_c D_cj fits error_bits + w + bits(C) bits; the
+                # lane's sum is sized for the widest dV row, so it is narrowed before the shift.
+                error_sum = total[: error_bits(cfg) + f.w + cfg.classes.bit_length()].as_signed()
                 shift = f.decoder_error_shift
-                decoded = total << shift if shift >= 0 else total >> -shift
+                decoded = error_sum << shift if shift >= 0 else error_sum >> -shift
                 scaled[layers] = decoded << (unit_shift - shifts[layers])
             widest = max(len(value) for value in scaled.values())
             selected = by_layer(pass_layer, scaled, signed(widest))

@@ -8,7 +8,9 @@ import math
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 
+from hw.core import Core
 from hw.core_config import HOST_REGISTERS, CoreConfig, MemorySpec
 from model.core import CoreModel
 from model.integer import Formats, IntegerNetwork, LearningRule
@@ -92,7 +94,7 @@ def test_counters_cover_every_model_count() -> None:
                 for kind, memories in (("reads", counts.words_read), ("writes", counts.words_written)):
                     for memory, amount in memories.items():
                         assert amount == 0 or f"{kind}.{memory}.{layer}" in listed
-    assert f"cycles.update" in listed and "window_events.0" in listed and "queue_high_water.1" in listed
+    assert "cycles.update" in listed and "window_events.0" in listed and "queue_high_water.1" in listed
 
 
 def test_bad_networks_and_parameters() -> None:
@@ -267,3 +269,14 @@ def test_a_core_that_does_not_fit_names_the_lanes_that_do(tmp_path, capsys) -> N
     assert len(err) == 1 and err[0].startswith("spikeforge gen: error: lanes: ")
     assert err[0].endswith("lanes that fit ice40-up5k at Q = 4: 1")
     assert not (tmp_path / "core").exists()
+
+
+def test_fc_decoder_error_sum_keeps_the_dv_unit_in_range() -> None:
+    """The fc decoder's error sum is narrowed to its own width before its shift: with g = 16
+    and gf = 11 the dot-product lane's width plus the shift was beyond the dV unit's range
+    (soak seed 1304), though the sums fit the contract's 61 bits."""
+    spec = NetworkSpec.parse("9FC", input_shape=(16,), timesteps=1, population=3, decoder="fc")
+    formats = Formats(w=9, fw=5, v=15, g=16, gf=11, dw=19, dth=24, k=9, df=3)
+    config = CoreConfig.from_network(IntegerNetwork.scratch(spec, formats, seed=0), lanes=3, queue_depth=4)
+    assert config.learnable
+    Fragment.get(Core(config), None)
