@@ -201,19 +201,18 @@ def learn_command(path: str) -> str:
     )
 
 
+def first_samples(data: Any, n: int) -> tuple[tuple, tuple]:
+    """The first ``n`` test and training samples of a dataset, as (pixels u8, labels)."""
+    return (to_u8(data.test_x[:n]), data.test_y[:n]), (to_u8(data.train_x[:n]), data.train_y[:n])
+
+
 def section(args: argparse.Namespace, argv: Sequence[str]) -> str:
     started = time.perf_counter()
     digits = load_dataset("digits")
     mnist = load_dataset("mnist10k", root=args.data_root)
     n = args.samples
-
-    def split(data: Any) -> tuple[tuple, tuple]:
-        test = (to_u8(data.test_x[:n]), data.test_y[:n])
-        train = (to_u8(data.train_x[:n]), data.train_y[:n])
-        return test, train
-
-    digits_test, digits_train = split(digits)
-    mnist_test, mnist_train = split(mnist)
+    digits_test, digits_train = first_samples(digits, n)
+    mnist_test, mnist_train = first_samples(mnist, n)
     d_net = IntegerNetwork.load(args.digits)
     m_net = IntegerNetwork.load(args.mnist)
     formats = recipe("digits", "finetune").formats
@@ -286,8 +285,7 @@ def conv_section(args: argparse.Namespace, argv: Sequence[str]) -> str:
     started = time.perf_counter()
     digits = load_dataset("digits")
     n = args.samples
-    test = (to_u8(digits.test_x[:n]), digits.test_y[:n])
-    train = (to_u8(digits.train_x[:n]), digits.train_y[:n])
+    test, train = first_samples(digits, n)
     net = IntegerNetwork.load(args.conv)
     lines = [
         CONV_HEADING,

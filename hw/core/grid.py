@@ -173,15 +173,22 @@ class GridPusher(wiring.Component):
         return m
 
 
+def _pooled(config: CoreConfig, layer: int) -> tuple[int, int, int]:
+    """``(k, H', W')``: the AP2 levels between grid layer ``layer`` and its consumer and the
+    pooled height and width the consumer sees."""
+    shift = config.pool_levels(layer + 1)
+    _, height, width = (dimension >> shift for dimension in config.shape(layer))
+    return shift, height, width
+
+
 def consumer_event(m: Module, config: CoreConfig, layer: int, block: Value, y: Value, x: Value, *, name: str) -> Value:
     """The event in consumer ``layer + 1`` (:func:`event_layout`, behind its AP2 layers) of a
     spike at (``block P``, ``y``, ``x``) of grid layer ``layer``: the block's lane 0, which
     :func:`lane_event` moves to the spike's lane."""
     consumer = layer + 1
-    shift = config.pool_levels(consumer)
+    shift, height, width = _pooled(config, layer)
     y, x = y >> shift, x >> shift
     cw = config.row_words(consumer)
-    _, height, width = (dimension >> shift for dimension in config.shape(layer))
     channel = block * config.lanes
     if not config.grid(consumer):
         row = channel * (height * width) + y * width + x
@@ -200,17 +207,17 @@ def lane_event(m: Module, config: CoreConfig, layer: int, event: Value, lane: Va
     """``event`` (:func:`consumer_event` of a block of grid layer ``layer``) for the block's
     lane ``lane``: its channel's rows, ``lane`` channel strides on (a table, no product)."""
     consumer = layer + 1
-    shift = config.pool_levels(consumer)
-    _, height, width = (dimension >> shift for dimension in config.shape(layer))
-    stride = config.row_words(consumer) * (9 if config.grid(consumer) else height * width)
-    if not config.grid(consumer):
-        bits = row_bits(config, consumer)
-        return (event + select([(x * stride) % (1 << bits) for x in range(config.lanes)], lane, bits))[:bits]
+    _, height, width = _pooled(config, layer)
+    grid = config.grid(consumer)
+    stride = config.row_words(consumer) * (9 if grid else height * width)
+    bits = Shape.cast(counter_shape(config.memory("W", consumer).depth)).width if grid else row_bits(config, consumer)
+    offset = select([(x * stride) % (1 << bits) for x in range(config.lanes)], lane, bits)
+    if not grid:
+        return (event + offset)[:bits]
     held = data.View(event_layout(config, consumer), event)
     moved = Signal(event_layout(config, consumer), name=f"{name}_lane_event")
-    bits = len(moved.w_base)
     m.d.comb += [
-        moved.w_base.eq(held.w_base + select([(x * stride) % (1 << bits) for x in range(config.lanes)], lane, bits)),
+        moved.w_base.eq(held.w_base + offset),
         moved.v_base.eq(held.v_base),
         moved.y.eq(held.y),
         moved.x.eq(held.x),

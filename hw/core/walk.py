@@ -92,11 +92,7 @@ def lowest(bits: Value, lanes: int) -> tuple[Value, Value]:
     the one-hot isolated by a carry chain (``bits & -bits``), the index OR-encoded from it."""
     bits = Value.cast(bits)[:lanes]
     one_hot = (bits & (~bits + 1))[:lanes]
-    width = Shape.cast(counter_shape(lanes)).width
-    index = Cat(*(
-        Cat(*(one_hot[x] for x in range(lanes) if x >> b & 1), Const(0, 1)).any() for b in range(width)
-    ))
-    return index, one_hot
+    return one_hot_select(range(lanes), one_hot, Shape.cast(counter_shape(lanes)).width), one_hot
 
 
 def one_hot_select(values: Sequence[int], one_hot: Value, bits: int) -> Value:
