@@ -26,9 +26,11 @@ nothing else) and resumes from them on another machine. ``--write FILE`` replace
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import io
 import json
+import multiprocessing
 import os
 import statistics
 import sys
@@ -52,6 +54,7 @@ from sim.cli import build_parser as build_cli_parser
 from sim.cli import main as cli
 from sim.commands.train import RESULT_JSON
 from sim.plots import plot_ablation
+from sim.resume import state_folder
 
 HEADING = "## Float trainer: Table II ablation and Table III timesteps"
 
@@ -232,11 +235,17 @@ def add_run_options(parser: argparse.ArgumentParser, *, seeds: int, seeds_help: 
 
 
 def add_output_options(parser: argparse.ArgumentParser, *, out_help: str) -> None:
-    """``--data-root``, ``--out`` (default ``runs/ablation``), ``--write`` and ``--no-progress``."""
+    """``--data-root``, ``--out`` (default ``runs/ablation``), ``--write``, ``--no-progress``
+    and ``--jobs``."""
     parser.add_argument("--data-root", metavar="PATH", help="data folder for mnist10k")
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"), help=out_help)
     parser.add_argument("--write", type=Path, metavar="FILE", help="update the section in FILE")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--jobs", type=positive_int, default=1, metavar="N",
+        help="training runs at a time, each in a process of its own (default 1; e.g. the "
+        "number of cores, with OMP_NUM_THREADS=1)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -282,9 +291,12 @@ class Run:
         return out / self.dataset / f"{self.row.name}_T{self.timesteps}_s{self.seed}"
 
     def train_argv(self, out: Path, data_root: str | None, progress: bool) -> list[str]:
-        """The ``spikeforge train`` arguments of the run."""
+        """The ``spikeforge train`` arguments of the run (with ``--resume`` when its folder
+        holds the trainer state of a cut-short run: it continues from its last epoch)."""
         argv = ["train", "--dataset", self.dataset, "--timesteps", str(self.timesteps),
                 *self.row.train_flags(), "--seed", str(self.seed), "--out", str(self.folder(out))]
+        if state_folder(self.folder(out)).is_dir():
+            argv.append("--resume")
         if self.epochs is not None:
             argv += ["--epochs", str(self.epochs)]
         if self.arch is not None:
@@ -361,25 +373,40 @@ def execute(
     data_root: str | None = None,
     progress: bool = True,
     trainer: Callable[..., tuple[dict[str, Any], str]] | None = None,
+    jobs: int = 1,
 ) -> tuple[dict[Run, dict[str, Any]], int]:
-    """Run (or reuse) every run; returns the results and how many were trained now."""
+    """Run (or reuse) every run, ``jobs`` training runs at a time (worker processes when
+    more than one); returns the results in the order of ``runs`` and how many were trained now."""
     trainer = trainer or train_run
-    inner = progress and sys.stderr.isatty()  # per-batch bars only on a terminal
-    results: dict[Run, dict[str, Any]] = {}
-    trained = 0
-    bar = tqdm(runs, disable=not progress, unit="run", desc="ablation", dynamic_ncols=True)
-    for run in bar:
-        bar.set_postfix_str(f"{run.dataset} {run.row.name} T={run.timesteps} s{run.seed}")
-        result = finished(run, out)
-        if result is None:
-            result, summary = trainer(run, out, data_root, inner)
-            trained += 1
-            line = f"{run.dataset} {run.row.name} T={run.timesteps} seed {run.seed}: {summary}"
-            if progress:
-                bar.write(line, file=sys.stderr)
-        results[run] = result
+    inner = progress and jobs == 1 and sys.stderr.isatty()  # per-batch bars: one run on a terminal
+    done = {run: finished(run, out) for run in runs}
+    pending = [run for run in runs if done[run] is None]
+    bar = tqdm(total=len(runs), initial=len(runs) - len(pending), disable=not progress, unit="run",
+               desc="ablation", dynamic_ncols=True)
+
+    def report(run: Run, result: dict[str, Any], summary: str) -> None:
+        done[run] = result
+        bar.update()
+        if progress:
+            bar.write(f"{run.dataset} {run.row.name} T={run.timesteps} seed {run.seed}: {summary}",
+                      file=sys.stderr)
+
+    if jobs == 1:
+        for run in pending:
+            bar.set_postfix_str(f"{run.dataset} {run.row.name} T={run.timesteps} s{run.seed}")
+            report(run, *trainer(run, out, data_root, inner))
+    else:
+        context = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            futures = {pool.submit(trainer, run, out, data_root, False): run for run in pending}
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    report(futures[future], *future.result())
+            except BaseException:  # a failed run: the others running finish, no new one starts
+                pool.shutdown(cancel_futures=True)
+                raise
     bar.close()
-    return results, trained
+    return done, len(pending)
 
 
 # Tables ------------------------------------------------------------------------------
@@ -693,7 +720,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     runs = plan(args)
     try:
-        results, trained = execute(runs, args.out, args.data_root, not args.no_progress)
+        results, trained = execute(runs, args.out, args.data_root, not args.no_progress, jobs=args.jobs)
     except (UsageError, ValueError, FileNotFoundError) as error:
         print(f"ablation.py: error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2

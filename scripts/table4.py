@@ -292,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             epochs = args.epochs.get(dataset, args.epochs.get(None))
             runs = [Run(dataset, ROW_BY_NAME[name], TABLE2_T, seed, epochs)
                     for seed in range(seeds) for name in STBP_ROWS]
-            results, _ = execute(runs, args.out, args.data_root, not args.no_progress)
+            results, _ = execute(runs, args.out, args.data_root, not args.no_progress, jobs=args.jobs)
             cells = collect(results)
             conversions = [Conversion(dataset, seed, tuple(args.timesteps)) for seed in range(seeds)]
             reports = [convert(run, args.out, args.data_root)

@@ -108,6 +108,17 @@ def test_tiny_run_tables_resume_and_conflict(
     row = next(row for row in tables["digits"] if row["row"] == "subtract")
     assert row["seeds"] == 2 and row["accuracy"] == sum(run["accuracy"] for run in runs) / 2
 
+    # A cut-short run (no result.json, its trainer state kept) continues from its state.
+    result_file = out / "digits" / "enhanced_T4_s1" / "result.json"
+    before = json.loads(result_file.read_text())
+    result_file.unlink()
+    cut_short = script.Run("digits", script.ROW_BY_NAME["enhanced"], 4, 1, 1)
+    assert "--resume" in cut_short.train_argv(out, None, False)
+    assert "--resume" not in cut_short.train_argv(tmp_path / "elsewhere", None, False)
+    assert script.main(argv) == 0
+    assert "1 runs trained, 9 reused" in md.read_text()
+    assert json.loads(result_file.read_text())["accuracy"] == before["accuracy"]
+
     def no_training(*_: object) -> None:
         raise AssertionError("a finished run was trained again")
 
@@ -166,13 +177,14 @@ def test_table_json_carries_the_spread_over_seeds(script: ModuleType) -> None:
     assert enhanced["accuracy_std"] is None and enhanced["spikes_std"] is None
 
 
-def test_arch_runs_a_conv_ablation_with_its_own_section(script: ModuleType, tmp_path: Path) -> None:
+def test_arch_runs_a_conv_ablation_in_two_processes_with_its_own_section(script: ModuleType, tmp_path: Path) -> None:
     out, md = tmp_path / "runs", tmp_path / "results.md"
     arch = "4C3-AP2-100FC"
     argv = ["--datasets", "digits", "--epochs", "1", "--seeds", "1", "--rows", "enhanced", "--timesteps", "8",
             "--arch", arch, "--out", str(out), "--write", str(md), "--plot", str(tmp_path / "plots"),
-            "--no-progress"]
+            "--no-progress", "--jobs", "2"]
     assert script.main(argv) == 0
+    assert "2 runs trained, 0 reused" in md.read_text()  # baseline and enhanced, one process each
     assert imread(tmp_path / "plots" / f"ablation_{arch}_digits.png").shape[:2] == (660, 960)
     spec = json.loads((out / "digits" / "enhanced_T8_s0" / "checkpoint.json").read_text())["spec"]
     assert spec["arch"] == arch
