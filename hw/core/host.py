@@ -20,9 +20,8 @@ __all__ = ["HOST_READ_LATENCY", "HostPort", "HostSignature"]
 
 #: Cycles from ``host.re`` (or a new ``counter_select``) to the value on ``host.rdata``
 #: (``counter_value``): the request register (with the one-hot region of a read), the
-#: memory's read register, a register of every region's word (a block RAM's output
-#: register), then the register of the selected value.
-HOST_READ_LATENCY = 4
+#: memory's read register, then the register of the selected value.
+HOST_READ_LATENCY = 3
 
 
 class HostSignature(wiring.Signature):
@@ -121,14 +120,8 @@ class HostPort(wiring.Component):
         with m.If(re):
             m.d.sync += [read_regions.eq(Cat(region == number for number in range(regions))),
                          read_address.eq(address)]
-        # Every region's word registered (the register's, selected by address, and each
-        # memory's read data, which a block RAM's output register absorbs), the regions with it.
-        words = Signal(regions, name="host_read_words")
-        m.d.sync += words.eq(read_regions)
         values = Array([self.shift_w, self.shift_th, self.lfsr_state, self.pending])
-        register_word = Signal(len(values[read_address]), name="host_register_word")
-        m.d.sync += register_word.eq(values[read_address])
-        candidates = [register_word]
+        candidates = [values[read_address]]
 
         # Memories (regions 1, 2, ...): a write wins the cycle over a read.
         full = (1 << cfg.lanes) - 1
@@ -140,11 +133,9 @@ class HostPort(wiring.Component):
                 port.write_mask.eq(Const(full, cfg.lanes) & (hit & we).replicate(cfg.lanes)),
                 port.write_addr.eq(address), port.write_data.eq(wdata[: spec.word_bits]),
             ]
-            word = Signal(len(port.read_data.as_value()), name=f"host_word_{spec.key.lower()}")
-            m.d.sync += word.eq(port.read_data)
-            candidates.append(word)
+            candidates.append(port.read_data.as_value())
         m.d.sync += host.rdata.eq(functools.reduce(operator.or_, (
-            candidate & words[number].replicate(len(candidate))
+            candidate & read_regions[number].replicate(len(candidate))
             for number, candidate in enumerate(candidates)
         )))
         return m
