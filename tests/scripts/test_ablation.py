@@ -40,6 +40,7 @@ def test_rows_are_the_baseline_and_ten_distinct_ablations(script: ModuleType) ->
         (["--seeds", "0"], "argument --seeds: 0 is out of range (allowed 1 or more)"),
         (["--seeds", "two"], "argument --seeds: 'two' is not an integer"),
         (["--rows", "best"], "argument --rows: 'best' is not one of baseline, subtract"),
+        (["--jobs", "0"], "argument --jobs: 0 is out of range (allowed 1 or more)"),
     ],
 )
 def test_bad_option_exits_2_with_one_line(
@@ -193,3 +194,18 @@ def test_arch_runs_a_conv_ablation_in_two_processes_with_its_own_section(script:
     assert sorted(row["row"] for row in tables["digits"]) == ["baseline", "enhanced"]
     assert not (tmp_path / "ablation.json").exists()  # the FC tables (the demo's plot) untouched
     assert script.Run("digits", script.ROW_BY_NAME["enhanced"], 8, 0, 1).expected()["arch"] == "128FC-100FC"
+
+
+def _fail_the_baseline(run, out: Path, data_root, progress: bool) -> tuple[dict, str]:
+    """A trainer (module level, so worker processes can unpickle it) whose baseline run fails."""
+    if run.row.name == "baseline":
+        raise ValueError(f"{run.row.name} failed")
+    return {"accuracy": 0.5}, "trained"
+
+
+def test_a_failed_run_in_a_worker_process_stops_the_ablation(script: ModuleType, tmp_path: Path) -> None:
+    runs = [script.Run("digits", script.ROW_BY_NAME[name], 8, 0, 1) for name in ("baseline", "enhanced")]
+    with pytest.raises(ValueError, match="baseline failed"):
+        script.execute(runs, tmp_path, progress=False, trainer=_fail_the_baseline, jobs=2)
+    results, trained = script.execute(runs[1:], tmp_path, progress=False, trainer=_fail_the_baseline, jobs=2)
+    assert trained == 1 and results == {runs[1]: {"accuracy": 0.5}}
