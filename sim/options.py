@@ -11,7 +11,7 @@ from typing import Any
 
 from hw.core_config import DEFAULT_QUEUE_DEPTH, MAX_LANES, MAX_QUEUE_DEPTH
 from model.checks import allowed_range
-from model.data import Dataset
+from model.data import Dataset, load_dataset
 from model.integer import Formats
 from model.spec import NetworkSpec
 from sim.cli import CLIError
@@ -123,6 +123,15 @@ def check_dataset(spec: NetworkSpec, dataset: Dataset) -> None:
             f"--dataset: {dataset.name} has input shape {tuple(dataset.input_shape)} and "
             f"{dataset.classes} classes, the checkpoint expects {spec.input_shape} and {spec.classes}"
         )
+
+
+def load_network_dataset(name: str, spec: NetworkSpec, root: str | None) -> Dataset:
+    """``--dataset`` ``name`` in the layout the network reads (flat rows, or (C, H, W)
+    images for a network with an image input), refused by :func:`check_dataset` when its
+    shape or classes differ from the network's."""
+    dataset = load_dataset(name, root=root, flatten=len(spec.input_shape) == 1)
+    check_dataset(spec, dataset)
+    return dataset
 
 
 def json_target(value: str | None) -> Path | None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from hw.core_config import COUNTER_SETS, TARGETS, CoreConfig, learning_refusal
-from model.data import DATASETS, load_dataset, to_u8
+from model.data import DATASETS, to_u8
 from model.integer import IntegerNetwork
 from sim import options
 from sim.cli import CLIError, write_json
@@ -33,6 +33,7 @@ from sim.core_cosim import WAVE_BYTES_PER_CYCLE, WAVE_FORMATS, check_waves, cosi
 from sim.runner import BuildError
 from sim.tb.common import PATTERNS
 from sim.toolchain import ToolchainError, require
+
 
 def run(args: argparse.Namespace) -> int:
     try:
@@ -47,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.learn and not config.learnable:
         raise ValueError(f"--learn: {learning_refusal(network.spec, config)}")
-    dataset = load_dataset(args.dataset, root=args.data_root)
-    options.check_dataset(network.spec, dataset)
+    dataset = options.load_network_dataset(args.dataset, network.spec, args.data_root)
     x, y = (dataset.train_x, dataset.train_y) if args.learn else (dataset.test_x, dataset.test_y)
     if args.samples > len(x):
         raise ValueError(f"--samples: {args.samples} is more than the {len(x)} samples of the split")

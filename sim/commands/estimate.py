@@ -28,7 +28,7 @@ import numpy as np
 
 from model.checkpoint import read_checkpoint_json
 from model.core import CoreCounters, CoreModel, TraceRecord, check_core_spec, run_samples
-from model.data import DATASETS, load_dataset, to_u8
+from model.data import DATASETS, to_u8
 from model.energy import TABLES, EnergyReport, estimate_energy, get_table, neurobench_metrics
 from model.integer import IntegerNetwork
 from model.metrics import spikes_per_layer, synaptic_ops_per_layer
@@ -188,11 +188,7 @@ def run(args: argparse.Namespace) -> int:
         check_core_spec(NetworkSpec.from_dict(meta.get("spec")))
     net = IntegerNetwork.load(args.checkpoint)
     name = _dataset_name(args, meta)
-    data = load_dataset(name, root=args.data_root, flatten=len(net.spec.input_shape) == 1)
-    if data.input_shape != net.spec.input_shape:
-        raise ValueError(
-            f"--dataset: {name} has inputs {data.input_shape}, the checkpoint expects {net.spec.input_shape}"
-        )
+    data = options.load_network_dataset(name, net.spec, args.data_root)
     count = min(samples, len(data.train_y))
     train = (to_u8(data.train_x[:count]), data.train_y[:count])
     trace_file = None if args.trace is None else Path(args.trace).open("w", encoding="utf-8")

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from model import faults
-from model.data import load_dataset, to_u8
+from model.data import to_u8
 from model.integer import STORED_MEMORIES, IntegerNetwork, fit, recipe
 from sim import options
 from sim.cli import write_json
@@ -60,8 +60,7 @@ class _Run:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.net = IntegerNetwork.load(args.checkpoint)
-        dataset = load_dataset(args.dataset, root=args.data_root)
-        options.check_dataset(self.net.spec, dataset)
+        dataset = options.load_network_dataset(args.dataset, self.net.spec, args.data_root)
         self.test = to_u8(dataset.test_x), dataset.test_y
         count = args.learn_samples or len(dataset.train_y)
         if count > len(dataset.train_y):

@@ -17,7 +17,7 @@ import sys
 
 from hw.hls import DEFAULT_CLOCK_NS, DEFAULT_PART, check_target, learnable, write_project
 from model.checkpoint import read_checkpoint_json
-from model.data import DATASETS, load_dataset, to_u8
+from model.data import DATASETS, to_u8
 from model.integer import IntegerNetwork
 from sim import options
 from sim.cli import CLIError, write_json
@@ -47,8 +47,7 @@ def run(args: argparse.Namespace) -> int:
     spec = net.spec
     if args.learn and not learnable(spec):
         raise ValueError("--learn: the core learns only networks with reset 'subtract' and surrogate 'scaled'")
-    dataset = load_dataset(_dataset_name(args), root=args.data_root)
-    options.check_dataset(spec, dataset)
+    dataset = options.load_network_dataset(_dataset_name(args), spec, args.data_root)
     splits = [("test", dataset.test_x, dataset.test_y)]
     if args.learn:
         splits.append(("training", dataset.train_x, dataset.train_y))

@@ -249,8 +249,7 @@ def run_eval(args: argparse.Namespace) -> int:
     name = args.dataset or training.get("dataset")
     if name not in DATASETS:
         raise CLIError("--dataset: the checkpoint does not name its dataset; pass --dataset")
-    dataset = load_dataset(name, root=args.data_root, flatten=len(spec.input_shape) == 1)
-    options.check_dataset(spec, dataset)
+    dataset = options.load_network_dataset(name, spec, args.data_root)
     result = {
         **EVALUATORS[kind](directory, dataset, args.engine),
         "config": {**spec.to_dict(), "dataset": name, "kind": kind},

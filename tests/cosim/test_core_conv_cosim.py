@@ -22,6 +22,7 @@ from model.fixed import signed_range
 from model.integer import Formats, IntegerNetwork, LearningRule
 from model.spec import NetworkSpec
 from model.synapses import weight_shape
+from sim.cli import main
 from sim.core_cosim import cosimulate
 
 SEED = 20_261_206
@@ -126,3 +127,17 @@ def test_faults_behind_pools(tmp_path: Path) -> None:
         faults=path, run_name="pytest-conv-faults",
     )
     assert report.passed and report.stats["mismatches"] == 0, f"{report.stats.get('mismatches_by_kind')}; log {report.log}"
+
+
+def test_cli_cosim_streams_images_to_a_conv_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``spikeforge cosim --dataset digits`` hands a conv network (1, 8, 8) images, not flat rows."""
+    net = _network("2C3-AP2-10FC", (1, 8, 8), decoder="last", seed=SEED)
+    out = tmp_path / "cosim.json"
+    code = main([
+        "cosim", "--checkpoint", str(net.save(tmp_path / "net")), "--dataset", "digits", "--samples", "2",
+        "--learn", "--lanes", "2", "--queue-depth", "4", "--quick-build", "--no-progress", "--json", str(out),
+    ])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads(out.read_text())
+    assert report["samples"] == 2 and report["mismatches"] == 0
+    assert report["cycles_per_learning_step"] == report["model_cycles_per_learning_step"] > 0

@@ -59,6 +59,19 @@ def test_hls_without_csim_writes_the_project(
     assert not (tmp_path / "prj" / "build").exists()
 
 
+def test_hls_csim_takes_digits_images_for_a_conv_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = NetworkSpec.parse("2C3-AP2-20FC", input_shape=(1, 8, 8), timesteps=4, population=2)
+    folder = IntegerNetwork.scratch(spec, seed=3).save(tmp_path / "conv", training={"dataset": "digits"})
+    report = tmp_path / "csim.json"
+    code, err = _run(["hls", "--checkpoint", str(folder), "--out", str(tmp_path / "prj"), "--lanes", "3",
+                      "--csim", "--learn", "--samples", "2", "--json", str(report)], capsys)
+    assert code == 0, err
+    data = json.loads(report.read_text())
+    assert (data["samples"], data["learning_samples"], data["mismatches"]) == (4, 2, 0)
+
+
 def _one_line_error(code: int, err: str, message: str) -> None:
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 

@@ -162,6 +162,21 @@ def test_faults_command_report_and_plot(trained, tmp_path, capsys) -> None:
     assert (tmp_path / "faults.png").stat().st_size > 10_000
 
 
+def test_faults_command_on_a_conv_checkpoint(tmp_path, capsys) -> None:
+    """The command hands a conv network (1, 8, 8) digits images, not flat rows."""
+    spec = NetworkSpec.parse("2C3-AP2-20FC", input_shape=(1, 8, 8), timesteps=4, population=2)
+    folder = IntegerNetwork.scratch(spec, seed=3).save(tmp_path / "conv", training={"dataset": "digits"})
+    out = tmp_path / "faults.json"
+    code = main(["faults", "--checkpoint", str(folder), "--dataset", "digits", "--ber", "1e-2",
+                 "--memories", "W", "--json", str(out), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads(out.read_text())
+    digits = load_dataset("digits", flatten=False)
+    clean = IntegerNetwork.load(folder)
+    assert report["accuracy_without_faults"] == clean.evaluate(to_u8(digits.test_x), digits.test_y)["accuracy"]
+    assert [(r["memory"], r["ber"]) for r in report["rows"]] == [("W", 1e-2)]
+
+
 def test_faults_command_bit_positions_reproducible(trained, tmp_path) -> None:
     """Per-bit rows for every bit of W; the same seed gives the same report; the sign bit
     costs more than the LSB."""
