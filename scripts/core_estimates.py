@@ -187,7 +187,10 @@ def learn_command(path: str) -> str:
     """The ``spikeforge learn`` command recorded in an integer checkpoint's metadata."""
     training = read_checkpoint_json(path).get("training") or {}
     spec = IntegerNetwork.load(path).spec
-    arch = spec.arch + ("" if spec.decoder == "last" else f" --decoder {spec.decoder}")
+    arch = (
+        f"{spec.arch} --population {spec.population} --timesteps {spec.timesteps}"
+        + ("" if spec.decoder == "last" else f" --decoder {spec.decoder}")
+    )
     keys = ("dataset", "init", "epochs", "seed")
     if not all(key in training for key in keys):
         return f"`{path}` (no training record)"

@@ -20,7 +20,9 @@ def test_learn_command_and_tables(script: ModuleType, tmp_path: Path) -> None:
     folder = tmp_path / "ck"
     net.save(folder, training={"dataset": "digits", "init": "scratch", "epochs": 3, "seed": 7})
     command = script.learn_command(str(folder))
-    assert command.startswith("`spikeforge learn --dataset digits --init scratch --arch 6FC-4FC --epochs 3")
+    assert command.startswith(
+        "`spikeforge learn --dataset digits --init scratch --arch 6FC-4FC --population 2 --timesteps 2 --epochs 3"
+    )
     pixels = np.random.default_rng(0).integers(0, 256, (3, 5), dtype=np.uint8)
     data = (pixels, np.array([0, 1, 0]))
     lines = script.lanes_table("tiny", net, data, data, depth=3)
@@ -36,8 +38,8 @@ def test_conv_section_needs_its_checkpoint_or_both_fc_ones(script: ModuleType, c
     assert "give --digits and --mnist, or --conv" in capsys.readouterr().err
 
 
-def test_conv_learn_command_names_the_decoder(script: ModuleType, tmp_path: Path) -> None:
+def test_conv_learn_command_names_the_decoder_and_the_time_steps(script: ModuleType, tmp_path: Path) -> None:
     spec = NetworkSpec.parse("2C3-AP2-4FC", input_shape=(1, 4, 4), timesteps=2, population=2, decoder="fc")
     folder = tmp_path / "conv"
     IntegerNetwork.scratch(spec, seed=1).save(folder, training={"dataset": "digits", "init": "scratch", "epochs": 2, "seed": 0})
-    assert "--arch 2C3-AP2-4FC --decoder fc --epochs 2" in script.learn_command(str(folder))
+    assert "--arch 2C3-AP2-4FC --population 2 --timesteps 2 --decoder fc --epochs 2" in script.learn_command(str(folder))
