@@ -27,6 +27,8 @@ THRESHOLDS = ("fixed", "trainable")
 SURROGATES = ("rect", "scaled")
 DECODERS = ("rate", "last", "fc")
 LAYER_KINDS = ("fc", "conv", "pool")
+#: The network of every command without ``--arch`` (train, convert, learn from scratch, sweeps).
+DEFAULT_ARCH = "128FC-100FC"
 
 #: Size limits of a spec (a spec read from a file cannot make a model allocate more):
 #: layers after the encoder, units of one layer (input included), synaptic weights in all

@@ -222,26 +222,21 @@ def _place_labels(
         taken.append(boxes[dx, dy])
 
 
+#: Spikes per inference of one ablation panel spanning more than this factor: a log axis.
+LOG_SPIKES_SPAN = 8.0
 #: Colours and markers of the ablation groups: the demo's network first, then the others.
 _GROUP_STYLES = (("tab:blue", "o"), ("tab:green", "s"), ("tab:purple", "^"), ("tab:brown", "D"))
 
 
-def ablation_figure(
-    rows: Sequence[dict[str, Any]], ours: tuple[float, float] | None = None, *, context: str = "digits",
-    name: str | None = None, others: Mapping[str, Sequence[dict[str, Any]]] | None = None,
-) -> Figure:
-    """Test accuracy against spikes per inference: the float ablation rows (mean over seeds,
-    error bars of one standard deviation where a row has ``accuracy_std`` / ``spikes_std``),
-    the rows of other networks' ablations (``others``: network name -> rows, each in its own
-    colour and marker) and, when given, this core (``ours``: accuracy, spikes per inference);
-    ``context`` (the dataset, and the network when it is not the default) opens the title;
-    ``name``, the network of ``rows``, joins their legend entry."""
-    figure = _figure(figsize=(8, 5.5), layout="constrained")
-    axis = figure.subplots()
-    first = "float ablation" if name is None else f"float ablation, {name}"
-    groups = [(first, rows), *((f"float ablation, {arch}", group) for arch, group in (others or {}).items())]
-    points, bars_data = [], []
-    for (name, group), (color, marker) in zip(groups, _GROUP_STYLES, strict=False):
+def _ablation_groups(
+    axis: Any, groups: Sequence[tuple[str, Sequence[dict[str, Any]]]], styles: dict[str, tuple[str, str]],
+) -> tuple[list[tuple[float, float, str]], list[tuple[np.ndarray, ...]]]:
+    """Draw each group (legend name, rows) on ``axis`` in its network's style (``styles``:
+    name -> colour and marker, extended in :data:`_GROUP_STYLES` order); return the points
+    to label and the error bars (x, y, xerr, yerr) to keep labels off."""
+    points, bars = [], []
+    for name, group in groups:
+        color, marker = styles.setdefault(name, _GROUP_STYLES[len(styles) % len(_GROUP_STYLES)])
         x = np.array([row["spikes_per_inference"] for row in group], dtype=float)
         y = 100 * np.array([row["accuracy"] for row in group], dtype=float)
         xerr = np.array([row.get("spikes_std") or 0.0 for row in group], dtype=float)
@@ -255,31 +250,65 @@ def ablation_figure(
             axis.scatter(x, y, color=color, marker=marker, label=f"{name} ({over})")
         labels = [ABLATION_LABELS.get(row["row"], row["row"].replace("_", " ")) for row in group]
         points += list(zip(x, y, labels))
-        bars_data.append((x, y, xerr, yerr))
-    if ours is not None:
-        axis.scatter(ours[1], 100 * ours[0], marker="*", s=180, color="tab:red", edgecolors="white",
-                     linewidths=0.5, zorder=3,
-                     label=f"this demo (integer, on-line): {100 * ours[0]:.1f} %, {ours[1]:,.0f} spikes")
+        bars.append((x, y, xerr, yerr))
+    spikes = np.concatenate([x for x, *_ in bars])
+    if spikes.max() > LOG_SPIKES_SPAN * spikes.min():  # networks of different sizes: log axis
+        axis.set_xscale("log")
+        axis.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
     axis.margins(x=0.25, y=0.12)
     axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: _count(value)))
     axis.set_xlabel("spikes per inference")
     axis.set_ylabel("test accuracy (%)")
-    every = [row for _, group in groups for row in group]
-    steps = ", ".join(f"T = {t}" for t in sorted({row["timesteps"] for row in every}))
-    core = "" if ours is None else " and this core"
-    axis.set_title(f"{context}, {steps}: accuracy against spikes, float ablation (scripts/ablation.py)"
-                   f"{core}", fontsize=9)
-    figure.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    return points, bars
+
+
+def ablation_figure(
+    rows: Sequence[dict[str, Any]], ours: tuple[float, float] | None = None, *, context: str = "digits",
+    name: str | None = None, others: Mapping[str, Sequence[dict[str, Any]]] | None = None,
+    panels: Mapping[str, Mapping[str, Sequence[dict[str, Any]]]] | None = None,
+) -> Figure:
+    """Test accuracy against spikes per inference: the float ablation rows (mean over seeds,
+    error bars of one standard deviation where a row has ``accuracy_std`` / ``spikes_std``),
+    the rows of other networks' ablations (``others``: network name -> rows, each in its own
+    colour and marker) and, when given, this core (``ours``: accuracy, spikes per inference);
+    ``context`` (the dataset, and the network when it is not the default) opens the title;
+    ``name``, the network of ``rows``, joins their legend entry. ``panels`` (context -> network
+    name -> rows: the ablations of other datasets) adds one panel each, right of the first,
+    a network keeping its colour and marker across panels."""
+    layout = [(context, [(name, rows), *(others or {}).items()], ours),
+              *((title, list(groups.items()), None) for title, groups in (panels or {}).items())]
+    figure = _figure(figsize=(8 * len(layout), 5.5), layout="constrained")
+    axes = figure.subplots(1, len(layout), squeeze=False)[0]
+    styles: dict[str, tuple[str, str]] = {}
+    drawn = []
+    for axis, (title, groups, point) in zip(axes, layout, strict=True):
+        named = [("float ablation" if arch is None else f"float ablation, {arch}", group) for arch, group in groups]
+        points, bars = _ablation_groups(axis, named, styles)
+        if point is not None:
+            axis.scatter(point[1], 100 * point[0], marker="*", s=180, color="tab:red", edgecolors="white",
+                         linewidths=0.5, zorder=3,
+                         label=f"this demo (integer, on-line): {100 * point[0]:.1f} %, {point[1]:,.0f} spikes")
+        every = [row for _, group in groups for row in group]
+        steps = ", ".join(f"T = {t}" for t in sorted({row["timesteps"] for row in every}))
+        core = "" if point is None else " and this core"
+        axis.set_title(f"{title}, {steps}: accuracy against spikes, float ablation (scripts/ablation.py)"
+                       f"{core}", fontsize=9)
+        drawn.append((axis, points, bars, point))
+    legend = {}  # one entry per label over all panels
+    for axis in axes:
+        legend.update(zip(*reversed(axis.get_legend_handles_labels()), strict=True))
+    figure.legend(legend.values(), legend.keys(), loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     figure.draw_without_rendering()  # final layout before the labels are placed
-    to_display = axis.transData.transform
-    hard = [] if ours is None else [Bbox.from_bounds(*(to_display((ours[1], 100 * ours[0])) - 10), 20, 20)]
-    bars = []
-    for x, y, xerr, yerr in bars_data:
-        for xs, ys in zip(np.stack([x - xerr, x + xerr], axis=1), np.stack([y - yerr, y + yerr], axis=1),
-                          strict=True):
-            bars += [Bbox(to_display([(xs[0], ys.mean()), (xs[1], ys.mean())])).padded(3),
-                     Bbox(to_display([(xs.mean(), ys[0]), (xs.mean(), ys[1])])).padded(3)]
-    _place_labels(figure, axis, points, hard, bars)
+    for axis, points, bars_data, point in drawn:
+        to_display = axis.transData.transform
+        hard = [] if point is None else [Bbox.from_bounds(*(to_display((point[1], 100 * point[0])) - 10), 20, 20)]
+        bars = []
+        for x, y, xerr, yerr in bars_data:
+            for xs, ys in zip(np.stack([x - xerr, x + xerr], axis=1), np.stack([y - yerr, y + yerr], axis=1),
+                              strict=True):
+                bars += [Bbox(to_display([(xs[0], ys.mean()), (xs[1], ys.mean())])).padded(3),
+                         Bbox(to_display([(xs.mean(), ys[0]), (xs.mean(), ys[1])])).padded(3)]
+        _place_labels(figure, axis, points, hard, bars)
     figure.set_layout_engine("none")  # keep the positions the labels were placed against
     return figure
 
@@ -287,9 +316,10 @@ def ablation_figure(
 def plot_ablation(
     rows: Sequence[dict[str, Any]], ours: tuple[float, float] | None, path: Path, *, context: str = "digits",
     name: str | None = None, others: Mapping[str, Sequence[dict[str, Any]]] | None = None,
+    panels: Mapping[str, Mapping[str, Sequence[dict[str, Any]]]] | None = None,
 ) -> None:
     """Write :func:`ablation_figure` to ``path``."""
-    _save(ablation_figure(rows, ours, context=context, name=name, others=others), path, dpi=120)
+    _save(ablation_figure(rows, ours, context=context, name=name, others=others, panels=panels), path, dpi=120)
 
 
 def decoder_weights_figure(curves: Sequence[dict[str, Any]]) -> Figure:

@@ -56,7 +56,7 @@ from model.data import load_dataset
 from model.energy import TABLES
 from model.files import read_json, read_text
 from model.integer import Formats, recipe
-from model.spec import DECODERS
+from model.spec import DECODERS, DEFAULT_ARCH
 from sim.synth import TARGETS as FPGA_TARGETS
 from sim.toolchain import SIMULATORS, ToolchainError
 
@@ -72,7 +72,7 @@ SWEEP_DATASETS = ("digits", "mnist10k")
 #: Grid keys and their defaults (``epochs``: ``None`` = the dataset's recipe).
 AXES: Mapping[str, Any] = {
     "dataset": "digits",
-    "arch": "128FC-100FC",
+    "arch": DEFAULT_ARCH,
     "epochs": None,
     "batch": 1,
     "timesteps": 8,

@@ -129,35 +129,46 @@ def test_bad_options_exit_2_with_one_line(
     assert not (tmp_path / "demo").exists()
 
 
-def test_ablation_rows_of_the_network_timesteps(tmp_path: Path) -> None:
-    path = tmp_path / "ablation.json"
-    path.write_text(json.dumps({
+def test_ablations_at_the_network_timesteps_by_dataset_and_network(tmp_path: Path) -> None:
+    arch = "16C3-AP2-32C3-AP2-256FC-100FC"
+    (tmp_path / "ablation.json").write_text(json.dumps({
+        "mnist10k": [{"row": "baseline", "timesteps": 8, "accuracy": 0.95, "spikes_per_inference": 1372.9}],
         "digits": [
             {"row": "baseline", "timesteps": 8, "accuracy": 0.96, "spikes_per_inference": 485.7},
             {"row": "enhanced", "timesteps": 4, "accuracy": 0.97, "spikes_per_inference": 192.7},
         ],
-        "mnist10k": [{"row": "baseline", "timesteps": 8, "accuracy": 0.95, "spikes_per_inference": 1372.9}],
     }))
-    assert [row["row"] for row in demo.ablation_rows(8, path)] == ["baseline"]
-    assert [row["row"] for row in demo.ablation_rows(4, path)] == ["enhanced"]
-    assert demo.ablation_rows(8, tmp_path / "missing.json") == []
-    # the committed table holds the baseline and the ten rows at the demo's T = 8
-    assert len(demo.ablation_rows(8)) == 11
+    conv = [{"row": "enhanced", "timesteps": 8, "seeds": 4, "accuracy": 0.985, "spikes_per_inference": 9751.1}]
+    (tmp_path / f"ablation_{arch}.json").write_text(json.dumps({"mnist10k": conv}))
+    (tmp_path / "ablation_8C3-100FC.json").write_text(json.dumps({"digits": [{**conv[0], "timesteps": 4}]}))
+    found = demo.ablations(8, tmp_path)
+    assert list(found) == ["digits", "mnist10k"]  # the demo's dataset first
+    digits = {network: [row["row"] for row in rows] for network, rows in found["digits"].items()}
+    assert digits == {"128FC-100FC": ["baseline"]}
+    assert list(found["mnist10k"]) == ["128FC-100FC", arch] and found["mnist10k"][arch] == conv
+    assert list(demo.ablations(4, tmp_path)) == ["digits"]
+    assert list(demo.ablations(4, tmp_path)["digits"]) == ["128FC-100FC", "8C3-100FC"]
+    assert demo.ablations(8, tmp_path / "missing") == {}
+    # the committed tables hold the baseline and the ten rows at the demo's T = 8
+    assert len(demo.ablations(8)["digits"]["128FC-100FC"]) == 11
 
 
-def test_other_ablations_are_drawn_when_present(tmp_path: Path) -> None:
+def test_other_networks_and_datasets_are_drawn_when_present(tmp_path: Path) -> None:
     arch = "16C3-AP2-32C3-AP2-256FC-100FC"
-    rows = {"digits": [{"row": "enhanced", "timesteps": 8, "seeds": 4, "accuracy": 0.986, "spikes_per_inference": 1431.5}]}
-    (tmp_path / f"ablation_{arch}.json").write_text(json.dumps(rows))
-    (tmp_path / "ablation_8C3-100FC.json").write_text(json.dumps({"mnist10k": rows["digits"]}))  # no digits rows
-    assert demo.other_ablations(8, tmp_path) == {arch: rows["digits"]}
-    assert demo.other_ablations(4, tmp_path) == {}
-    figure = plots.ablation_figure(demo.ablation_rows(8), (0.96, 430.0), name="128FC-100FC",
-                                   others=demo.other_ablations(8, tmp_path))
+    conv = [{"row": "enhanced", "timesteps": 8, "seeds": 4, "accuracy": 0.986, "spikes_per_inference": 1431.5}]
+    fc = demo.ablations(8)["digits"]["128FC-100FC"]
+    figure = plots.ablation_figure(fc, (0.96, 430.0), name="128FC-100FC", others={arch: conv},
+                                   panels={"mnist10k": {"128FC-100FC": fc[:2], arch: conv}})
     legend = [text.get_text() for text in figure.legends[0].get_texts()]
-    assert any(text.startswith("float ablation, 128FC-100FC (mean over 4 seeds") for text in legend)
-    assert any(text.startswith(f"float ablation, {arch} (mean over 4 seeds") for text in legend)
+    assert sum(text.startswith("float ablation, 128FC-100FC (mean over 4 seeds") for text in legend) == 1
+    assert sum(text.startswith(f"float ablation, {arch} (mean over 4 seeds") for text in legend) == 1
+    assert len(figure.axes) == 2 and figure.axes[1].get_title().startswith("mnist10k, T = 8")
     assert len(figure.axes[0].texts) == 12  # the eleven FC rows and the conv row, labelled
+    assert len(figure.axes[1].texts) == 3
+    # a network keeps its colour across the panels
+    colours = [[tuple(item.get_facecolor()[0]) for item in axis.collections if len(item.get_offsets())]
+               for axis in figure.axes]
+    assert colours[1] == colours[0][:2]  # 128FC-100FC, then the conv network (the star last)
 
 
 def test_auto_target_without_the_fpga_extra_skips_synthesis(
@@ -195,7 +206,7 @@ def _no_plots(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(demo, "plot_raster", lambda *args: None)
     network = SimpleNamespace(spec=SimpleNamespace(timesteps=8), evaluate=lambda *args: {"accuracy": 1.0})
     monkeypatch.setattr(demo.IntegerNetwork, "load", lambda *args: network)
-    monkeypatch.setattr(demo, "ablation_rows", lambda *args: [])
+    monkeypatch.setattr(demo, "ablations", lambda *args: {})
 
 
 def test_gen_cosim_and_synth_get_one_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -180,3 +180,11 @@ def test_raster_groups_the_output_layer_by_class(network: IntegerNetwork, tmp_pa
     plots.plot_raster(network, pixels, 1, tmp_path / "raster.png")
     assert imread(tmp_path / "raster.png").shape[1] == 840  # 7 in at 120 dpi
 
+
+
+def test_ablation_panel_of_networks_of_different_sizes_has_a_log_spike_axis() -> None:
+    rows = _ablation_rows()
+    conv = [{**row, "spikes_per_inference": 30 * row["spikes_per_inference"]} for row in rows[:2]]
+    figure = plots.ablation_figure(rows, None, panels={"mnist10k": {"128FC-100FC": rows, "16C3-100FC": conv}})
+    assert [axis.get_xscale() for axis in figure.axes] == ["linear", "log"]
+    assert [len(axis.texts) for axis in figure.axes] == [len(rows), len(rows) + 2]

@@ -37,7 +37,7 @@ from model.convert import (
     train_ann,
 )
 from model.data import DATASETS, load_dataset
-from model.spec import NetworkSpec, parse_arch
+from model.spec import DEFAULT_ARCH, NetworkSpec, parse_arch
 from sim import options
 from sim.cli import CLIError, write_json
 from sim.commands.train import RESULT_JSON
@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     options.add_data_root(data)
     net = parser.add_argument_group("network")
     net.add_argument(
-        "--arch", default="128FC-100FC", help="layers, e.g. 128FC-100FC or 16C3-AP2-100FC"
+        "--arch", default=DEFAULT_ARCH, help=f"layers, e.g. {DEFAULT_ARCH} or 16C3-AP2-100FC"
     )
     net.add_argument(
         "--population", type=int, default=10, metavar="P", help="output neurons per class (10)"

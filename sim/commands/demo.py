@@ -16,7 +16,8 @@ Runs the subcommands in turn, each writing into the report folder ``--out``:
    ECP5-25k, which the default core, P = 2, fits).
 
 Then it draws the plots (spike raster of one inference, accuracy against spikes across the
-paper's ablation, energy breakdown), prints the summary table and writes ``report.json``
+paper's ablation of every network in ``docs/ablation*.json``, one panel per dataset, energy
+breakdown), prints the summary table and writes ``report.json``
 last: a report folder without ``report.json`` is incomplete (interrupted or failed).
 Exit code 1 when the co-simulation found a mismatch.
 """
@@ -39,6 +40,7 @@ from model.checks import check_field
 from model.data import load_dataset, to_u8
 from model.energy import TABLES
 from model.integer import IntegerNetwork
+from model.spec import DEFAULT_ARCH
 from sim import options
 from sim.cli import CLIError, write_json
 from sim.core_cosim import WAVE_BYTES_PER_CYCLE, WAVE_FORMATS
@@ -270,22 +272,19 @@ def summary_table(summary: dict[str, Any], fpga_note: str = "") -> str:
     return "\n".join([title, "", *lines, f"FPGA: {fpga}"])
 
 
-def ablation_rows(timesteps: int, path: Path = ABLATION_JSON) -> list[dict[str, Any]]:
-    """The float ablation's rows on digits at ``timesteps`` (``[]`` without the file)."""
-    data = _read(path) or {}
-    return [row for row in data.get(DATASET, []) if row.get("timesteps") == timesteps]
-
-
-def other_ablations(timesteps: int, folder: Path = ABLATION_JSON.parent) -> dict[str, list[dict[str, Any]]]:
-    """The float ablations of other networks on digits at ``timesteps``, by architecture: the
-    ``ablation_<arch>.json`` files ``scripts/ablation.py --arch`` writes next to
-    ``ablation.json`` (those without such rows are left out)."""
-    found = {}
-    for path in sorted(folder.glob("ablation_*.json")):
-        rows = ablation_rows(timesteps, path)
-        if rows:
-            found[path.stem.removeprefix("ablation_")] = rows
-    return found
+def ablations(timesteps: int, folder: Path = ABLATION_JSON.parent) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """The float ablations' rows at ``timesteps`` by dataset (digits first), then network:
+    ``ablation.json`` (the train command's default network) and the ``ablation_<arch>.json``
+    files ``scripts/ablation.py --arch`` writes next to it; without rows at ``timesteps`` a
+    dataset or network is left out (``{}`` without the files)."""
+    found: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for path in (folder / ABLATION_JSON.name, *sorted(folder.glob("ablation_*.json"))):
+        arch = DEFAULT_ARCH if path.name == ABLATION_JSON.name else path.stem.removeprefix("ablation_")
+        for dataset, rows in (_read(path) or {}).items():
+            rows = [row for row in rows if row.get("timesteps") == timesteps]
+            if rows:
+                found.setdefault(dataset, {})[arch] = rows
+    return dict(sorted(found.items(), key=lambda item: item[0] != DATASET))
 
 
 def _waves_note(out: Path, step: str, samples: int) -> str:
@@ -424,12 +423,13 @@ def run(args: argparse.Namespace, runner: Callable[[Sequence[str]], int] = run_s
     cosimulated = network.evaluate(to_u8(data.test_x[: args.samples]), data.test_y[: args.samples])["accuracy"]
     summary = summarize(out, cosimulated)
     plots = [FILES["raster"], FILES["energy"]]
-    rows = ablation_rows(network.spec.timesteps)
+    panels = ablations(network.spec.timesteps)
+    others = panels.pop(DATASET, {})
+    rows = others.pop(DEFAULT_ARCH, [])
     if rows:
         ours = (summary["model_accuracy"], summary["spikes_per_inference"])
-        others = other_ablations(network.spec.timesteps)
-        name = network.spec.arch if others else None
-        plot_ablation(rows, ours, out / FILES["ablation"], name=name, others=others)
+        name = DEFAULT_ARCH if others or panels else None
+        plot_ablation(rows, ours, out / FILES["ablation"], name=name, others=others, panels=panels)
         plots.append(FILES["ablation"])
     else:
         _say(f"no ablation results at {ABLATION_JSON} (scripts/ablation.py writes them): plot skipped")

@@ -38,15 +38,13 @@ from model.integer import (
     recipe,
     save_learner,
 )
-from model.spec import NetworkSpec, parse_arch
+from model.spec import DEFAULT_ARCH, NetworkSpec, parse_arch
 from sim import options, resume
 from sim.cli import CLIError, write_json
 from sim.hls_engine import CsimNetwork, engine_network
 
 #: Datasets of the integer model (flat inputs for FC networks, images for conv ones).
 LEARN_DATASETS = ("digits", "mnist10k")
-#: Architecture of ``--init scratch`` without ``--arch`` (the float trainer's default too).
-DEFAULT_ARCH = "128FC-100FC"
 #: Samples between saves of the learner state (besides every epoch's end).
 DEFAULT_CHECKPOINT_EVERY = 1000
 #: Options that decide a run's result: recorded with its state, compared by ``--resume``.

@@ -24,7 +24,7 @@ import numpy as np
 from model.checkpoint import read_checkpoint_json
 from model.data import DATASETS, Dataset, default_augmentation, load_dataset, to_u8
 from model.integer import IntegerNetwork
-from model.spec import DECODERS, RESETS, SURROGATES, THRESHOLDS, NetworkSpec, parse_arch
+from model.spec import DECODERS, DEFAULT_ARCH, RESETS, SURROGATES, THRESHOLDS, NetworkSpec, parse_arch
 from model.stbp import (
     CALIBRATION_SAMPLES,
     LR_SCHEDULES,
@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     options.add_data_root(data)
     net = train_parser.add_argument_group("network (the paper's switches)")
     net.add_argument(
-        "--arch", default="128FC-100FC", help="layers, e.g. 128FC-100FC or 16C3-AP2-100FC"
+        "--arch", default=DEFAULT_ARCH, help=f"layers, e.g. {DEFAULT_ARCH} or 16C3-AP2-100FC"
     )
     net.add_argument("--timesteps", type=int, default=8, metavar="T", help="1..1024, default 8")
     net.add_argument(
