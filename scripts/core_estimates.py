@@ -183,6 +183,10 @@ def config_table(nets: dict[str, IntegerNetwork], data: tuple, lanes: int, depth
     return lines
 
 
+#: Options of ``spikeforge learn`` left out of a recorded command at these values (its defaults).
+LEARN_DEFAULTS = {"batch": 1, "rounding": "stochastic", "bits": None, "augment": "auto"}
+
+
 def learn_command(path: str) -> str:
     """The ``spikeforge learn`` command recorded in an integer checkpoint's metadata."""
     training = read_checkpoint_json(path).get("training") or {}
@@ -194,10 +198,9 @@ def learn_command(path: str) -> str:
     keys = ("dataset", "init", "epochs", "seed")
     if not all(key in training for key in keys):
         return f"`{path}` (no training record)"
-    options = "".join(
-        f" --{flag} {training[key]}" for key, flag in (("schedule", "schedule"), ("threshold_offset", "threshold-offset"))
-        if key in training
-    )
+    recorded = {key: training.get(key) for key in ("schedule", "threshold_offset", *LEARN_DEFAULTS)}
+    options = "".join(f" --{key.replace('_', '-')} {value}" for key, value in recorded.items()
+                      if value is not None and value != LEARN_DEFAULTS.get(key))
     return (
         f"`spikeforge learn --dataset {training['dataset']} --init {training['init']} --arch {arch} "
         f"--epochs {training['epochs']}{options} --seed {training['seed']} --out {path} --json {path}.json`"

@@ -183,6 +183,10 @@ def run(args: argparse.Namespace) -> int:
         "schedule": schedule.to_text(),
         "threshold_offset": schedule.threshold_offset,
         "augmentation": augmentation,
+        "augment": args.augment,
+        "batch": learner.rule.batch,
+        "rounding": learner.rule.rounding,
+        "bits": args.bits,
         "seed": args.seed,
     }
     out = net.save(args.out, training=training)

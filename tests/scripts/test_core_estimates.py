@@ -43,3 +43,24 @@ def test_conv_learn_command_names_the_decoder_and_the_time_steps(script: ModuleT
     folder = tmp_path / "conv"
     IntegerNetwork.scratch(spec, seed=1).save(folder, training={"dataset": "digits", "init": "scratch", "epochs": 2, "seed": 0})
     assert "--arch 2C3-AP2-4FC --population 2 --timesteps 2 --decoder fc --epochs 2" in script.learn_command(str(folder))
+
+
+def test_recorded_learn_command_reproduces_a_run_with_non_default_options(script: ModuleType, tmp_path: Path) -> None:
+    from sim.cli import main
+
+    first = tmp_path / "first"
+    options = ["--arch", "12FC-10FC", "--population", "1", "--timesteps", "2", "--epochs", "1", "--batch", "4",
+               "--rounding", "nearest", "--bits", "w=6,fw=5", "--augment", "on", "--seed", "3"]
+    learn = ["learn", "--dataset", "digits", "--init", "scratch", *options, "--out", str(first), "--no-progress"]
+    assert main(learn) == 0
+    command = script.learn_command(str(first)).strip("`").split()
+    for flag in ("--batch 4", "--rounding nearest", "--bits w=6,fw=5", "--augment on", "--seed 3"):
+        assert flag in " ".join(command)
+    again = tmp_path / "again"
+    command[command.index("--out") + 1] = str(again)
+    command[command.index("--json") + 1] = str(tmp_path / "again.json")
+    assert main([*command[1:], "--no-progress"]) == 0
+    a, b = IntegerNetwork.load(first), IntegerNetwork.load(again)
+    assert a.formats == b.formats and a.rule == b.rule
+    assert all(np.array_equal(x, y) for x, y in zip(a.weights, b.weights, strict=True))
+    assert all(np.array_equal(x, y) for x, y in zip(a.thresholds, b.thresholds, strict=True))
