@@ -19,7 +19,9 @@ accumulator, and is written in ``x + 3``.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from dataclasses import dataclass
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib.wiring import In
 
 from hw.accumulator import GradientAccumulator
@@ -84,12 +86,8 @@ class AccumulateEngine(MemoryEngine):
         m = Module()
         cfg = self.config
         f = cfg.formats
-        lanes, layers, words = cfg.lanes, cfg.layers, cfg.words
         control = self.control
-        layer, first, t = control.layer, control.first, control.t
-
-        dv_bits = grad_bits(cfg)
-        m.submodules.unit = unit = GradientAccumulator(lanes=lanes, g=dv_bits, dw=f.dw, dth=f.dth)
+        m.submodules.unit = unit = GradientAccumulator(lanes=cfg.lanes, g=grad_bits(cfg), dw=f.dw, dth=f.dth)
         m.d.comb += unit.result.ready.eq(1)
         result = unit.result
         accumulating = wire(m, control.kind == Pass.DW, "dw_active")
@@ -115,6 +113,38 @@ class AccumulateEngine(MemoryEngine):
         m.d.sync += [registered.eq(arrived), operand_dvth.eq(subtracting)]
         m.d.comb += [operand.valid.eq(registered), operand.payload.op.eq(Mux(operand_dvth, AccumulateOp.DVTH, AccumulateOp.DW))]
 
+        operand_block, dw_step, dw_done, dw_operands = self._dw_passes(
+            m, read, result, accumulating=accumulating, decoding=decoding, arrived=arrived, registered=registered
+        )
+        if not cfg.trainable:
+            m.d.sync += arrived.eq((accumulating | decoding) & dw_step)
+            _drive(m, operand, dw_operands)
+            m.d.comb += control.done.eq(dw_done)
+            return m
+        reading, dvth_done, dvth_operands = self._dvth_passes(
+            m, read, result, subtracting=subtracting, operand_block=operand_block, operand_dvth=operand_dvth,
+            registered=registered,
+        )
+        with m.If(operand_dvth):
+            _drive(m, operand, dvth_operands)
+        with m.Else():
+            _drive(m, operand, dw_operands)
+        m.d.sync += arrived.eq(((accumulating | decoding) & dw_step) | reading)
+        m.d.comb += control.done.eq(Mux(subtracting, dvth_done, dw_done))
+        return m
+
+    def _dw_passes(
+        self, m: Module, read: dict, result, *, accumulating: Value, decoding: Value, arrived: Signal,
+        registered: Signal,
+    ) -> tuple[Signal, Value, Value, _Operands]:
+        """The DW(l, t) and DD(t) passes: the walker, the ports, the operands of the running
+        block. Returns the operand stage's block (registered), the walker's read step, the
+        passes' done and their operands."""
+        cfg = self.config
+        f = cfg.formats
+        lanes, layers, words = cfg.lanes, cfg.layers, cfg.words
+        layer, first, t = self.control.layer, self.control.first, self.control.t
+        dv_bits = grad_bits(cfg)
         # DW(l, t): walk S^{l-1}[t]; each spike's dW row, one word per cycle. DD(t), the
         # walker's block L + 1: walk S^L[t]; each spike's dD row at t. A spike of a grid
         # layer reaches layer l as an event (an FC row behind its pools, or a conv event's
@@ -201,17 +231,24 @@ class AccumulateEngine(MemoryEngine):
             dw_acc[decoder_block] = read[("DD", layers)]
             dw_dv[decoder_block] = error_word(cfg, self.errors, row_words[1])
             dw_mask[decoder_block] = decoder_lanes(cfg, row_words[1])
-        dw_acc = [by_layer(operand_block, {i: word[x] for i, word in dw_acc.items()}, signed(f.dw)) for x in range(lanes)]
-        dw_dv = [by_layer(operand_block, {i: word[x] for i, word in dw_dv.items()}, signed(dv_bits)) for x in range(lanes)]
-        dw_mask = by_layer(operand_block, dw_mask, lanes)
-        if not cfg.trainable:
-            m.d.sync += arrived.eq((accumulating | decoding) & walker.step)
-            m.d.comb += [operand.payload.mask.eq(dw_mask)]
-            m.d.comb += [operand.payload.acc[x].eq(dw_acc[x]) for x in range(lanes)]
-            m.d.comb += [operand.payload.dv[x].eq(dw_dv[x]) for x in range(lanes)]
-            m.d.comb += control.done.eq(dw_done)
-            return m
+        operands = _Operands(
+            mask=by_layer(operand_block, dw_mask, lanes),
+            acc=[by_layer(operand_block, {i: word[x] for i, word in dw_acc.items()}, signed(f.dw)) for x in range(lanes)],
+            dv=[by_layer(operand_block, {i: word[x] for i, word in dw_dv.items()}, signed(dv_bits)) for x in range(lanes)],
+        )
+        return operand_block, walker.step, dw_done, operands
 
+    def _dvth_passes(
+        self, m: Module, read: dict, result, *, subtracting: Value, operand_block: Signal, operand_dvth: Signal,
+        registered: Signal,
+    ) -> tuple[Value, Value, _Operands]:
+        """The DVTH(l, t) passes: the word sweep, the ports, the operands of the running
+        layer. Returns the sweep's read, the passes' done and their operands."""
+        cfg = self.config
+        f = cfg.formats
+        lanes, layers, words = cfg.lanes, cfg.layers, cfg.words
+        layer, first, t = self.control.layer, self.control.first, self.control.t
+        dv_bits = grad_bits(cfg)
         # DVTH(l, t), t >= 2: every word of layer l, one per cycle. A grid layer's words go
         # block-major (a channel block's positions in a row): its DVTH word is read with the
         # block's first word, each next word adds into the accumulator's last result, and
@@ -269,18 +306,22 @@ class AccumulateEngine(MemoryEngine):
         thresholds = [by_layer(operand_block, {i: read[("DVTH", i)][x] for i in every}, signed(f.dth)) for x in range(lanes)]
         if grid_th:  # within a block, the last result
             thresholds = [Mux(flags[1][0], value, result.payload.acc[x]) for x, value in enumerate(thresholds)]
-        with m.If(operand_dvth):
-            m.d.comb += operand.payload.mask.eq(fired)
-            m.d.comb += [operand.payload.acc[x].eq(value) for x, value in enumerate(thresholds)]
-            m.d.comb += [
-                operand.payload.dv[x].eq(by_layer(operand_block, {i: read[("DV", i)][x] for i in every}, signed(dv_bits)))
-                for x in range(lanes)
-            ]
-        with m.Else():
-            m.d.comb += operand.payload.mask.eq(dw_mask)
-            m.d.comb += [operand.payload.acc[x].eq(dw_acc[x]) for x in range(lanes)]
-            m.d.comb += [operand.payload.dv[x].eq(dw_dv[x]) for x in range(lanes)]
-        m.d.sync += arrived.eq(((accumulating | decoding) & walker.step) | reading)
+        dvs = [by_layer(operand_block, {i: read[("DV", i)][x] for i in every}, signed(dv_bits)) for x in range(lanes)]
         dvth_done = subtracting & (at_now == layer_words + DVTH_LATENCY)
-        m.d.comb += control.done.eq(Mux(subtracting, dvth_done, dw_done))
-        return m
+        return reading, dvth_done, _Operands(mask=fired, acc=thresholds, dv=dvs)
+
+
+@dataclass(frozen=True)
+class _Operands:
+    """The accumulator's operands of one pass kind: the lane mask and P words each."""
+
+    mask: Value
+    acc: list[Value]
+    dv: list[Value]
+
+
+def _drive(m: Module, operand, operands: _Operands) -> None:
+    """Drive the accumulator's operand payload with ``operands``."""
+    m.d.comb += operand.payload.mask.eq(operands.mask)
+    m.d.comb += [operand.payload.acc[x].eq(value) for x, value in enumerate(operands.acc)]
+    m.d.comb += [operand.payload.dv[x].eq(value) for x, value in enumerate(operands.dv)]

@@ -100,7 +100,7 @@ class DvEngine(MemoryEngine):
         m = Module()
         cfg = self.config
         f = cfg.formats
-        lanes, layers, words, sizes = cfg.lanes, cfg.layers, cfg.words, cfg.sizes
+        lanes, layers, words = cfg.lanes, cfg.layers, cfg.words
         lowest = cfg.first_backward_layer
         control = self.control
         layer, first, t = control.layer, control.first, control.t
@@ -188,62 +188,9 @@ class DvEngine(MemoryEngine):
             sum_now = error << (unit_shift - shifts[layers])
 
         if dotted:
-            # Row i of W^{l+1} with dV^{l+1} (or the output neuron's D row at t with the class
-            # errors), registered, into the dot product.
-            fan_out = max(
-                [cfg.shape(i + 1)[0] * 9 if i in tapped else sizes[i + 1] for i in hidden]
-                + ([cfg.classes] if cfg.fc_decoder else [])
+            selected, widest = self._dot_sums(
+                m, walker, reads, hidden=hidden, tapped=tapped, walking=walking, pass_layer=pass_layer, shifts=shifts
             )
-            dot = DotProductLane(lanes=lanes, g=grad_bits(cfg), w=f.w, fan_out=fan_out)
-            m.submodules.dot = dot
-            m.d.comb += dot.result.ready.eq(1)
-            event = walking & walker.step
-            for i in hidden:
-                on = layer == i
-                w_port, up_port = self.port("W", i + 1), self.port("DV", i + 1)
-                m.d.comb += [
-                    w_port.read_en.eq(event & on), w_port.read_addr.eq(reads[i][0]),
-                    up_port.read_en.eq(event & on), up_port.read_addr.eq(reads[i][1]),
-                ]
-            weight_words = {i: self.port("W", i + 1).read_data for i in hidden}
-            grad_words = {i: self.port("DV", i + 1).read_data for i in hidden}
-            if cfg.fc_decoder:
-                d_port = self.port("D", layers)
-                m.d.comb += [
-                    d_port.read_en.eq(event & (layer == layers)),
-                    d_port.read_addr.eq(decoder_row_base(cfg, t) + walker.address),
-                ]
-                d_word = Signal.like(walker.sub, name="dv_d_word")  # the D word's classes
-                m.d.sync += d_word.eq(walker.sub)
-                weight_words[layers] = d_port.read_data
-                grad_words[layers] = error_word(cfg, self.errors, d_word)
-            arrived = [Signal(name=f"dv_arrived{n}") for n in range(2)]
-            last = [Signal(name=f"dv_last{n}") for n in range(2)]
-            m.d.sync += [arrived[0].eq(event), arrived[1].eq(arrived[0]), last[0].eq(closing), last[1].eq(last[0])]
-            weights = Signal(dot.operand.payload.weights.shape(), name="dv_weights")
-            grads = Signal(dot.operand.payload.grads.shape(), name="dv_grads")
-            for x in range(lanes):
-                m.d.sync += [
-                    weights[x].eq(by_layer(pass_layer, {i: word[x] for i, word in weight_words.items()}, signed(f.w))),
-                    grads[x].eq(by_layer(pass_layer, {i: word[x] for i, word in grad_words.items()}, signed(grad_bits(cfg)))),
-                ]
-            m.d.comb += [
-                dot.operand.valid.eq(arrived[1]),
-                dot.operand.payload.weights.eq(weights),
-                dot.operand.payload.grads.eq(grads),
-                dot.operand.payload.last.eq(last[1]),
-            ]
-            total = dot.result.payload.sum
-            scaled = {i: total << (unit_shift - shifts[i]) for i in hidden}
-            if cfg.fc_decoder:  # floor (arithmetic) shift when the decoder's shift is negative
-                # The error sum of C products e_c D_cj fits error_bits + w + bits(C) bits; the
-                # lane's sum is sized for the widest dV row, so it is narrowed before the shift.
-                error_sum = total[: error_bits(cfg) + f.w + cfg.classes.bit_length()].as_signed()
-                shift = f.decoder_error_shift
-                decoded = error_sum << shift if shift >= 0 else error_sum >> -shift
-                scaled[layers] = decoded << (unit_shift - shifts[layers])
-            widest = max(len(value) for value in scaled.values())
-            selected = by_layer(pass_layer, scaled, signed(widest))
             sum_now = selected if cfg.fc_decoder else Mux(pass_layer == layers, sum_now, selected)
             acc_bits = max(acc_bits, widest)
 
@@ -273,3 +220,72 @@ class DvEngine(MemoryEngine):
         in_flight = Cat(tag.valid for tag in tags[: DV_LATENCY - 1]).any()
         m.d.comb += control.done.eq(walker.finished & ~walker.event & ~in_flight)
         return m
+
+    def _dot_sums(
+        self, m: Module, walker: Walker, reads: dict[int, tuple[Value, Value]], *, hidden: range, tapped: list[int],
+        walking: Value, pass_layer: Signal, shifts: dict[int, int],
+    ) -> tuple[Value, int]:
+        """The dot products of the hidden layers (and of the output layer's D row with the
+        class errors, fc decoder): the ports, the registered operands, the lane. Returns the
+        running layer's sum, shifted to the dV unit's shift, and its width (bits)."""
+        cfg = self.config
+        f = cfg.formats
+        lanes, layers, sizes = cfg.lanes, cfg.layers, cfg.sizes
+        layer, t = self.control.layer, self.control.t
+        unit_shift = max(shifts.values())
+        # Row i of W^{l+1} with dV^{l+1} (or the output neuron's D row at t with the class
+        # errors), registered, into the dot product.
+        fan_out = max(
+            [cfg.shape(i + 1)[0] * 9 if i in tapped else sizes[i + 1] for i in hidden]
+            + ([cfg.classes] if cfg.fc_decoder else [])
+        )
+        dot = DotProductLane(lanes=lanes, g=grad_bits(cfg), w=f.w, fan_out=fan_out)
+        m.submodules.dot = dot
+        m.d.comb += dot.result.ready.eq(1)
+        event = walking & walker.step
+        for i in hidden:
+            on = layer == i
+            w_port, up_port = self.port("W", i + 1), self.port("DV", i + 1)
+            m.d.comb += [
+                w_port.read_en.eq(event & on), w_port.read_addr.eq(reads[i][0]),
+                up_port.read_en.eq(event & on), up_port.read_addr.eq(reads[i][1]),
+            ]
+        weight_words = {i: self.port("W", i + 1).read_data for i in hidden}
+        grad_words = {i: self.port("DV", i + 1).read_data for i in hidden}
+        if cfg.fc_decoder:
+            d_port = self.port("D", layers)
+            m.d.comb += [
+                d_port.read_en.eq(event & (layer == layers)),
+                d_port.read_addr.eq(decoder_row_base(cfg, t) + walker.address),
+            ]
+            d_word = Signal.like(walker.sub, name="dv_d_word")  # the D word's classes
+            m.d.sync += d_word.eq(walker.sub)
+            weight_words[layers] = d_port.read_data
+            grad_words[layers] = error_word(cfg, self.errors, d_word)
+        arrived = [Signal(name=f"dv_arrived{n}") for n in range(2)]
+        last = [Signal(name=f"dv_last{n}") for n in range(2)]
+        m.d.sync += [arrived[0].eq(event), arrived[1].eq(arrived[0]), last[0].eq(walker.closing), last[1].eq(last[0])]
+        weights = Signal(dot.operand.payload.weights.shape(), name="dv_weights")
+        grads = Signal(dot.operand.payload.grads.shape(), name="dv_grads")
+        for x in range(lanes):
+            m.d.sync += [
+                weights[x].eq(by_layer(pass_layer, {i: word[x] for i, word in weight_words.items()}, signed(f.w))),
+                grads[x].eq(by_layer(pass_layer, {i: word[x] for i, word in grad_words.items()}, signed(grad_bits(cfg)))),
+            ]
+        m.d.comb += [
+            dot.operand.valid.eq(arrived[1]),
+            dot.operand.payload.weights.eq(weights),
+            dot.operand.payload.grads.eq(grads),
+            dot.operand.payload.last.eq(last[1]),
+        ]
+        total = dot.result.payload.sum
+        scaled = {i: total << (unit_shift - shifts[i]) for i in hidden}
+        if cfg.fc_decoder:  # floor (arithmetic) shift when the decoder's shift is negative
+            # The error sum of C products e_c D_cj fits error_bits + w + bits(C) bits; the
+            # lane's sum is sized for the widest dV row, so it is narrowed before the shift.
+            error_sum = total[: error_bits(cfg) + f.w + cfg.classes.bit_length()].as_signed()
+            shift = f.decoder_error_shift
+            decoded = error_sum << shift if shift >= 0 else error_sum >> -shift
+            scaled[layers] = decoded << (unit_shift - shifts[layers])
+        widest = max(len(value) for value in scaled.values())
+        return by_layer(pass_layer, scaled, signed(widest)), widest
