@@ -37,10 +37,11 @@ for path in (ROOT, ROOT / "scripts"):
 from model.checkpoint import read_checkpoint_json  # noqa: E402
 from model.data import load_dataset, to_u8  # noqa: E402
 from model.energy import estimate_energy, get_table  # noqa: E402
-from model.integer import IntegerNetwork, recipe  # noqa: E402
+from model.integer import IntegerNetwork, LearningRule, recipe  # noqa: E402
 from model.spec import NetworkSpec  # noqa: E402
 from model.stbp import Network, train, training_defaults  # noqa: E402
 from results_md import machine_note, positive_int, publish  # noqa: E402
+from sim.cli import build_parser as build_cli_parser  # noqa: E402
 from sim.commands.estimate import measure  # noqa: E402
 
 HEADING = "## Core model: cycles, spikes and energy"
@@ -183,8 +184,16 @@ def config_table(nets: dict[str, IntegerNetwork], data: tuple, lanes: int, depth
     return lines
 
 
-#: Options of ``spikeforge learn`` left out of a recorded command at these values (its defaults).
-LEARN_DEFAULTS = {"batch": 1, "rounding": "stochastic", "bits": None, "augment": "auto"}
+def learn_defaults() -> dict[str, Any]:
+    """Options of ``spikeforge learn`` left out of a recorded command at these values: the
+    command's defaults (rounding: the learning rule's, which the command applies without one)."""
+    parsed = build_cli_parser().parse_args(["learn", "--dataset", "digits", "--init", "scratch", "--out", "unused"])
+    defaults = {key: getattr(parsed, key) for key in ("batch", "rounding", "bits", "augment")}
+    return defaults | {"rounding": defaults["rounding"] or LearningRule.rounding}
+
+
+#: :func:`learn_defaults`, once.
+LEARN_DEFAULTS = learn_defaults()
 
 
 def learn_command(path: str) -> str:
