@@ -117,7 +117,6 @@ class ScanEngine(wiring.Component):
 
         # Pipeline: data (x + 1), registers (x + 2), lane stages, write (x + 4).
         valid = delay(m, reading, OPERAND_DELAY, f"scan{index}_valid")
-        word = delay(m, address, 1 + SCAN_LATENCY, f"scan{index}_word")
         v_read = Signal.like(self.v.read_data, name=f"scan{index}_v_read")
         vth_read = Signal.like(self.vth.read_data, name=f"scan{index}_vth_read")
         m.d.sync += [v_read.eq(self.v.read_data), vth_read.eq(self.vth.read_data)]
@@ -137,7 +136,14 @@ class ScanEngine(wiring.Component):
             if index == 0:
                 m.d.comb += operand.x.eq(pix_read[x])
         writing = units[0].result.valid
-        k = word[3]
+        # Words are written in the order they were read: word k of an FC layer is the
+        # pass's k-th write (the count of writes, a register: no write in a pass's first
+        # cycle); a grid layer's, block-major, is its read address delayed to the write.
+        written = Signal(range(words + 1), name=f"scan{index}_written")
+        written_now = Mux(first, 0, written)
+        with m.If(active):
+            m.d.sync += written.eq(written_now + writing)
+        k = delay(m, address, 1 + SCAN_LATENCY, f"scan{index}_word")[-1] if cfg.grid(index) else written
         mask = valid_lanes(cfg, index, k)
         spikes = wire(m, Cat(unit.result.payload.spike for unit in units) & mask, f"scan{index}_spikes")
         windows = Cat(unit.result.payload.window for unit in units) & mask
@@ -152,10 +158,6 @@ class ScanEngine(wiring.Component):
             self.written.eq(writing),
             self.written_spikes.eq(spikes),
         ]
-        written = Signal(range(words + 1), name=f"scan{index}_written")
-        written_now = Mux(first, 0, written)
-        with m.If(active):
-            m.d.sync += written.eq(written_now + writing)
         # Every word written after this cycle: (written_now + writing) == words, by compares.
         scanned = Mux(writing, written_now == words - 1, written_now == words)
 
@@ -176,20 +178,20 @@ class ScanEngine(wiring.Component):
             ]
             return m
 
-        # Word FIFO: the written words with spikes and their row base k P c, in order.
+        # Word FIFO: the written words with spikes and their row base k P c (counted by the
+        # writes), in order.
         cost = cfg.row_words(index + 1)
         base_bits = row_bits(cfg, index + 1)
-        running_base = Signal(base_bits, name=f"scan{index}_running_base")
-        base_now = Mux(first, 0, running_base)
-        with m.If(reading):
-            m.d.sync += running_base.eq(base_now + lanes * cost)
-        base = [Signal(base_bits, name=f"scan{index}_base{n}") for n in range(4)]
-        m.d.sync += [base[0].eq(base_now)] + [base[n + 1].eq(base[n]) for n in range(3)]
+        base = Signal(base_bits, name=f"scan{index}_base")  # no write in a pass's first cycle
+        with m.If(first):
+            m.d.sync += base.eq(0)
+        with m.Elif(writing):
+            m.d.sync += base.eq(base + lanes * cost)
         fifo = SpikeQueue(index_bits=lanes + base_bits, depth=words)
         m.submodules[f"scan{index}_fifo"] = fifo
         m.d.comb += [
             fifo.push.valid.eq(writing & spikes.any()),
-            fifo.push.payload.eq(Cat(spikes, base[3])),
+            fifo.push.payload.eq(Cat(spikes, base)),
             fifo.clear_high_water.eq(control.start),
         ]
 
@@ -266,9 +268,7 @@ class IntegrateEngine(wiring.Component):
         ]
 
         # Pipeline: data (x + 1), registers (x + 2), lane stages, write (x + 4).
-        drained = integrate_datapath(
-            m, cfg, index, name, self.w, self.v, reading=reading, target=word_now, row_word=word_now,
-        )
+        drained = integrate_datapath(m, cfg, index, name, self.w, self.v, reading=reading)
         m.d.comb += control.done.eq(free & drained)
         return m
 

@@ -35,14 +35,16 @@ def neuron_lanes(m: Module, config: CoreConfig, name: str) -> list[NeuronLane]:
 
 def integrate_datapath(
     m: Module, config: CoreConfig, layer: int, name: str, w: wiring.PureInterface, v: wiring.PureInterface, *,
-    reading: Value, target: Value, row_word: Value,
+    reading: Value, target: Value | None = None, row_word: Value | None = None,
 ) -> Value:
     """An integrate engine's pipeline behind its reads (``reading``: the W word and the V
     word ``target`` asked for this cycle, ``row_word`` the W word's place in its row): the
     words read, registered (the operand register), P :class:`NeuronLane` adds with
     saturation, and the write of their results to ``target`` in the lanes of ``row_word``
-    (:func:`hw.core.walk.row_lanes`), ``INTEGRATE_LATENCY`` cycles after the read. Returns
-    "no read and nothing in flight after this cycle"."""
+    (:func:`hw.core.walk.row_lanes`), ``INTEGRATE_LATENCY`` cycles after the read. Without
+    ``target`` every event reads its row's words in order, V word ``j`` with row word ``j``:
+    the write's word is then counted by the writes (modulo the row's length), not carried
+    from the read. Returns "no read and nothing in flight after this cycle"."""
     w_read = Signal.like(w.read_data, name=f"{name}_w_read")
     v_read = Signal.like(v.read_data, name=f"{name}_v_read")
     m.d.sync += [w_read.eq(w.read_data), v_read.eq(v.read_data)]
@@ -56,9 +58,17 @@ def integrate_datapath(
             unit.operand.payload.x.eq(w_read[x]),
         ]
     writing = units[0].result.valid
+    if target is None:
+        cost = config.row_words(layer)
+        write_target = write_row_word = Signal(range(max(cost, 2)), name=f"{name}_written_word")
+        with m.If(writing):
+            m.d.sync += write_target.eq(Mux(write_target == cost - 1, 0, write_target + 1))
+    else:
+        write_target = delay(m, target, INTEGRATE_LATENCY, f"{name}_target")[-1]
+        write_row_word = delay(m, row_word, INTEGRATE_LATENCY, f"{name}_row_word")[-1]
     m.d.comb += [
-        v.write_addr.eq(delay(m, target, INTEGRATE_LATENCY, f"{name}_target")[-1]),
-        v.write_mask.eq(Mux(writing, row_lanes(config, layer, delay(m, row_word, INTEGRATE_LATENCY, f"{name}_row_word")[-1]), 0)),
+        v.write_addr.eq(write_target),
+        v.write_mask.eq(Mux(writing, row_lanes(config, layer, write_row_word), 0)),
         v.write_data.eq(Cat(unit.result.payload.v for unit in units)),
     ]
     in_flight = Signal(range(INTEGRATE_LATENCY + 2), name=f"{name}_in_flight")
