@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib.wiring import In
 
 from hw.accumulator import GradientAccumulator
@@ -94,18 +94,21 @@ class AccumulateEngine(MemoryEngine):
         decoding = wire(m, control.kind == Pass.DD, "dd_active") if cfg.fc_decoder else Const(0)
         subtracting = wire(m, control.kind == Pass.DVTH, "dvth_active")
 
-        # The words read, registered (every port of the engine).
-        read = {
-            (name, index): word
-            for name in ("DW", "DVTH", "DD", "DV", "S")
-            for index, word in self.registered(
-                m, name, [i for n, i in self.memories() if n == name], "acc"
-            ).items()
-        }
+        # The running block's words read, selected by a registered copy of the pass's block
+        # (the pass's own value from its cycle 1 on, when the first word arrives) and
+        # registered: one operand register per memory kind. Block L + 1 is the fc decoder's
+        # DD(t), whose words are dD's.
+        decoder_block = cfg.layers + 1
+        block = Mux(decoding, decoder_block, control.layer)
+        operand_block = Signal(range(cfg.layers + 2), name="acc_operand_block")
+        m.d.sync += operand_block.eq(block)
+        ports = {name: {i: (name, i) for n, i in self.memories() if n == name} for name in ("DW", "DVTH", "DV", "S")}
+        if cfg.fc_decoder:
+            ports["DW"][decoder_block] = ("DD", cfg.layers)
+        read = {name: self.registered(m, f"acc_{name.lower()}", by, operand_block) for name, by in ports.items() if by}
 
-        # Operand: the running layer's registered words, with the word's mask. The operand
-        # stage (x + 2, from the pass's cycle 2 on) selects them by registered copies of the
-        # pass and its block, which hold the pass's own values by then.
+        # Operand: the registered words, with the word's mask. The operand stage (x + 2)
+        # selects the pass kind's by a registered copy of the pass.
         operand = unit.operand
         arrived = Signal(name="acc_arrived")  # a word's data arrived (x + 1)
         registered = Signal(name="acc_registered")  # its registers (x + 2)
@@ -113,8 +116,9 @@ class AccumulateEngine(MemoryEngine):
         m.d.sync += [registered.eq(arrived), operand_dvth.eq(subtracting)]
         m.d.comb += [operand.valid.eq(registered), operand.payload.op.eq(Mux(operand_dvth, AccumulateOp.DVTH, AccumulateOp.DW))]
 
-        operand_block, dw_step, dw_done, dw_operands = self._dw_passes(
-            m, read, result, accumulating=accumulating, decoding=decoding, arrived=arrived, registered=registered
+        dw_step, dw_done, dw_operands = self._dw_passes(
+            m, read, result, block=block, operand_block=operand_block, accumulating=accumulating, decoding=decoding,
+            arrived=arrived, registered=registered,
         )
         if not cfg.trainable:
             m.d.sync += arrived.eq((accumulating | decoding) & dw_step)
@@ -134,17 +138,16 @@ class AccumulateEngine(MemoryEngine):
         return m
 
     def _dw_passes(
-        self, m: Module, read: dict, result, *, accumulating: Value, decoding: Value, arrived: Signal,
-        registered: Signal,
-    ) -> tuple[Signal, Value, Value, _Operands]:
-        """The DW(l, t) and DD(t) passes: the walker, the ports, the operands of the running
-        block. Returns the operand stage's block (registered), the walker's read step, the
-        passes' done and their operands."""
+        self, m: Module, read: dict, result, *, block: Value, operand_block: Signal, accumulating: Value,
+        decoding: Value, arrived: Signal, registered: Signal,
+    ) -> tuple[Value, Value, _Operands]:
+        """The DW(l, t) and DD(t) passes (``block``: l, or L + 1 for DD): the walker, the
+        ports, the operands of the running block. Returns the walker's read step, the passes'
+        done and their operands."""
         cfg = self.config
         f = cfg.formats
         lanes, layers, words = cfg.lanes, cfg.layers, cfg.words
         layer, first, t = self.control.layer, self.control.first, self.control.t
-        dv_bits = grad_bits(cfg)
         # DW(l, t): walk S^{l-1}[t]; each spike's dW row, one word per cycle. DD(t), the
         # walker's block L + 1: walk S^L[t]; each spike's dD row at t. A spike of a grid
         # layer reaches layer l as an event (an FC row behind its pools, or a conv event's
@@ -160,9 +163,6 @@ class AccumulateEngine(MemoryEngine):
         if cfg.fc_decoder:
             costs[decoder_block], spikes[decoder_block] = cfg.decoder_words, layers
             depths[decoder_block] = cfg.memory("DD", layers).depth
-        block = Mux(decoding, decoder_block, layer)
-        operand_block = Signal(range(layers + 2), name="acc_operand_block")
-        m.d.sync += operand_block.eq(block)
         issue, end, stall = Signal(name="dw_issue"), Signal(name="dw_end"), Signal(name="dw_stall")
         walks = GridWalks(m, cfg, "dw", walked={i: i - 1 for i in grid}, block=block, issue=issue, first=first)
         walker = Walker(
@@ -211,8 +211,7 @@ class AccumulateEngine(MemoryEngine):
         in_flight = arrived | registered
         dw_done = walker.finished & ~walker.event & ~in_flight
 
-        dw_acc = {i: read[("DW", i)] for i in dw_layers}
-        dw_dv = {i: read[("DV", i)] for i in dw_layers}
+        dv = list(read["DV"])
         dw_mask = {i: row_lanes(cfg, i, row_words[1]) for i in dw_layers}
         if cfg.fc_decoder:
             dd_port = self.port("DD", layers)
@@ -228,15 +227,11 @@ class AccumulateEngine(MemoryEngine):
                 dd_port.write_mask.eq(Mux(decoding & result.valid, result.payload.mask, 0)),
                 dd_port.write_data.eq(Cat(result.payload.acc[x][: f.dw] for x in range(lanes))),
             ]
-            dw_acc[decoder_block] = read[("DD", layers)]
-            dw_dv[decoder_block] = error_word(cfg, self.errors, row_words[1])
+            errors = error_word(cfg, self.errors, row_words[1])
+            dv = [Mux(operand_block == decoder_block, error, value) for error, value in zip(errors, dv)]
             dw_mask[decoder_block] = decoder_lanes(cfg, row_words[1])
-        operands = _Operands(
-            mask=by_layer(operand_block, dw_mask, lanes),
-            acc=[by_layer(operand_block, {i: word[x] for i, word in dw_acc.items()}, signed(f.dw)) for x in range(lanes)],
-            dv=[by_layer(operand_block, {i: word[x] for i, word in dw_dv.items()}, signed(dv_bits)) for x in range(lanes)],
-        )
-        return operand_block, walker.step, dw_done, operands
+        operands = _Operands(mask=by_layer(operand_block, dw_mask, lanes), acc=list(read["DW"]), dv=dv)
+        return walker.step, dw_done, operands
 
     def _dvth_passes(
         self, m: Module, read: dict, result, *, subtracting: Value, operand_block: Signal, operand_dvth: Signal,
@@ -248,7 +243,6 @@ class AccumulateEngine(MemoryEngine):
         f = cfg.formats
         lanes, layers, words = cfg.lanes, cfg.layers, cfg.words
         layer, first, t = self.control.layer, self.control.first, self.control.t
-        dv_bits = grad_bits(cfg)
         # DVTH(l, t), t >= 2: every word of layer l, one per cycle. A grid layer's words go
         # block-major (a channel block's positions in a row): its DVTH word is read with the
         # block's first word, each next word adds into the accumulator's last result, and
@@ -274,9 +268,7 @@ class AccumulateEngine(MemoryEngine):
             flags = delay(m, Cat(opens, closes), DVTH_LATENCY + 1, "dvth_block_ends")  # (opens, closes)
             channels = delay(m, channel, DVTH_LATENCY + 1, "dvth_channel")
         m.d.sync += [word_in_flight[0].eq(sweep)] + [word_in_flight[n + 1].eq(word_in_flight[n]) for n in range(DVTH_LATENCY)]
-        fired = by_layer(
-            operand_block, {i: read[("S", i)].as_value() & valid_lanes(cfg, i, word_in_flight[1]) for i in every}, lanes
-        )
+        fired = read["S"].as_value() & by_layer(operand_block, {i: valid_lanes(cfg, i, word_in_flight[1]) for i in every}, lanes)
         if grid_th:  # the lanes of the block that fired so far, this word's included (x + 3)
             fired_any = Signal(lanes, name="dvth_fired_any")
             with m.If(operand_dvth & registered):
@@ -303,12 +295,11 @@ class AccumulateEngine(MemoryEngine):
                     dv_port.read_en.eq(reading), dv_port.read_addr.eq(sweep),
                     s_port.read_en.eq(reading), s_port.read_addr.eq(step_base(t, words[index], cfg.timesteps, lag=2) + sweep),
                 ]
-        thresholds = [by_layer(operand_block, {i: read[("DVTH", i)][x] for i in every}, signed(f.dth)) for x in range(lanes)]
+        thresholds = list(read["DVTH"])
         if grid_th:  # within a block, the last result
             thresholds = [Mux(flags[1][0], value, result.payload.acc[x]) for x, value in enumerate(thresholds)]
-        dvs = [by_layer(operand_block, {i: read[("DV", i)][x] for i in every}, signed(dv_bits)) for x in range(lanes)]
         dvth_done = subtracting & (at_now == layer_words + DVTH_LATENCY)
-        return reading, dvth_done, _Operands(mask=fired, acc=thresholds, dv=dvs)
+        return reading, dvth_done, _Operands(mask=fired, acc=thresholds, dv=list(read["DV"]))
 
 
 @dataclass(frozen=True)

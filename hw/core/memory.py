@@ -17,6 +17,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.controller import ControlSignature
+from hw.core.walk import by_layer
 from hw.core_config import CoreConfig, MemorySpec
 
 __all__ = ["MemoryEngine", "MemoryPortSignature", "MemoryPorts", "Port", "lane_layout", "weight_banks"]
@@ -94,14 +95,19 @@ class MemoryEngine(wiring.Component):
         """The memory port of ``name`` on ``layer``."""
         return getattr(self, f"{name.lower()}{layer}")
 
-    def registered(self, m: Module, name: str, layers: range, prefix: str) -> dict[int, Signal]:
-        """The words read from memory ``name`` of each of ``layers``, registered (the operand
-        register behind the read data), by layer."""
-        out = {}
-        for index in layers:
-            data = self.port(name, index).read_data
-            out[index] = Signal.like(data, name=f"{prefix}_{name.lower()}{index}_read")
-            m.d.sync += out[index].eq(data)
+    def registered(self, m: Module, name: str, ports: Mapping[int, tuple[str, int]], select: Value) -> data.View:
+        """The word read from memory ``ports[select]`` (its ``(memory, layer)`` for each value
+        of ``select``), selected from the read data and registered: the operand register
+        behind the read data, one for the memories the pass's layers share. ``select`` must
+        hold the pass's value from the cycle after its first read."""
+        specs = [self.config.memory(memory, layer) for memory, layer in ports.values()]
+        layout = lane_layout(specs[0])
+        if any(lane_layout(spec) != layout for spec in specs):
+            raise ValueError(f"{name}: the words of {', '.join(spec.key for spec in specs)} differ in shape")
+        words = {key: self.port(memory, layer).read_data.as_value() for key, (memory, layer) in ports.items()}
+        out = Signal(layout, name=f"{name}_read")
+        only = len(words) == 1
+        m.d.sync += out.eq(next(iter(words.values())) if only else by_layer(select, words, layout.size))
         return out
 
 

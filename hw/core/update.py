@@ -20,7 +20,7 @@ distance is odd, so a single-port weight bank never sees a read and a write in o
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib.wiring import In, Out
 
 from hw.controller import Pass
@@ -142,7 +142,7 @@ class UpdateEngine(MemoryEngine):
         writing = wire(m, active & result.valid, "update_w_write")
         with m.If(active):
             m.d.sync += written.eq(written_now + writing)
-        values, grads, masks = {}, {}, {}
+        masks = {}
         for i, (value_name, grad_name, index, _, _) in blocks.items():
             on = (decoder if i == decoder_block else weights & (layer == i))
             for name in (value_name, grad_name):
@@ -150,8 +150,6 @@ class UpdateEngine(MemoryEngine):
                 m.d.comb += [port.read_en.eq(reading & on), port.read_addr.eq(at_now)]
                 m.d.comb += [port.write_addr.eq(written_now), port.write_mask.eq(Mux(writing & on, result.payload.mask, 0))]
             m.d.comb += self.port(value_name, index).write_data.eq(Cat(result.payload.value[x][: f.w] for x in range(lanes)))
-            values[i] = self.registered(m, value_name, [index], "update")[index]
-            grads[i] = self.registered(m, grad_name, [index], "update")[index]
             if i == decoder_block:
                 masks[i] = decoder_lanes(cfg, row_word_now)
             else:
@@ -160,11 +158,9 @@ class UpdateEngine(MemoryEngine):
         if cfg.fc_decoder:  # clamp(s_w + fw - gf - G, 0, 31)
             moved = self.shift_w + f.decoder_shift_delta
             shift = Mux(decoder, clamp(moved, 0, (1 << SHIFT_BITS) - 1, SHIFT_BITS, is_signed=False), shift)
-        operands.feed(
-            m, active, reading, by_layer(block, masks, lanes), shift,
-            [by_layer(block, {i: word[x] for i, word in values.items()}, signed(f.w)) for x in range(lanes)],
-            [by_layer(block, {i: word[x] for i, word in grads.items()}, signed(f.dw)) for x in range(lanes)],
-        )
+        values = self.registered(m, "update_value", {i: (value, index) for i, (value, _, index, _, _) in blocks.items()}, block)
+        grads = self.registered(m, "update_grad", {i: (grad, index) for i, (_, grad, index, _, _) in blocks.items()}, block)
+        operands.feed(m, active, reading, by_layer(block, masks, lanes), shift, list(values), list(grads))
         return writing & (written_now == total - 1)
 
     def _thresholds(self, m: Module, unit: UpdateUnit, operands: _Operands, active: Value) -> Value:
@@ -202,7 +198,8 @@ class UpdateEngine(MemoryEngine):
             m.d.sync += [waiting.eq(1), changed_lanes.eq(changed)]
         with m.If((active & first) | retire):
             m.d.sync += waiting.eq(0)
-        th_read, dth_read = self.registered(m, "VTH", every, "update"), self.registered(m, "DVTH", every, "update")
+        th_read = self.registered(m, "update_vth", {i: ("VTH", i) for i in every}, layer)
+        dth_read = self.registered(m, "update_dvth", {i: ("DVTH", i) for i in every}, layer)
         for index in every:
             on = active & (layer == index)
             for name in ("VTH", "DVTH"):
@@ -228,8 +225,7 @@ class UpdateEngine(MemoryEngine):
                 m, "update_th", layer, Mux(layer == 0, encoder_shift, self.shift_th),
                 {i: cfg.shift_offsets(i)[1] for i in every},
             ),
-            [by_layer(layer, {i: th_read[i][x] for i in every}, range(f.threshold_max + 1)) for x in range(lanes)],
-            [by_layer(layer, {i: dth_read[i][x] for i in every}, signed(f.dth)) for x in range(lanes)],
+            list(th_read), list(dth_read),
         )
         return sequence.advance(retire, last)
 
@@ -245,9 +241,9 @@ def offset_shift(m: Module, name: str, layer: Value, shift: Value, offsets: dict
 
 
 class _Operands:
-    """The update unit's operand stage: a word read in cycle x arrives in x + 1, its words are
-    registered per port (x + 2), then the running layer's, with its mask and shift (x + 3),
-    when the unit takes them."""
+    """The update unit's operand stage: a word read in cycle x arrives in x + 1, the running
+    layer's words are registered (x + 2), then with their mask and shift (x + 3), when the
+    unit takes them."""
 
     def __init__(self, m: Module, unit: UpdateUnit, lanes: int) -> None:
         payload = unit.operand.payload
