@@ -102,10 +102,11 @@ class AccumulateEngine(MemoryEngine):
         block = Mux(decoding, decoder_block, control.layer)
         operand_block = Signal(range(cfg.layers + 2), name="acc_operand_block")
         m.d.sync += operand_block.eq(block)
-        ports = {name: {i: (name, i) for n, i in self.memories() if n == name} for name in ("DW", "DVTH", "DV", "S")}
+        kinds = ("DW", "DV") + (("DVTH", "S") if cfg.trainable else ())  # S: the DVTH passes' (DW walks its own)
+        ports = {name: {i: (name, i) for n, i in self.memories() if n == name} for name in kinds}
         if cfg.fc_decoder:
             ports["DW"][decoder_block] = ("DD", cfg.layers)
-        read = {name: self.registered(m, f"acc_{name.lower()}", by, operand_block) for name, by in ports.items() if by}
+        read = {name: self.registered(m, f"acc_{name.lower()}", by, operand_block) for name, by in ports.items()}
 
         # Operand: the registered words, with the word's mask. The operand stage (x + 2)
         # selects the pass kind's by a registered copy of the pass.
