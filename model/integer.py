@@ -97,6 +97,7 @@ __all__ = [
     "LearningRule",
     "Recipe",
     "ShiftSchedule",
+    "decoder_error_bits",
     "equivalent_float_lr",
     "fit",
     "label_target",
@@ -331,8 +332,7 @@ class Formats:
         if spec.decoder == "fc":
             # |e_c| <= T n_L 2^(w-1) + 2^df; the error sums over classes, shifted, must stay
             # below 2^61 like every spatial sum (the eq. 15 product, mul_shift).
-            inputs = spec.timesteps * spec.neurons(spec.num_layers)
-            error_bits = ceil_log2((inputs << (self.w - 1)) + (1 << self.df) + 1)
+            error_bits = decoder_error_bits(spec.timesteps * spec.neurons(spec.num_layers), self.w, self.df)
             sum_bits = (
                 error_bits + self.w - 1 + ceil_log2(spec.classes)
                 + max(self.decoder_error_shift, 0) + 1
@@ -615,6 +615,12 @@ def equivalent_float_lr(spec: NetworkSpec, formats: Formats, shift: int) -> floa
     full = label_target(spec, formats)
     scale = spec.classes * full**2 / 2
     return scale * 2.0 ** (formats.gf - formats.fw - shift)
+
+
+def decoder_error_bits(inputs: int, w: int, df: int) -> int:
+    """Magnitude bits of a fc decoder's output error: ``|e_c| <= inputs 2^(w-1) + 2^df``
+    (``inputs`` = T n_L decoder inputs of signed w-bit weights, the target ``2^df``)."""
+    return ceil_log2((inputs << (w - 1)) + (1 << df) + 1)
 
 
 def label_target(spec: NetworkSpec, formats: Formats) -> int:

@@ -33,13 +33,20 @@ from hw.core_config import CoreConfig
 from hw.dot_product import DotProductLane
 from hw.dv import DvUnit
 from model.core import DV_LATENCY
+from model.fixed import ceil_log2
+from model.integer import decoder_error_bits
 from model.units import DOT_PRODUCT_LANE_LATENCY
 
 __all__ = ["DvEngine", "error_bits", "error_layout", "error_word", "grad_bits"]
 
 
 def error_bits(config: CoreConfig) -> int:
-    """Width of an output error ``e_c = n_c - target`` (signed)."""
+    """Width of an output error ``e_c = n_c - target`` (signed): a spike count's and one
+    more; the fc decoder's, its bound ``T n_L 2^(w-1) + 2^df`` (the target can outweigh
+    the sum) and a sign."""
+    if config.fc_decoder:
+        f = config.formats
+        return decoder_error_bits(config.timesteps * config.sizes[-1], f.w, f.df) + 1
     return config.count_bits + 1
 
 
@@ -281,9 +288,10 @@ class DvEngine(MemoryEngine):
         total = dot.result.payload.sum
         scaled = {i: total << (unit_shift - shifts[i]) for i in hidden}
         if cfg.fc_decoder:  # floor (arithmetic) shift when the decoder's shift is negative
-            # The error sum of C products e_c D_cj fits error_bits + w + bits(C) bits; the
-            # lane's sum is sized for the widest dV row, so it is narrowed before the shift.
-            error_sum = total[: error_bits(cfg) + f.w + cfg.classes.bit_length()].as_signed()
+            # The error sum of C products e_c D_cj fits error_bits + w - 1 + ceil(log2 C) bits
+            # (|e_c D_cj| < 2^(error_bits - 1 + w - 1)); the lane's sum is sized for the widest
+            # dV row, so it is narrowed before the shift.
+            error_sum = total[: error_bits(cfg) + f.w - 1 + ceil_log2(cfg.classes)].as_signed()
             shift = f.decoder_error_shift
             decoded = error_sum << shift if shift >= 0 else error_sum >> -shift
             scaled[layers] = decoded << (unit_shift - shifts[layers])

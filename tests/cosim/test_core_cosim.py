@@ -250,7 +250,8 @@ def test_single_layer_fixed_thresholds(tmp_path) -> None:
 #: fc-decoder networks: (arch, inputs, T, population, formats, rule, thresholds, P, Q). Every
 #: rounding; B = 1, 3 (two updates and a pending sample) and 2; P dividing neither the layers
 #: nor C; a wide df whose error sum shifts right, a narrow one that shifts left; dD narrower
-#: than the class errors (saturating).
+#: than the class errors (saturating); a target 2^df beyond the decoder sums' range (the class
+#: error then needs the target's bits, not only the sums').
 FC_NETWORKS = {
     "stochastic": ("5FC-6FC", 7, 3, 2, Formats(w=6, v=10, g=10, dw=12, dth=12, k=10, df=7),
                    LearningRule(shift_w=3, shift_th=4, rounding="stochastic", batch=1), "trainable", 4, 3),
@@ -258,6 +259,8 @@ FC_NETWORKS = {
                 LearningRule(shift_w=1, shift_th=2, rounding="nearest", batch=3), "trainable", 3, 2),
     "floor": ("9FC", 9, 2, 3, Formats(w=8, v=12, g=12, dw=16, dth=16, k=12),
               LearningRule(shift_w=2, shift_th=2, rounding="floor", batch=2), "fixed", 2, 16),
+    "target": ("6FC-4FC", 5, 4, 2, Formats(w=5, v=8, g=6, gf=3, dw=10, dth=10, k=9, df=9),
+               LearningRule(shift_w=1, shift_th=2, rounding="stochastic", batch=1), "fixed", 3, 2),
 }
 
 

@@ -280,3 +280,14 @@ def test_fc_decoder_error_sum_keeps_the_dv_unit_in_range() -> None:
     config = CoreConfig.from_network(IntegerNetwork.scratch(spec, formats, seed=0), lanes=3, queue_depth=4)
     assert config.learnable
     Fragment.get(Core(config), None)
+
+
+def test_fc_decoder_error_sum_sized_by_the_contracts_bound() -> None:
+    """The fc decoder's error sum is as wide as the contract's bound on it (``|e_c| <= T n_L
+    2^(w-1) + 2^df``, times C weights): one to two bits wider, this network's scaled sum was
+    beyond the dV unit's range (soak seed 1501), though the model accepts its formats."""
+    spec = NetworkSpec.parse("11FC-9FC", input_shape=(9,), timesteps=5, population=3, decoder="fc")
+    formats = Formats(w=9, fw=7, v=11, g=16, gf=8, dw=18, dth=23, k=8, df=3)
+    config = CoreConfig.from_network(IntegerNetwork.scratch(spec, formats, seed=0), lanes=1, queue_depth=1)
+    assert config.learnable
+    Fragment.get(Core(config), None)
