@@ -98,6 +98,7 @@ __all__ = [
     "Recipe",
     "ShiftSchedule",
     "decoder_error_bits",
+    "decoder_error_sum_bits",
     "equivalent_float_lr",
     "fit",
     "label_target",
@@ -332,11 +333,8 @@ class Formats:
         if spec.decoder == "fc":
             # |e_c| <= T n_L 2^(w-1) + 2^df; the error sums over classes, shifted, must stay
             # below 2^61 like every spatial sum (the eq. 15 product, mul_shift).
-            error_bits = decoder_error_bits(spec.timesteps * spec.neurons(spec.num_layers), self.w, self.df)
-            sum_bits = (
-                error_bits + self.w - 1 + ceil_log2(spec.classes)
-                + max(self.decoder_error_shift, 0) + 1
-            )
+            inputs = spec.timesteps * spec.neurons(spec.num_layers)
+            sum_bits = decoder_error_sum_bits(inputs, self.w, self.df, spec.classes) + max(self.decoder_error_shift, 0)
             if sum_bits > MAX_BITS - 1:
                 raise ValueError(
                     f"gf, fw: the fc decoder's error sums need {sum_bits} bits "
@@ -621,6 +619,12 @@ def decoder_error_bits(inputs: int, w: int, df: int) -> int:
     """Magnitude bits of a fc decoder's output error: ``|e_c| <= inputs 2^(w-1) + 2^df``
     (``inputs`` = T n_L decoder inputs of signed w-bit weights, the target ``2^df``)."""
     return ceil_log2((inputs << (w - 1)) + (1 << df) + 1)
+
+
+def decoder_error_sum_bits(inputs: int, w: int, df: int, classes: int) -> int:
+    """Signed bits of a fc decoder's error sum ``sum_c e_c D_cj`` before its shift: C
+    products of an error (:func:`decoder_error_bits`) and a signed w-bit weight."""
+    return decoder_error_bits(inputs, w, df) + w - 1 + ceil_log2(classes) + 1
 
 
 def label_target(spec: NetworkSpec, formats: Formats) -> int:

@@ -33,8 +33,7 @@ from hw.core_config import CoreConfig
 from hw.dot_product import DotProductLane
 from hw.dv import DvUnit
 from model.core import DV_LATENCY
-from model.fixed import ceil_log2
-from model.integer import decoder_error_bits
+from model.integer import decoder_error_bits, decoder_error_sum_bits
 from model.units import DOT_PRODUCT_LANE_LATENCY
 
 __all__ = ["DvEngine", "error_bits", "error_layout", "error_word", "grad_bits"]
@@ -288,10 +287,10 @@ class DvEngine(MemoryEngine):
         total = dot.result.payload.sum
         scaled = {i: total << (unit_shift - shifts[i]) for i in hidden}
         if cfg.fc_decoder:  # floor (arithmetic) shift when the decoder's shift is negative
-            # The error sum of C products e_c D_cj fits error_bits + w - 1 + ceil(log2 C) bits
-            # (|e_c D_cj| < 2^(error_bits - 1 + w - 1)); the lane's sum is sized for the widest
-            # dV row, so it is narrowed before the shift.
-            error_sum = total[: error_bits(cfg) + f.w - 1 + ceil_log2(cfg.classes)].as_signed()
+            # The error sum of C products e_c D_cj (the contract's bound on it); the lane's sum
+            # is sized for the widest dV row, so it is narrowed before the shift.
+            inputs = cfg.timesteps * cfg.sizes[-1]
+            error_sum = total[: decoder_error_sum_bits(inputs, f.w, f.df, cfg.classes)].as_signed()
             shift = f.decoder_error_shift
             decoded = error_sum << shift if shift >= 0 else error_sum >> -shift
             scaled[layers] = decoded << (unit_shift - shifts[layers])
