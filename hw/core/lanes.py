@@ -5,10 +5,12 @@ integrate engines, :class:`hw.core.forward.IntegrateEngine` and
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import wiring
 
-from hw.core.walk import delay, row_lanes
+from hw.core.walk import delay, per_layer, row_lanes
 from hw.core_config import CoreConfig
 from hw.neuron import NeuronLane
 from model.core import INTEGRATE_LATENCY
@@ -34,8 +36,8 @@ def neuron_lanes(m: Module, config: CoreConfig, name: str) -> list[NeuronLane]:
 
 
 def integrate_datapath(
-    m: Module, config: CoreConfig, layer: int, name: str, w: wiring.PureInterface, v: wiring.PureInterface, *,
-    reading: Value, target: Value | None = None, row_word: Value | None = None,
+    m: Module, config: CoreConfig, layers: Mapping[int, int], stage: Value, name: str, w: wiring.PureInterface,
+    v: wiring.PureInterface, *, reading: Value, target: Value | None = None, row_word: Value | None = None,
 ) -> Value:
     """An integrate engine's pipeline behind its reads (``reading``: the W word and the V
     word ``target`` asked for this cycle, ``row_word`` the W word's place in its row): the
@@ -44,7 +46,8 @@ def integrate_datapath(
     (:func:`hw.core.walk.row_lanes`), ``INTEGRATE_LATENCY`` cycles after the read. Without
     ``target`` every event reads its row's words in order, V word ``j`` with row word ``j``:
     the write's word is then counted by the writes (modulo the row's length), not carried
-    from the read. Returns "no read and nothing in flight after this cycle"."""
+    from the read. ``layers`` holds the layers integrated into by the value of ``stage`` (the
+    running stage) that picks each. Returns "no read and nothing in flight after this cycle"."""
     w_read = Signal.like(w.read_data, name=f"{name}_w_read")
     v_read = Signal.like(v.read_data, name=f"{name}_v_read")
     m.d.sync += [w_read.eq(w.read_data), v_read.eq(v.read_data)]
@@ -59,16 +62,18 @@ def integrate_datapath(
         ]
     writing = units[0].result.valid
     if target is None:
-        cost = config.row_words(layer)
-        write_target = write_row_word = Signal(range(max(cost, 2)), name=f"{name}_written_word")
+        costs = {key: config.row_words(layer) for key, layer in layers.items()}
+        write_target = write_row_word = Signal(range(max(*costs.values(), 2)), name=f"{name}_written_word")
+        last = per_layer(stage, {key: cost - 1 for key, cost in costs.items()}, len(write_target))
         with m.If(writing):
-            m.d.sync += write_target.eq(Mux(write_target == cost - 1, 0, write_target + 1))
+            m.d.sync += write_target.eq(Mux(write_target == last, 0, write_target + 1))
     else:
         write_target = delay(m, target, INTEGRATE_LATENCY, f"{name}_target")[-1]
         write_row_word = delay(m, row_word, INTEGRATE_LATENCY, f"{name}_row_word")[-1]
+    lanes = per_layer(stage, {key: row_lanes(config, layer, write_row_word) for key, layer in layers.items()}, config.lanes)
     m.d.comb += [
         v.write_addr.eq(write_target),
-        v.write_mask.eq(Mux(writing, row_lanes(config, layer, write_row_word), 0)),
+        v.write_mask.eq(Mux(writing, lanes, 0)),
         v.write_data.eq(Cat(unit.result.payload.v for unit in units)),
     ]
     in_flight = Signal(range(INTEGRATE_LATENCY + 2), name=f"{name}_in_flight")

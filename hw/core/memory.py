@@ -17,10 +17,10 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.controller import ControlSignature
-from hw.core.walk import by_layer
+from hw.core.walk import by_layer, per_layer
 from hw.core_config import CoreConfig, MemorySpec
 
-__all__ = ["MemoryEngine", "MemoryPortSignature", "MemoryPorts", "Port", "lane_layout", "weight_banks"]
+__all__ = ["MemoryEngine", "MemoryPortSignature", "MemoryPorts", "Port", "lane_layout", "shared_port", "weight_banks"]
 
 
 class MemoryPortSignature(wiring.Signature):
@@ -109,6 +109,37 @@ class MemoryEngine(wiring.Component):
         only = len(words) == 1
         m.d.sync += out.eq(next(iter(words.values())) if only else by_layer(select, words, layout.size))
         return out
+
+
+def shared_port(
+    m: Module, config: CoreConfig, name: str, memory: str, select: Value,
+    ports: Mapping[int, tuple[int, wiring.PureInterface]],
+) -> wiring.PureInterface:
+    """One :class:`MemoryPortSignature` port of an engine that serves several layers, onto
+    their memories ``memory``: ``ports`` holds each layer's ``(layer, port)`` by the value of
+    ``select`` (the running pass's layer) that picks it. Reads and writes reach the selected
+    layer's memory only, whose word is the read data; the address is the deepest memory's.
+    The port itself for a single layer."""
+    if len(ports) == 1:
+        return next(iter(ports.values()))[1]
+    members = next(iter(ports.values()))[1].signature.members
+    read, write = "read_en" in members, "write_mask" in members
+    deepest = max((config.memory(memory, layer) for layer, _ in ports.values()), key=lambda spec: spec.depth)
+    shared = MemoryPortSignature(deepest, read=read, write=write).create(path=(name,))
+    words = {}
+    for key, (_, port) in ports.items():
+        chosen = select == key
+        if read:
+            m.d.comb += [port.read_en.eq(shared.read_en & chosen), port.read_addr.eq(shared.read_addr)]
+            words[key] = port.read_data.as_value()
+        if write:
+            m.d.comb += [
+                port.write_mask.eq(Mux(chosen, shared.write_mask, 0)), port.write_addr.eq(shared.write_addr),
+                port.write_data.eq(shared.write_data),
+            ]
+    if read:
+        m.d.comb += shared.read_data.eq(per_layer(select, words, len(shared.read_data.as_value())))
+    return shared
 
 
 class MemoryPorts:

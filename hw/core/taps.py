@@ -140,6 +140,12 @@ class TapIntegrateEngine(wiring.Component):
             "operations": Out(range(config.shape(layer)[0] + 1)),
         })
 
+    def port(self, name: str, layer: int) -> wiring.PureInterface:
+        """The memory port of ``name`` (``W`` or ``V``) on ``layer``, the engine's own."""
+        if layer != self.layer:
+            raise ValueError(f"layer: the engine integrates into layer {self.layer}, got {layer}")
+        return getattr(self, name.lower())
+
     def elaborate(self, platform) -> Module:
         m = Module()
         cfg, index = self.config, self.layer
@@ -172,7 +178,8 @@ class TapIntegrateEngine(wiring.Component):
 
         # Pipeline: data (x + 1), registers (x + 2), lane stages, write (x + 4).
         drained = integrate_datapath(
-            m, cfg, index, name, self.w, self.v, reading=reading, target=taps.v_addr, row_word=taps.word,
+            m, cfg, {index - 1: index}, control.layer, name, self.w, self.v, reading=reading, target=taps.v_addr,
+            row_word=taps.word,
         )
         m.d.comb += control.done.eq(~busy & drained)
         return m

@@ -64,7 +64,7 @@ from hw.controller import PASS_PHASE, ControlSignature, Controller, Pass, Phase
 from hw.core.accumulate import AccumulateEngine
 from hw.core.backward import DvEngine, error_layout
 from hw.core.counters import PerformanceCounters
-from hw.core.forward import IntegrateEngine, ScanEngine
+from hw.core.forward import IntegrateEngine, ScanEngine, engine_name, layer_engines
 from hw.core.grid import event_layout
 from hw.core.taps import TapIntegrateEngine
 from hw.core.host import HostPort, HostSignature
@@ -72,7 +72,7 @@ from hw.core.memory import MemoryPorts, weight_banks
 from hw.core.decode import DecodeEngine
 from hw.core.readout import Readout, class_value_shape
 from hw.core.update import UpdateEngine
-from hw.core.walk import popcount, valid_lanes, wire
+from hw.core.walk import per_layer, popcount, valid_lanes, wire
 from hw.core_config import COUNTER_BITS, PIXEL_BITS, CoreConfig
 from hw.queue import SpikeQueue
 from hw.update import lfsr_seeded
@@ -112,6 +112,12 @@ def trace_layout(config: CoreConfig) -> data.StructLayout:
             "data": unsigned(spec.word_bits),
         })
     return data.StructLayout(fields)
+
+
+def _running(stage: Value, index: int, served: Sequence[int]) -> Value:
+    """Stage ``index`` runs, for an engine or queue side that serves the stages ``served``
+    (always, when it serves that stage alone)."""
+    return Const(1) if len(served) == 1 else stage == index
 
 
 class _Builder:
@@ -391,50 +397,76 @@ class Core(wiring.Component):
         return m
 
     def _forward(self, b: _Builder, readout: Readout) -> tuple[list[SpikeQueue], list[Value]]:
-        """The forward stages' engines; returns the spike queues and each stage's done."""
+        """The forward stages' engines (one scan and one integrate engine for every FC layer,
+        one of each per grid layer) and the stages' spike queues; returns the queues and each
+        stage's done."""
         m, cfg, control = b.m, self.config, b.control
         layers, sizes = cfg.layers, cfg.sizes
-        count = b.count
-        queues: list[SpikeQueue] = []
-        forward_done: list[Value] = []
-        for index in range(layers + 1):
-            scan = ScanEngine(cfg, index)
-            m.submodules[f"scan{index}"] = scan
+        count, stage = b.count, control.layer
+        scans: dict[int, ScanEngine] = {}
+        for group in layer_engines(cfg, range(layers + 1)):
+            scan = ScanEngine(cfg, group)
+            m.submodules[engine_name("scan", group)] = scan
             b.follow(scan.control)
-            for name in ("V", "VTH", "S", "H") + (("PIX",) if index == 0 else ()):
-                b.attach(name, index, getattr(scan, name.lower()))
-            count(f"spikes.{index}", Mux(scan.written, popcount(scan.written_spikes), 0))
-            if index == layers:
-                m.d.comb += [
-                    readout.result_valid.eq(scan.result_valid), readout.result_word.eq(scan.result_word),
-                    readout.result_spikes.eq(scan.result_spikes), readout.result_integrated.eq(scan.result_integrated),
-                ]
-                forward_done.append(scan.control.done)
-                continue
-            conv = cfg.grid(index + 1)
+            for index in group:
+                scans[index] = scan
+                for name in ("V", "VTH", "S", "H") + (("PIX",) if index == 0 else ()):
+                    b.attach(name, index, scan.port(name, index))
+                here = _running(stage, index, group)
+                count(f"spikes.{index}", Mux(scan.written & here, popcount(scan.written_spikes), 0))
+                if index < layers:
+                    count(f"stall_cycles.{index}", scan.stalled & here)
+        integrates: dict[int, IntegrateEngine | TapIntegrateEngine] = {}
+        for group in layer_engines(cfg, range(1, layers + 1)):
+            grid = cfg.grid(group[0])
+            integrate = TapIntegrateEngine(cfg, group[0]) if grid else IntegrateEngine(cfg, group)
+            m.submodules[engine_name("integrate", group)] = integrate
+            b.follow(integrate.control)
+            for index in group:
+                integrates[index] = integrate
+                b.attach("W", index, integrate.port("W", index), reads_as=index - 1)
+                b.attach("V", index, integrate.port("V", index), reads_as=index - 1, writes_as=index - 1)
+
+        # Stage l's spike queue: from the scan of layer l to the integration into l + 1.
+        queues = []
+        for index in range(layers):
             queue = SpikeQueue(index_bits=Shape.cast(event_layout(cfg, index + 1)).width, depth=cfg.queue_depth)
             m.submodules[f"queue{index}"] = queue
             queues.append(queue)
-            integrate = (TapIntegrateEngine if conv else IntegrateEngine)(cfg, index + 1)
-            m.submodules[f"integrate{index + 1}"] = integrate
-            b.follow(integrate.control)
-            if conv:  # the events are structures (hw.core.grid.event_layout) in the queue's bits
-                m.d.comb += [
-                    queue.push.valid.eq(scan.spikes.valid), queue.push.payload.eq(scan.spikes.payload),
-                    scan.spikes.ready.eq(queue.push.ready), integrate.events.valid.eq(queue.pop.valid),
-                    integrate.events.payload.eq(queue.pop.payload), queue.pop.ready.eq(integrate.events.ready),
-                ]
-            else:
-                wiring.connect(m, scan.spikes, queue.push)
-                wiring.connect(m, queue.pop, integrate.events)
             m.d.comb += queue.clear_high_water.eq(control.start)
-            b.attach("W", index + 1, integrate.w, reads_as=index)
-            b.attach("V", index + 1, integrate.v, reads_as=index, writes_as=index)
-            count(f"stall_cycles.{index}", scan.stalled)
             pushed = Mux(queue.push.valid & queue.push.ready, sizes[index + 1], 0)
-            count(f"synaptic_ops.{index}", integrate.operations if conv else pushed)
+            count(f"synaptic_ops.{index}", integrates[index + 1].operations if cfg.grid(index + 1) else pushed)
+        for scan in dict.fromkeys(scans.values()):
+            below = [index for index in scan.layers if index < layers]
+            for index in below:
+                m.d.comb += [
+                    queues[index].push.valid.eq(scan.spikes.valid & _running(stage, index, below)),
+                    queues[index].push.payload.eq(scan.spikes.payload),
+                ]
+            if below:
+                m.d.comb += scan.spikes.ready.eq(per_layer(stage, {index: queues[index].push.ready for index in below}, 1))
+        for integrate in dict.fromkeys(integrates.values()):
+            stages = [index - 1 for index in integrates if integrates[index] is integrate]
+            events = integrate.events
+            for index in stages:
+                m.d.comb += queues[index].pop.ready.eq(events.ready & _running(stage, index, stages))
+            m.d.comb += [
+                events.valid.eq(per_layer(stage, {index: queues[index].pop.valid for index in stages}, 1)),
+                events.payload.eq(per_layer(
+                    stage, {index: queues[index].pop.payload for index in stages}, Shape.cast(events.payload.shape()).width,
+                )),
+            ]
+
+        output = scans[layers]
+        m.d.comb += [
+            readout.result_valid.eq(output.result_valid), readout.result_word.eq(output.result_word),
+            readout.result_spikes.eq(output.result_spikes), readout.result_integrated.eq(output.result_integrated),
+        ]
+        forward_done = []
+        for index, queue in enumerate(queues):
             drained = (queue.level == 0) & ~queue.push.valid
-            forward_done.append(scan.control.done & integrate.control.done & drained)
+            forward_done.append(scans[index].control.done & integrates[index + 1].control.done & drained)
+        forward_done.append(output.control.done)
         return queues, forward_done
 
     def _trace(self, m: Module, control: wiring.PureInterface, cycle: Signal, mems: Mapping) -> None:

@@ -12,7 +12,7 @@ from hw.core_config import CoreConfig
 from hw.queue import SpikeQueue
 
 __all__ = [
-    "PREFETCH_WORDS", "Walker", "WordSequence", "by_layer", "counter_shape", "delay", "lowest", "one_hot_select", "popcount", "row_lanes", "scoreboard", "select",
+    "PREFETCH_WORDS", "Walker", "WordSequence", "by_layer", "counter_shape", "delay", "lowest", "one_hot_select", "per_layer", "popcount", "row_lanes", "scoreboard", "select",
     "decoder_lanes", "decoder_row_base", "step_base", "valid_lanes", "wire",
 ]
 
@@ -28,6 +28,14 @@ def by_layer(layer: Value, values: Mapping[int, Value | int], shape) -> Value:
     for index, value in values.items():
         chosen = Mux(layer == index, value, chosen)
     return chosen
+
+
+def per_layer(layer: Value, values: Mapping[int, Value | int], shape) -> Value:
+    """The value of the running layer among ``values`` (keyed by ``layer``'s value) of an
+    engine that serves several layers; the only value, unselected, for an engine of one."""
+    if len(values) == 1:
+        return Value.cast(next(iter(values.values())))
+    return by_layer(layer, values, shape)
 
 
 def valid_lanes(config: CoreConfig, layer: int, word: Value) -> Value:
