@@ -673,13 +673,25 @@ class CoreConfig:
         for name in ("W", "DW"):
             specs = [spec for spec in self.memories if spec.name == name]
             if specs:
-                depth = sum(spec.depth for spec in specs) // 2
+                depth = max(self.bank_base(name, spec.layer) + spec.depth // 2 for spec in specs)
                 banks += [(f"{name}_even", depth, specs[0].word_bits), (f"{name}_odd", depth, specs[0].word_bits)]
         return banks
 
     def bank_base(self, name: str, layer: int) -> int:
-        """First bank word of ``name`` (W or DW) of ``layer`` in its single-port banks."""
-        return sum(self.memory(name, below).depth for below in range(1, layer)) // 2
+        """First bank word of ``name`` (W or DW) of ``layer`` in its single-port banks.
+
+        Aligned when that takes no deeper power of two than stacking: each layer's half
+        (``depth / 2`` words) in a power-of-two region, the largest first, so a region's
+        base is a multiple of its size and the bank address is the base's bits above the
+        word's (no adder). Otherwise the halves are stacked from layer 1 up.
+        """
+        halves = {spec.layer: spec.depth // 2 for spec in self.memories if spec.name == name}
+        regions = {below: 1 << ceil_log2(half) for below, half in halves.items()}
+        stacked = sum(halves.values())
+        if sum(regions.values()) <= 1 << ceil_log2(stacked):
+            order = sorted(regions, key=lambda below: (-regions[below], below))
+            return sum(regions[below] for below in order[:order.index(layer)])
+        return sum(halves[below] for below in halves if below < layer)
 
     # Host map ------------------------------------------------------------------------------
 

@@ -220,8 +220,9 @@ def weight_banks(
     A bank is one ``Memory`` whose read and write ports share the address (a write wins
     the cycle; the schedule never asks for both, docs/architecture.md section 2.1), so
     Yosys maps it to one iCE40 SPRAM (``ram_style = "huge"``). Layer ``l``'s word ``a``
-    sits in bank ``a mod 2`` at ``bank_base(l) + a div 2``. A logical read returns the
-    bank its address chose, one cycle later.
+    sits in bank ``a mod 2`` at ``bank_base(l) + a div 2`` (:meth:`CoreConfig.bank_base
+    <hw.core_config.CoreConfig.bank_base>`). A logical read returns the bank its address
+    chose, one cycle later.
     """
     for name, depth, _ in config.weight_banks()[::2]:
         kind = name.split("_")[0]
@@ -229,11 +230,12 @@ def weight_banks(
         layout = lane_layout(logical[0][1].spec)
         banks = []
         for parity, suffix in enumerate(("even", "odd")):
-            words = []
+            words = [[0] * config.lanes] * depth
             for layer, ports in logical:
                 contents = list(init.get(ports.spec.key, []))
                 contents += [[0] * config.lanes] * (ports.spec.depth - len(contents))
-                words += contents[parity::2]
+                base = config.bank_base(kind, layer)
+                words[base:base + ports.spec.depth // 2] = contents[parity::2]
             memory = Memory(shape=layout, depth=depth, init=words, attrs={"ram_style": "huge"})
             m.submodules[f"mem_{kind}_{suffix}"] = memory
             write, read = memory.write_port(granularity=1), memory.read_port()

@@ -213,7 +213,7 @@ def test_grid_layers_follow_the_core_model_layout(tmp_path, capsys) -> None:
 
 
 def test_single_port_weight_banks_layout_and_export(tmp_path) -> None:
-    """ice40-up5k: W and dW in even/odd banks stacked by layer, no power-up contents in the
+    """ice40-up5k: W and dW in even/odd banks, layers in aligned regions, no power-up contents in the
     Verilog (the host loads them), the other memories keep their images."""
     from hw.core_export import drop_initial_block, write_core
 
@@ -221,10 +221,12 @@ def test_single_port_weight_banks_layout_and_export(tmp_path) -> None:
     net = IntegerNetwork.scratch(spec, Formats(w=8, v=16, g=16, dw=16, dth=16, k=16), seed=4)
     config = CoreConfig.from_network(net, lanes=1, queue_depth=3, target="ice40-up5k", counters="events")
     assert config.single_port_weights and config.counter_set == "events"
+    # Halves of 20 and 16 words in regions of 32 and 16, aligned: 48 words, no deeper power
+    # of two than the 36 stacked.
     assert [(name, depth) for name, depth, _ in config.weight_banks()] == [
-        ("W_even", (40 + 32) // 2), ("W_odd", 36), ("DW_even", 36), ("DW_odd", 36),
+        ("W_even", 32 + 16), ("W_odd", 48), ("DW_even", 48), ("DW_odd", 48),
     ]
-    assert config.bank_base("W", 1) == 0 and config.bank_base("W", 2) == 20
+    assert config.bank_base("W", 1) == 0 and config.bank_base("W", 2) == 32
     assert config.check_target("sim").name == "sim"  # the co-simulated build: banks count as memory bits
     default = CoreConfig.from_network(net, lanes=1, queue_depth=3, target="ice40-up5k")
     assert default.counter_set == "cycles" and [spec.kind for spec in default.counters] == ["cycles"] * 5
