@@ -93,8 +93,9 @@ class DotProductLane(StreamUnit):
 
         # Stage 1: the word's P products (exact, signed w + g bits), registered with the
         # word's flags (every accepted word, not only the emitting last words); a product
-        # register is the multiplier block's own output register.
-        products = [Signal(signed(params.w + params.g)) for _ in range(params.lanes)]
+        # register is the multiplier block's own output register (no reset: the block's
+        # register has no synchronous one; the flags, which have, say when a product counts).
+        products = [Signal(signed(params.w + params.g), reset_less=True) for _ in range(params.lanes)]
         word_valid = Signal()
         word_last = Signal()
         with m.If(control.advance):

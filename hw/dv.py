@@ -87,14 +87,15 @@ class DvUnit(StreamUnit):
 
         # Stage 1: the partial products of acc's PARTIAL_BITS chunks with R (low chunks
         # unsigned, the top chunk signed), each registered: a multiplier block and its output
-        # register; the flags follow.
+        # register (no reset, as the block's; the flags say when a product counts); the
+        # flags follow.
         partials = []
         for low in range(0, params.acc_bits, PARTIAL_BITS):
             high = min(low + PARTIAL_BITS, params.acc_bits)
             top = high == params.acc_bits
             chunk = operand.acc[low:high]
             width = high - low + params.k + 1
-            partial = Signal(signed(width) if top else unsigned(width), name=f"partial{low}")
+            partial = Signal(signed(width) if top else unsigned(width), name=f"partial{low}", reset_less=True)
             partials.append((low, partial))
             with m.If(control.advance):
                 m.d.sync += partial.eq((chunk.as_signed() if top else chunk) * operand.r)
