@@ -114,14 +114,15 @@ class HostPort(wiring.Component):
         ]
         # The read's region, one-hot (bit 0: the registers), registered with the request: the
         # selected word is an AND-OR over the regions, a balanced tree of a few LUT levels.
+        # A register is picked by the low bits of its address (the map has no others).
         regions = len(cfg.host_memories) + 1
         read_regions = Signal(regions, name="host_read_regions")
-        read_address = Signal.like(address, name="host_read_address")
+        read_register = Signal(range(len(HOST_REGISTERS)), name="host_read_register")
         with m.If(re):
             m.d.sync += [read_regions.eq(Cat(region == number for number in range(regions))),
-                         read_address.eq(address)]
+                         read_register.eq(address)]
         values = Array([self.shift_w, self.shift_th, self.lfsr_state, self.pending])
-        candidates = [values[read_address]]
+        candidates = [values[read_register]]
 
         # Memories (regions 1, 2, ...): a write wins the cycle over a read.
         full = (1 << cfg.lanes) - 1
