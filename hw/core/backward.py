@@ -27,6 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.controller import Pass
 from hw.core.memory import MemoryEngine
+from hw.core.readout import class_value_shape
 from hw.core.grid_walk import GridWalks, event_reads
 from hw.core.walk import Walker, by_layer, counter_shape, decoder_row_base, select, step_base, valid_lanes, wire
 from hw.core_config import CoreConfig
@@ -36,7 +37,7 @@ from model.core import DV_LATENCY
 from model.integer import decoder_error_bits, decoder_error_sum_bits
 from model.units import DOT_PRODUCT_LANE_LATENCY
 
-__all__ = ["DvEngine", "error_bits", "error_layout", "error_word", "grad_bits"]
+__all__ = ["DvEngine", "error_bits", "error_layout", "error_target", "error_word", "grad_bits", "output_error"]
 
 
 def error_bits(config: CoreConfig) -> int:
@@ -53,6 +54,19 @@ def grad_bits(config: CoreConfig) -> int:
     """Width of the dV operand of the dot-product lane and the gradient accumulator: g, or
     the class errors' when wider (the fc decoder feeds them in place of a dV)."""
     return max(config.formats.g, error_bits(config)) if config.fc_decoder else config.formats.g
+
+
+def error_target(config: CoreConfig) -> int:
+    """The label's class target: ``2^df`` (fc decoder), else the population (x T for the
+    rate decoder)."""
+    if config.fc_decoder:
+        return 1 << config.formats.df
+    return config.population * (config.timesteps if config.decoder == "rate" else 1)
+
+
+def output_error(config: CoreConfig, value: Value, is_label: Value) -> Value:
+    """The output error ``e_c = n_c - target x [c == label]`` of class value ``n_c``."""
+    return value - Mux(is_label, error_target(config), 0)
 
 
 def error_layout(config: CoreConfig) -> data.ArrayLayout:
@@ -76,8 +90,11 @@ class DvEngine(MemoryEngine):
     -------
     control : ``In(ControlSignature)``
         ``control.done`` (out) ends the pass.
-    errors : ``In(ArrayLayout(signed(error_bits), C))``
+    errors : ``In(ArrayLayout(signed(error_bits), C))`` (fc decoder)
         The output errors ``e_c``.
+    counts : ``In(ArrayLayout(count_bits, C))``, label : ``In(class_bits)`` (other decoders)
+        The class spike counts and the label: the error of the neuron's class is computed
+        from its count (:func:`output_error`).
     h<l>, r<l> : ``Out(MemoryPortSignature)`` (read), dv<l> (written; read for l above the
     lowest), w<l> (read, l above the lowest), d<L> (read, the fc decoder).
     events : ``Out(1)``
@@ -85,10 +102,14 @@ class DvEngine(MemoryEngine):
     """
 
     def __init__(self, config: CoreConfig) -> None:
-        super().__init__(config, {
-            "errors": In(error_layout(config)),
-            "events": Out(1),
-        })
+        if config.fc_decoder:
+            members = {"errors": In(error_layout(config))}
+        else:
+            members = {
+                "counts": In(data.ArrayLayout(class_value_shape(config), config.classes)),
+                "label": In(config.class_bits),
+            }
+        super().__init__(config, members | {"events": Out(1)})
 
     def memories(self) -> list[tuple[str, int]]:
         cfg = self.config
@@ -189,7 +210,11 @@ class DvEngine(MemoryEngine):
             m.d.sync += target_class.eq(Array(classes)[before.lane])
             injected = Const(1) if cfg.decoder == "rate" else (t == cfg.timesteps)
             error = Signal(signed(error_bits(cfg) + f.error_shift), name="dv_error")
-            m.d.sync += error.eq(Mux(injected, self.errors[target_class] << f.error_shift, 0))
+            class_error = Signal(signed(error_bits(cfg)), name="dv_class_error")
+            m.d.comb += class_error.eq(
+                output_error(cfg, Array(self.counts)[target_class], self.label == target_class)
+            )
+            m.d.sync += error.eq(Mux(injected, class_error << f.error_shift, 0))
             acc_bits = len(error) + unit_shift - shifts[layers]
             sum_now = error << (unit_shift - shifts[layers])
 

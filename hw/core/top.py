@@ -62,7 +62,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.controller import PASS_PHASE, ControlSignature, Controller, Pass, Phase
 from hw.core.accumulate import AccumulateEngine
-from hw.core.backward import DvEngine, error_layout
+from hw.core.backward import DvEngine, error_layout, output_error
 from hw.core.counters import PerformanceCounters
 from hw.core.forward import IntegrateEngine, ScanEngine, engine_name, layer_engines
 from hw.core.grid import event_layout
@@ -494,7 +494,7 @@ class Core(wiring.Component):
         m, control, mems = b.m, b.control, b.mems
         count, reads, writes, valid, sweep, running = b.count, b.reads, b.writes, b.valid, b.sweep, b.running
         cfg = self.config
-        layers, steps, words = cfg.layers, cfg.timesteps, cfg.words
+        layers, words = cfg.layers, cfg.words
         lowest = cfg.first_backward_layer
 
         # CLEAR_DV: dV of the layers taking part, one word per cycle, in parallel
@@ -508,16 +508,17 @@ class Core(wiring.Component):
         done = {Pass.CLEAR_DV: clearing & (at == longest - 1)}
 
         # DV(l, t): the dV engine, fed the output errors e_c = n_c - target x [c == label]
-        # (target: population, x T for rate; 2^df for the fc decoder, n_c its sums).
-        if cfg.fc_decoder:
-            target = 1 << cfg.formats.df
-        else:
-            target = cfg.population * (steps if cfg.decoder == "rate" else 1)
-        errors = Signal(error_layout(cfg), name="output_errors")
-        m.d.comb += [errors[c].eq(n - Mux(label == c, target, 0)) for c, n in enumerate(class_counts)]
+        # (hw.core.backward.output_error): with the fc decoder all C of them (the dD and
+        # the decoder's dV rows use them), else the class counts and the label (it needs the
+        # error of one class at a time).
         m.submodules.dv = dv = DvEngine(cfg)
         b.follow(dv.control)
-        m.d.comb += dv.errors.eq(errors)
+        if cfg.fc_decoder:
+            errors = Signal(error_layout(cfg), name="output_errors")
+            m.d.comb += [errors[c].eq(output_error(cfg, n, label == c)) for c, n in enumerate(class_counts)]
+            m.d.comb += dv.errors.eq(errors)
+        else:
+            m.d.comb += [dv.counts.eq(Cat(class_counts)), dv.label.eq(label)]
         for name, index in dv.memories():
             # DV(l) reads W^{l+1} and dV^{l+1}
             b.attach(name, index, dv.port(name, index), reads_as=index - 1 if name in ("W", "DV") else index)
