@@ -85,10 +85,17 @@ class Readout(wiring.Component):
                     for w in range(cfg.words[layer])
                 ]
                 in_class = select(masks, self.result_word, lanes)
-                with m.If(counting):
-                    m.d.sync += self.counts[c].eq(self.counts[c] + popcount(self.result_spikes & in_class))
-                with m.If(self.result_valid & last_step):
+                # The class's lanes of the word enable the adds; where one lane ever holds the
+                # class, its values are added as they are (no lane select in front of the adder).
+                places = [x for x in range(lanes) if any(mask >> x & 1 for mask in masks)]
+                if len(places) == 1:
+                    spikes, total = self.result_spikes[places[0]], self.result_integrated[places[0]]
+                else:
+                    spikes = popcount(self.result_spikes & in_class)
                     total = sum(Mux(in_class[x], self.result_integrated[x], 0) for x in range(lanes))
+                with m.If(counting & in_class.any()):
+                    m.d.sync += self.counts[c].eq(self.counts[c] + spikes)
+                with m.If(self.result_valid & last_step & in_class.any()):
                     m.d.sync += membranes[c].eq(membranes[c] + total)
 
         # READOUT: class c read in cycle c, compared in c + READOUT_LATENCY.
