@@ -90,7 +90,7 @@ class Unit:
 
 #: Units by name, in export order.
 UNITS: Mapping[str, Unit] = MappingProxyType({unit.name: unit for unit in (
-    Unit("spike_queue", SpikeQueue, {"index_bits": 10, "depth": 64}),
+    Unit("spike_queue", SpikeQueue, {"index_bits": 10, "depth": 64, "stages": 1}),
     Unit("reciprocal_divider", ReciprocalDivider, {"threshold_bits": 15, "k": 16}),
     Unit("neuron_lane", NeuronLane, {"w": 8, "v": 16}),
     Unit("dv_unit", DvUnit, {"g": 16, "w": 8, "fan_out": 1024, "k": 16, "shift": 16}),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, unsigned
-from amaranth.lib import fifo, stream, wiring
+from amaranth.hdl import Const, Module, Signal, unsigned
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.checks import check_int
@@ -29,7 +29,9 @@ class SpikeQueue(wiring.Component):
       between the RAM and the output register included;
     * ``high_water`` is a register: the largest ``level`` seen at the end of any cycle since
       reset or since the last ``clear_high_water`` (a clear restarts it from the ``level``
-      of the clearing cycle), so it lags ``level`` by one cycle.
+      of the clearing cycle), so it lags ``level`` by one cycle. A queue that serves
+      ``stages`` stages one after another keeps one per stage, raised only in the cycles
+      ``stage`` names it.
 
     From depth 3 the buffer is ``SyncFIFOBuffered(depth)`` itself: its RAM part of
     ``depth - 1 >= 2`` entries fills only while the output register is occupied, so its
@@ -49,6 +51,8 @@ class SpikeQueue(wiring.Component):
         Width of a neuron index (the AER address), 2 or more.
     depth : int
         Capacity in indices, 1 or more.
+    stages : int
+        Stages sharing the queue (one high-water register each), 1 or more.
 
     Members
     -------
@@ -58,8 +62,10 @@ class SpikeQueue(wiring.Component):
         Indices out, in push order (consumer side).
     level : ``Out(range(depth + 1))``
         Occupancy, 0..depth.
-    high_water : ``Out(range(depth + 1))``
-        Largest occupancy since reset or the last clear (registered).
+    high_water : ``Out(range(depth + 1))``, with ``stages > 1`` ``Out(ArrayLayout(range(depth + 1), stages))``
+        Largest occupancy since reset or the last clear (registered), per stage.
+    stage : ``In(range(stages))`` (``stages > 1``)
+        The stage that runs.
     full : ``Out(1)``
         ``level == depth``.
     clear_high_water : ``In(1)``
@@ -73,17 +79,22 @@ class SpikeQueue(wiring.Component):
         If ``index_bits`` is below 2 or ``depth`` below 1 (the message names the parameter).
     """
 
-    def __init__(self, *, index_bits: int, depth: int) -> None:
+    def __init__(self, *, index_bits: int, depth: int, stages: int = 1) -> None:
         self.index_bits = check_int("index_bits", index_bits, minimum=2)
         self.depth = check_int("depth", depth, minimum=1)
-        super().__init__({
+        self.stages = check_int("stages", stages, minimum=1)
+        occupancy = range(self.depth + 1)
+        members = {
             "push": In(stream.Signature(unsigned(self.index_bits))),
             "pop": Out(stream.Signature(unsigned(self.index_bits))),
-            "level": Out(range(self.depth + 1)),
-            "high_water": Out(range(self.depth + 1)),
+            "level": Out(occupancy),
+            "high_water": Out(occupancy if self.stages == 1 else data.ArrayLayout(occupancy, self.stages)),
             "full": Out(1),
             "clear_high_water": In(1),
-        })
+        }
+        if self.stages > 1:
+            members["stage"] = In(range(self.stages))
+        super().__init__(members)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -103,14 +114,13 @@ class SpikeQueue(wiring.Component):
         wiring.connect(m, wiring.flipped(self.pop), queue.r_stream)
 
         # Occupancy
-        high_water = Signal(range(self.depth + 1))
-        new_maximum = queue.level > high_water
-        m.d.comb += [
-            self.level.eq(queue.level),
-            self.full.eq(full),
-            self.high_water.eq(high_water),
-        ]
-        with m.If(self.clear_high_water | new_maximum):
-            m.d.sync += high_water.eq(queue.level)
+        m.d.comb += [self.level.eq(queue.level), self.full.eq(full)]
+        for number in range(self.stages):
+            high_water = Signal(range(self.depth + 1), name=f"high_water{number}")
+            running = Const(1) if self.stages == 1 else self.stage == number
+            new_maximum = running & (queue.level > high_water)
+            m.d.comb += (self.high_water if self.stages == 1 else self.high_water[number]).eq(high_water)
+            with m.If(self.clear_high_water | new_maximum):
+                m.d.sync += high_water.eq(queue.level)
 
         return m

@@ -321,7 +321,7 @@ class Core(wiring.Component):
         m.submodules.readout = readout = Readout(cfg)
         b.follow(readout.control)
         class_counts = list(readout.counts)
-        queues, forward_done = self._forward(b, readout)
+        high_water, forward_done = self._forward(b, readout)
         done_by_pass = {Pass.CLEAR: clear_done, Pass.READOUT: readout.control.done}
 
         # DECODE(t): the fc decoder's class sums, the readout's class values.
@@ -389,17 +389,17 @@ class Core(wiring.Component):
         m.d.comb += self.counter_value.eq(counters.value)
         for number, spec in enumerate(cfg.counters):
             if spec.item == "queue_high_water":
-                m.d.comb += counters.high_water[number].eq(queues[spec.layer].high_water)
+                m.d.comb += counters.high_water[number].eq(high_water[spec.layer])
             else:
                 m.d.comb += counters.increments[number].eq(sum(increments[spec.name], Const(0, 1)))
         if self.traced:
             self._trace(m, control, cycle, mems)
         return m
 
-    def _forward(self, b: _Builder, readout: Readout) -> tuple[list[SpikeQueue], list[Value]]:
+    def _forward(self, b: _Builder, readout: Readout) -> tuple[dict[int, Value], list[Value]]:
         """The forward stages' engines (one scan and one integrate engine for every FC layer,
-        one of each per grid layer) and the stages' spike queues; returns the queues and each
-        stage's done."""
+        one of each per grid layer) and the spike queues; returns each stage's queue
+        high-water mark and done."""
         m, cfg, control = b.m, self.config, b.control
         layers, sizes = cfg.layers, cfg.sizes
         count, stage = b.count, control.layer
@@ -427,35 +427,45 @@ class Core(wiring.Component):
                 b.attach("W", index, integrate.port("W", index), reads_as=index - 1)
                 b.attach("V", index, integrate.port("V", index), reads_as=index - 1, writes_as=index - 1)
 
-        # Stage l's spike queue: from the scan of layer l to the integration into l + 1.
-        queues = []
+        # The spike queues: one per pair of a stage's scan and integration engines, shared by
+        # the stages of the pair (which run one after another; a scan engine is in one pair).
+        pairs: dict[tuple, list[int]] = {}
         for index in range(layers):
-            queue = SpikeQueue(index_bits=Shape.cast(event_layout(cfg, index + 1)).width, depth=cfg.queue_depth)
-            m.submodules[f"queue{index}"] = queue
-            queues.append(queue)
-            m.d.comb += queue.clear_high_water.eq(control.start)
-            pushed = Mux(queue.push.valid & queue.push.ready, sizes[index + 1], 0)
-            count(f"synaptic_ops.{index}", integrates[index + 1].operations if cfg.grid(index + 1) else pushed)
-        for scan in dict.fromkeys(scans.values()):
-            below = [index for index in scan.layers if index < layers]
-            for index in below:
-                m.d.comb += [
-                    queues[index].push.valid.eq(scan.spikes.valid & _running(stage, index, below)),
-                    queues[index].push.payload.eq(scan.spikes.payload),
-                ]
-            if below:
-                m.d.comb += scan.spikes.ready.eq(per_layer(stage, {index: queues[index].push.ready for index in below}, 1))
+            pairs.setdefault((scans[index], integrates[index + 1]), []).append(index)
+        queue_of: dict[int, SpikeQueue] = {}
+        high_water: dict[int, Value] = {}
+        for (scan, integrate), stages in pairs.items():
+            width = max(Shape.cast(event_layout(cfg, index + 1)).width for index in stages)
+            queue = SpikeQueue(index_bits=width, depth=cfg.queue_depth, stages=len(stages))
+            m.submodules[engine_name("queue", stages)] = queue
+            m.d.comb += [
+                queue.clear_high_water.eq(control.start),
+                queue.push.valid.eq(scan.spikes.valid), queue.push.payload.eq(scan.spikes.payload),
+                scan.spikes.ready.eq(queue.push.ready),
+            ]
+            if len(stages) > 1:
+                m.d.comb += queue.stage.eq(per_layer(stage, {index: n for n, index in enumerate(stages)}, len(queue.stage)))
+            for number, index in enumerate(stages):
+                queue_of[index] = queue
+                high_water[index] = queue.high_water if len(stages) == 1 else queue.high_water[number]
+                pushed = Mux(queue.push.valid & queue.push.ready & _running(stage, index, stages), sizes[index + 1], 0)
+                count(f"synaptic_ops.{index}", integrate.operations if cfg.grid(index + 1) else pushed)
         for integrate in dict.fromkeys(integrates.values()):
             stages = [index - 1 for index in integrates if integrates[index] is integrate]
+            sources = list(dict.fromkeys(queue_of[index] for index in stages))
             events = integrate.events
-            for index in stages:
-                m.d.comb += queues[index].pop.ready.eq(events.ready & _running(stage, index, stages))
-            m.d.comb += [
-                events.valid.eq(per_layer(stage, {index: queues[index].pop.valid for index in stages}, 1)),
-                events.payload.eq(per_layer(
-                    stage, {index: queues[index].pop.payload for index in stages}, Shape.cast(events.payload.shape()).width,
-                )),
-            ]
+            for queue in sources:
+                served = [index for index in stages if queue_of[index] is queue]
+                here = Const(1) if len(sources) == 1 else Cat(stage == index for index in served).any()
+                m.d.comb += queue.pop.ready.eq(events.ready & here)
+            width = Shape.cast(events.payload.shape()).width
+            if len(sources) == 1:
+                m.d.comb += [events.valid.eq(sources[0].pop.valid), events.payload.eq(sources[0].pop.payload)]
+            else:
+                m.d.comb += [
+                    events.valid.eq(per_layer(stage, {index: queue_of[index].pop.valid for index in stages}, 1)),
+                    events.payload.eq(per_layer(stage, {index: queue_of[index].pop.payload for index in stages}, width)),
+                ]
 
         output = scans[layers]
         m.d.comb += [
@@ -463,11 +473,12 @@ class Core(wiring.Component):
             readout.result_spikes.eq(output.result_spikes), readout.result_integrated.eq(output.result_integrated),
         ]
         forward_done = []
-        for index, queue in enumerate(queues):
+        for index in range(layers):
+            queue = queue_of[index]
             drained = (queue.level == 0) & ~queue.push.valid
             forward_done.append(scans[index].control.done & integrates[index + 1].control.done & drained)
         forward_done.append(output.control.done)
-        return queues, forward_done
+        return high_water, forward_done
 
     def _trace(self, m: Module, control: wiring.PureInterface, cycle: Signal, mems: Mapping) -> None:
         """The trace port: the sample cycle, phase, step and every memory's write port."""

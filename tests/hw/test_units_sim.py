@@ -249,6 +249,49 @@ def test_reciprocal_divider_values_and_latency(threshold_bits: int, k: int) -> N
         assert result == ((1 << (k + 1)) - 1 if operand == 0 else (1 << k) // operand)
 
 
+def test_spike_queue_keeps_a_high_water_mark_per_stage() -> None:
+    """A queue shared by two stages: each stage's mark rises only while it runs, and a
+    clear restarts both from the level."""
+    dut = SpikeQueue(index_bits=3, depth=4, stages=2)
+    marks: list[tuple[int, int, int]] = []  # (level, mark of stage 0, mark of stage 1) after each phase
+
+    async def bench(ctx: Any) -> None:
+        async def push(count: int) -> None:
+            ctx.set(dut.push.valid, 1)
+            for index in range(count):
+                ctx.set(dut.push.payload, index)
+                await ctx.tick()
+            ctx.set(dut.push.valid, 0)
+            await ctx.tick().repeat(3)
+
+        async def drain() -> None:
+            ctx.set(dut.pop.ready, 1)
+            await ctx.tick().repeat(6)
+            ctx.set(dut.pop.ready, 0)
+            await ctx.tick()
+
+        def record() -> None:
+            marks.append((ctx.get(dut.level), ctx.get(dut.high_water[0]), ctx.get(dut.high_water[1])))
+
+        ctx.set(dut.stage, 0)
+        await push(3)
+        record()
+        await drain()
+        ctx.set(dut.stage, 1)
+        await push(2)
+        record()
+        ctx.set(dut.clear_high_water, 1)
+        await ctx.tick()
+        ctx.set(dut.clear_high_water, 0)
+        record()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert marks == [(3, 3, 0), (2, 3, 2), (2, 2, 2)]
+
+
 def test_lockstep_detects_a_corrupted_model() -> None:
     """The harness itself must be able to fail: a model off by one in ``level``."""
 
