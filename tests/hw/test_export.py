@@ -28,7 +28,7 @@ def test_registry_defaults_follow_the_contract() -> None:
     assert dict(get_unit("update_unit").defaults) == {
         "lanes": 8, "w": 8, "v": 16, "dw": 24, "dth": 24, "lfsr_init": 1
     }
-    assert get_unit("spike_queue").params({"depth": 8}) == {"index_bits": 10, "depth": 8}
+    assert get_unit("spike_queue").params({"depth": 8}) == {"index_bits": 10, "depth": 8, "stages": 1}
 
 
 def test_registry_rejects_unknown_names_and_parameters() -> None:
