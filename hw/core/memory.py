@@ -251,9 +251,11 @@ def weight_banks(
                     m.d.comb += [writing.eq(1), write.en.eq(ports.write.en), write.data.eq(ports.write.data)]
                     m.d.comb += address.eq(config.bank_base(kind, layer) + (ports.write.addr >> 1))
             m.d.comb += [write.addr.eq(address), read.addr.eq(address), read.en.eq(reading & ~writing)]
-            banks.append(read.data)
+            banks.append((reading, read.data))
+        # The bank of the last read: one pass reads one layer's words at a time, so its
+        # layers share it (and an engine's select among them reduces to the same word).
+        odd = Signal(name=f"{kind}_read_odd")
+        with m.If(banks[0][0] | banks[1][0]):
+            m.d.sync += odd.eq(banks[1][0])
         for layer, ports in logical:
-            odd = Signal(name=f"{ports.spec.key}_read_odd")
-            with m.If(ports.read.en):
-                m.d.sync += odd.eq(ports.read.addr[0])
-            m.d.comb += ports.read.data.eq(Mux(odd, banks[1], banks[0]))
+            m.d.comb += ports.read.data.eq(Mux(odd, banks[1][1], banks[0][1]))
