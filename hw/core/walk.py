@@ -180,8 +180,9 @@ class Walker:
 
     With ``rows`` (``{layer: c}``, the row length of each layer the walker serves, selected
     by ``layer``), ``address`` is the word ``i c + sub`` of the running event's row: the
-    word's base ``k P c`` travels through the FIFO with it, the lane's ``x c`` is a table,
-    and after an event's first cycle the address is a register counting up.
+    lane's ``x c`` is a table, and after an event's first cycle the address is a register
+    counting up. Words retire in the order they are read, so the head word's ``k`` and its
+    base ``k P c`` are counts of the retired words (registers), not carried by the FIFO.
 
     An engine whose events are not ``cost`` reads long (a conv event's in-image taps) gives
     ``end`` (the running event's last read, this cycle); ``stall`` holds the running event
@@ -221,28 +222,31 @@ class Walker:
         arrived = Signal(name=f"{name}_arrived")
         arrived_word = Signal(index_shape, name=f"{name}_arrived_word")
         m.d.sync += [arrived.eq(self.issue), arrived_word.eq(read_now)]
-        rows = dict(rows or {})
-        longest = max((most * lanes * c for c in rows.values()), default=1)
-        base = Signal(range(longest + 1), name=f"{name}_arrived_base")  # k P c of the word read
-        m.d.sync += base.eq(by_layer(layer, {i: read_now * (lanes * c) for i, c in rows.items()}, base.shape()))
-        carried = Cat(base)
+        carried = Cat()
         if tag is not None:
-            arrived_tag = Signal(len(Value.cast(tag)), name=f"{name}_arrived_tag")
-            m.d.sync += arrived_tag.eq(tag)
-            carried = Cat(base, arrived_tag)
-        fifo = SpikeQueue(index_bits=lanes + len(arrived_word) + len(carried), depth=PREFETCH_WORDS)
+            carried = Signal(len(Value.cast(tag)), name=f"{name}_arrived_tag")
+            m.d.sync += carried.eq(tag)
+        fifo = SpikeQueue(index_bits=max(lanes + len(carried), 2), depth=PREFETCH_WORDS)
         m.submodules[f"{name}_prefetch"] = fifo
         m.d.comb += [
             fifo.push.valid.eq(arrived),
-            fifo.push.payload.eq(Cat(bits & valid(arrived_word), arrived_word, carried)),
+            fifo.push.payload.eq(Cat(bits & valid(arrived_word), carried)),
             fifo.clear_high_water.eq(0),
         ]
 
-        # Events: the lanes of the FIFO's head word, lowest first.
+        # Events: the lanes of the FIFO's head word, lowest first; the head word is the
+        # pass's ``retired``-th, its base ``k P c`` the retired words' (no retire in a pass's
+        # first cycle: the FIFO is empty).
         held = fifo.pop.payload
-        self.k = wire(m, held[lanes:lanes + len(arrived_word)], f"{name}_k")
-        held_base = held[lanes + len(arrived_word):lanes + len(arrived_word) + len(base)]
-        self.tag = held[lanes + len(arrived_word) + len(base):] if tag is not None else None
+        retired = Signal(range(most + 1), name=f"{name}_retired")
+        retired_now = Mux(first, 0, retired)
+        self.k = Signal(index_shape, name=f"{name}_k")
+        m.d.comb += self.k.eq(retired_now)
+        rows = dict(rows or {})
+        longest = max((most * lanes * c for c in rows.values()), default=1)
+        base = Signal(range(longest + 1), name=f"{name}_base")
+        held_base = Mux(first, 0, base)
+        self.tag = held[lanes:lanes + len(carried)] if tag is not None else None
         have_now = fifo.pop.valid & active
         self.sub = Signal(counter_shape(cost if isinstance(cost, int) else max_cost), name=f"{name}_sub")
         self.cost = cost
@@ -268,9 +272,9 @@ class Walker:
         retire = wire(m, have_now & (quiet | (event_end & alone)), f"{name}_retire")
         m.d.comb += fifo.pop.ready.eq(retire)
         m.d.sync += outstanding.eq(outstanding_now + self.issue - retire)
-        retired = Signal(range(most + 1), name=f"{name}_retired")
-        retired_now = Mux(first, 0, retired)
         m.d.sync += retired.eq(retired_now + retire)
+        row_step = by_layer(layer, {i: lanes * c for i, c in rows.items()}, base.shape())
+        m.d.sync += base.eq(held_base + Mux(retire, row_step, 0))
         self.finished = wire(m, active & ~first & (retired_now + retire == words), f"{name}_finished")
 
         offset_bits = Shape.cast(base.shape()).width
