@@ -28,7 +28,7 @@ import numpy as np
 from bitstring import BitArray
 
 from model.checks import check_int
-from model.core import MEMORIES, PHASES, check_core_spec
+from model.core import INTEGRATE_LATENCY, MEMORIES, PHASES, check_core_spec
 from model.core_layout import LayerLayout
 from model.fixed import ceil_log2
 from model.integer import Formats, IntegerNetwork, shift_offsets
@@ -655,6 +655,16 @@ class CoreConfig:
                 f"{chosen.total_bits} available on {target}"
             )
         return chosen
+
+    def v_read_transparent(self, spec: MemorySpec) -> bool:
+        """``spec`` is a ``V`` whose read port must be transparent to its write port: a conv
+        layer's (its scoreboard lets a read meet the pending write) or an FC layer's whose
+        events can start ``INTEGRATE_LATENCY`` cycles apart (rows of ``c <= INTEGRATE_LATENCY``
+        words: the next event reads a word in the cycle it is written). Never the encoder's
+        (docs/architecture.md section 5.5)."""
+        if spec.name != "V" or spec.layer == 0:
+            return False
+        return self.grid(spec.layer) or self.row_words(spec.layer) <= INTEGRATE_LATENCY
 
     def in_weight_banks(self, spec: MemorySpec) -> bool:
         """``spec`` lives in the shared single-port banks (W and dW with ``single_port_weights``)."""

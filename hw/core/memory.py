@@ -160,9 +160,9 @@ class MemoryPorts:
             self.read = Port(f"{spec.key}_read", layout, spec.address_bits, 1)
         else:
             # A memory of one word still gets a one-bit address (an unused second word).
-            # Only V of layers 1..L (the integration's targets) reads an address in the cycle
-            # it is written (transparent port); the schedule never does for the others,
-            # the encoder's V included, which tells Yosys so (``no_rw_check``:
+            # Only a V that CoreConfig.v_read_transparent names is read at an address in the
+            # cycle it is written (transparent port); the schedule never does for the others,
+            # which tells Yosys so (``no_rw_check``:
             # no collision logic around the block RAM).
             self.memory = Memory(
                 shape=layout, depth=max(spec.depth, 2), init=init or [],

@@ -270,7 +270,7 @@ class Core(wiring.Component):
         # Memories
         for spec in cfg.memories:
             banked = cfg.in_weight_banks(spec)
-            ports = MemoryPorts(spec, self.init.get(spec.key), transparent=spec.name == "V" and spec.layer > 0, banked=banked)
+            ports = MemoryPorts(spec, self.init.get(spec.key), transparent=cfg.v_read_transparent(spec), banked=banked)
             mems[(spec.name, spec.layer)] = ports
             if not banked:
                 m.submodules[f"mem_{spec.key}"] = ports.memory
