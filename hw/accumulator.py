@@ -85,13 +85,13 @@ class GradientAccumulator(StreamUnit):
     ) -> None:
         params = self.params
 
-        # Datapath: one saturating adder and one saturating subtractor per lane.
+        # Datapath: one adder per lane, ``acc + dV`` or ``acc - dV`` (``~dV`` and a carry in),
+        # saturated to the op's width.
         threshold = operand.op == AccumulateOp.DVTH
         with m.If(control.advance):
             for j in range(params.lanes):
                 acc, dv = operand.acc[j], operand.dv[j]
-                updated = Mux(
-                    threshold, saturate(acc - dv, params.dth), saturate(acc + dv, params.dw)
-                )
+                total = acc + Mux(threshold, ~dv, dv) + threshold
+                updated = Mux(threshold, saturate(total, params.dth), saturate(total, params.dw))
                 m.d.sync += result.acc[j].eq(Mux(operand.mask[j], updated, acc))
             m.d.sync += result.mask.eq(operand.mask)
