@@ -324,24 +324,30 @@ class IntegrateEngine(wiring.Component):
         widest = max(spacings.values())
         active = wire(m, (control.kind == Pass.FORWARD) & Cat(stage == key for key in stages).any(), f"{name}_active")
         spacing_bits = Shape.cast(range(widest + 1)).width
-        spacing = per_layer(stage, spacings, spacing_bits)
-        cost = per_layer(stage, {key: cfg.row_words(layer) for key, layer in stages.items()}, spacing_bits)
 
         # Events: popped when the last one started ``spacing`` cycles ago (or none runs).
-        # The count goes on to the widest spacing and rests there: free for any layer.
-        since = Signal(range(widest + 1), init=widest, name=f"{name}_since")
-        free = since >= spacing if len(layers) > 1 else since == spacing
+        # ``since`` counts the cycles from the pop (the word read); whether the event has
+        # words left (``more``: since < cost) and whether the next may pop (``free``: since
+        # >= spacing) are registers, set as ``since`` steps past the layer's values (the
+        # layer does not change while an event runs): no compare in front of the pop.
+        since = Signal(range(widest + 1), name=f"{name}_since")
+        free = Signal(init=1, name=f"{name}_free")
+        more = Signal(name=f"{name}_more")
         popping = wire(m, active & free & self.events.valid, f"{name}_pop")
         m.d.comb += self.events.ready.eq(active & free)
-        with m.If(popping):
-            m.d.sync += since.eq(1)
-        with m.Elif(since != widest):
-            m.d.sync += since.eq(since + 1)
+        last_wait = per_layer(stage, {key: value - 1 for key, value in spacings.items()}, spacing_bits)
+        last_word = per_layer(stage, {key: cfg.row_words(layer) - 1 for key, layer in stages.items()}, spacing_bits)
+        longer = per_layer(stage, {key: cfg.row_words(layer) > 1 for key, layer in stages.items()}, 1)
+        m.d.sync += [
+            since.eq(Mux(popping, 1, since + 1)),
+            free.eq(~popping & (free | (since == last_wait))),
+            more.eq(Mux(popping, longer, more & (since != last_word))),
+        ]
         row = Signal(self.events.payload.shape(), name=f"{name}_row")
         with m.If(popping):
             m.d.sync += row.eq(self.events.payload)
         word_now = Mux(popping, 0, since)
-        reading = wire(m, popping | (~free & (since < cost)), f"{name}_read")
+        reading = wire(m, popping | (~free & more), f"{name}_read")
         w = shared_port(m, cfg, f"{name}_w", "W", stage, {key: (layer, self.port("W", layer)) for key, layer in stages.items()})
         v = shared_port(m, cfg, f"{name}_v", "V", stage, {key: (layer, self.port("V", layer)) for key, layer in stages.items()})
         m.d.comb += [
