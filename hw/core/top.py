@@ -16,9 +16,10 @@ recurrences of section 5, with the model's latency constants); the model's trace
 of its own, built from the units the cocotb benches verify cycle by cycle, and reaches its
 memories through :class:`hw.core.memory.MemoryPortSignature` ports; each is a pipeline
 (registered read data, the unit's stages, the write at the end):
-:class:`hw.core.forward.ScanEngine` and :class:`hw.core.forward.IntegrateEngine` per
-layer (:class:`hw.neuron.NeuronLane`), joined by :class:`hw.queue.SpikeQueue` spike
-queues; for every layer at once :class:`hw.core.backward.DvEngine`
+:class:`hw.core.forward.ScanEngine` and :class:`hw.core.forward.IntegrateEngine` for
+every FC layer at once, one of each per grid layer (:class:`hw.neuron.NeuronLane`,
+:class:`hw.core.taps.TapIntegrateEngine` for conv), joined by :class:`hw.queue.SpikeQueue`
+spike queues (one per pair of engines); for every layer at once :class:`hw.core.backward.DvEngine`
 (:class:`hw.dot_product.DotProductLane`, :class:`hw.dv.DvUnit`),
 :class:`hw.core.accumulate.AccumulateEngine` (:class:`hw.accumulator.GradientAccumulator`),
 :class:`hw.core.decode.DecodeEngine` (the fc decoder's class sums)
