@@ -1,24 +1,19 @@
-"""The forward engines of one stage: the fire scan of a layer and the integration of its
-spikes into the next (docs/architecture.md sections 3 and 5.2).
+"""The fire scan of the forward stages (docs/architecture.md sections 3 and 5.2), and how
+the forward engines are grouped (:func:`layer_engines`): one engine for every FC layer,
+one per grid layer; the integration of the spikes is :mod:`hw.core.integrate` (FC) and
+:mod:`hw.core.taps` (conv).
 
-Both run on :class:`hw.neuron.NeuronLane` units (P lanes, two pipeline stages), behind one
-operand register (the words read):
-
-* :class:`ScanEngine` reads word k of V, VTH (and PIX for the encoder) in cycle k, one word
-  per cycle without a stall; the lanes integrate the pixel (encoder), fire, flag the window
-  and reset, and V, S, H of the word are written in ``k + 1 + SCAN_LATENCY``. A word with
-  spikes enters the word FIFO (a :class:`hw.queue.SpikeQueue` as deep as the layer has
-  words, so it never fills) with its row base ``k P c``; the pusher takes the FIFO's words
-  in order and pushes one spike per cycle into the stage's spike queue, as the row address
-  ``i c`` of the next layer's weights (stalled while the queue is full, never dropped).
-  The output layer has no FIFO: its words go to the readout (``result_*`` ports). A grid
-  layer (conv, an image encoder) is read block-major and its spikes leave through
-  :class:`hw.core.grid.GridPusher` instead (docs/architecture.md section 9.2).
-* :class:`IntegrateEngine` pops a row address when free and reads the row's c words of W
-  with the c words of V, one per cycle; each word's lanes add the weights
-  (``V = sat_v(V + W)``) and write V ``INTEGRATE_LATENCY`` = 4 cycles after its read. The
-  V read port is transparent to its write port, so the next event may read a word in the
-  cycle it is written: events start ``max(c, INTEGRATE_LATENCY)`` cycles apart.
+:class:`ScanEngine` reads word k of V, VTH (and PIX for the encoder) in cycle k, one word
+per cycle without a stall; behind one operand register its :class:`hw.neuron.NeuronLane`
+units (P lanes, two pipeline stages) integrate the pixel (encoder), fire, flag the window
+and reset, and V, S, H of the word are written in ``k + 1 + SCAN_LATENCY``. A word with
+spikes enters the word FIFO (a :class:`hw.queue.SpikeQueue` as deep as the layer has
+words, so it never fills) with its row base ``k P c``; the pusher takes the FIFO's words in
+order and pushes one spike per cycle into the stage's spike queue, as the row address
+``i c`` of the next layer's weights (stalled while the queue is full, never dropped). The
+output layer's words go to the readout (``result_*`` ports) instead. A grid layer (conv,
+an image encoder) is read block-major and its spikes leave through
+:class:`hw.core.grid.GridPusher` (docs/architecture.md section 9.2).
 """
 
 from __future__ import annotations
@@ -31,15 +26,15 @@ from amaranth.lib.wiring import In, Out
 
 from hw.controller import ControlSignature, Pass
 from hw.core.grid import GridCursor, GridPusher, event_layout, row_bits
-from hw.core.lanes import OPERAND_DELAY, integrate_datapath, neuron_lanes
+from hw.core.lanes import OPERAND_DELAY, neuron_lanes
 from hw.core.memory import MemoryPortSignature, shared_port
 from hw.core.walk import delay, lowest, one_hot_select, per_layer, step_base, valid_lanes, wire
 from hw.core_config import CoreConfig
 from hw.queue import SpikeQueue
-from model.core import INTEGRATE_LATENCY, SCAN_LATENCY
+from model.core import SCAN_LATENCY
 from model.units import NeuronOp
 
-__all__ = ["IntegrateEngine", "ScanEngine", "engine_name", "layer_engines", "row_bits"]
+__all__ = ["ScanEngine", "engine_name", "layer_engines", "row_bits"]
 
 
 def layer_engines(config: CoreConfig, layers: Sequence[int]) -> list[tuple[int, ...]]:
@@ -236,9 +231,20 @@ class ScanEngine(wiring.Component):
             ]
             return m
 
-        # Word FIFO: the written words with spikes and their row base k P c (counted by the
-        # writes), in order; none from the output layer.
-        below = [layer for layer in layers if layer < cfg.layers]
+        # The output layer's words never enter the FIFO: it is drained while L runs.
+        entering = writing & spikes.any() & (~at_output if output else 1)
+        drained = self._pusher(m, name, writing=writing, entering=entering, spikes=spikes)
+        m.d.comb += control.done.eq(active & scanned & drained)
+        return m
+
+    def _pusher(self, m: Module, name: str, *, writing: Value, entering: Value, spikes: Value) -> Value:
+        """The word FIFO (the written words, ``entering`` those with ``spikes``, and their row
+        base ``k P c``, counted by the writes, in order) and the pusher (one spike of the
+        FIFO's head word per cycle, lowest lane first, into ``spikes``). Returns "the FIFO is
+        empty and nothing enters it"."""
+        cfg, control = self.config, self.control
+        lanes, running = cfg.lanes, control.layer
+        below = [layer for layer in self.layers if layer < cfg.layers]
 
         def below_each(value, bits: int) -> Value:
             """``value(l)`` of the running layer ``l`` below the output layer."""
@@ -246,19 +252,18 @@ class ScanEngine(wiring.Component):
 
         base_bits = max(row_bits(cfg, layer + 1) for layer in below)
         base = Signal(base_bits, name=f"{name}_base")  # no write in a pass's first cycle
-        with m.If(first):
+        with m.If(control.first):
             m.d.sync += base.eq(0)
         with m.Elif(writing):
             m.d.sync += base.eq(base + below_each(lambda layer: lanes * cfg.row_words(layer + 1), base_bits))
         fifo = SpikeQueue(index_bits=lanes + base_bits, depth=max(cfg.words[layer] for layer in below))
         m.submodules[f"{name}_fifo"] = fifo
         m.d.comb += [
-            fifo.push.valid.eq(writing & spikes.any() & (~at_output if output else 1)),
+            fifo.push.valid.eq(entering),
             fifo.push.payload.eq(Cat(spikes, base)),
             fifo.clear_high_water.eq(control.start),
         ]
 
-        # Pusher: one spike of the FIFO's word per cycle, lowest lane first.
         held = fifo.pop.payload
         pushed = Signal(lanes, name=f"{name}_pushed")
         remaining = wire(m, held[:lanes] & ~pushed, f"{name}_remaining")
@@ -278,84 +283,4 @@ class ScanEngine(wiring.Component):
         ]
         with m.If(accepted):
             m.d.sync += pushed.eq(Mux(single, 0, pushed | one_hot))
-        # The output layer's words never enter the FIFO: it is drained while L runs.
-        drained = (fifo.level == 0) & ~fifo.push.valid
-        m.d.comb += control.done.eq(active & scanned & drained)
-        return m
-
-
-class IntegrateEngine(wiring.Component):
-    """The integration of a stage's spikes into the FC layers ``layers`` (1..L): one engine
-    for all of them, the running stage's layer picked as by :class:`ScanEngine`.
-
-    Members
-    -------
-    control : ``In(ControlSignature)``
-        ``control.done`` (out): no event in progress and no write pending after this cycle.
-    events : ``In(stream.Signature(unsigned(...)))``
-        Row addresses ``i c`` from the running stage's spike queue (the widest of the layers').
-    w<l>, v<l> : ``Out(MemoryPortSignature)``
-        Per layer ``l``: W read, V read and written.
-    """
-
-    def __init__(self, config: CoreConfig, layers: Sequence[int]) -> None:
-        self.config, self.layers = config, tuple(layers)
-        members = {
-            "control": In(ControlSignature(layers=config.layers, timesteps=config.timesteps)),
-            "events": In(stream.Signature(unsigned(max(row_bits(config, layer) for layer in self.layers)))),
-        }
-        for layer in self.layers:
-            members[f"w{layer}"] = Out(MemoryPortSignature(config.memory("W", layer), write=False))
-            members[f"v{layer}"] = Out(MemoryPortSignature(config.memory("V", layer)))
-        super().__init__(members)
-
-    def port(self, name: str, layer: int) -> wiring.PureInterface:
-        """The memory port of ``name`` on ``layer``."""
-        return getattr(self, f"{name.lower()}{layer}")
-
-    def elaborate(self, platform) -> Module:
-        m = Module()
-        cfg, layers = self.config, self.layers
-        control = self.control
-        name = engine_name("integrate", layers)
-        stage = control.layer  # stage l integrates into layer l + 1
-        stages = {layer - 1: layer for layer in layers}
-        spacings = {key: max(cfg.row_words(layer), INTEGRATE_LATENCY) for key, layer in stages.items()}
-        widest = max(spacings.values())
-        active = wire(m, (control.kind == Pass.FORWARD) & Cat(stage == key for key in stages).any(), f"{name}_active")
-        spacing_bits = Shape.cast(range(widest + 1)).width
-
-        # Events: popped when the last one started ``spacing`` cycles ago (or none runs).
-        # ``since`` counts the cycles from the pop (the word read); whether the event has
-        # words left (``more``: since < cost) and whether the next may pop (``free``: since
-        # >= spacing) are registers, set as ``since`` steps past the layer's values (the
-        # layer does not change while an event runs): no compare in front of the pop.
-        since = Signal(range(widest + 1), name=f"{name}_since")
-        free = Signal(init=1, name=f"{name}_free")
-        more = Signal(name=f"{name}_more")
-        popping = wire(m, active & free & self.events.valid, f"{name}_pop")
-        m.d.comb += self.events.ready.eq(active & free)
-        last_wait = per_layer(stage, {key: value - 1 for key, value in spacings.items()}, spacing_bits)
-        last_word = per_layer(stage, {key: cfg.row_words(layer) - 1 for key, layer in stages.items()}, spacing_bits)
-        longer = per_layer(stage, {key: cfg.row_words(layer) > 1 for key, layer in stages.items()}, 1)
-        m.d.sync += [
-            since.eq(Mux(popping, 1, since + 1)),
-            free.eq(~popping & (free | (since == last_wait))),
-            more.eq(Mux(popping, longer, more & (since != last_word))),
-        ]
-        row = Signal(self.events.payload.shape(), name=f"{name}_row")
-        with m.If(popping):
-            m.d.sync += row.eq(self.events.payload)
-        word_now = Mux(popping, 0, since)
-        reading = wire(m, popping | (~free & more), f"{name}_read")
-        w = shared_port(m, cfg, f"{name}_w", "W", stage, {key: (layer, self.port("W", layer)) for key, layer in stages.items()})
-        v = shared_port(m, cfg, f"{name}_v", "V", stage, {key: (layer, self.port("V", layer)) for key, layer in stages.items()})
-        m.d.comb += [
-            w.read_en.eq(reading), w.read_addr.eq(Mux(popping, self.events.payload, row) + word_now),
-            v.read_en.eq(reading), v.read_addr.eq(word_now),
-        ]
-
-        # Pipeline: data (x + 1), registers (x + 2), lane stages, write (x + 4).
-        drained = integrate_datapath(m, cfg, stages, stage, name, w, v, reading=reading)
-        m.d.comb += control.done.eq(free & drained)
-        return m
+        return (fifo.level == 0) & ~fifo.push.valid

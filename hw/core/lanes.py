@@ -1,6 +1,6 @@
 """The neuron lanes of the forward engines: P :class:`hw.neuron.NeuronLane` units, and the
 integrate pipeline behind an engine's W and V reads (shared by the FC and the conv
-integrate engines, :class:`hw.core.forward.IntegrateEngine` and
+integrate engines, :class:`hw.core.integrate.IntegrateEngine` and
 :class:`hw.core.taps.TapIntegrateEngine`)."""
 
 from __future__ import annotations

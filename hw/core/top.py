@@ -16,7 +16,7 @@ recurrences of section 5, with the model's latency constants); the model's trace
 of its own, built from the units the cocotb benches verify cycle by cycle, and reaches its
 memories through :class:`hw.core.memory.MemoryPortSignature` ports; each is a pipeline
 (registered read data, the unit's stages, the write at the end):
-:class:`hw.core.forward.ScanEngine` and :class:`hw.core.forward.IntegrateEngine` for
+:class:`hw.core.forward.ScanEngine` and :class:`hw.core.integrate.IntegrateEngine` for
 every FC layer at once, one of each per grid layer (:class:`hw.neuron.NeuronLane`,
 :class:`hw.core.taps.TapIntegrateEngine` for conv), joined by :class:`hw.queue.SpikeQueue`
 spike queues (one per pair of engines); for every layer at once :class:`hw.core.backward.DvEngine`
@@ -65,7 +65,8 @@ from hw.controller import PASS_PHASE, ControlSignature, Controller, Pass, Phase
 from hw.core.accumulate import AccumulateEngine
 from hw.core.backward import DvEngine, error_layout, output_error
 from hw.core.counters import PerformanceCounters
-from hw.core.forward import IntegrateEngine, ScanEngine, engine_name, layer_engines
+from hw.core.forward import ScanEngine, engine_name, layer_engines
+from hw.core.integrate import IntegrateEngine
 from hw.core.grid import event_layout
 from hw.core.taps import TapIntegrateEngine
 from hw.core.host import HostPort, HostSignature
