@@ -27,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 from hw.controller import ControlSignature, Pass
 from hw.core.grid import GridCursor, GridPusher, event_layout, row_bits
 from hw.core.lanes import OPERAND_DELAY, neuron_lanes
-from hw.core.memory import MemoryPortSignature, shared_port
+from hw.core.memory import LayerPorts, MemoryPortSignature, shared_port
 from hw.core.walk import delay, lowest, one_hot_select, per_layer, step_base, valid_lanes, wire
 from hw.core_config import CoreConfig
 from hw.queue import SpikeQueue
@@ -49,7 +49,7 @@ def engine_name(kind: str, layers: Sequence[int]) -> str:
     return kind + "_".join(str(layer) for layer in layers)
 
 
-class ScanEngine(wiring.Component):
+class ScanEngine(LayerPorts, wiring.Component):
     """The fire scan of ``layers`` and, below the output layer, the pusher of their spikes:
     one engine for every FC layer (the forward stages run one at a time; the running pass's
     layer picks the memories and the per-layer constants), or for one grid layer.
@@ -112,10 +112,6 @@ class ScanEngine(wiring.Component):
                 "result_integrated": Out(data.ArrayLayout(signed(config.formats.v), lanes)),
             })
         super().__init__(members)
-
-    def port(self, name: str, layer: int) -> wiring.PureInterface:
-        """The memory port of ``name`` on ``layer``."""
-        return getattr(self, f"{name.lower()}{layer}")
 
     def elaborate(self, platform) -> Module:
         m = Module()

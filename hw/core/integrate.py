@@ -19,7 +19,7 @@ from hw.controller import ControlSignature, Pass
 from hw.core.forward import engine_name
 from hw.core.grid import row_bits
 from hw.core.lanes import integrate_datapath
-from hw.core.memory import MemoryPortSignature, shared_port
+from hw.core.memory import LayerPorts, MemoryPortSignature, shared_port
 from hw.core.walk import per_layer, wire
 from hw.core_config import CoreConfig
 from model.core import INTEGRATE_LATENCY
@@ -27,7 +27,7 @@ from model.core import INTEGRATE_LATENCY
 __all__ = ["IntegrateEngine"]
 
 
-class IntegrateEngine(wiring.Component):
+class IntegrateEngine(LayerPorts, wiring.Component):
     """The integration of a stage's spikes into the FC layers ``layers`` (1..L): one engine
     for all of them, the running stage's layer picked as by :class:`ScanEngine`.
 
@@ -51,10 +51,6 @@ class IntegrateEngine(wiring.Component):
             members[f"w{layer}"] = Out(MemoryPortSignature(config.memory("W", layer), write=False))
             members[f"v{layer}"] = Out(MemoryPortSignature(config.memory("V", layer)))
         super().__init__(members)
-
-    def port(self, name: str, layer: int) -> wiring.PureInterface:
-        """The memory port of ``name`` on ``layer``."""
-        return getattr(self, f"{name.lower()}{layer}")
 
     def elaborate(self, platform) -> Module:
         m = Module()

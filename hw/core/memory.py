@@ -20,7 +20,7 @@ from hw.controller import ControlSignature
 from hw.core.walk import by_layer, per_layer
 from hw.core_config import CoreConfig, MemorySpec
 
-__all__ = ["MemoryEngine", "MemoryPortSignature", "MemoryPorts", "Port", "lane_layout", "shared_port", "weight_banks"]
+__all__ = ["LayerPorts", "MemoryEngine", "MemoryPortSignature", "MemoryPorts", "Port", "lane_layout", "shared_port", "weight_banks"]
 
 
 class MemoryPortSignature(wiring.Signature):
@@ -65,7 +65,16 @@ def lane_layout(spec: MemorySpec) -> data.ArrayLayout:
     return data.ArrayLayout(lane, spec.lanes)
 
 
-class MemoryEngine(wiring.Component):
+class LayerPorts:
+    """The memory-port lookup of an engine whose ports are members ``<memory><layer>`` in
+    lower case (``w1``, ``dvth0``)."""
+
+    def port(self, name: str, layer: int) -> wiring.PureInterface:
+        """The memory port of ``name`` on ``layer``."""
+        return getattr(self, f"{name.lower()}{layer}")
+
+
+class MemoryEngine(LayerPorts, wiring.Component):
     """An engine that serves every layer's passes of its kind: the controller's pass in
     (``control``, ``control.done`` out) and one :class:`MemoryPortSignature` port per memory
     it uses, named ``<memory><layer>`` in lower case (``w1``, ``dvth0``).
@@ -90,10 +99,6 @@ class MemoryEngine(wiring.Component):
     def access(self, name: str, layer: int) -> tuple[bool, bool]:
         """``(read, write)``: whether the engine reads and writes memory ``name`` of ``layer``."""
         return True, True
-
-    def port(self, name: str, layer: int) -> wiring.PureInterface:
-        """The memory port of ``name`` on ``layer``."""
-        return getattr(self, f"{name.lower()}{layer}")
 
     def registered(self, m: Module, name: str, ports: Mapping[int, tuple[str, int]], select: Value) -> data.View:
         """The word read from memory ``ports[select]`` (its ``(memory, layer)`` for each value
