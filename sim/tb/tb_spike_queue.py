@@ -1,6 +1,8 @@
 """cocotb bench of ``spike_queue`` (:class:`hw.queue.SpikeQueue`).
 
-Configuration (:func:`sim.tb.common.load_config`): ``params`` (``index_bits``, ``depth``),
+Configuration (:func:`sim.tb.common.load_config`): ``params`` (``index_bits``, ``depth``,
+``stages`` = 1: the model's queue has one high-water mark; the per-stage marks of a shared
+queue are checked by tests/hw/test_units_sim.py and the core co-simulation),
 ``seed``, ``cycles`` (random stream length), ``corrupt`` (``null``, ``"model"`` or
 ``"scoreboard"``: perturb the step function or the transaction scoreboard).
 Every cycle is checked against :func:`model.units.spike_queue_step`; independently, an
@@ -86,9 +88,10 @@ class SpikeQueueTB(CycleTB):
 
     def __init__(self, dut: Any, config: Mapping[str, Any]) -> None:
         params = config["params"]
-        super().__init__(
-            dut, config, spike_queue_step, spike_queue_reset(**params), SpikeQueueInputs
-        )
+        if int(params.get("stages", 1)) != 1:
+            raise ValueError(f"stages: the spike-queue bench models a queue of one stage, got {params['stages']}")
+        state = spike_queue_reset(index_bits=params["index_bits"], depth=params["depth"])
+        super().__init__(dut, config, spike_queue_step, state, SpikeQueueInputs)
         self.index_bits = int(params["index_bits"])
         self.depth = int(params["depth"])
         self.drain_cycles = 4 * self.depth + 8  # pop until the queue is empty
