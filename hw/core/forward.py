@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -28,7 +28,7 @@ from hw.controller import ControlSignature, Pass
 from hw.core.grid import GridCursor, GridPusher, event_layout, row_bits
 from hw.core.lanes import OPERAND_DELAY, neuron_lanes
 from hw.core.memory import LayerPorts, MemoryPortSignature, shared_port
-from hw.core.walk import delay, lowest, one_hot_select, per_layer, step_base, valid_lanes, wire
+from hw.core.walk import delay, lowest, one_hot_select, per_layer, runs, step_base, valid_lanes, wire
 from hw.core_config import CoreConfig
 from hw.queue import SpikeQueue
 from model.core import SCAN_LATENCY
@@ -156,7 +156,7 @@ class ScanEngine(LayerPorts, wiring.Component):
         # The encoder (layer 0) integrates its pixels as it fires.
         op = NeuronOp.FIRE
         if 0 in layers:
-            encoding = Const(1) if alone else running == 0
+            encoding = runs(running, 0, layers)
             m.d.comb += [self.pix0.read_en.eq(reading & encoding), self.pix0.read_addr.eq(address)]
             op = NeuronOp.INTEGRATE_FIRE if alone else Mux(encoding, NeuronOp.INTEGRATE_FIRE, NeuronOp.FIRE)
 
@@ -208,7 +208,7 @@ class ScanEngine(LayerPorts, wiring.Component):
         scanned = Mux(writing, written_now == last_word, written_now == words)
 
         output = cfg.layers in layers
-        at_output = Const(1) if alone else running == cfg.layers
+        at_output = runs(running, cfg.layers, layers)
         if output:
             m.d.comb += [
                 self.result_valid.eq(writing & at_output), self.result_word.eq(k), self.result_spikes.eq(spikes),

@@ -17,7 +17,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.controller import ControlSignature
-from hw.core.walk import by_layer, per_layer
+from hw.core.walk import per_layer
 from hw.core_config import CoreConfig, MemorySpec
 
 __all__ = ["LayerPorts", "MemoryEngine", "MemoryPortSignature", "MemoryPorts", "Port", "lane_layout", "shared_port", "weight_banks"]
@@ -111,8 +111,7 @@ class MemoryEngine(LayerPorts, wiring.Component):
             raise ValueError(f"{name}: the words of {', '.join(spec.key for spec in specs)} differ in shape")
         words = {key: self.port(memory, layer).read_data.as_value() for key, (memory, layer) in ports.items()}
         out = Signal(layout, name=f"{name}_read")
-        only = len(words) == 1
-        m.d.sync += out.eq(next(iter(words.values())) if only else by_layer(select, words, layout.size))
+        m.d.sync += out.eq(per_layer(select, words, layout.size))
         return out
 
 

@@ -74,7 +74,7 @@ from hw.core.memory import MemoryPorts, weight_banks
 from hw.core.decode import DecodeEngine
 from hw.core.readout import Readout, class_value_shape
 from hw.core.update import UpdateEngine
-from hw.core.walk import per_layer, popcount, valid_lanes, wire
+from hw.core.walk import per_layer, popcount, runs, valid_lanes, wire
 from hw.core_config import COUNTER_BITS, PIXEL_BITS, CoreConfig
 from hw.queue import SpikeQueue
 from hw.update import lfsr_seeded
@@ -114,12 +114,6 @@ def trace_layout(config: CoreConfig) -> data.StructLayout:
             "data": unsigned(spec.word_bits),
         })
     return data.StructLayout(fields)
-
-
-def _running(stage: Value, index: int, served: Sequence[int]) -> Value:
-    """Stage ``index`` runs, for an engine or queue side that serves the stages ``served``
-    (always, when it serves that stage alone)."""
-    return Const(1) if len(served) == 1 else stage == index
 
 
 class _Builder:
@@ -414,7 +408,7 @@ class Core(wiring.Component):
                 scans[index] = scan
                 for name in ("V", "VTH", "S", "H") + (("PIX",) if index == 0 else ()):
                     b.attach(name, index, scan.port(name, index))
-                here = _running(stage, index, group)
+                here = runs(stage, index, group)
                 count(f"spikes.{index}", Mux(scan.written & here, popcount(scan.written_spikes), 0))
                 if index < layers:
                     count(f"stall_cycles.{index}", scan.stalled & here)
@@ -450,7 +444,7 @@ class Core(wiring.Component):
             for number, index in enumerate(stages):
                 queue_of[index] = queue
                 high_water[index] = queue.high_water if len(stages) == 1 else queue.high_water[number]
-                pushed = Mux(queue.push.valid & queue.push.ready & _running(stage, index, stages), sizes[index + 1], 0)
+                pushed = Mux(queue.push.valid & queue.push.ready & runs(stage, index, stages), sizes[index + 1], 0)
                 count(f"synaptic_ops.{index}", integrate.operations if cfg.grid(index + 1) else pushed)
         for integrate in dict.fromkeys(integrates.values()):
             stages = [index - 1 for index in integrates if integrates[index] is integrate]

@@ -12,7 +12,7 @@ from hw.core_config import CoreConfig
 from hw.queue import SpikeQueue
 
 __all__ = [
-    "PREFETCH_WORDS", "Walker", "WordSequence", "by_layer", "counter_shape", "delay", "lowest", "one_hot_select", "per_layer", "popcount", "row_lanes", "scoreboard", "select",
+    "PREFETCH_WORDS", "Walker", "WordSequence", "by_layer", "counter_shape", "delay", "lowest", "one_hot_select", "per_layer", "popcount", "row_lanes", "runs", "scoreboard", "select",
     "decoder_lanes", "decoder_row_base", "step_base", "valid_lanes", "wire",
 ]
 
@@ -36,6 +36,12 @@ def per_layer(layer: Value, values: Mapping[int, Value | int], shape) -> Value:
     if len(values) == 1:
         return Value.cast(next(iter(values.values())))
     return by_layer(layer, values, shape)
+
+
+def runs(layer: Value, index: int, served: Sequence[int]) -> Value:
+    """Layer (stage) ``index`` runs, for an engine that serves ``served``: always, when it
+    serves that one alone."""
+    return Const(1) if len(served) == 1 else layer == index
 
 
 def valid_lanes(config: CoreConfig, layer: int, word: Value) -> Value:
