@@ -22,12 +22,12 @@ from __future__ import annotations
 from amaranth.lib import enum
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.checks import check_int
 
-__all__ = ["ControlSignature", "Controller", "Pass", "Phase"]
+__all__ = ["ControlSignature", "Controller", "Pass", "Phase", "pass_layout"]
 
 
 class Pass(enum.Enum, shape=4):
@@ -113,6 +113,12 @@ class ControlSignature(wiring.Signature):
         })
 
 
+def pass_layout(*, layers: int, timesteps: int) -> data.StructLayout:
+    """The pass registers of :class:`ControlSignature` (``kind``, ``layer``, ``t``, ``first``)
+    as one value: the controller's ``upcoming``."""
+    return data.StructLayout({"kind": Pass, "layer": range(layers + 1), "t": range(timesteps + 1), "first": 1})
+
+
 class Controller(wiring.Component):
     """The sample schedule (docs/architecture.md section 4) as an FSM.
 
@@ -147,6 +153,9 @@ class Controller(wiring.Component):
     -------
     control : ``Out(ControlSignature(layers=layers, timesteps=timesteps))``
         To the datapath.
+    upcoming : ``Out(pass_layout(layers=layers, timesteps=timesteps))``
+        The values ``control.kind``, ``layer``, ``t`` and ``first`` take in the next cycle
+        (for engines that keep registered copies of their own).
     input_valid : ``In(1)``, input_ready : ``Out(1)``, input_learn : ``In(1)``
         The input stream's handshake and the learn flag of the offered word.
     word : ``Out(range(max(input_words, 2)))``
@@ -182,6 +191,7 @@ class Controller(wiring.Component):
         self.pending_init = check_int("pending", pending, minimum=0, maximum=self.batch - 1)
         super().__init__({
             "control": Out(ControlSignature(layers=self.layers, timesteps=self.timesteps)),
+            "upcoming": Out(pass_layout(layers=self.layers, timesteps=self.timesteps)),
             "input_valid": In(1),
             "input_ready": Out(1),
             "input_learn": In(1),
@@ -203,11 +213,16 @@ class Controller(wiring.Component):
         steps = self.timesteps
 
         # Control: every transition into a pass raises `first` for that pass's first cycle;
-        # the pass kind is a register that follows the state.
+        # the pass kind is a register that follows the state. The registers take their
+        # `upcoming` values (the defaults: first low, the others held).
+        upcoming = self.upcoming
         first = Signal()
         m.d.comb += [control.first.eq(first), self.busy.eq(control.kind != Pass.IDLE)]
-        m.d.sync += first.eq(0)
         layer, t = control.layer, control.t
+        m.d.comb += [upcoming.kind.eq(control.kind), upcoming.layer.eq(layer), upcoming.t.eq(t), upcoming.first.eq(0)]
+        m.d.sync += [
+            control.kind.eq(upcoming.kind), layer.eq(upcoming.layer), t.eq(upcoming.t), first.eq(upcoming.first),
+        ]
         # The datapath's done is registered (no path from a datapath result into the next
         # pass's state): a pass that ends in cycle X hands over in X + 1 and the next pass
         # starts in X + 2 (model.core.CONTROL_LATENCY). The register seen in a pass's first
@@ -217,15 +232,15 @@ class Controller(wiring.Component):
         def go(state: str) -> None:
             """Next state ``state``; the pass kind follows (``IDLE`` for LOAD and OUTPUT)."""
             m.next = state
-            m.d.sync += control.kind.eq(Pass[state] if state in Pass.__members__ else Pass.IDLE)
+            m.d.comb += upcoming.kind.eq(Pass[state] if state in Pass.__members__ else Pass.IDLE)
 
         def enter(state: str, *, new_layer=None, new_t=None) -> None:
             go(state)
-            m.d.sync += [first.eq(1)]
+            m.d.comb += upcoming.first.eq(1)
             if new_layer is not None:
-                m.d.sync += layer.eq(new_layer)
+                m.d.comb += upcoming.layer.eq(new_layer)
             if new_t is not None:
-                m.d.sync += t.eq(new_t)
+                m.d.comb += upcoming.t.eq(new_t)
 
         def after_learning() -> None:
             """A learning sample's backward pass is over: update every B samples."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -20,7 +20,7 @@ from hw.controller import ControlSignature
 from hw.core.walk import per_layer
 from hw.core_config import CoreConfig, MemorySpec
 
-__all__ = ["LayerPorts", "MemoryEngine", "MemoryPortSignature", "MemoryPorts", "Port", "lane_layout", "shared_port", "weight_banks"]
+__all__ = ["LayerPorts", "MemoryEngine", "MemoryPortSignature", "MemoryPorts", "Port", "lane_layout", "priority", "shared_port", "weight_banks"]
 
 
 class MemoryPortSignature(wiring.Signature):
@@ -115,6 +115,18 @@ class MemoryEngine(LayerPorts, wiring.Component):
         return out
 
 
+def priority(conditions: Sequence[Value], values: Sequence[Value]) -> Value:
+    """``values[i]`` of the first ``conditions[i]`` that holds, else the last value (whose
+    condition is not tested): a request chain's choice where no request leaves it free, as
+    a balanced tree of selects (``log2`` of the requests deep, not a chain)."""
+    if len(values) == 1:
+        return Value.cast(values[0])
+    half = len(values) // 2
+    return Mux(
+        Cat(conditions[:half]).any(), priority(conditions[:half], values[:half]), priority(conditions[half:], values[half:])
+    )
+
+
 def shared_port(
     m: Module, config: CoreConfig, name: str, memory: str, select: Value,
     ports: Mapping[int, tuple[int, wiring.PureInterface]],
@@ -182,38 +194,37 @@ class MemoryPorts:
         """The read port's data (P lanes), held while no read is issued."""
         return self.read.data
 
-    def request_read(self, condition: Value, address: Value) -> None:
-        """Read ``address`` when ``condition`` (earlier requests win)."""
-        self._reads.append((condition, address))
+    def request_write(self, condition: Value, address: Value, mask: Value, word: Value) -> None:
+        """Write the lanes of ``mask`` of ``word`` when ``condition``."""
+        self._writes.append((condition, address, mask, word))
 
-    def request_write(
-        self, condition: Value, address: Value, mask: Value, lanes: Sequence[Value] | Value
-    ) -> None:
-        """Write the lanes of ``mask`` when ``condition``: ``lanes`` are P values or a whole word."""
-        self._writes.append((condition, address, mask, lanes))
-
-    def attach(self, m: Module, port: wiring.PureInterface) -> None:
-        """Serve an engine's :class:`MemoryPortSignature` port (its requests, the read data)."""
+    def attach(self, m: Module, port: wiring.PureInterface, *, ahead: bool = False) -> None:
+        """Serve an engine's :class:`MemoryPortSignature` port (its requests, the read data);
+        ``ahead``: before the requests so far (the host's, whose early, registered requests
+        then leave the engines' late ones out of the address and data selects)."""
         if "read_en" in port.signature.members:
-            self.request_read(port.read_en, port.read_addr)
+            self._reads.insert(0 if ahead else len(self._reads), (port.read_en, port.read_addr))
             m.d.comb += port.read_data.eq(self.data)
         if "write_mask" in port.signature.members:
-            self.request_write(port.write_mask.any(), port.write_addr, port.write_mask, port.write_data.as_value())
+            request = (port.write_mask.any(), port.write_addr, port.write_mask, port.write_data.as_value())
+            self._writes.insert(0 if ahead else len(self._writes), request)
 
     def connect(self, m: Module) -> None:
-        """Drive the ports from the requests."""
+        """Drive the ports from the requests: the enables from every request's condition, the
+        address and data from the first request whose condition holds, else (the port
+        unused, its address and data free) from the last request, which so needs no test."""
         read, write = self.read, self.write
-        m.d.comb += read.en.eq(0)
-        for index, (condition, address) in enumerate(self._reads):
-            with m.If(condition) if index == 0 else m.Elif(condition):
-                m.d.comb += [read.addr.eq(address), read.en.eq(1)]
-        for index, (condition, address, mask, lanes) in enumerate(self._writes):
-            with m.If(condition) if index == 0 else m.Elif(condition):
-                m.d.comb += [write.addr.eq(address), write.en.eq(mask)]
-                if isinstance(lanes, Value):
-                    m.d.comb += write.data.as_value().eq(lanes)
-                else:
-                    m.d.comb += [write.data[x].eq(value) for x, value in enumerate(lanes)]
+        if self._reads:
+            conditions = [condition for condition, _ in self._reads]
+            m.d.comb += [read.en.eq(Cat(conditions).any()), read.addr.eq(priority(conditions, [a for _, a in self._reads]))]
+        if self._writes:
+            conditions = [condition for condition, _, _, _ in self._writes]
+            masks = [Mux(condition, mask, 0) for condition, _, mask, _ in self._writes]
+            m.d.comb += [
+                write.en.eq(priority(conditions, masks)),
+                write.addr.eq(priority(conditions, [address for _, address, _, _ in self._writes])),
+                write.data.as_value().eq(priority(conditions, [word for _, _, _, word in self._writes])),
+            ]
 
 
 def weight_banks(
@@ -247,14 +258,24 @@ def weight_banks(
             address = Signal(range(depth), name=f"{kind}_{suffix}_addr")
             writing = Signal(name=f"{kind}_{suffix}_writing")
             reading = Signal(name=f"{kind}_{suffix}_reading")
-            for layer, ports in logical:  # reads first: a write's address wins
-                with m.If(ports.read.en & (ports.read.addr[0] == parity)):
-                    m.d.comb += [reading.eq(1), address.eq(config.bank_base(kind, layer) + (ports.read.addr >> 1))]
-            for layer, ports in logical:
-                with m.If(ports.write.en.any() & (ports.write.addr[0] == parity)):
-                    m.d.comb += [writing.eq(1), write.en.eq(ports.write.en), write.data.eq(ports.write.data)]
-                    m.d.comb += address.eq(config.bank_base(kind, layer) + (ports.write.addr >> 1))
-            m.d.comb += [write.addr.eq(address), read.addr.eq(address), read.en.eq(reading & ~writing)]
+            # A write's address wins over the reads (the later layer's over the earlier's; the
+            # layers' requests never meet).
+            writes = [(ports.write.en.any() & (ports.write.addr[0] == parity), layer, ports.write) for layer, ports in logical[::-1]]
+            reads = [(ports.read.en & (ports.read.addr[0] == parity), layer, ports.read) for layer, ports in logical[::-1]]
+            # Without a write the address is the reading layer's, its bank unasked: the other
+            # bank's read leaves this one free.
+            requests = writes + [(port.en, layer, port) for _, layer, port in reads]
+            m.d.comb += [
+                writing.eq(Cat(condition for condition, _, _ in writes).any()),
+                reading.eq(Cat(condition for condition, _, _ in reads).any()),
+                address.eq(priority(
+                    [condition for condition, _, _ in requests],
+                    [config.bank_base(kind, layer) + (port.addr >> 1) for _, layer, port in requests],
+                )),
+                write.en.eq(priority([c for c, _, _ in writes], [Mux(c, port.en, 0) for c, _, port in writes])),
+                write.data.eq(priority([c for c, _, _ in writes], [port.data.as_value() for _, _, port in writes])),
+                write.addr.eq(address), read.addr.eq(address), read.en.eq(reading & ~writing),
+            ]
             banks.append((reading, read.data))
         # The bank of the last read: one pass reads one layer's words at a time, so its
         # layers share it (and an engine's select among them reduces to the same word).

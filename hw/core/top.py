@@ -120,10 +120,11 @@ class _Builder:
     """Elaboration state shared by the engines: module, configuration, control, memories,
     counter increments and the LFSR's update requests."""
 
-    def __init__(self, m: Module, config: CoreConfig, control: object) -> None:
+    def __init__(self, m: Module, config: CoreConfig, control: object, upcoming: data.View) -> None:
         self.m = m
         self.cfg = config
         self.control = control
+        self.upcoming = upcoming
         self.mems: dict[tuple[str, int], MemoryPorts] = {}
         self.increments: dict[str, list[Value]] = {spec.name: [] for spec in config.counters}
 
@@ -148,14 +149,21 @@ class _Builder:
             self.m.d.sync += counter.eq(now + 1)
         return now
 
-    def follow(self, control: wiring.PureInterface) -> None:
-        """Drive an engine's ``In(ControlSignature)`` from the controller (its ``done`` is
-        the engine's own)."""
-        own = self.control
-        self.m.d.comb += [
-            control.kind.eq(own.kind), control.layer.eq(own.layer), control.t.eq(own.t),
-            control.first.eq(own.first), control.start.eq(own.start),
+    def follow(self, control: wiring.PureInterface, *passes: Pass) -> None:
+        """Drive an engine's ``In(ControlSignature)`` (its ``done`` is the engine's own) for
+        the engine of ``passes``: its own registers of the pass ``kind``, ``layer`` and
+        ``first``, loaded from the controller's upcoming values, equal to the controller's
+        in those passes and ``IDLE``, 0 and low in the others (registers near the engine,
+        no decode or fan-out from the controller in front of its reads); ``t`` and
+        ``start`` are the controller's."""
+        own, upcoming = self.control, self.upcoming
+        mine = Cat(upcoming.kind == which for which in passes).any()
+        self.m.d.sync += [
+            control.kind.eq(Mux(mine, upcoming.kind, Pass.IDLE)),
+            control.layer.eq(Mux(mine, upcoming.layer, 0)),
+            control.first.eq(upcoming.first & mine),
         ]
+        self.m.d.comb += [control.t.eq(own.t), control.start.eq(own.start)]
 
     def attach(
         self, memory: str, index: int, port: wiring.PureInterface, *, reads_as: int | None = None,
@@ -258,7 +266,7 @@ class Core(wiring.Component):
         kind, layer = control.kind, control.layer
         idle = controller.input_ready
         m.d.comb += self.busy.eq(controller.busy)
-        b = _Builder(m, cfg, control)
+        b = _Builder(m, cfg, control, controller.upcoming)
         running, valid, sweep = b.running, b.valid, b.sweep
         count, writes, mems = b.count, b.writes, b.mems
         increments = b.increments
@@ -289,8 +297,7 @@ class Core(wiring.Component):
         with m.If(accept):
             m.d.sync += label.eq(pixels.payload.label)
         mems[("PIX", 0)].request_write(
-            accept, controller.word, valid(0, controller.word),
-            [pixels.payload.pixels[x] for x in range(lanes)],
+            accept, controller.word, valid(0, controller.word), pixels.payload.pixels.as_value(),
         )
 
         # Sample cycle counter (trace) and phase cycle counters
@@ -315,7 +322,7 @@ class Core(wiring.Component):
         # FORWARD: per stage l, the scan of layer l || the integration of its spikes into
         # l + 1, joined by the stage's spike queue; the output layer's words go to the readout.
         m.submodules.readout = readout = Readout(cfg)
-        b.follow(readout.control)
+        b.follow(readout.control, Pass.READOUT)
         class_counts = list(readout.counts)
         high_water, forward_done = self._forward(b, readout)
         done_by_pass = {Pass.CLEAR: clear_done, Pass.READOUT: readout.control.done}
@@ -323,7 +330,7 @@ class Core(wiring.Component):
         # DECODE(t): the fc decoder's class sums, the readout's class values.
         if cfg.fc_decoder:
             m.submodules.decode = decoder = DecodeEngine(cfg)
-            b.follow(decoder.control)
+            b.follow(decoder.control, Pass.DECODE)
             for name, index in decoder.memories():
                 b.attach(name, index, decoder.port(name, index))
             m.d.comb += readout.sums.eq(decoder.sums)
@@ -346,7 +353,7 @@ class Core(wiring.Component):
         ended[Pass.FORWARD] = Array(registered(done) for done in forward_done)[layer]
         m.d.comb += control.done.eq(Cat((kind == which) & end for which, end in ended.items()).any())
 
-        # Host port: the learned memories and the registers while idle (attached last).
+        # Host port: the learned memories and the registers while idle (its requests first).
         m.submodules.host = host = HostPort(cfg)
         wiring.connect(m, wiring.flipped(self.host), host.host)
         m.d.comb += [
@@ -362,7 +369,7 @@ class Core(wiring.Component):
             with m.If(host.lfsr_load):
                 m.d.sync += lfsr.eq(lfsr_seeded(host.lfsr_seed))
         for spec in cfg.host_memories:
-            mems[(spec.name, spec.layer)].attach(m, getattr(host, spec.key.lower()))
+            mems[(spec.name, spec.layer)].attach(m, getattr(host, spec.key.lower()), ahead=True)
 
         for ports in mems.values():
             ports.connect(m)
@@ -403,7 +410,7 @@ class Core(wiring.Component):
         for group in layer_engines(cfg, range(layers + 1)):
             scan = ScanEngine(cfg, group)
             m.submodules[engine_name("scan", group)] = scan
-            b.follow(scan.control)
+            b.follow(scan.control, Pass.FORWARD)
             for index in group:
                 scans[index] = scan
                 for name in ("V", "VTH", "S", "H") + (("PIX",) if index == 0 else ()):
@@ -417,7 +424,7 @@ class Core(wiring.Component):
             grid = cfg.grid(group[0])
             integrate = TapIntegrateEngine(cfg, group[0]) if grid else IntegrateEngine(cfg, group)
             m.submodules[engine_name("integrate", group)] = integrate
-            b.follow(integrate.control)
+            b.follow(integrate.control, Pass.FORWARD)
             for index in group:
                 integrates[index] = integrate
                 b.attach("W", index, integrate.port("W", index), reads_as=index - 1)
@@ -519,7 +526,7 @@ class Core(wiring.Component):
         # the decoder's dV rows use them), else the class counts and the label (it needs the
         # error of one class at a time).
         m.submodules.dv = dv = DvEngine(cfg)
-        b.follow(dv.control)
+        b.follow(dv.control, Pass.DV)
         if cfg.fc_decoder:
             errors = Signal(error_layout(cfg), name="output_errors")
             m.d.comb += [errors[c].eq(output_error(cfg, n, label == c)) for c, n in enumerate(class_counts)]
@@ -536,7 +543,7 @@ class Core(wiring.Component):
         # DW(l, t), DVTH(l, t) and DD(t): the accumulation engine. Its S reads count with
         # the pass's layer (DW(l) reads S^{l-1}; DD reads S^L).
         m.submodules.accumulate = accumulator = AccumulateEngine(cfg)
-        b.follow(accumulator.control)
+        b.follow(accumulator.control, Pass.DW, Pass.DVTH, Pass.DD)
         if cfg.fc_decoder:
             m.d.comb += accumulator.errors.eq(errors)
         for name, index in accumulator.memories():
@@ -550,7 +557,7 @@ class Core(wiring.Component):
         done[Pass.DW] = done[Pass.DVTH] = done[Pass.DD] = accumulator.control.done
 
         # UPDATE: weights of layers 1..L, thresholds of layers 0..L (trainable)
-        b.follow(updater.control)
+        b.follow(updater.control, Pass.UPDATE_W, Pass.UPDATE_TH, Pass.UPDATE_D)
         for name, index in updater.memories():
             b.attach(name, index, updater.port(name, index))
         done[Pass.UPDATE_W] = done[Pass.UPDATE_TH] = done[Pass.UPDATE_D] = updater.control.done
