@@ -3,8 +3,9 @@ the engines through prioritised requests, and the single-port weight banks.
 
 An engine reaches a memory through a :class:`MemoryPortSignature` interface (its read
 request and data, its write request); :meth:`MemoryPorts.attach` adds it to the memory's
-requests. Passes never overlap on a memory port, so the order of the requests only
-settles the host port against an idle core (docs/architecture.md section 2).
+requests. Passes never overlap on a memory port and the host is honoured only while the
+core is idle, so the requests never meet; the enables are ORed and the address and data
+chosen by :func:`priority` (docs/architecture.md section 2.2).
 """
 
 from __future__ import annotations
