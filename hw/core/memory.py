@@ -5,7 +5,7 @@ An engine reaches a memory through a :class:`MemoryPortSignature` interface (its
 request and data, its write request); :meth:`MemoryPorts.attach` adds it to the memory's
 requests. Passes never overlap on a memory port and the host is honoured only while the
 core is idle, so the requests never meet; the enables are ORed and the address and data
-chosen by :func:`priority` (docs/architecture.md section 2.2).
+chosen by the requests' claims with :func:`priority` (docs/architecture.md section 2.2).
 """
 
 from __future__ import annotations
@@ -187,8 +187,8 @@ class MemoryPorts:
             )
             self.write = self.memory.write_port(granularity=1)
             self.read = self.memory.read_port(transparent_for=(self.write,) if transparent else ())
-        self._reads: list[tuple[Value, Value]] = []
-        self._writes: list[tuple[Value, Value, Value, Sequence[Value] | Value]] = []
+        self._reads: list[tuple[Value, Value, Value]] = []  # enable, claim, address
+        self._writes: list[tuple[Value, Value, Value, Value, Value]] = []  # enable, claim, address, mask, word
 
     @property
     def data(self) -> data.View:
@@ -197,34 +197,43 @@ class MemoryPorts:
 
     def request_write(self, condition: Value, address: Value, mask: Value, word: Value) -> None:
         """Write the lanes of ``mask`` of ``word`` when ``condition``."""
-        self._writes.append((condition, address, mask, word))
+        self._writes.append((condition, condition, address, mask, word))
 
-    def attach(self, m: Module, port: wiring.PureInterface, *, ahead: bool = False) -> None:
-        """Serve an engine's :class:`MemoryPortSignature` port (its requests, the read data);
-        ``ahead``: before the requests so far (the host's, whose early, registered requests
-        then leave the engines' late ones out of the address and data selects)."""
+    def attach(
+        self, m: Module, port: wiring.PureInterface, *, claim: Value | None = None, ahead: bool = False
+    ) -> None:
+        """Serve an engine's :class:`MemoryPortSignature` port (its requests, the read data).
+
+        ``claim``: the engine may use the port in this cycle (a decode of its own pass
+        registers, early in the cycle); while it holds, the port's address and data are the
+        engine's, whether it reads or writes or not, so the engine's enables (late: a
+        walker's decisions) reach only the port's enables. Without it, the enables choose.
+        ``ahead``: before the requests so far (the host's, registered and honoured while
+        the core is idle, when no engine claims)."""
         if "read_en" in port.signature.members:
-            self._reads.insert(0 if ahead else len(self._reads), (port.read_en, port.read_addr))
+            request = (port.read_en, port.read_en if claim is None else claim, port.read_addr)
+            self._reads.insert(0 if ahead else len(self._reads), request)
             m.d.comb += port.read_data.eq(self.data)
         if "write_mask" in port.signature.members:
-            request = (port.write_mask.any(), port.write_addr, port.write_mask, port.write_data.as_value())
+            enable = port.write_mask.any()
+            request = (enable, enable if claim is None else claim, port.write_addr, port.write_mask, port.write_data.as_value())
             self._writes.insert(0 if ahead else len(self._writes), request)
 
     def connect(self, m: Module) -> None:
-        """Drive the ports from the requests: the enables from every request's condition, the
-        address and data from the first request whose condition holds, else (the port
-        unused, its address and data free) from the last request, which so needs no test."""
+        """Drive the ports from the requests: the enables from the first request whose enable
+        holds, the address and data from the first whose claim (else enable) holds, else
+        (the port unused, its address and data free) from the last request, which so needs
+        no test."""
         read, write = self.read, self.write
         if self._reads:
-            conditions = [condition for condition, _ in self._reads]
-            m.d.comb += [read.en.eq(Cat(conditions).any()), read.addr.eq(priority(conditions, [a for _, a in self._reads]))]
+            enables, claims, addresses = zip(*self._reads)
+            m.d.comb += [read.en.eq(Cat(enables).any()), read.addr.eq(priority(claims, addresses))]
         if self._writes:
-            conditions = [condition for condition, _, _, _ in self._writes]
-            masks = [Mux(condition, mask, 0) for condition, _, mask, _ in self._writes]
+            enables, claims, addresses, masks, words = zip(*self._writes)
             m.d.comb += [
-                write.en.eq(priority(conditions, masks)),
-                write.addr.eq(priority(conditions, [address for _, address, _, _ in self._writes])),
-                write.data.as_value().eq(priority(conditions, [word for _, _, _, word in self._writes])),
+                write.en.eq(priority(enables, [Mux(enable, mask, 0) for enable, mask in zip(enables, masks)])),
+                write.addr.eq(priority(claims, addresses)),
+                write.data.as_value().eq(priority(claims, words)),
             ]
 
 

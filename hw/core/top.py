@@ -165,14 +165,23 @@ class _Builder:
         ]
         self.m.d.comb += [control.t.eq(own.t), control.start.eq(own.start)]
 
+    @staticmethod
+    def claim(control: wiring.PureInterface, stage: int | None = None) -> Value:
+        """An engine's claim on the memories it uses (:meth:`MemoryPorts.attach
+        <hw.core.memory.MemoryPorts.attach>`): one of its passes runs, by its own pass
+        registers (:meth:`follow`), and for a forward engine its stage is ``stage``."""
+        running = control.kind != Pass.IDLE
+        return running if stage is None else running & (control.layer == stage)
+
     def attach(
-        self, memory: str, index: int, port: wiring.PureInterface, *, reads_as: int | None = None,
+        self, memory: str, index: int, port: wiring.PureInterface, claim: Value, *, reads_as: int | None = None,
         writes_as: int | None = None,
     ) -> None:
-        """Serve an engine's port to ``memory`` of layer ``index`` and count its words read
-        and written with layers ``reads_as`` and ``writes_as`` (default ``index``: a pass
-        counts the words of the layer above it that it reads or writes with its own layer)."""
-        self.mems[(memory, index)].attach(self.m, port)
+        """Serve an engine's port to ``memory`` of layer ``index`` under its ``claim`` and
+        count its words read and written with layers ``reads_as`` and ``writes_as`` (default
+        ``index``: a pass counts the words of the layer above it that it reads or writes
+        with its own layer)."""
+        self.mems[(memory, index)].attach(self.m, port, claim=claim)
         if "read_en" in port.signature.members:
             self.reads(memory, index if reads_as is None else reads_as, port.read_en)
         if "write_mask" in port.signature.members:
@@ -332,7 +341,7 @@ class Core(wiring.Component):
             m.submodules.decode = decoder = DecodeEngine(cfg)
             b.follow(decoder.control, Pass.DECODE)
             for name, index in decoder.memories():
-                b.attach(name, index, decoder.port(name, index))
+                b.attach(name, index, decoder.port(name, index), b.claim(decoder.control))
             m.d.comb += readout.sums.eq(decoder.sums)
             done_by_pass[Pass.DECODE] = decoder.control.done
         if cfg.learnable:
@@ -414,7 +423,7 @@ class Core(wiring.Component):
             for index in group:
                 scans[index] = scan
                 for name in ("V", "VTH", "S", "H") + (("PIX",) if index == 0 else ()):
-                    b.attach(name, index, scan.port(name, index))
+                    b.attach(name, index, scan.port(name, index), b.claim(scan.control, index))
                 here = runs(stage, index, group)
                 count(f"spikes.{index}", Mux(scan.written & here, popcount(scan.written_spikes), 0))
                 if index < layers:
@@ -427,8 +436,9 @@ class Core(wiring.Component):
             b.follow(integrate.control, Pass.FORWARD)
             for index in group:
                 integrates[index] = integrate
-                b.attach("W", index, integrate.port("W", index), reads_as=index - 1)
-                b.attach("V", index, integrate.port("V", index), reads_as=index - 1, writes_as=index - 1)
+                claim = b.claim(integrate.control, index - 1)  # stage l integrates into l + 1
+                b.attach("W", index, integrate.port("W", index), claim, reads_as=index - 1)
+                b.attach("V", index, integrate.port("V", index), claim, reads_as=index - 1, writes_as=index - 1)
 
         # The spike queues: one per pair of a stage's scan and integration engines, shared by
         # the stages of the pair (which run one after another; a scan engine is in one pair).
@@ -535,7 +545,7 @@ class Core(wiring.Component):
             m.d.comb += [dv.counts.eq(Cat(class_counts)), dv.label.eq(label)]
         for name, index in dv.memories():
             # DV(l) reads W^{l+1} and dV^{l+1}
-            b.attach(name, index, dv.port(name, index), reads_as=index - 1 if name in ("W", "DV") else index)
+            b.attach(name, index, dv.port(name, index), b.claim(dv.control), reads_as=index - 1 if name in ("W", "DV") else index)
         for index in range(lowest, layers + 1):
             count(f"window_events.{index}", dv.events & (control.layer == index))
         done[Pass.DV] = dv.control.done
@@ -549,16 +559,16 @@ class Core(wiring.Component):
         for name, index in accumulator.memories():
             port = accumulator.port(name, index)
             if name == "S":
-                mems[(name, index)].attach(m, port)
+                mems[(name, index)].attach(m, port, claim=b.claim(accumulator.control))
                 reads("S", index + 1, port.read_en & (control.kind == Pass.DW))
                 reads("S", index, port.read_en & ((control.kind == Pass.DVTH) | (control.kind == Pass.DD)))
             else:
-                b.attach(name, index, port)
+                b.attach(name, index, port, b.claim(accumulator.control))
         done[Pass.DW] = done[Pass.DVTH] = done[Pass.DD] = accumulator.control.done
 
         # UPDATE: weights of layers 1..L, thresholds of layers 0..L (trainable)
         b.follow(updater.control, Pass.UPDATE_W, Pass.UPDATE_TH, Pass.UPDATE_D)
         for name, index in updater.memories():
-            b.attach(name, index, updater.port(name, index))
+            b.attach(name, index, updater.port(name, index), b.claim(updater.control))
         done[Pass.UPDATE_W] = done[Pass.UPDATE_TH] = done[Pass.UPDATE_D] = updater.control.done
         return done

@@ -253,7 +253,9 @@ class Walker:
         base = Signal(range(longest + 1), name=f"{name}_base")
         held_base = Mux(first, 0, base)
         self.tag = held[lanes:lanes + len(carried)] if tag is not None else None
-        have_now = fifo.pop.valid & active
+        # The FIFO holds words only inside the walker's pass (empty in its first cycle and
+        # after its last retire), so its head needs no pass decode.
+        have_now = fifo.pop.valid
         self.sub = Signal(counter_shape(cost if isinstance(cost, int) else max_cost), name=f"{name}_sub")
         self.cost = cost
         done_lanes = Signal(lanes, name=f"{name}_done_lanes")
