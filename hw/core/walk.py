@@ -12,7 +12,7 @@ from hw.core_config import CoreConfig
 from hw.queue import SpikeQueue
 
 __all__ = [
-    "PREFETCH_WORDS", "Walker", "WordSequence", "by_layer", "counter_shape", "delay", "lowest", "one_hot_select", "per_layer", "popcount", "row_lanes", "runs", "scoreboard", "select",
+    "PREFETCH_WORDS", "Walker", "WordSequence", "by_layer", "counter_shape", "delay", "lowest", "one_hot_pick", "one_hot_select", "per_layer", "popcount", "row_lanes", "runs", "scoreboard", "select",
     "decoder_lanes", "decoder_row_base", "step_base", "valid_lanes", "wire",
 ]
 
@@ -115,6 +115,14 @@ def one_hot_select(values: Sequence[int], one_hot: Value, bits: int) -> Value:
     return Cat(*(
         Cat(*(one_hot[x] for x, value in enumerate(values) if value >> b & 1), Const(0, 1)).any() for b in range(bits)
     ))
+
+
+def one_hot_pick(values: Sequence[Value], one_hot: Value) -> Value:
+    """``values[x]`` for the set bit ``x`` of ``one_hot`` (0 if none): an OR of AND terms."""
+    picked = Const(0, Value.cast(values[0]).shape())
+    for x, value in enumerate(values):
+        picked = picked | Mux(one_hot[x], value, 0)
+    return picked
 
 
 def popcount(bits: Value) -> Value:
@@ -282,16 +290,20 @@ class Walker:
         m.d.sync += outstanding.eq(outstanding_now + self.issue - retire)
         m.d.sync += retired.eq(retired_now + retire)
         row_step = by_layer(layer, {i: lanes * c for i, c in rows.items()}, base.shape())
-        m.d.sync += base.eq(held_base + Mux(retire, row_step, 0))
+        base_next = held_base + Mux(retire, row_step, 0)
+        m.d.sync += base.eq(base_next)
         self.finished = wire(m, active & ~first & (retired_now + retire == words), f"{name}_finished")
 
-        offset_bits = Shape.cast(base.shape()).width
-        lane_offset = by_layer(
-            layer, {i: one_hot_select([x * c for x in range(lanes)], one_hot, offset_bits) for i, c in rows.items()},
-            base.shape(),
-        )
+        # The first word of each lane's row, ``base + x c``, registered with the base (an
+        # event starts no sooner than the cycle after its word's base is known): the lane
+        # select picks a register, no adder behind it.
+        starts = []
+        for x in range(lanes):
+            start = Signal(base.shape(), name=f"{name}_row_start{x}")
+            m.d.sync += start.eq(base_next + by_layer(layer, {i: x * c for i, c in rows.items()}, base.shape()))
+            starts.append(start)
         following = Signal(base.shape(), name=f"{name}_following")  # the next word of the row
-        self.address = wire(m, Mux(self.sub == 0, held_base + lane_offset, following), f"{name}_address")
+        self.address = wire(m, Mux(self.sub == 0, one_hot_pick(starts, one_hot), following), f"{name}_address")
         with m.If(self.step):
             m.d.sync += following.eq(self.address + 1)
             m.d.sync += self.sub.eq(Mux(event_end, 0, self.sub + 1))
