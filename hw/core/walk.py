@@ -118,7 +118,9 @@ def one_hot_select(values: Sequence[int], one_hot: Value, bits: int) -> Value:
 
 
 def one_hot_pick(values: Sequence[Value], one_hot: Value) -> Value:
-    """``values[x]`` for the set bit ``x`` of ``one_hot`` (0 if none): an OR of AND terms."""
+    """``values[x]`` for the set bit ``x`` of ``one_hot`` (0 if none): an OR of AND terms
+    (a table of constants: :func:`one_hot_select`, an OR of the one-hot bits per bit, which
+    Yosys maps to fewer cells than this form of it)."""
     picked = Const(0, Value.cast(values[0]).shape())
     for x, value in enumerate(values):
         picked = picked | Mux(one_hot[x], value, 0)
